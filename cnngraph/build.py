@@ -1,0 +1,178 @@
+"""build: `ModelSpec` -> forward DAG of primitive ops, shapes inferred, errors located.
+
+Layers may be written in any order; they are lowered in dependency order, and
+a cycle is reported with the layers on it.  Each layer rule emits its ops
+through a `LowerContext`, which also creates the layer's parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from .config import Settings, read_settings
+from .errors import BuildError, close_names
+from .graph import Emitter, ShapeError
+from .options import read_options
+from .registry import Registry
+from .spec import LayerSpec, ModelSpec
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """How to initialise a parameter, and its learning-rate multiplier (seed 4.2)."""
+
+    init: tuple          # (scheme, arguments)
+    fan_in: np.ndarray   # per leading-axis entry (kernel: per output map), or a scalar
+    fan_out: float
+    size: int            # trainable entries (a masked kernel's connected taps only)
+    lr_scale: float = 1.0
+
+
+@dataclass
+class Network:
+    """The built forward DAG and the roles of its nodes."""
+
+    spec: ModelSpec
+    graph: nx.DiGraph
+    settings: Settings
+    input: str = ""
+    target: str = ""
+    loss: str = ""
+    prediction: str = ""
+    params: dict = field(default_factory=dict)      # param id -> ParamInfo
+    layer_outputs: dict = field(default_factory=dict)
+
+
+class LowerContext:
+    """What a layer rule sees while lowering one layer."""
+
+    def __init__(self, network: Network, registry: Registry, layer: LayerSpec, spans: dict):
+        self.network, self.registry, self.layer, self.spans = network, registry, layer, spans
+        self.emitter = Emitter(network.graph, registry, layer=layer.name, span=layer.span)
+
+    def emit(self, op: str, inputs, *, at: str | None = None, **attrs) -> str:
+        """Emit an op; a shape error points at option ``at`` (or the layer)."""
+        self.emitter.span = self.span(at)
+        try:
+            return self.emitter.emit(op, inputs, **attrs)
+        finally:
+            self.emitter.span = self.layer.span
+
+    def shape(self, node: str) -> tuple:
+        return self.network.graph.nodes[node]["shape"]
+
+    def span(self, option: str | None):
+        return self.spans.get(option, self.layer.span) if option else self.layer.span
+
+    def error(self, message: str, at: str | None = None, hint: str | None = None) -> BuildError:
+        return BuildError(message, self.span(at), hint)
+
+    def param(self, name: str, shape, init, fan_in, fan_out, lr_scale=1.0, size=None) -> str:
+        node = self.emitter.source(f"{self.layer.name}.{name}", "param", shape)
+        size = math.prod(shape) if size is None else int(size)
+        self.network.params[node] = ParamInfo(init, np.asarray(fan_in, dtype=float),
+                                              float(fan_out), size, lr_scale)
+        return node
+
+    @property
+    def settings(self) -> Settings:
+        return self.network.settings
+
+    def table(self, name: str, at: str):
+        for table in self.network.spec.tables:
+            if table.name == name:
+                return table
+        raise self.error(f"no table named '{name}'", at,
+                         close_names(name, [t.name for t in self.network.spec.tables]))
+
+    def set_loss(self, loss: str, prediction: str, target: str) -> None:
+        if self.network.loss:
+            raise self.error("a model has one loss; this is the second")
+        self.network.loss, self.network.prediction, self.network.target = loss, prediction, target
+
+
+def build_network(spec: ModelSpec, registry: Registry) -> Network:
+    """Lower every layer of the spec into ops; check names, order, shapes."""
+    network = Network(spec, nx.DiGraph(), read_settings(spec.sections))
+    _check_tables(spec)
+    if len(spec.inputs) != 1:
+        where = spec.inputs[1].span if spec.inputs else None
+        raise BuildError("a model needs exactly one 'input' statement, e.g. "
+                         "'input x : 1 x 28 x 28'", where, where=spec.file)
+    source = spec.inputs[0]
+    Emitter(network.graph, registry, span=source.span, layer=source.name).source(
+        source.name, "input", (None,) + source.shape)
+    network.input = source.name
+    network.layer_outputs[source.name] = source.name
+    for layer in _dependency_order(spec):
+        network.layer_outputs[layer.name] = _lower(network, registry, layer)
+    if not network.loss:
+        raise BuildError("the model has no loss layer, e.g. "
+                         "'loss L <- out : function=squared_error'", where=spec.file)
+    return network
+
+
+def _lower(network, registry, layer):
+    rule = registry.layers.get(layer.kind)
+    if rule is None:
+        raise BuildError(f"unknown layer kind '{layer.kind}'", layer.kind_span,
+                         hint=close_names(layer.kind, registry.layers)
+                         or "layer kinds: " + ", ".join(sorted(registry.layers)))
+    count = len(layer.sources)
+    if count < rule.min_inputs or (rule.max_inputs is not None and count > rule.max_inputs):
+        most = "any number" if rule.max_inputs is None else str(rule.max_inputs)
+        raise BuildError(f"'{layer.kind}' reads {rule.min_inputs} to {most} layers, "
+                         f"got {count}", layer.span)
+    values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
+                                 layer.span)
+    ctx = LowerContext(network, registry, layer, spans)
+    sources = [network.layer_outputs[ref.name] for ref in layer.sources]
+    try:
+        return rule.lower(ctx, values, sources)
+    except ShapeError as e:
+        raise ctx.error(str(e)) from None
+
+
+def _dependency_order(spec: ModelSpec):
+    defined = {spec.inputs[0].name: spec.inputs[0]}
+    for layer in spec.layers:
+        if layer.name in defined:
+            raise BuildError(f"'{layer.name}' is defined twice", layer.span)
+        defined[layer.name] = layer
+    names = nx.DiGraph()
+    names.add_nodes_from(defined)
+    for layer in spec.layers:
+        for ref in layer.sources:
+            if ref.name not in defined:
+                raise BuildError(f"unknown layer '{ref.name}'", ref.span,
+                                 hint=close_names(ref.name, defined))
+            if ref.name == layer.name:
+                raise BuildError(f"layer '{layer.name}' reads itself", ref.span)
+            names.add_edge(ref.name, layer.name)
+    try:
+        cycle = nx.find_cycle(names)
+    except nx.NetworkXNoCycle:
+        index = {name: i for i, name in enumerate(defined)}
+        order = nx.lexicographical_topological_sort(names, key=index.get)
+        return [defined[n] for n in order if n != spec.inputs[0].name]
+    path = " -> ".join([a for a, _ in cycle] + [cycle[0][0]])
+    raise BuildError(f"the layers form a cycle: {path}", defined[cycle[0][1]].span)
+
+
+def _check_tables(spec):
+    seen = set()
+    for table in spec.tables:
+        if table.name in seen:
+            raise BuildError(f"table '{table.name}' is defined twice", table.span)
+        seen.add(table.name)
+        rows = set()
+        for row in table.rows:
+            if row.output in rows:
+                raise BuildError(f"output map {row.output} appears twice in table "
+                                 f"'{table.name}'", row.span)
+            rows.add(row.output)
+            if len(set(row.inputs)) != len(row.inputs):
+                raise BuildError(f"output map {row.output} lists an input map twice", row.span)

@@ -1,0 +1,93 @@
+"""One error hierarchy for every stage, and the one formatter that prints it.
+
+Every error a user can cause carries a message, an optional source span and an
+optional hint; the CLI prints it as ``file:line:col: error: ...`` with the
+offending line and a caret, and exits 2.  Only the CLI prints or exits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place in a source text: 1-based line and column, and a length."""
+
+    file: str
+    line: int
+    column: int
+    length: int = 1
+    text: str | None = None  # the whole source, to show the offending line
+
+    def source_line(self) -> str | None:
+        if self.text is None:
+            return None
+        lines = self.text.splitlines()
+        return lines[self.line - 1] if 0 < self.line <= len(lines) else None
+
+
+class CnnError(Exception):
+    """A mistake in user input (model file, data, checkpoint, flags)."""
+
+    stage = "error"
+
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None,
+                 where: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.where = where  # a file or array name, when there is no span
+
+
+class ParseError(CnnError):
+    """The text does not follow the grammar."""
+
+
+class BuildError(CnnError):
+    """The text parses but does not describe a valid network."""
+
+
+class RuleError(CnnError):
+    """An op or layer rule is declared wrongly (registration time)."""
+
+
+class DataError(CnnError):
+    """A data file is missing, malformed or does not fit the model."""
+
+
+class CheckpointError(CnnError):
+    """A checkpoint is corrupt, foreign or of another network."""
+
+
+class UsageError(CnnError):
+    """A command-line flag is wrong."""
+
+
+def format_error(error: CnnError) -> str:
+    """Render an error as ``file:line:col: error: message``, source line, caret, hint."""
+    span = error.span
+    if span is None:
+        head = f"{error.where}: error: {error.message}" if error.where else f"error: {error.message}"
+        lines = [head]
+    else:
+        lines = [f"{span.file}:{span.line}:{span.column}: error: {error.message}"]
+        source = span.source_line()
+        if source is not None:
+            gutter = f"{span.line:>5} | "
+            lines.append(gutter + source.rstrip("\n"))
+            width = max(1, min(span.length, len(source) - span.column + 1))
+            lines.append(" " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * width)
+    if error.hint:
+        lines.append(f"hint: {error.hint}")
+    return "\n".join(lines)
+
+
+def close_names(name: str, candidates, n: int = 3) -> str | None:
+    """A 'did you mean' hint built with difflib, or None when nothing is close."""
+    import difflib
+
+    matches = difflib.get_close_matches(name, sorted(candidates), n=n, cutoff=0.6)
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"

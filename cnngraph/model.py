@@ -1,0 +1,159 @@
+"""The Python API: compile a model, then run it forward, differentiate it, draw it.
+
+    model = compile_model("models/dlt.cnn")
+    params = model.init_params(seed=0)
+    loss, grads = model.loss_and_grads(params, images, targets)
+
+Parameters are named arrays ("C1.kernel", "S2.beta", "F6.weight", ...), the
+names ``summary`` prints.  Arrays are batch first, (N, maps, H, W).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .backward import derive_backward, derive_curvature
+from .build import Network, build_network
+from .execute import run_plan
+from .initialize import init_param
+from .layers import register_builtin_layers
+from .ops import register_builtin_ops
+from .parse import parse_file, parse_text
+from .registry import Registry
+from .schedule import schedule
+
+
+def default_registry() -> Registry:
+    """A fresh registry holding the built-in ops and layers."""
+    return register_builtin_layers(register_builtin_ops(Registry()))
+
+
+def compile_model(source: str | Path, registry: Registry | None = None) -> "Model":
+    """Compile a model file (a path) or model text (a string holding a newline)."""
+    registry = registry or default_registry()
+    if isinstance(source, str) and "\n" in source:
+        spec = parse_text(source)
+    else:
+        spec = parse_file(source)
+    return Model(build_network(spec, registry), registry)
+
+
+class Model:
+    """A compiled network: its graphs, parameters and the plans that run them."""
+
+    def __init__(self, network: Network, registry: Registry):
+        self.network, self.registry = network, registry
+        self._plans: dict = {}
+
+    # what it is ---------------------------------------------------------
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The forward DAG."""
+        return self.network.graph
+
+    @property
+    def settings(self):
+        return self.network.settings
+
+    @property
+    def param_shapes(self) -> dict[str, tuple]:
+        return {p: self.graph.nodes[p]["shape"] for p in self.network.params}
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.graph.nodes[self.network.input]["shape"][1:]
+
+    @property
+    def classes(self) -> int:
+        return self.graph.nodes[self.network.prediction]["shape"][1]
+
+    def network_hash(self) -> str:
+        """SHA-256 of the network (layers, tables, init), not of the training block."""
+        text = self.network.spec.text
+        kept = [line for line in _without_sections(text, {"train"})]
+        return hashlib.sha256("\n".join(kept).encode()).hexdigest()
+
+    def init_params(self, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return {name: init_param(info, self.param_shapes[name], rng, dtype)
+                for name, info in self.network.params.items()}
+
+    # graphs -------------------------------------------------------------
+    def backward_graph(self, wrt=None):
+        """Forward plus backward nodes for dE/dv, v in ``wrt`` (default: the parameters)."""
+        return derive_backward(self.graph, self.registry, self.network.loss,
+                               list(wrt or self.network.params))
+
+    def training_graph(self):
+        """The backward graph plus the curvature pass SDLM needs."""
+        backward = self.backward_graph()
+        return derive_curvature(backward.graph, self.registry, self.network.loss,
+                                list(self.network.params)), backward
+
+    # running ------------------------------------------------------------
+    def _plan(self, key, make):
+        if key not in self._plans:
+            self._plans[key] = make()
+        return self._plans[key]
+
+    def _feeds(self, params, x, t=None):
+        feeds = dict(params)
+        feeds[self.network.input] = x
+        if t is not None:
+            feeds[self.network.target] = t
+        return feeds
+
+    def forward(self, params, x) -> np.ndarray:
+        """The network's output (what the loss reads) for a batch."""
+        plan = self._plan("forward", lambda: schedule(self.graph, self.registry,
+                                                      [self.network.prediction]))
+        return run_plan(plan, self._feeds(params, x), x.dtype)[self.network.prediction]
+
+    def loss(self, params, x, t) -> float:
+        plan = self._plan("loss", lambda: schedule(self.graph, self.registry, [self.network.loss]))
+        return float(run_plan(plan, self._feeds(params, x, t), x.dtype)[self.network.loss])
+
+    def loss_and_grads(self, params, x, t, wrt=None, outputs=()):
+        """Loss and named gradients for a batch and its targets.
+
+        ``wrt`` defaults to the parameters; pass the input's name too for dE/dx.
+        ``outputs`` adds other node values to the returned dict of extras.
+        """
+        wrt = tuple(wrt or self.network.params)
+        key = ("grads", wrt, tuple(outputs))
+
+        def make():
+            derived = self.backward_graph(wrt)
+            names = [self.network.loss, self.network.prediction, *outputs]
+            return schedule(derived.graph, self.registry,
+                            names + [derived.results[v] for v in wrt]), derived.results
+        plan, results = self._plan(key, make)
+        values = run_plan(plan, self._feeds(params, x, t), x.dtype)
+        grads = {v: values[results[v]] for v in wrt}
+        return float(values[self.network.loss]), grads, values
+
+    def curvatures(self, params, x, t) -> dict[str, np.ndarray]:
+        """The diagonal Gauss-Newton estimates h for each parameter, averaged over the batch."""
+        def make():
+            derived = derive_curvature(self.graph, self.registry, self.network.loss,
+                                       list(self.network.params))
+            return schedule(derived.graph, self.registry, list(derived.results.values())), \
+                derived.results
+        plan, results = self._plan("curvature", make)
+        values = run_plan(plan, self._feeds(params, x, t), x.dtype)
+        return {p: values[results[p]] for p in self.network.params}
+
+
+def _without_sections(text: str, names: set[str]):
+    skipping = False
+    for line in text.splitlines():
+        stripped = line.split("#", 1)[0].strip()
+        if not skipping and stripped.endswith("{") and stripped[:-1].strip() in names:
+            skipping = True
+        elif skipping and stripped == "}":
+            skipping = False
+        elif not skipping and stripped:
+            yield stripped

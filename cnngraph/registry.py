@@ -1,0 +1,178 @@
+"""The registry of op rules and layer rules: one public way to declare both.
+
+An *op rule* is a primitive of the computation graph: its input slots, a shape
+rule, a NumPy forward kernel, a gradient rule that emits backward nodes made of
+other registered ops, an optional curvature rule for SDLM, a DOT label, traits
+and an example for the generated tests.  A *layer rule* is what a ``.cnn`` file
+names: typed options and a lowering into ops.  Built-in and user rules register
+through the same `Registry.add_op` / `Registry.add_layer`.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import RuleError, close_names
+
+#: Traits a rule may declare; passes look at traits, never at op names.
+KNOWN_TRAITS = frozenset({
+    "elementwise",   # output[i] depends on input[i] only; same shape in and out
+    "multilinear",   # each Jacobian entry is ±1 times a product of operands (conv, matmul,
+                     # add, reshape...), so curvature = gradient rule with squared operands
+    "loss",          # scalar output averaged over the batch; starts differentiation
+    "shape_only",    # a slot is read for its shape alone (see `shape_slots`)
+})
+
+
+class NotDifferentiable:
+    """Marks an op whose gradient is undefined by design (not merely unwritten)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"NotDifferentiable({self.reason!r})"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A small valid call of an op: input arrays (batch first) and attributes."""
+
+    inputs: tuple
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """Everything about one primitive op, declared once.
+
+    shape(*input_shapes, **attrs) -> output shape (batch axis is ``None``).
+    forward(*arrays, **attrs) -> array.
+    gradient(emit, node, delta) -> one entry per slot: a node id, or None where
+        that slot gets no gradient by design.  ``emit`` is an `Emitter`.
+    curvature(emit, node, h) -> one entry per slot, the diagonal Gauss-Newton
+        recursion; derived from `gradient` for ops with the 'multilinear' trait.
+    example(rng) -> Example, used by the generated checks.
+    macs(*input_shapes, **attrs) -> multiply-adds per image, for ``summary``.
+    """
+
+    name: str
+    slots: tuple[str, ...]
+    shape: Callable
+    forward: Callable
+    gradient: Callable | NotDifferentiable
+    example: Callable
+    curvature: Callable | NotDifferentiable | None = None
+    label: Callable[[Mapping[str, Any]], str] | None = None
+    traits: frozenset = frozenset()
+    shape_slots: tuple[str, ...] = ()  # slots read only for their shape
+    macs: Callable | None = None       # (*input_shapes, **attrs) -> multiply-adds per image
+    doc: str = ""
+
+    def dot_label(self, attrs: Mapping[str, Any]) -> str:
+        return self.label(attrs) if self.label else self.name
+
+
+@dataclass(frozen=True)
+class Option:
+    """A typed option of a layer: a checker turning a parsed value into data."""
+
+    check: Callable  # (value, span) -> python value; raises BuildError
+    default: Any = None
+    required: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """A layer kind a model file can name: options and a lowering into ops.
+
+    lower(ctx, layer, options) emits the layer's ops through ``ctx`` and returns
+    the node id of the layer's output.
+    """
+
+    name: str
+    options: Mapping[str, Option]
+    lower: Callable
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+    doc: str = ""
+
+
+_OP_FIELDS = ("shape", "forward", "example")
+
+
+class Registry:
+    """Op rules and layer rules by name.  Built explicitly, never filled on import."""
+
+    def __init__(self):
+        self.ops: dict[str, OpRule] = {}
+        self.layers: dict[str, LayerRule] = {}
+
+    def add_op(self, rule: OpRule) -> OpRule:
+        """Register an op rule after checking it is complete and well formed."""
+        _validate_op(rule, self.ops)
+        self.ops[rule.name] = rule
+        return rule
+
+    def add_layer(self, rule: LayerRule) -> LayerRule:
+        if not rule.name.isidentifier():
+            raise RuleError(f"layer name {rule.name!r} is not an identifier")
+        if rule.name in self.layers:
+            raise RuleError(f"layer '{rule.name}' is registered twice")
+        if not callable(rule.lower):
+            raise RuleError(f"layer '{rule.name}': lower must be callable")
+        self.layers[rule.name] = rule
+        return rule
+
+    def op(self, name: str) -> OpRule:
+        try:
+            return self.ops[name]
+        except KeyError:
+            raise RuleError(f"unknown op '{name}'", hint=close_names(name, self.ops)) from None
+
+    def copy(self) -> "Registry":
+        other = Registry()
+        other.ops = dict(self.ops)
+        other.layers = dict(self.layers)
+        return other
+
+
+def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
+    where = f"op '{rule.name}'"
+    if not isinstance(rule.name, str) or not rule.name.isidentifier():
+        raise RuleError(f"op name {rule.name!r} is not an identifier")
+    if rule.name in existing:
+        raise RuleError(f"{where} is registered twice")
+    if not rule.slots or len(set(rule.slots)) != len(rule.slots):
+        raise RuleError(f"{where}: slots must be distinct names, got {rule.slots!r}")
+    for name in _OP_FIELDS:
+        if not callable(getattr(rule, name)):
+            raise RuleError(f"{where}: field '{name}' must be callable")
+    if not (callable(rule.gradient) or isinstance(rule.gradient, NotDifferentiable)):
+        raise RuleError(f"{where}: gradient must be a rule or NotDifferentiable(reason)")
+    if rule.curvature is not None and not (
+            callable(rule.curvature) or isinstance(rule.curvature, NotDifferentiable)):
+        raise RuleError(f"{where}: curvature must be a rule, NotDifferentiable or None")
+    unknown = set(rule.traits) - KNOWN_TRAITS
+    if unknown:
+        raise RuleError(f"{where}: unknown traits {sorted(unknown)}; known: {sorted(KNOWN_TRAITS)}")
+    if set(rule.shape_slots) - set(rule.slots):
+        raise RuleError(f"{where}: shape_slots {rule.shape_slots} are not slots {rule.slots}")
+    for name in ("shape", "forward"):
+        _check_arity(rule, name, getattr(rule, name))
+
+
+def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.default is p.empty]
+    if len(positional) != len(rule.slots):
+        raise RuleError(f"op '{rule.name}': {name} takes {len(positional)} required positional "
+                        f"arguments but the op has {len(rule.slots)} slots {rule.slots}")

@@ -1,0 +1,63 @@
+"""summarize: one row per layer: output shape, parameters, multiply-adds per image."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dot import shape_text
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str
+    output: tuple
+    params: list          # [(name, shape)]
+    param_count: int
+    macs: int             # multiply-adds per image, forward
+
+
+def summarize(model) -> list[LayerRow]:
+    """Rows in layer order.  Parameters count trainable entries (a masked
+    kernel's connected taps); multiply-adds come from each op rule's ``macs``."""
+    graph, net = model.graph, model.network
+    rows = [LayerRow(net.input, "input", graph.nodes[net.input]["shape"], [], 0, 0)]
+    for layer in net.spec.layers:
+        members = [n for n, d in graph.nodes(data=True) if d.get("layer") == layer.name]
+        params = [(n, graph.nodes[n]["shape"]) for n in members if n in net.params]
+        macs = sum(_macs(graph.nodes[n], graph, model.registry)
+                   for n in members if graph.nodes[n]["op"])
+        output = graph.nodes[net.layer_outputs[layer.name]]["shape"]
+        rows.append(LayerRow(layer.name, layer.kind, output, params,
+                             sum(net.params[n].size for n, _ in params), macs))
+    return rows
+
+
+def _macs(data, graph, registry):
+    rule = registry.op(data["op"])
+    if rule.macs is None:
+        return 0
+    return int(rule.macs(*[graph.nodes[i]["shape"] for i in data["inputs"]], **data["attrs"]))
+
+
+def format_summary(model, rows) -> str:
+    header = f"{'layer':<10} {'kind':<10} {'output':<14} {'parameters':>11} {'mult-adds':>12}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r.name:<10} {r.kind:<10} {shape_text(r.output[1:]):<14} "
+                     f"{r.param_count:>11,} {r.macs:>12,}")
+        for name, shape in r.params:
+            lines.append(f"{'':<10}   {name:<22} {shape_text(shape)}")
+    lines.append("-" * len(header))
+    lines.append(f"{'total':<36} {sum(r.param_count for r in rows):>11,} "
+                 f"{sum(r.macs for r in rows):>12,}")
+    return "\n".join(lines)
+
+
+def summary_json(model, rows) -> dict:
+    return {"model": model.network.spec.file,
+            "layers": [{"name": r.name, "kind": r.kind, "output": list(r.output[1:]),
+                        "params": {n: list(s) for n, s in r.params},
+                        "param_count": r.param_count, "macs": r.macs} for r in rows],
+            "total_params": sum(r.param_count for r in rows),
+            "total_macs": sum(r.macs for r in rows)}

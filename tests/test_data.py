@@ -1,0 +1,316 @@
+"""Tests for cnngraph.data: IDX reading, validation, locating, loading, downloading."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnngraph import data
+from cnngraph.data import (MNIST_FILES, download_mnist, find_data_dir, load_mnist,
+                           load_pair, read_idx, sha256_file)
+from cnngraph.errors import DataError
+
+SHARED = Path("/work/shared/data/mnist")
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+CODES = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B,
+         np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode an array as an IDX file (big-endian)."""
+    big = array.astype(array.dtype.newbyteorder(">"))
+    header = bytes([0, 0, CODES[big.dtype], array.ndim]) + struct.pack(f">{array.ndim}I",
+                                                                         *array.shape)
+    return header + big.tobytes()
+
+
+def write(path: Path, payload: bytes, compress: bool = False) -> Path:
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+    return path
+
+
+def real_data_dir() -> Path | None:
+    env = os.environ.get("CNNGRAPH_DATA")
+    if env:
+        return Path(env)
+    return SHARED if SHARED.is_dir() else None
+
+
+def assert_names(exc: pytest.ExceptionInfo, path: Path, field: str) -> None:
+    message = str(exc.value)
+    assert path.name in message, message
+    assert field in message, message
+    assert exc.value.where == str(path)
+
+
+# --- real MNIST ----------------------------------------------------------------
+
+def test_real_mnist_loads():
+    folder = real_data_dir()
+    if folder is None:
+        pytest.skip("no MNIST data (set CNNGRAPH_DATA)")
+    ds = load_mnist(folder)
+    assert ds.train_images.shape == (60000, 28, 28) and ds.train_images.dtype == np.uint8
+    assert ds.test_images.shape == (10000, 28, 28) and ds.test_images.dtype == np.uint8
+    assert ds.train_labels.shape == (60000,) and ds.test_labels.shape == (10000,)
+    assert np.bincount(ds.train_labels, minlength=10).tolist() == TRAIN_COUNTS
+    assert np.bincount(ds.test_labels, minlength=10).tolist() == TEST_COUNTS
+    assert ds.train_images.max() == 255 and ds.train_images.min() == 0
+    assert abs(float(ds.test_images.mean()) - 33.7912) < 1e-3
+
+
+def test_real_checksums_match_table():
+    if not SHARED.is_dir():
+        pytest.skip("no shared MNIST folder")
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert sha256_file(SHARED / name) == MNIST_FILES[name]
+
+
+# --- round trips ---------------------------------------------------------------
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("dtype", ["u1", "i1", ">i2", ">i4", ">f4", ">f8"])
+def test_round_trip(tmp_path, compress, dtype):
+    rng = np.random.default_rng(0)
+    array = (rng.standard_normal((3, 4, 5)) * 100).astype(dtype)
+    path = write(tmp_path / "x.idx", idx_bytes(array), compress)
+    got = read_idx(path)
+    assert got.shape == (3, 4, 5)
+    assert got.dtype == np.dtype(dtype).newbyteorder("=") and got.dtype.isnative
+    np.testing.assert_array_equal(got, array)
+    got[0, 0, 0] = 0  # writable
+
+
+def test_gzip_detected_by_magic_not_extension(tmp_path):
+    labels = np.arange(10, dtype=np.uint8)
+    path = write(tmp_path / "labels.raw", idx_bytes(labels), compress=True)
+    np.testing.assert_array_equal(read_idx(path), labels)
+    path = write(tmp_path / "labels.gz", idx_bytes(labels), compress=False)
+    np.testing.assert_array_equal(read_idx(path), labels)
+
+
+def test_one_and_four_dims(tmp_path):
+    for shape in [(7,), (1, 2, 3, 4)]:
+        array = np.ones(shape, dtype=np.uint8)
+        assert read_idx(write(tmp_path / "a", idx_bytes(array))).shape == shape
+
+
+# --- rejections ----------------------------------------------------------------
+
+def good_images(n=4) -> bytes:
+    return idx_bytes(np.zeros((n, 2, 3), dtype=np.uint8))
+
+
+def test_truncated_data(tmp_path):
+    path = write(tmp_path / "imgs-idx3-ubyte", good_images()[:-5], compress=True)
+    with pytest.raises(DataError) as exc:
+        read_idx(path)
+    assert_names(exc, path, "data")
+    assert "truncated: expected 24 bytes of data after the header, found 19" in str(exc.value)
+
+
+def test_extra_trailing_bytes(tmp_path):
+    path = write(tmp_path / "imgs", good_images() + b"\0\0")
+    with pytest.raises(DataError, match="2 extra trailing bytes") as exc:
+        read_idx(path)
+    assert_names(exc, path, "data")
+
+
+def test_wrong_magic(tmp_path):
+    path = write(tmp_path / "imgs", b"\x01\x02" + good_images()[2:])
+    with pytest.raises(DataError, match="not an IDX file") as exc:
+        read_idx(path)
+    assert_names(exc, path, "magic number")
+
+
+def test_bad_dtype_code(tmp_path):
+    payload = bytearray(good_images())
+    payload[2] = 0x0A
+    path = write(tmp_path / "imgs", bytes(payload))
+    with pytest.raises(DataError, match="0x0A") as exc:
+        read_idx(path)
+    assert_names(exc, path, "magic number")
+
+
+@pytest.mark.parametrize("ndim", [0, 5])
+def test_bad_dimension_count(tmp_path, ndim):
+    payload = bytearray(good_images())
+    payload[3] = ndim
+    path = write(tmp_path / "imgs", bytes(payload))
+    with pytest.raises(DataError, match="number of dimensions") as exc:
+        read_idx(path)
+    assert_names(exc, path, "magic number")
+
+
+def test_zero_dimension(tmp_path):
+    path = write(tmp_path / "imgs", bytes([0, 0, 8, 3]) + struct.pack(">3I", 4, 2, 0))
+    with pytest.raises(DataError, match="positive") as exc:
+        read_idx(path)
+    assert_names(exc, path, "dimension 2")
+
+
+def test_absurd_size(tmp_path):
+    path = write(tmp_path / "imgs", bytes([0, 0, 8, 3]) + struct.pack(">3I", 70000, 70000, 28))
+    with pytest.raises(DataError, match="exceeds the limit") as exc:
+        read_idx(path)
+    assert_names(exc, path, "dimensions")
+
+
+def test_short_header(tmp_path):
+    path = write(tmp_path / "imgs", bytes([0, 0, 8, 3]) + b"\0\0\0\4")
+    with pytest.raises(DataError, match="truncated") as exc:
+        read_idx(path)
+    assert_names(exc, path, "header")
+
+
+def test_gzip_magic_with_garbage(tmp_path):
+    path = write(tmp_path / "imgs.gz", b"\x1f\x8b" + b"this is not deflate data" * 4)
+    with pytest.raises(DataError) as exc:
+        read_idx(path)
+    assert_names(exc, path, "gzip")
+
+
+def test_truncated_gzip_stream(tmp_path):
+    path = write(tmp_path / "imgs.gz", gzip.compress(good_images(100))[:-12])
+    with pytest.raises(DataError) as exc:
+        read_idx(path)
+    assert_names(exc, path, "gzip")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope-idx1-ubyte.gz"
+    with pytest.raises(DataError, match="not found") as exc:
+        read_idx(path)
+    assert_names(exc, path, "file")
+    assert exc.value.hint
+
+
+def test_label_out_of_range(tmp_path):
+    imgs = write(tmp_path / "imgs", good_images(4))
+    labels = write(tmp_path / "labels", idx_bytes(np.array([1, 9, 10, 12], dtype=np.uint8)))
+    with pytest.raises(DataError, match="label 10 at index 2") as exc:
+        load_pair(imgs, labels)
+    assert_names(exc, labels, "data")
+    images, got = load_pair(imgs, labels, num_classes=13)
+    assert images.shape == (4, 2, 3) and got.tolist() == [1, 9, 10, 12]
+
+
+def test_mismatched_counts(tmp_path):
+    imgs = write(tmp_path / "imgs", good_images(4))
+    labels = write(tmp_path / "labels", idx_bytes(np.zeros(3, dtype=np.uint8)))
+    with pytest.raises(DataError) as exc:
+        load_pair(imgs, labels)
+    message = str(exc.value)
+    assert "imgs" in message and "labels" in message and "4" in message and "3" in message
+
+
+def test_wrong_kind_of_labels(tmp_path):
+    imgs = write(tmp_path / "imgs", good_images(4))
+    labels = write(tmp_path / "labels", idx_bytes(np.zeros(4, dtype=">i4")))
+    with pytest.raises(DataError, match="1-D unsigned-byte") as exc:
+        load_pair(imgs, labels)
+    assert_names(exc, labels, "magic number")
+    with pytest.raises(DataError, match="3-D unsigned-byte"):
+        load_pair(labels, labels)
+
+
+# --- locating and loading a folder -----------------------------------------------
+
+def fake_mnist(folder: Path, compress: bool = True) -> Path:
+    """Write four tiny MNIST-named files (canonical names, .gz or raw)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        n = 5 if name.startswith("train") else 3
+        array = (np.arange(n * 4, dtype=np.uint8).reshape(n, 2, 2) if "images" in name
+                 else np.arange(n, dtype=np.uint8))
+        target = folder / (name if compress else name.removesuffix(".gz"))
+        write(target, idx_bytes(array), compress)
+    return folder
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_load_mnist_small(tmp_path, compress):
+    ds = load_mnist(fake_mnist(tmp_path / "d", compress))
+    assert ds.train_images.shape == (5, 2, 2) and ds.test_labels.tolist() == [0, 1, 2]
+
+
+def test_load_mnist_missing_file(tmp_path):
+    folder = fake_mnist(tmp_path / "d")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_mnist(folder)
+
+
+def test_find_data_dir_precedence(tmp_path):
+    flag, env, xdg = (fake_mnist(tmp_path / n) for n in ("flag", "env", "xdg/cnngraph/mnist"))
+    environ = {"CNNGRAPH_DATA": str(env), "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+               "HOME": str(tmp_path / "home")}
+    assert find_data_dir(str(flag), environ) == flag
+    assert find_data_dir(None, environ) == env
+    assert find_data_dir(None, {**environ, "CNNGRAPH_DATA": str(tmp_path / "gone")}) == xdg
+    del environ["CNNGRAPH_DATA"]
+    assert find_data_dir(None, environ) == xdg
+    home_cache = fake_mnist(tmp_path / "home/.cache/cnngraph/mnist")
+    assert find_data_dir(None, {"HOME": str(tmp_path / "home")}) == home_cache
+
+
+def test_find_data_dir_errors(tmp_path):
+    environ = {"HOME": str(tmp_path / "home"), "CNNGRAPH_DATA": str(tmp_path / "env")}
+    with pytest.raises(DataError, match="does not exist") as exc:
+        find_data_dir(str(tmp_path / "missing"), environ)
+    assert "missing" in str(exc.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="lacks"):
+        find_data_dir(str(tmp_path / "empty"), environ)
+    with pytest.raises(DataError) as exc:
+        find_data_dir(None, environ)
+    assert str(tmp_path / "env") in str(exc.value)
+    assert str(tmp_path / "home/.cache/cnngraph/mnist") in str(exc.value)
+    hint = exc.value.hint
+    assert "--data DIR" in hint and "CNNGRAPH_DATA" in hint and "python -m cnngraph download" in hint
+
+
+# --- downloading ---------------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["real", "synthetic"])
+def test_download_accepts_good_bytes(tmp_path, monkeypatch, source):
+    name = "t10k-labels-idx1-ubyte.gz"
+    if source == "real":
+        if not (SHARED / name).is_file():
+            pytest.skip("no shared MNIST folder")
+        payload = (SHARED / name).read_bytes()
+        monkeypatch.setattr(data, "MNIST_FILES", {name: MNIST_FILES[name]})
+    else:
+        payload = gzip.compress(idx_bytes(np.arange(10, dtype=np.uint8)))
+        monkeypatch.setattr(data, "MNIST_FILES", {name: hashlib.sha256(payload).hexdigest()})
+    urls = []
+
+    def fetch(url: str) -> bytes:
+        urls.append(url)
+        return payload
+
+    dest = tmp_path / "dl"
+    assert download_mnist(dest, base_url="https://mirror.test/mnist", fetch=fetch) == [dest / name]
+    assert urls == ["https://mirror.test/mnist/" + name]
+    assert (dest / name).read_bytes() == payload
+    assert sorted(p.name for p in dest.iterdir()) == [name]  # no temp files left
+    download_mnist(dest, fetch=fetch)  # already present and verified: no second fetch
+    assert len(urls) == 1
+
+
+def test_download_rejects_corrupt_payload(tmp_path, monkeypatch):
+    name = "train-labels-idx1-ubyte.gz"
+    monkeypatch.setattr(data, "MNIST_FILES", {name: hashlib.sha256(b"good").hexdigest()})
+    dest = tmp_path / "dl"
+    with pytest.raises(DataError) as exc:
+        download_mnist(dest, fetch=lambda url: b"evil")
+    message = str(exc.value)
+    assert name in message and hashlib.sha256(b"good").hexdigest() in message
+    assert hashlib.sha256(b"evil").hexdigest() in message
+    assert list(dest.iterdir()) == []  # neither the final name nor a temp file
