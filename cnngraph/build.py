@@ -7,15 +7,16 @@ through a `LowerContext`, which also creates the layer's parameters.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
 from .config import Settings, read_settings
-from .errors import BuildError, close_names
+from .errors import BuildError, Span, close_names
 from .graph import Emitter, ShapeError
-from .options import read_options
+from .options import MAX_SIZE, read_options
 from .registry import Registry
 from .spec import LayerSpec, ModelSpec
 
@@ -98,11 +99,7 @@ def build_network(spec: ModelSpec, registry: Registry) -> Network:
     """Lower every layer of the spec into ops; check names, order, shapes."""
     network = Network(spec, nx.DiGraph(), read_settings(spec.sections))
     _check_tables(spec)
-    if len(spec.inputs) != 1:
-        where = spec.inputs[1].span if spec.inputs else None
-        raise BuildError("a model needs exactly one 'input' statement, e.g. "
-                         "'input x : 1 x 28 x 28'", where, where=spec.file)
-    source = spec.inputs[0]
+    source = _check_input(spec)
     Emitter(network.graph, registry, span=source.span, layer=source.name).source(
         source.name, "input", (None,) + source.shape)
     network.input = source.name
@@ -110,9 +107,48 @@ def build_network(spec: ModelSpec, registry: Registry) -> Network:
     for layer in _dependency_order(spec):
         network.layer_outputs[layer.name] = _lower(network, registry, layer)
     if not network.loss:
-        raise BuildError("the model has no loss layer, e.g. "
-                         "'loss L <- out : function=squared_error'", where=spec.file)
+        read = {ref.name for layer in spec.layers for ref in layer.sources}
+        last = [layer for layer in spec.layers if layer.name not in read] or [source]
+        raise BuildError("the model has no loss layer", last[-1].span,
+                         hint=f"add one reading the output, e.g. "
+                              f"'loss L <- {last[-1].name} : function=squared_error'")
     return network
+
+
+def _check_input(spec: ModelSpec):
+    """The one input statement, its sizes in range; else an error where it is missing."""
+    if len(spec.inputs) > 1:
+        raise BuildError("a model has one 'input' statement; this is the second",
+                         spec.inputs[1].span)
+    if not spec.inputs:
+        statements = ([layer.kind_span for layer in spec.layers]
+                      + [statement.span for statement in (*spec.tables, *spec.sections)])
+        if not statements:
+            raise BuildError("the model is empty", Span(spec.file, 1, 1, 1, spec.text),
+                             hint="a model starts with its input, e.g. 'input x : 1 x 28 x 28'")
+        defined = {layer.name for layer in spec.layers}
+        read = [r.name for layer in spec.layers for r in layer.sources if r.name not in defined]
+        raise BuildError("the model has no 'input' statement",
+                         min(statements, key=lambda span: (span.line, span.column)),
+                         hint=f"add one before the layers, e.g. "
+                              f"'input {read[0] if read else 'x'} : 1 x 28 x 28'")
+    source = spec.inputs[0]
+    for i, (what, n) in enumerate(zip(("maps", "height", "width"), source.shape)):
+        if not 1 <= n <= MAX_SIZE:
+            raise BuildError(f"input {what} must be from 1 to {MAX_SIZE}, got {n}",
+                             _size_span(source.span, i))
+    return source
+
+
+def _size_span(name: Span, index: int) -> Span:
+    """The span of size ``index`` in 'input NAME : MAPS x HEIGHT x WIDTH' (one line)."""
+    line = name.source_line() or ""
+    colon = line.find(":", name.column - 1)
+    sizes = list(re.finditer(r"[0-9]+", line[colon:])) if colon >= 0 else []
+    if index >= len(sizes):
+        return name
+    size = sizes[index]
+    return Span(name.file, name.line, colon + size.start() + 1, len(size.group()), name.text)
 
 
 def _lower(network, registry, layer):
@@ -121,26 +157,42 @@ def _lower(network, registry, layer):
         raise BuildError(f"unknown layer kind '{layer.kind}'", layer.kind_span,
                          hint=close_names(layer.kind, registry.layers)
                          or "layer kinds: " + ", ".join(sorted(registry.layers)))
-    count = len(layer.sources)
-    if count < rule.min_inputs or (rule.max_inputs is not None and count > rule.max_inputs):
-        most = "any number" if rule.max_inputs is None else str(rule.max_inputs)
-        raise BuildError(f"'{layer.kind}' reads {rule.min_inputs} to {most} layers, "
-                         f"got {count}", layer.span)
+    count, least, most = len(layer.sources), rule.min_inputs, rule.max_inputs
+    if count < least or (most is not None and count > most):
+        at = layer.sources[most].span if most is not None and count > most else layer.span
+        raise BuildError(f"'{layer.kind}' reads {_layer_count(least, most)}, got {count}", at)
     values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
                                  layer.span)
     ctx = LowerContext(network, registry, layer, spans)
     sources = [network.layer_outputs[ref.name] for ref in layer.sources]
+    for ref, node in zip(layer.sources, sources):
+        if node == network.loss:
+            raise BuildError(f"'{ref.name}' is the loss; no layer can read it", ref.span,
+                             hint="read the layer the loss reads instead")
     try:
         return rule.lower(ctx, values, sources)
     except ShapeError as e:
         raise ctx.error(str(e)) from None
 
 
+def _layer_count(least: int, most: int | None) -> str:
+    """'exactly 1 layer', 'at least 2 layers', '1 to 3 layers'."""
+    if least == most:
+        words, n = "exactly", least
+    elif most is None:
+        words, n = "at least", least
+    else:
+        words, n = f"{least} to", most
+    return f"{words} {n} layer" + ("" if n == 1 else "s")
+
+
 def _dependency_order(spec: ModelSpec):
     defined = {spec.inputs[0].name: spec.inputs[0]}
     for layer in spec.layers:
         if layer.name in defined:
-            raise BuildError(f"'{layer.name}' is defined twice", layer.span)
+            raise BuildError(f"'{layer.name}' is defined twice", layer.span,
+                             hint=f"the first '{layer.name}' is on line "
+                                  f"{defined[layer.name].span.line}")
         defined[layer.name] = layer
     names = nx.DiGraph()
     names.add_nodes_from(defined)

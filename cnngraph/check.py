@@ -63,19 +63,8 @@ def check_model(model, batch: int = 2, seed: int = 0, sample: int | None = None,
 
 
 def random_targets(model, batch, rng):
-    classes = model.classes
-    coding = "plus_minus_one" if _targets_coding(model) == "plus_minus_one" else "zero_one"
-    t = np.eye(classes)[rng.integers(0, classes, size=batch)]
-    return 2 * t - 1 if coding == "plus_minus_one" else t
-
-
-def _targets_coding(model):
-    for layer in model.network.spec.layers:
-        if layer.kind == "loss":
-            for option in layer.options:
-                if option.name == "targets":
-                    return option.value.data
-    return "zero_one"
+    t = np.eye(model.classes)[rng.integers(0, model.classes, size=batch)]
+    return 2 * t - 1 if model.target_coding == "plus_minus_one" else t
 
 
 def _forward_values(model, params, x, t):

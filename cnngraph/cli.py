@@ -6,12 +6,23 @@ message; a failed gradient check exits 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import signal
 import sys
+from pathlib import Path
+
+import numpy as np
 
 from .errors import CnnError, UsageError, format_error
 
 EPILOG = {
+    "run": "example: python -m cnngraph run models/dlt.cnn --data ../shared/data/mnist "
+           "--out runs/dlt\n"
+           "quick:   python -m cnngraph run models/lenet5.cnn --epochs 1 --limit-train 2000",
+    "eval": "example: python -m cnngraph eval models/dlt.cnn --checkpoint runs/dlt/checkpoint.npz",
+    "download": "example: python -m cnngraph download --dir ~/mnist",
     "check": "example: python -m cnngraph check models/lenet5.cnn --sample 200",
     "dot": "example: python -m cnngraph dot models/lenet5.cnn --backward -o lenet5-backward.svg",
     "summary": "example: python -m cnngraph summary models/lenet5.cnn --json",
@@ -150,7 +161,207 @@ def cmd_summary(args) -> int:
     return 0
 
 
+# run ------------------------------------------------------------------------
+
+def _add_data(sub):
+    sub.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files "
+                     "(default: $CNNGRAPH_DATA, then ~/.cache/cnngraph/mnist)")
+    sub.add_argument("--threads", type=int, metavar="N",
+                     help="BLAS threads (default: the library's own choice)")
+    sub.add_argument("--limit-test", type=int, metavar="N", help="evaluate on the first N test images")
+
+
+def _add_run(sub):
+    _model_arg(sub)
+    _add_data(sub)
+    sub.add_argument("--out", default="runs/latest", metavar="DIR",
+                     help="where metrics.json and checkpoint.npz go (default runs/latest)")
+    for flag, kind, text in (("--epochs", int, "passes over the training set"),
+                             ("--batch", int, "minibatch size (1 = online)"),
+                             ("--lr", float, "global learning rate"),
+                             ("--seed", int, "random seed"),
+                             ("--val", int, "validation images taken from the training set")):
+        sub.add_argument(flag, type=kind, help=text + " (overrides the model's train block)")
+    sub.add_argument("--dtype", choices=("float32", "float64"))
+    sub.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images")
+    sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    sub.add_argument("--weights", metavar="FILE.npz",
+                     help="start from these parameters (named as 'summary' names them)")
+    sub.add_argument("--quiet", action="store_true", help="print only the final result")
+
+
+def _overrides(args, cfg):
+    import dataclasses
+    changes = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed", "val", "dtype")
+               if getattr(args, k, None) is not None}
+    for name in ("epochs", "batch", "limit_train", "limit_test", "threads"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if changes.get("lr", 1) <= 0 or changes.get("val", 0) < 0 or changes.get("seed", 0) < 0:
+        raise UsageError("--lr must be positive; --val and --seed must not be negative")
+    return dataclasses.replace(cfg, **changes)
+
+
+def _load_data(args, model, cfg):
+    from .data import find_data_dir, load_mnist
+    from .dataset import make_splits
+    raw = load_mnist(find_data_dir(args.data))
+    return make_splits(model, raw, cfg.val, np.dtype(cfg.dtype),
+                       getattr(args, "limit_train", None), args.limit_test)
+
+
+def _threads(args):
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(args.threads) if args.threads else contextlib.nullcontext()
+
+
+def cmd_run(args) -> int:
+    from .train import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
+    model = _compile(args)
+    cfg = _overrides(args, model.settings.train)
+    train, validation, test = _load_data(args, model, cfg)
+    out = Path(args.out)
+    say = (lambda *a: None) if args.quiet else _Printer()
+    stop = _StopFlag()
+    trainer = Trainer(model, cfg, out, report=say, should_stop=stop)
+    if args.resume:
+        trainer.resume()
+    else:
+        trainer.start(_read_weights(args.weights) if args.weights else None)
+    if not args.quiet:
+        print(f"training {args.model}: {len(train)} images, {cfg.epochs} epochs, batch "
+              f"{cfg.batch}, {cfg.optimizer[0]}, lr {cfg.lr:g}, {cfg.dtype}, seed {cfg.seed}"
+              + (f", validation {len(validation)}" if validation else ""), flush=True)
+    with _threads(args), stop:
+        try:
+            trainer.fit(train, validation)
+        except Interrupted as e:
+            write_json(out / METRICS, trainer.metrics())
+            print(f"\n{e}; checkpoint saved in {out / CHECKPOINT}; continue with --resume",
+                  file=sys.stderr)
+            return 130
+        error, confusion, _ = evaluate(model, trainer.params, test)
+    write_json(out / METRICS, trainer.metrics(error, confusion))
+    print(f"test error {100 * error:.2f}% on {len(test)} images")
+    if not args.quiet:
+        print(_format_confusion(confusion))
+        print(f"wrote {out / METRICS} and {out / CHECKPOINT}")
+    return 0
+
+
+def _read_weights(path):
+    from .checkpoint import CheckpointError
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
+
+
+class _StopFlag:
+    """Ctrl-C sets a flag the trainer checks between steps (parameters are never
+    left half-updated); a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class _Printer:
+    """A live progress line on a terminal; one line per epoch always."""
+
+    def __init__(self):
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, event):
+        from .train import Progress
+        if isinstance(event, Progress):
+            if self.live:
+                print(f"\r  epoch {event.epoch}/{event.epochs}  step {event.step}/{event.steps}"
+                      f"  loss {event.loss:.4f}  {event.images_per_s:,.0f} images/s"
+                      f"  ETA {event.eta_s:,.0f}s   ", end="", file=sys.stderr, flush=True)
+            return
+        if self.live:
+            print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
+        val = "" if event["val_error"] is None else f"  val error {100 * event['val_error']:.2f}%"
+        print(f"epoch {event['epoch']:>3}  loss {event['train_loss']:.4f}  train error "
+              f"{100 * event['train_error']:.2f}%{val}  {event['seconds']:.1f}s  "
+              f"{event['images_per_s']:,.0f} images/s", flush=True)
+
+
+def _format_confusion(confusion) -> str:
+    n = len(confusion)
+    lines = ["confusion (rows: true digit, columns: predicted)",
+             "      " + "".join(f"{j:>6}" for j in range(n))]
+    lines += [f"{i:>6}" + "".join(f"{v:>6}" for v in row) for i, row in enumerate(confusion)]
+    return "\n".join(lines)
+
+
+# eval -----------------------------------------------------------------------
+
+def _add_eval(sub):
+    _model_arg(sub)
+    _add_data(sub)
+    sub.add_argument("--checkpoint", required=True, metavar="FILE",
+                     help="a checkpoint.npz written by 'run'")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_eval(args) -> int:
+    from .checkpoint import check_param_arrays, load_checkpoint
+    from .train import evaluate
+    model = _compile(args)
+    ckpt = load_checkpoint(args.checkpoint, model.network_hash())
+    check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
+    cfg = model.settings.train
+    _, _, test = _load_data(args, model, dataclasses.replace(cfg, val=0))
+    params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
+    with _threads(args):
+        error, confusion, loss = evaluate(model, params, test)
+    if args.json:
+        print(json.dumps({"model": args.model, "checkpoint": args.checkpoint,
+                          "test_error": error, "test_loss": loss,
+                          "confusion": confusion.tolist()}))
+    else:
+        print(f"test error {100 * error:.2f}% on {len(test)} images (loss {loss:.4f})")
+        print(_format_confusion(confusion))
+    return 0
+
+
+# download -------------------------------------------------------------------
+
+def _add_download(sub):
+    sub.add_argument("--dir", metavar="DIR", help="where to put the files "
+                     "(default ~/.cache/cnngraph/mnist)")
+
+
+def cmd_download(args) -> int:
+    from .data import default_cache_dir, download_mnist
+    target = Path(args.dir) if args.dir else default_cache_dir()
+    for path in download_mnist(target):
+        print(f"ok  {path}")
+    return 0
+
+
 COMMANDS = [
+    ("run", cmd_run, "train on MNIST, then evaluate once on the test set", _add_run),
+    ("eval", cmd_eval, "evaluate a checkpoint on the test set", _add_eval),
+    ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", _add_download),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", _add_check),
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", _add_dot),
     ("summary", cmd_summary, "layer table: output shape, parameters, multiply-adds",

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import DataError
 
 __all__ = ["MNIST_FILES", "DEFAULT_BASE_URL", "Dataset", "read_idx", "sha256_file",
-           "find_data_dir", "load_pair", "load_mnist", "download_mnist"]
+           "find_data_dir", "default_cache_dir", "load_pair", "load_mnist", "download_mnist"]
 
 #: SHA-256 of the four canonical MNIST files (as distributed, gzip-compressed).
 MNIST_FILES: Mapping[str, str] = MappingProxyType({
@@ -112,6 +112,15 @@ def _missing(data_dir: Path) -> list[str]:
     return [name for name in MNIST_FILES if _locate(data_dir, name) is None]
 
 
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user cache folder: $XDG_CACHE_HOME/cnngraph/mnist or ~/.cache/cnngraph/mnist."""
+    env = os.environ if environ is None else environ
+    xdg = env.get("XDG_CACHE_HOME", "")
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache"
+    return cache / "cnngraph" / "mnist"
+
+
 def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> Path:
     """The MNIST folder: --data DIR, else $CNNGRAPH_DATA, else the per-user cache folder."""
     env = os.environ if environ is None else environ
@@ -128,10 +137,7 @@ def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) ->
     candidates: list[tuple[str, Path]] = []
     if env.get(ENV_VAR):
         candidates.append((ENV_VAR, Path(env[ENV_VAR]).expanduser()))
-    xdg = env.get("XDG_CACHE_HOME", "")
-    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
-    cache = Path(xdg) if xdg and os.path.isabs(xdg) else home / ".cache"
-    candidates.append(("cache", cache / "cnngraph" / "mnist"))
+    candidates.append(("cache", default_cache_dir(env)))
     looked = []
     for label, folder in candidates:
         if folder.is_dir() and not _missing(folder):

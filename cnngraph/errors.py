@@ -22,8 +22,10 @@ class Span:
     def source_line(self) -> str | None:
         if self.text is None:
             return None
-        lines = self.text.splitlines()
-        return lines[self.line - 1] if 0 < self.line <= len(lines) else None
+        lines = self.text.split("\n")  # as Lark counts lines: '\f' is blank, not a break
+        if not lines[-1]:
+            lines.pop()  # a final '\n' ends the last line; it does not start another
+        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else None
 
 
 class CnnError(Exception):
@@ -77,7 +79,8 @@ def format_error(error: CnnError) -> str:
             gutter = f"{span.line:>5} | "
             lines.append(gutter + source.rstrip("\n"))
             width = max(1, min(span.length, len(source) - span.column + 1))
-            lines.append(" " * (len(gutter) - 2) + "| " + " " * (span.column - 1) + "^" * width)
+            indent = "".join(c if c == "\t" else " " for c in source[:span.column - 1])
+            lines.append(" " * (len(gutter) - 2) + "| " + indent + "^" * width)
     if error.hint:
         lines.append(f"hint: {error.hint}")
     return "\n".join(lines)
@@ -87,7 +90,10 @@ def close_names(name: str, candidates, n: int = 3) -> str | None:
     """A 'did you mean' hint built with difflib, or None when nothing is close."""
     import difflib
 
-    matches = difflib.get_close_matches(name, sorted(candidates), n=n, cutoff=0.6)
+    by_lower: dict[str, str] = {}
+    for candidate in sorted(candidates):  # case-blind, so 'c1' finds 'C1'
+        by_lower.setdefault(candidate.lower(), candidate)
+    matches = difflib.get_close_matches(name.lower(), by_lower, n=n, cutoff=0.6)
     if not matches:
         return None
-    return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
+    return "did you mean " + " or ".join(f"'{by_lower[m]}'" for m in matches) + "?"

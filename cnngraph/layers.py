@@ -71,18 +71,26 @@ def _bias(ctx, node, mode, maps, lr_scale):
 
 def _stack_maps(ctx, sources):
     """Several map stacks of one size become one stack (concat on the map axis)."""
+    refs, first = ctx.layer.sources, ctx.shape(sources[0])
+    for ref, other in zip(refs[1:], sources[1:]):
+        shape = ctx.shape(other)
+        if len(first) == len(shape) == 4 and first[2:] != shape[2:]:
+            raise BuildError(f"'{ref.name}' has {shape[2]}x{shape[3]} maps but '{refs[0].name}' "
+                             f"has {first[2]}x{first[3]}; stacked maps must be the same size",
+                             ref.span)
     node = sources[0]
     for other in sources[1:]:
         node = ctx.emit("concat", (node, other))
     return node
 
 
-def _require_maps(ctx, node):
-    shape = ctx.shape(node)
-    if len(shape) != 4:
-        raise ctx.error(f"expects feature maps (maps x height x width), got a vector of "
-                        f"{shape[1]} units")
-    return shape
+def _require_maps(ctx, sources):
+    """Every source is a stack of maps: an error at the first that is a vector."""
+    for ref, node in zip(ctx.layer.sources, sources):
+        shape = ctx.shape(node)
+        if len(shape) != 4:
+            raise BuildError(f"'{ctx.layer.kind}' reads feature maps (maps x height x width), "
+                             f"but '{ref.name}' is a vector of {shape[1]} units", ref.span)
 
 
 # conv -----------------------------------------------------------------------
@@ -112,7 +120,7 @@ def connection_mask(ctx, connect, c_out, c_in):
     if kind == "random":
         k = args.get("k", 1)
         if k > c_in:
-            raise ctx.error(f"random k={k} is more than the {c_in} input maps", "connect")
+            raise ctx.error(f"random k={k} is more than the input's {_maps(c_in)}", "connect")
         rng = np.random.default_rng(args.get("seed", 0))
         mask = np.zeros((c_out, c_in), dtype=np.int8)
         for row in mask:
@@ -125,27 +133,35 @@ def connection_mask(ctx, connect, c_out, c_in):
     raise ctx.error("learned connectivity (seed 3.3) is not built yet", "connect")
 
 
+def _maps(n: int) -> str:
+    return f"{n} map" + ("" if n == 1 else "s")
+
+
 def _table_mask(ctx, table, c_out, c_in):
     mask = np.zeros((c_out, c_in), dtype=np.int8)
     for row in table.rows:
         if row.output >= c_out:
             raise BuildError(f"table '{table.name}': output map {row.output} is out of range "
-                             f"(the layer has {c_out} maps, 0 to {c_out - 1})", row.span)
+                             f"(layer '{ctx.layer.name}' has {_maps(c_out)}, 0 to {c_out - 1})",
+                             row.span)
         for i in row.inputs:
             if i >= c_in:
                 raise BuildError(f"table '{table.name}': input map {i} is out of range "
-                                 f"(the input has {c_in} maps, 0 to {c_in - 1})", row.span)
+                                 f"(layer '{ctx.layer.name}' reads {_maps(c_in)}, 0 to "
+                                 f"{c_in - 1})", row.span)
             mask[row.output, i] = 1
     empty = [j for j in range(c_out) if not mask[j].any()]
     if empty:
-        raise ctx.error(f"table '{table.name}' gives output map {empty[0]} no input map "
-                        f"({len(empty)} such maps)", "connect")
+        more = f" (nor {len(empty) - 1} more output maps)" if len(empty) > 1 else ""
+        raise ctx.error(f"table '{table.name}' gives output map {empty[0]} no input map{more}",
+                        "connect")
     return mask
 
 
 def lower_conv(ctx, opts, sources):
+    _require_maps(ctx, sources)
     x = _stack_maps(ctx, sources)
-    _, c_in, h, w = _require_maps(ctx, x)
+    _, c_in, h, w = ctx.shape(x)
     kh, kw = opts["kernel"]
     if kh > h or kw > w:
         raise ctx.error(f"kernel {kh}x{kw} is larger than input map {h}x{w}", "kernel",
@@ -171,8 +187,9 @@ def _beta(value, what):
 
 
 def lower_subsample(ctx, opts, sources):
+    _require_maps(ctx, sources)
     x = _stack_maps(ctx, sources)
-    _, maps, h, w = _require_maps(ctx, x)
+    _, maps, h, w = ctx.shape(x)
     n = opts["factor"]
     if h % n or w % n:
         raise ctx.error(f"subsample factor {n} does not divide the map {h}x{w}", "factor")
@@ -224,7 +241,7 @@ def lower_loss(ctx, opts, sources):
     if function == "softmax_cross_entropy" and targets == "plus_minus_one":
         raise ctx.error("cross-entropy needs one-hot 0/1 targets, not ±1", "targets",
                         "use targets=zero_one, or function=squared_error")
-    t = ctx.emitter.source(f"{ctx.layer.name}.target", "target", ctx.shape(y))
+    t = ctx.emitter.source(f"{ctx.layer.name}.target", "target", ctx.shape(y), coding=targets)
     loss = ctx.emit(function, (y, t), at="function")
     ctx.set_loss(loss, y, t)
     return loss

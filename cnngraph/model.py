@@ -67,6 +67,11 @@ class Model:
         return self.graph.nodes[self.network.input]["shape"][1:]
 
     @property
+    def target_coding(self) -> str:
+        """'zero_one' or 'plus_minus_one' (seed 2.1)."""
+        return self.graph.nodes[self.network.target]["coding"]
+
+    @property
     def classes(self) -> int:
         return self.graph.nodes[self.network.prediction]["shape"][1]
 
@@ -111,6 +116,11 @@ class Model:
         plan = self._plan("forward", lambda: schedule(self.graph, self.registry,
                                                       [self.network.prediction]))
         return run_plan(plan, self._feeds(params, x), x.dtype)[self.network.prediction]
+
+    def loss_value(self, y, t) -> float:
+        """The model's loss function applied to given outputs (no network pass)."""
+        rule = self.registry.op(self.graph.nodes[self.network.loss]["op"])
+        return float(rule.forward(y, t))
 
     def loss(self, params, x, t) -> float:
         plan = self._plan("loss", lambda: schedule(self.graph, self.registry, [self.network.loss]))

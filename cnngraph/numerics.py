@@ -37,10 +37,21 @@ def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """dx[n, i] = sum_o delta[n, o] * kernel[o, i], true convolution, 'full' borders."""
-    kh, kw = kernel.shape[2:]
-    padded = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
-    return correlate_valid(padded, rot180(kernel).transpose(1, 0, 2, 3))
+    """dx[n, i] = sum_o delta[n, o] * kernel[o, i], true convolution, 'full' borders.
+
+    Computed as col2im: one matrix product gives every pixel's contribution to
+    each kernel tap, then kh*kw shifted adds place them; this never builds the
+    padded patch matrix, which is kh*kw times larger than delta.
+    """
+    n, c_out, ho, wo = delta.shape
+    _, c_in, kh, kw = kernel.shape
+    taps = delta.transpose(0, 2, 3, 1).reshape(-1, c_out) @ kernel.reshape(c_out, -1)
+    taps = taps.reshape(n, ho, wo, c_in, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    out = np.zeros((n, c_in, ho + kh - 1, wo + kw - 1), dtype=np.result_type(delta, kernel))
+    for a in range(kh):
+        for b in range(kw):
+            out[:, :, a:a + ho, b:b + wo] += taps[:, :, a, b]
+    return out
 
 
 def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:

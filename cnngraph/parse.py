@@ -6,6 +6,7 @@ The transformer only builds data; every semantic check is the build stage's.
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -50,8 +51,17 @@ def parse_file(path: str | Path) -> ModelSpec:
     except IsADirectoryError:
         raise ParseError("is a directory, not a model file", where=str(path)) from None
     except UnicodeDecodeError as e:
-        raise ParseError(f"not UTF-8 text (byte {e.start})", where=str(path)) from None
+        raise ParseError(f"not UTF-8 text (byte {e.start})", _byte_span(e.object, e.start, path),
+                         hint="save the model file as UTF-8") from None
     return parse_text(text, str(path))
+
+
+def _byte_span(data: bytes, offset: int, path: Path) -> Span:
+    """Where byte ``offset`` of undecodable ``data`` is, counting columns in characters."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[start:offset].decode("utf-8", "replace")) + 1
+    text = data.decode("utf-8", "replace")
+    return Span(str(path), data.count(b"\n", 0, offset) + 1, column, 1, text)
 
 
 def parse_text(text: str, file: str = "<string>") -> ModelSpec:
@@ -65,38 +75,126 @@ def parse_text(text: str, file: str = "<string>") -> ModelSpec:
         tree = _parser().parse(text + "\n")
     except lark.exceptions.UnexpectedInput as e:
         raise _located(e, text, file) from None
-    return _ToSpec(file, text).transform(tree)
+    try:
+        return _ToSpec(file, text).transform(tree)
+    except RecursionError:
+        _, line, column = _brackets(text, len(text))[1] or (0, 1, 1)
+        raise ParseError("lists and calls are nested too deeply",
+                         Span(file, line, column, 1, text),
+                         hint="a value nests a few levels at most, e.g. sgd(momentum=0.9)") from None
 
 
 def _located(error: lark.exceptions.UnexpectedInput, text: str, file: str) -> ParseError:
     """Convert Lark's exception into a ParseError at the right line and column (one place)."""
     line, column = max(error.line, 1), max(error.column, 1)
-    lines = text.splitlines() or [""]
+    lines = [row.rstrip("\r") for row in text.split("\n")]  # as Lark counts lines
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
     if line > len(lines):  # past the last line: point just after the end of the text
         line, column = len(lines), len(lines[-1]) + 1
     span = Span(file, line, column, 1, text)
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
-        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
-        return ParseError(f"unexpected character {char!r}", span,
-                          hint=_expected_hint(error.allowed))
+        return _bad_character(error, text, span)
+    return _trailing_comma(lines, line, file, text) or _bad_token(error, text, span)
+
+
+def _bad_character(error: lark.exceptions.UnexpectedCharacters, text: str,
+                   span: Span) -> ParseError:
+    pos = error.pos_in_stream
+    char = text[pos] if pos < len(text) else ""
+    if char == '"' and '"' not in text[pos + 1:].partition("\n")[0]:
+        return ParseError("unterminated string: no closing '\"' on this line", span)
+    expected = _accepts_before(text, pos) or error.allowed
+    return ParseError(_expected_found(expected, repr(char)), span)
+
+
+def _bad_token(error: lark.exceptions.UnexpectedInput, text: str, span: Span) -> ParseError:
+    """'expected ..., found ...', naming a bracket left open before the error."""
     token = getattr(error, "token", None)
-    if token is not None and token.type == "$END":
-        found = "end of file"
-    elif token is not None and token.type == "_NL":
-        found = "end of line"
-    else:
-        found = repr(str(token)) if token is not None else "end of file"
-        if token is not None:
-            span = Span(file, line, column, max(1, len(str(token))), text)
-    return ParseError(f"unexpected {found}", span,
-                      hint=_expected_hint(getattr(error, "expected", None)))
+    expected = getattr(error, "accepts", None) or getattr(error, "expected", None)
+    at_end = token is None or token.type == "$END"
+    unclosed, _ = _brackets(text, len(text) if at_end else token.start_pos)
+    if not at_end:  # a '{' block is legitimately open inside a section or table
+        unclosed = [b for b in unclosed if b[0] != "{"]
+    where = "'{}' at {}:{}".format(*unclosed[-1]) if unclosed else ""
+    if at_end or token.type == "_NL":
+        message = _expected_found(expected, "end of file" if at_end else "end of line")
+        return ParseError(f"{where} is not closed: {message}" if where else message, span)
+    span = Span(span.file, span.line, span.column, max(1, len(str(token))), text)
+    message = _expected_found(expected, repr(str(token)))
+    return ParseError(f"{message} inside {where}" if where else message, span)
 
 
-def _expected_hint(expected) -> str | None:
-    if not expected:
+#: The start of a statement: a layer (KIND NAME <-), an input or table, or a section.
+_STATEMENT = re.compile(r"\s*([A-Za-z_]\w*\s+[A-Za-z_]\w*\s*<-|input\s|table\s"
+                        r"|[A-Za-z_]\w*\s*\{)")
+
+
+def _code(line: str) -> str:
+    """A line without its comment (a '#' inside a string is not one)."""
+    return re.sub(r'("[^"\n]*")|#.*', lambda m: m.group(1) or "", line).rstrip()
+
+
+def _trailing_comma(lines: list[str], line: int, file: str, text: str) -> ParseError | None:
+    """An option list ending in ',' swallows the next statement's line: point at the ','."""
+    if not _STATEMENT.match(lines[line - 1]):
         return None
-    names = sorted({TERMINAL_TEXT.get(t, repr(t.lower()) if t.isupper() else t) for t in expected})
-    return "expected " + ", ".join(names)
+    before = line - 1
+    while before > 0 and not _code(lines[before - 1]):
+        before -= 1
+    if before == 0 or not _code(lines[before - 1]).endswith(","):
+        return None
+    comma = len(_code(lines[before - 1]))
+    return ParseError("the option list ends with ','", Span(file, before, comma, 1, text),
+                      hint=f"remove the ','; after a ',' the option list goes on, so line "
+                           f"{line} was read as more options")
+
+
+def _brackets(text: str, end: int) -> tuple[list, tuple | None]:
+    """Brackets still open at ``end`` as (bracket, line, column), outermost first, and the
+    most deeply nested opening.  '(' and '[' close within their line; '{' spans lines."""
+    stack, deepest, line, start = [], None, 1, 0
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for m in re.finditer(r'"[^"\n]*"|#[^\n]*|[\n()\[\]{}]', text[:end]):
+        char = m.group()
+        if char == "\n":
+            stack = [b for b in stack if b[0] == "{"]
+            line, start = line + 1, m.end()
+        elif char in "([{":
+            stack.append((char, line, m.start() - start + 1))
+            if deepest is None or len(stack) > deepest[0]:
+                deepest = (len(stack), line, m.start() - start + 1)
+        elif char in pairs and stack and stack[-1][0] == pairs[char]:
+            stack.pop()
+    return stack, deepest
+
+
+def _accepts_before(text: str, pos: int) -> set[str]:
+    """The terminals the parser accepts at ``pos``: the lexer's own set is the LALR state's,
+    which may hold terminals that only a later reduction would reject."""
+    try:
+        parser = _parser().parse_interactive(text[:pos])
+        parser.exhaust_lexer()
+        return parser.accepts()
+    except lark.exceptions.LarkError:
+        return set()
+
+
+def _expected_found(expected, found: str) -> str:
+    """'expected A, B or C, found X' (STYLE: say what was expected and what was found)."""
+    names = sorted({_terminal_text(t) for t in expected or ()})
+    if not names:
+        return f"unexpected {found}"
+    alternatives = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+    return f"expected {alternatives}, found {found}"
+
+
+def _terminal_text(name: str) -> str:
+    """How a terminal reads in a message: a phrase, or the literal it matches."""
+    if name in TERMINAL_TEXT:
+        return TERMINAL_TEXT[name]
+    literal = {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
+    return repr(literal[name]) if name in literal else name.lower().strip("_")
 
 
 def _number(text: str) -> int | float:

@@ -100,9 +100,9 @@ def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
         if check == "gradient":
             want = _numeric_gradient(rule, inputs, attrs, position, r)
         elif "loss" in rule.traits:
-            want = _hessian_diagonal(rule, inputs, attrs, position) * r
+            want = hessian_diagonal(rule, inputs, attrs, position) * r
         else:
-            want = _squared_jacobian_transpose(rule, inputs, attrs, position, r)
+            want = squared_jacobian_transpose(rule, inputs, attrs, position, r)
         err = relative_error(values[entry], want)
         reports.append(SlotReport(rule.name, check, slot, err, err <= TOLERANCE))
     return reports
@@ -123,7 +123,7 @@ def _numeric_gradient(rule, inputs, attrs, position, r):
     return grad
 
 
-def _squared_jacobian_transpose(rule, inputs, attrs, position, h):
+def squared_jacobian_transpose(rule, inputs, attrs, position, h):
     out = np.zeros_like(inputs[position])
     for index in np.ndindex(out.shape):
         column = (_perturbed(rule, inputs, attrs, position, index, EPS)
@@ -132,7 +132,7 @@ def _squared_jacobian_transpose(rule, inputs, attrs, position, h):
     return out
 
 
-def _hessian_diagonal(rule, inputs, attrs, position):
+def hessian_diagonal(rule, inputs, attrs, position):
     step = 1e-3
     centre = float(rule.forward(*inputs, **attrs))
     out = np.zeros_like(inputs[position])

@@ -1,0 +1,63 @@
+"""Checks generated from the registry: every op, built-in or added later, is covered."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cnngraph.model import default_registry
+from cnngraph.registry import NotDifferentiable
+from cnngraph.verify import verify_op
+
+REGISTRY = default_registry()
+OPS = sorted(REGISTRY.ops)
+DIFFERENTIABLE = [n for n in OPS if not isinstance(REGISTRY.ops[n].gradient, NotDifferentiable)]
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_op_rules_agree_with_finite_differences(op):
+    reports = verify_op(REGISTRY, op)
+    bad = [r for r in reports if not r.ok]
+    assert not bad, bad
+    checks = {r.check for r in reports}
+    assert "shape" in checks
+    if op in DIFFERENTIABLE:
+        assert "gradient" in checks
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_every_op_has_an_example_and_a_doc(op):
+    rule = REGISTRY.ops[op]
+    example = rule.example(np.random.default_rng(0))
+    assert len(example.inputs) == len(rule.slots)
+    assert rule.doc
+
+
+def test_backward_only_ops_say_why():
+    for name in set(OPS) - set(DIFFERENTIABLE):
+        assert REGISTRY.ops[name].gradient.reason
+
+
+def _planted(rule, factor=1.01):
+    """The same rule with every gradient entry scaled by ``factor`` (a 1 % error)."""
+    def wrong(emit, node, delta):
+        entries = rule.gradient(emit, node, delta)
+        return tuple(None if e is None else emit.emit("scale", (e,), c=factor) for e in entries)
+    return dataclasses.replace(rule, gradient=wrong)
+
+
+@pytest.mark.parametrize("op", [n for n in DIFFERENTIABLE if n != "scale"])
+def test_a_planted_one_percent_error_is_caught_and_named(op):
+    registry = REGISTRY.copy()
+    registry.ops[op] = _planted(registry.ops[op])
+    bad = [r for r in verify_op(registry, op) if r.check == "gradient" and not r.ok]
+    assert bad and all(r.op == op for r in bad)
+    assert all(r.error > 1e-3 for r in bad)
+
+
+def test_planted_error_in_scale_is_caught():
+    """scale's own planted error is built from scale; plant it through mul instead."""
+    registry = REGISTRY.copy()
+    rule = registry.ops["scale"]
+    registry.ops["scale"] = dataclasses.replace(
+        rule, gradient=lambda emit, node, delta: (emit.emit("scale", (delta,), c=node.attrs["c"] * 1.01),))
+    assert any(not r.ok for r in verify_op(registry, "scale") if r.check == "gradient")
