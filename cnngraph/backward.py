@@ -2,7 +2,8 @@
 
 The walk goes over the forward DAG in reverse topological order.  At each node
 the deltas reaching it are summed by explicit ``add`` nodes, and its op's rule
-emits the nodes that carry delta to its inputs.  Only inputs on a path from a
+emits the nodes that carry delta to its inputs (sums use the op with the 'sum' trait).
+Only inputs on a path from a
 requested value to the loss receive anything, and emitted nodes that end up
 feeding no requested gradient are pruned, so nothing the request does not need
 survives.  The same walk with curvature rules derives the diagonal
@@ -57,7 +58,8 @@ def curvature_rule(rule: OpRule):
         raise RuleError(f"op '{rule.name}' has no curvature rule and is not multilinear")
 
     def squared_operands(emit, node, h):
-        squared = tuple(value if slot in rule.shape_slots else emit.emit("mul", (value, value))
+        product = emit.registry.op_with_trait("product")
+        squared = tuple(value if slot in rule.shape_slots else emit.emit(product, (value, value))
                         for slot, value in zip(rule.slots, node.inputs))
         return gradient_rule(rule)(emit, dataclasses.replace(node, inputs=squared), h)
 
@@ -86,7 +88,7 @@ def _transpose(graph, registry, loss, wrt, pass_, rule_for) -> Derived:
             continue
         rule = registry.op(data["op"])
         entries = rule_for(rule)(emit, node_view(out, node_id), delta)
-        _check_entries(out, rule, data["inputs"], entries, pass_)
+        check_entries(out, rule, data["inputs"], entries, pass_)
         for value, entry in zip(data["inputs"], entries):
             if value in relevant and entry is not None:
                 pending.setdefault(value, []).append(entry)
@@ -111,11 +113,11 @@ def _ordered(graph, subset):
 def _sum(emit, deltas):
     total = deltas[0]
     for d in deltas[1:]:
-        total = emit.emit("add", (total, d))
+        total = emit.emit(emit.registry.op_with_trait("sum"), (total, d))
     return total
 
 
-def _check_entries(graph, rule, inputs, entries, pass_):
+def check_entries(graph, rule, inputs, entries, pass_):
     if not isinstance(entries, tuple) or len(entries) != len(inputs):
         raise RuleError(f"op '{rule.name}': {pass_} rule returned {entries!r}, expected a "
                         f"tuple of {len(inputs)} entries, one per slot {rule.slots}")

@@ -155,8 +155,9 @@ def _lower(network, registry, layer):
     rule = registry.layers.get(layer.kind)
     if rule is None:
         raise BuildError(f"unknown layer kind '{layer.kind}'", layer.kind_span,
-                         hint=close_names(layer.kind, registry.layers)
-                         or "layer kinds: " + ", ".join(sorted(registry.layers)))
+                         hint=(close_names(layer.kind, registry.layers)
+                               or "layer kinds: " + ", ".join(sorted(registry.layers)))
+                         + "; a plugin's layer needs --ops FILE.py")
     count, least, most = len(layer.sources), rule.min_inputs, rule.max_inputs
     if count < least or (most is not None and count > most):
         at = layer.sources[most].span if most is not None and count > most else layer.span

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import CnnError, UsageError, format_error
 
 EPILOG = {
+    "check-ops": "example: python -m cnngraph check-ops --ops examples/maxpool.py",
     "run": "example: python -m cnngraph run models/dlt.cnn --data ../shared/data/mnist "
            "--out runs/dlt\n"
            "quick:   python -m cnngraph run models/lenet5.cnn --epochs 1 --limit-train 2000",
@@ -60,11 +61,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_arg(sub):
     sub.add_argument("model", help="the .cnn model file")
+    _ops_arg(sub)
+
+
+def _ops_arg(sub, required=False):
+    sub.add_argument("--ops", action="append", default=[], metavar="FILE.py|MODULE",
+                     required=required,
+                     help="load op and layer rules from a plugin (repeatable)")
+
+
+def _registry(args):
+    from .model import default_registry
+    from .plugins import load_plugin
+    registry = default_registry()
+    for spec in args.ops:
+        load_plugin(spec, registry)
+    return registry
 
 
 def _compile(args):
     from .model import compile_model
-    return compile_model(args.model)
+    return compile_model(args.model, _registry(args))
 
 
 # check ------------------------------------------------------------------
@@ -76,6 +93,9 @@ def _add_check(sub):
     sub.add_argument("--directions", type=int, default=0, metavar="K",
                      help="also compare K random directional derivatives per tensor")
     sub.add_argument("--batch", type=int, default=2, help="random patterns (default 2)")
+    sub.add_argument("--eps", type=float, default=None, metavar="H",
+                     help="finite-difference step (default 1e-2 with Richardson extrapolation; "
+                          "use 1e-5 for models with kinks such as relu or max-pooling)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -88,12 +108,15 @@ def cmd_check(args) -> int:
         raise UsageError("--batch and --sample must be at least 1")
     if not args.json:
         print(f"{'tensor':<14} {'size':>8} {'checked':>8} {'rel. error':>11}")
+    eps = EPS if args.eps is None else args.eps
+    if not 0 < eps < 1:
+        raise UsageError(f"--eps must be between 0 and 1, got {eps}")
     results = check_model(model, batch=args.batch, seed=args.seed, sample=args.sample,
-                          directions=args.directions,
+                          directions=args.directions, eps=eps,
                           progress=None if args.json else _print_check_row)
     ok = all(r.ok for r in results)
     if args.json:
-        print(json.dumps({"model": args.model, "tolerance": TOLERANCE, "eps": EPS,
+        print(json.dumps({"model": args.model, "tolerance": TOLERANCE, "eps": eps,
                           "batch": args.batch, "ok": ok,
                           "tensors": [{"name": r.name, "size": r.size, "checked": r.checked,
                                        "directions": r.directions, "error": r.error,
@@ -102,7 +125,7 @@ def cmd_check(args) -> int:
         bad = [r.name for r in results if not r.ok]
         print(f"{len(results) - len(bad)} of {len(results)} gradients agree within "
               f"{TOLERANCE:g} (norm-wise relative error; central differences in float64, "
-              f"h={EPS:g} with Richardson extrapolation, batch {args.batch})")
+              f"h={eps:g} with Richardson extrapolation, batch {args.batch})")
         if bad:
             print("FAILED: " + ", ".join(bad))
     return 0 if ok else 1
@@ -358,11 +381,48 @@ def cmd_download(args) -> int:
     return 0
 
 
+# check-ops ------------------------------------------------------------------
+
+def _add_check_ops(sub):
+    _ops_arg(sub, required=True)
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_check_ops(args) -> int:
+    from .model import default_registry
+    from .plugins import load_plugin
+    from .verify import verify_op
+    registry = default_registry()
+    added = [name for spec in args.ops for name in load_plugin(spec, registry)]
+    ops = [name for name in added if not name.startswith("layer ")]
+    reports = [r for name in ops for r in verify_op(registry, name)]
+    ok = all(r.ok for r in reports)
+    if args.json:
+        print(json.dumps({"ops": ops, "ok": ok, "checks": [
+            {"op": r.op, "check": r.check, "slot": r.slot, "error": r.error, "ok": r.ok,
+             "detail": r.detail} for r in reports]}))
+        return 0 if ok else 1
+    print(f"{'op':<24} {'check':<10} {'slot':<8} {'rel. error':>11}")
+    for r in reports:
+        flag = "ok" if r.ok else "FAILED"
+        detail = f"  {r.detail}" if r.detail else ""
+        print(f"{r.op:<24} {r.check:<10} {r.slot:<8} {r.error:>11.2e}  {flag}{detail}")
+    bad = [f"{r.op} ({r.check}, slot '{r.slot}', error {r.error:.2e})" for r in reports
+           if not r.ok]
+    print(f"{len(reports) - len(bad)} of {len(reports)} checks passed for "
+          f"{len(ops)} ops: {', '.join(ops)}")
+    if bad:
+        print("FAILED: " + "; ".join(bad))
+    return 0 if ok else 1
+
+
 COMMANDS = [
     ("run", cmd_run, "train on MNIST, then evaluate once on the test set", _add_run),
     ("eval", cmd_eval, "evaluate a checkpoint on the test set", _add_eval),
     ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", _add_download),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", _add_check),
+    ("check-ops", cmd_check_ops, "the generated rule checks, run on a plugin's ops",
+     _add_check_ops),
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", _add_dot),
     ("summary", cmd_summary, "layer table: output shape, parameters, multiply-adds",
      _add_summary),

@@ -45,12 +45,12 @@ def _apply_activation(ctx, node, act):
         return node
     op, attrs = act
     rule = ctx.registry.ops.get(op)
-    if rule is None or "elementwise" not in rule.traits or len(rule.slots) != 1:
-        known = sorted(n for n, r in ctx.registry.ops.items()
-                       if "elementwise" in r.traits and len(r.slots) == 1)
+    known = activations(ctx.registry)
+    if rule is None or op not in known:
         raise ctx.error(f"unknown activation '{op}'", "activation",
-                        close_names(op, known + ["identity", *ACTIVATION_PRESETS])
-                        or "activations: identity, " + ", ".join(known + list(ACTIVATION_PRESETS)))
+                        (close_names(op, known + ["identity", *ACTIVATION_PRESETS])
+                         or "activations: " + ", ".join(["identity", *known, *ACTIVATION_PRESETS]))
+                        + "; a plugin's activation needs --ops FILE.py")
     accepted = [p.name for p in inspect.signature(rule.forward).parameters.values()
                 if p.kind is p.KEYWORD_ONLY]
     for key in attrs:
@@ -59,6 +59,15 @@ def _apply_activation(ctx, node, act):
                             + (", ".join(accepted) or "none"), "activation",
                             close_names(key, accepted))
     return ctx.emit(op, (node,), at="activation", **attrs)
+
+
+def activations(registry) -> list[str]:
+    """Elementwise one-slot ops whose attributes all have defaults."""
+    def usable(rule):
+        params = inspect.signature(rule.forward).parameters.values()
+        return all(p.default is not p.empty for p in params if p.kind is p.KEYWORD_ONLY)
+    return sorted(name for name, rule in registry.ops.items()
+                  if "elementwise" in rule.traits and len(rule.slots) == 1 and usable(rule))
 
 
 def _bias(ctx, node, mode, maps, lr_scale):
@@ -152,9 +161,9 @@ def _table_mask(ctx, table, c_out, c_in):
             mask[row.output, i] = 1
     empty = [j for j in range(c_out) if not mask[j].any()]
     if empty:
-        more = f" (nor {len(empty) - 1} more output maps)" if len(empty) > 1 else ""
-        raise ctx.error(f"table '{table.name}' gives output map {empty[0]} no input map{more}",
-                        "connect")
+        listed = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
+        raise ctx.error(f"table '{table.name}' gives output map{'s' if len(empty) > 1 else ''} "
+                        f"{listed} no input map", "connect")
     return mask
 
 

@@ -81,7 +81,7 @@ def parse_text(text: str, file: str = "<string>") -> ModelSpec:
         _, line, column = _brackets(text, len(text))[1] or (0, 1, 1)
         raise ParseError("lists and calls are nested too deeply",
                          Span(file, line, column, 1, text),
-                         hint="a value nests a few levels at most, e.g. sgd(momentum=0.9)") from None
+                         hint="values nest a few levels at most, e.g. sgd(momentum=0.9)") from None
 
 
 def _located(error: lark.exceptions.UnexpectedInput, text: str, file: str) -> ParseError:
@@ -100,6 +100,7 @@ def _located(error: lark.exceptions.UnexpectedInput, text: str, file: str) -> Pa
 
 def _bad_character(error: lark.exceptions.UnexpectedCharacters, text: str,
                    span: Span) -> ParseError:
+    """A character no token starts with; a lone '"' is an unterminated string."""
     pos = error.pos_in_stream
     char = text[pos] if pos < len(text) else ""
     if char == '"' and '"' not in text[pos + 1:].partition("\n")[0]:

@@ -13,6 +13,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from .errors import RuleError, close_names
 
 #: Traits a rule may declare; passes look at traits, never at op names.
@@ -22,6 +24,8 @@ KNOWN_TRAITS = frozenset({
                      # add, reshape...), so curvature = gradient rule with squared operands
     "loss",          # scalar output averaged over the batch; starts differentiation
     "shape_only",    # a slot is read for its shape alone (see `shape_slots`)
+    "sum",           # THE op that adds two same-shaped values: sums fan-out deltas
+    "product",       # THE elementwise product: squares operands for curvature
 })
 
 
@@ -132,6 +136,14 @@ class Registry:
         except KeyError:
             raise RuleError(f"unknown op '{name}'", hint=close_names(name, self.ops)) from None
 
+    def op_with_trait(self, trait: str) -> str:
+        """The one op declaring ``trait`` ('sum', 'product'): passes ask for a role,
+        never for an op by name."""
+        names = [name for name, rule in self.ops.items() if trait in rule.traits]
+        if len(names) != 1:
+            raise RuleError(f"exactly one op must declare trait '{trait}', found {names}")
+        return names[0]
+
     def copy(self) -> "Registry":
         other = Registry()
         other.ops = dict(self.ops)
@@ -176,3 +188,51 @@ def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
     if len(positional) != len(rule.slots):
         raise RuleError(f"op '{rule.name}': {name} takes {len(positional)} required positional "
                         f"arguments but the op has {len(rule.slots)} slots {rule.slots}")
+
+
+def vjp_rules(name: str, slots: tuple[str, ...], shape: Callable, forward: Callable,
+              vjp: Callable, example: Callable, curvature_vjp: Callable | None = None,
+              **fields) -> tuple[OpRule, ...]:
+    """The escape hatch: an op whose gradient is a NumPy function, not emitted ops.
+
+    ``vjp(*inputs, delta, **attrs)`` returns one array (or None) per slot; each
+    slot's entry becomes its own backward node, op ``{name}_vjp_{slot}``, which
+    is drawn, scheduled and checked like any other.  ``curvature_vjp`` does the
+    same for the SDLM recursion (op ``{name}_curvature_{slot}``).  Returns the op
+    and its backward ops; register them all.
+    """
+    backward = _slot_ops(name, "vjp", slots, shape, vjp, example)
+    curvature = _slot_ops(name, "curvature", slots, shape, curvature_vjp, example) \
+        if curvature_vjp else {}
+
+    def emitter(ops):
+        def rule(emit, node, delta):
+            return tuple(emit.emit(ops[s].name, node.inputs + (delta,), **node.attrs)
+                         if s in ops else None for s in slots)
+        return rule
+
+    main = OpRule(name, slots, shape, forward, emitter(backward), example,
+                  curvature=emitter(curvature) if curvature_vjp else None, **fields)
+    return (main, *backward.values(), *curvature.values())
+
+
+def _slot_ops(name, kind, slots, shape, fn, example):
+    reason = NotDifferentiable(f"backward node of '{name}', computed by a NumPy function")
+    ops = {}
+    for index, slot in enumerate(slots):
+        def forward(*args, _index=index, **attrs):
+            out = fn(*args[:-1], args[-1], **attrs)[_index]
+            return np.zeros_like(args[_index]) if out is None else out
+
+        def slot_shape(*shapes, _index=index, **attrs):
+            return shapes[_index]
+
+        def slot_example(rng):
+            base = example(rng)
+            forward_shape = shape(*[np.shape(a) for a in base.inputs], **base.attrs)
+            return Example(tuple(base.inputs) + (rng.normal(size=forward_shape),), base.attrs)
+
+        ops[slot] = OpRule(f"{name}_{kind}_{slot}", slots + ("delta",), slot_shape, forward,
+                           reason, slot_example, curvature=reason,
+                           doc=f"{kind} of '{name}' for slot '{slot}'")
+    return ops

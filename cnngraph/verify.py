@@ -5,7 +5,9 @@ gradient rule, run through the real emit -> schedule -> execute path, against
 central differences in float64 of <r, f(inputs)> for a random projection r
 (Theano's verify_grad); the curvature rule against a brute-force evaluation of
 the same recursion, (J∘J)ᵀ h with J the op's Jacobian by central differences
-(for a loss, the diagonal of its Hessian).
+(for a loss, the diagonal of its Hessian); and for multilinear ops the adjoint
+identity: <f(x), r> = <x_s, g_s> for each slot s of a product-like op (degree
+one in each slot), or = Σ_s <x_s, g_s> for a sum-like one (linear jointly).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from .backward import curvature_rule, gradient_rule
+from .backward import check_entries, curvature_rule, gradient_rule
 from .graph import Emitter, node_view
 from .registry import NotDifferentiable, OpRule, Registry
 from .schedule import schedule
@@ -87,6 +89,7 @@ def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
     make = gradient_rule(rule) if check == "gradient" else curvature_rule(rule)
     try:
         entries = make(derived, node_view(graph, out), "r")
+        check_entries(graph, rule, tuple(ids), entries, check)
     except Exception as e:
         return [SlotReport(rule.name, check, "-", 1.0, False, f"{type(e).__name__}: {e}")]
     wanted = [(slot, e) for slot, e in zip(rule.slots, entries)
@@ -95,6 +98,8 @@ def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
     feeds = dict(zip(ids, inputs), r=r)
     values = run_plan(plan, feeds) if wanted else {}
     reports = []
+    if check == "gradient" and "multilinear" in rule.traits and wanted:
+        reports.append(_adjoint(rule, inputs, attrs, r, wanted, values))
     for slot, entry in wanted:
         position = rule.slots.index(slot)
         if check == "gradient":
@@ -106,6 +111,18 @@ def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
         err = relative_error(values[entry], want)
         reports.append(SlotReport(rule.name, check, slot, err, err <= TOLERANCE))
     return reports
+
+
+def _adjoint(rule, inputs, attrs, r, wanted, values) -> SlotReport:
+    """Exact to rounding, unlike finite differences: catches a transposed kernel."""
+    total = float(np.sum(r * rule.forward(*inputs, **attrs)))
+    pairings = [float(np.sum(inputs[rule.slots.index(s)] * values[e])) for s, e in wanted]
+    scale = max(abs(total), *map(abs, pairings), 1e-300)
+    each = max(abs(total - p) for p in pairings) / scale
+    joint = abs(total - sum(pairings)) / scale
+    error = min(each, joint)
+    return SlotReport(rule.name, "adjoint", ",".join(s for s, _ in wanted), error,
+                      error <= 1e-10)
 
 
 def _perturbed(rule, inputs, attrs, position, index, step):

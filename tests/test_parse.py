@@ -95,7 +95,8 @@ def test_spans_point_at_names_and_values():
 
 
 def test_span_of_a_layer_after_blank_lines_and_comments():
-    text = "# a model\n\n   # indented comment\ninput x : 1 x 8 x 8\n\n\n  full   F1 <- x : units=2\n"
+    text = ("# a model\n\n   # indented comment\ninput x : 1 x 8 x 8\n\n\n"
+            "  full   F1 <- x : units=2\n")
     layer = parse_text(text).layers[0]
     assert (layer.span.line, layer.span.column) == (7, 10)
     assert layer.span.source_line() == "  full   F1 <- x : units=2"
@@ -174,7 +175,8 @@ def test_parse_errors_say_what_was_expected_and_found():
     with pytest.raises(ParseError) as caught:
         parse_text("input x 1 x 12 x 12\n")
     assert caught.value.message == "expected ':', found '1'"
-    assert (caught.value.span.line, caught.value.span.column, caught.value.span.length) == (1, 9, 1)
+    span = caught.value.span
+    assert (span.line, span.column, span.length) == (1, 9, 1)
 
 
 def test_unreadable_model_files_are_parse_errors(tmp_path):

@@ -1,0 +1,80 @@
+"""A cnngraph plugin: max-pooling with argmax switches, built from registered ops.
+
+    python -m cnngraph check-ops --ops examples/maxpool.py
+    python -m cnngraph run examples/maxpool.cnn --ops examples/maxpool.py
+
+Forward: y = max over each factor x factor block.  Gradient: delta goes back
+only to the winning position of each block, delta_x = switches ∘ up(delta),
+where ``maxpool_switches`` is 1 at each block's (first) maximum and 0
+elsewhere, and up is the built-in Kronecker upsample.  The switches are
+piecewise constant in x, so they pass no gradient themselves.
+"""
+import numpy as np
+
+from cnngraph import Example, LayerRule, NotDifferentiable, OpRule, Option
+from cnngraph.graph import ShapeError
+from cnngraph.options import integer
+
+
+def _blocks(x, factor):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // factor, factor, w // factor, factor)
+
+
+def maxpool_shape(x, *, factor):
+    n, c, h, w = x
+    if h % factor or w % factor:
+        raise ShapeError(f"factor {factor} does not divide the map {h}x{w}")
+    return (n, c, h // factor, w // factor)
+
+
+def maxpool_forward(x, *, factor):
+    return _blocks(x, factor).max(axis=(3, 5))
+
+
+def switches_forward(x, *, factor):
+    """1 at the first maximum of each block (ties broken in reading order)."""
+    n, c, h, w = x.shape
+    blocks = _blocks(x, factor).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // factor,
+                                                                      w // factor, -1)
+    winner = blocks.argmax(axis=-1)
+    one_hot = (np.arange(factor * factor) == winner[..., None]).astype(x.dtype)
+    return one_hot.reshape(n, c, h // factor, w // factor, factor, factor) \
+        .transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+
+
+def maxpool_gradient(emit, node, delta):
+    (x,) = node.inputs
+    factor = node.attrs["factor"]
+    switches = emit.emit("maxpool_switches", (x,), factor=factor)
+    spread = emit.emit("upsample_kron", (delta,), factor=factor)
+    return (emit.emit("mul", (switches, spread)),)
+
+
+def maxpool_curvature(emit, node, h):
+    # switches are 0/1, so (J∘J)ᵀ h routes h exactly like delta
+    return maxpool_gradient(emit, node, h)
+
+
+def example(rng):
+    return Example((rng.normal(size=(2, 3, 4, 6)),), {"factor": 2})
+
+
+def lower_maxpool(ctx, options, sources):
+    (x,) = sources
+    return ctx.emit("maxpool", (x,), at="factor", factor=options["factor"])
+
+
+def register(registry):
+    registry.add_op(OpRule(
+        "maxpool", ("x",), maxpool_shape, maxpool_forward, maxpool_gradient, example,
+        curvature=maxpool_curvature, label=lambda a: f"maxpool {a['factor']}x{a['factor']}",
+        doc="max over distinct factor x factor blocks"))
+    registry.add_op(OpRule(
+        "maxpool_switches", ("x",), lambda x, *, factor: x, switches_forward,
+        NotDifferentiable("piecewise constant: its derivative is zero almost everywhere"),
+        example, curvature=NotDifferentiable("piecewise constant"),
+        label=lambda a: "argmax switches", doc="1 at each block's maximum, 0 elsewhere"))
+    registry.add_layer(LayerRule(
+        "maxpool", {"factor": Option(integer(2, 64), required=True, doc="block size")},
+        lower_maxpool, doc="max-pooling over factor x factor blocks"))

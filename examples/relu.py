@@ -1,0 +1,36 @@
+"""A cnngraph plugin: the rectifier max(0, u), as an activation.
+
+Its gradient uses the escape hatch `vjp_rules`: a NumPy function computing
+delta ∘ [u > 0], which becomes its own backward node (relu_vjp_u) in the graph.
+
+    python -m cnngraph check-ops --ops examples/relu.py
+    ... activation=relu   in a model, run with --ops examples/relu.py
+"""
+import numpy as np
+
+from cnngraph import Example
+from cnngraph.registry import vjp_rules
+
+
+def relu(u):
+    return np.maximum(u, 0)
+
+
+def relu_vjp(u, delta):
+    return (delta * (u > 0),)
+
+
+def relu_curvature(u, h):
+    return (h * (u > 0),)   # f'(u)² = f'(u) for a 0/1 slope
+
+
+def example(rng):
+    u = rng.normal(size=(2, 3, 4))
+    return Example((np.where(np.abs(u) < 0.05, 0.1, u),))  # keep away from the kink
+
+
+def register(registry):
+    for rule in vjp_rules("relu", ("u",), lambda u: u, relu, relu_vjp, example,
+                          curvature_vjp=relu_curvature, traits=frozenset({"elementwise"}),
+                          label=lambda a: "relu", doc="max(0, u)"):
+        registry.add_op(rule)

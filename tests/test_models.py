@@ -1,0 +1,48 @@
+"""Every shipped model builds, and its gradients agree with finite differences."""
+import dataclasses
+
+import pytest
+
+from cnngraph.check import check_model
+from cnngraph.cli import main
+from cnngraph.model import compile_model, default_registry
+from conftest import MODELS
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_shipped_model_gradients_agree(path):
+    """Sampled coordinates plus random directions (the CLI checks every coordinate)."""
+    results = check_model(compile_model(path), sample=60, directions=3)
+    assert {r.name for r in results} >= {"x"}
+    for r in results:
+        assert r.ok, (r.name, r.error)
+
+
+def test_check_command_checks_every_coordinate(capsys):
+    assert main(["check", "models/dlt.cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "C3.kernel" in out and "1800     1800" in out and "7 of 7 gradients agree" in out
+
+
+def test_check_fails_and_names_the_tensor_when_a_rule_is_wrong(monkeypatch, capsys):
+    registry = default_registry()
+    rule = registry.ops["scale_maps"]
+
+    def wrong(emit, node, delta):
+        grad_x, grad_beta = rule.gradient(emit, node, delta)
+        return grad_x, emit.emit("scale", (grad_beta,), c=1.01)
+    registry.ops["scale_maps"] = dataclasses.replace(rule, gradient=wrong)
+    monkeypatch.setattr("cnngraph.model.default_registry", lambda: registry)
+    assert main(["check", "models/lenet5.cnn", "--sample", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "S2.beta" in out and "FAILED" in out
+    failed = out.split("FAILED:")[1]
+    assert "S2.beta" in failed and "S4.beta" in failed and "C1.kernel" not in failed
+
+
+def test_lenet5_matches_the_paper():
+    model = compile_model("models/lenet5.cnn")
+    shapes = model.param_shapes
+    assert shapes["C3.kernel"] == (16, 6, 5, 5)
+    assert model.network.params["C3.kernel"].size == 60 * 25  # the table's 60 connections
+    assert sum(info.size for info in model.network.params.values()) == 60_850

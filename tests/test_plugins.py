@@ -1,0 +1,117 @@
+"""User ops: loading, the generated checks on them, registration errors, use in models."""
+import numpy as np
+import pytest
+
+from cnngraph import Example, OpRule, Registry
+from cnngraph.cli import main
+from cnngraph.errors import RuleError
+from cnngraph.model import compile_model, default_registry
+from cnngraph.plugins import load_plugin
+from conftest import ROOT
+
+MAXPOOL = str(ROOT / "examples" / "maxpool.py")
+RELU = str(ROOT / "examples" / "relu.py")
+
+
+def test_example_plugins_pass_check_ops(capsys):
+    assert main(["check-ops", "--ops", MAXPOOL, "--ops", RELU]) == 0
+    out = capsys.readouterr().out
+    assert "maxpool" in out and "relu_vjp_u" in out and "FAILED" not in out
+
+
+def test_a_broken_plugin_fails_check_ops_naming_op_and_slot(tmp_path, capsys):
+    broken = tmp_path / "broken_maxpool.py"
+    text = open(MAXPOOL).read()
+    wrong = 'emit.emit("scale", (spread,), c=0.25)'  # spread delta evenly: a mean pool's rule
+    broken.write_text(text.replace('emit.emit("mul", (switches, spread))', wrong))
+    assert main(["check-ops", "--ops", str(broken)]) == 1
+    out = capsys.readouterr().out
+    failed = out.split("FAILED:")[1]
+    assert "maxpool (gradient, slot 'x'" in failed
+
+
+def test_plugin_loads_as_a_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    registry = default_registry()
+    assert load_plugin("relu", registry) == ["relu", "relu_curvature_u", "relu_vjp_u"]
+
+
+def test_model_with_plugin_ops_builds_checks_and_draws(capsys):
+    model = "examples/maxpool.cnn"
+    ops = ["--ops", MAXPOOL, "--ops", RELU]
+    assert main(["check", model, *ops, "--sample", "40", "--eps", "1e-5"]) == 0
+    assert main(["dot", model, *ops, "--backward"]) == 0
+    dot = capsys.readouterr().out
+    assert "argmax switches" in dot and "relu_vjp_u" in dot
+
+
+def test_model_without_its_plugins_names_what_is_missing(capsys, tmp_path):
+    assert main(["summary", "examples/maxpool.cnn"]) == 2
+    err = capsys.readouterr().err
+    assert "examples/maxpool.cnn:6:49: error: unknown activation 'relu'" in err
+    assert "--ops" in err
+    assert main(["summary", "examples/maxpool.cnn", "--ops", RELU]) == 2
+    err = capsys.readouterr().err
+    assert "examples/maxpool.cnn:7:1: error: unknown layer kind 'maxpool'" in err
+
+
+def test_unknown_activation_suggests_close_names(tmp_path, capsys):
+    path = tmp_path / "m.cnn"
+    path.write_text("input x : 1 x 8 x 8\nfull out <- x : units=3, activation=rleu\n"
+                    "loss L <- out : function=squared_error\n")
+    assert main(["summary", str(path), "--ops", RELU]) == 2
+    err = capsys.readouterr().err
+    assert ":2:" in err and "unknown activation 'rleu'" in err and "relu" in err
+
+
+def _rule(**changes):
+    fields = dict(name="twice", slots=("x",), shape=lambda x: x, forward=lambda x: 2 * x,
+                  gradient=lambda emit, node, delta: (emit.emit("scale", (delta,), c=2.0),),
+                  example=lambda rng: Example((rng.normal(size=(2, 3)),)))
+    fields.update(changes)
+    return OpRule(**fields)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"name": "conv_valid"}, "registered twice"),
+    ({"name": "two words"}, "not an identifier"),
+    ({"forward": None}, "field 'forward' must be callable"),
+    ({"gradient": None}, "gradient must be a rule or NotDifferentiable"),
+    ({"forward": lambda x, y: x}, "forward takes 2 required positional"),
+    ({"traits": frozenset({"fast"})}, "unknown traits"),
+    ({"slots": ("x", "x")}, "slots must be distinct"),
+])
+def test_registration_validates_rules_up_front(changes, message):
+    with pytest.raises(RuleError, match=message):
+        default_registry().add_op(_rule(**changes))
+
+
+@pytest.mark.parametrize("gradient, detail", [
+    (lambda emit, node, delta: (delta, delta), "expected a tuple of 1 entries"),
+    (lambda emit, node, delta: (emit.emit("sum_bias", (delta,)),), "has shape"),
+    (lambda emit, node, delta: ("nowhere",), "not a node"),
+])
+def test_a_gradient_of_the_wrong_form_fails_the_checks(gradient, detail):
+    registry = default_registry()
+    registry.add_op(_rule(gradient=gradient))
+    from cnngraph.verify import verify_op
+    reports = [r for r in verify_op(registry, "twice") if not r.ok]
+    assert reports and detail in reports[0].detail
+
+
+def test_plugin_errors_are_reported_by_name(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def register(registry):\n    raise ValueError('boom')\n")
+    assert main(["check-ops", "--ops", str(bad)]) == 2
+    assert "bad.py: error: register() failed: ValueError: boom" in capsys.readouterr().err
+    assert main(["check-ops", "--ops", str(tmp_path / "none.py")]) == 2
+    assert "no such plugin file" in capsys.readouterr().err
+
+
+def test_maxpool_model_trains(mnist, tmp_path, capsys):
+    args = ["run", "examples/maxpool.cnn", "--ops", MAXPOOL, "--ops", RELU, "--data",
+            str(mnist), "--limit-train", "1000", "--limit-test", "500", "--epochs", "1",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    error = float(capsys.readouterr().out.split("test error ")[1].split("%")[0])
+    assert error < 50  # 10 % is chance; learning is visible after 1000 images
