@@ -20,6 +20,9 @@ from .options import MAX_SIZE, read_options
 from .registry import Registry
 from .spec import LayerSpec, ModelSpec
 
+#: The most entries one tensor may hold (per image for a value): 1 GiB of float32.
+MAX_VALUES = 1 << 28
+
 
 @dataclass(frozen=True)
 class ParamInfo:
@@ -41,7 +44,11 @@ class Network:
     settings: Settings
     input: str = ""
     target: str = ""
-    loss: str = ""
+    loss: str = ""          # what training minimises: the data loss plus any penalties
+    data_loss: str = ""     # the loss function alone, as reported and evaluated
+    penalties: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)   # [(message, span)]
+    annotations: dict = field(default_factory=dict)  # layer -> {key: value} from its rule
     prediction: str = ""
     params: dict = field(default_factory=dict)      # param id -> ParamInfo
     layer_outputs: dict = field(default_factory=dict)
@@ -58,9 +65,11 @@ class LowerContext:
         """Emit an op; a shape error points at option ``at`` (or the layer)."""
         self.emitter.span = self.span(at)
         try:
-            return self.emitter.emit(op, inputs, **attrs)
+            node = self.emitter.emit(op, inputs, **attrs)
         finally:
             self.emitter.span = self.layer.span
+        self.check_size(f"'{op}'", self.shape(node)[1:], at, "values per image")
+        return node
 
     def shape(self, node: str) -> tuple:
         return self.network.graph.nodes[node]["shape"]
@@ -71,7 +80,18 @@ class LowerContext:
     def error(self, message: str, at: str | None = None, hint: str | None = None) -> BuildError:
         return BuildError(message, self.span(at), hint)
 
+    def check_size(self, what: str, shape, at: str | None = None,
+                   unit: str = "parameters") -> None:
+        """Refuse a tensor of more than MAX_VALUES entries (per image for a value) at build
+        time, before anything is allocated: such a size is surely a mistake."""
+        count = math.prod(shape)
+        if count > MAX_VALUES:
+            raise self.error(f"{what} would hold {' x '.join(map(str, shape))} = {count:,} "
+                             f"{unit}, more than the limit of {MAX_VALUES:,}", at,
+                             "use fewer maps or units, or a smaller input")
+
     def param(self, name: str, shape, init, fan_in, fan_out, lr_scale=1.0, size=None) -> str:
+        self.check_size(f"parameter '{self.layer.name}.{name}'", shape)
         node = self.emitter.source(f"{self.layer.name}.{name}", "param", shape)
         size = math.prod(shape) if size is None else int(size)
         self.network.params[node] = ParamInfo(init, np.asarray(fan_in, dtype=float),
@@ -93,6 +113,18 @@ class LowerContext:
         if self.network.loss:
             raise self.error("a model has one loss; this is the second")
         self.network.loss, self.network.prediction, self.network.target = loss, prediction, target
+        self.network.data_loss = loss
+
+    def add_penalty(self, node: str) -> None:
+        """A scalar the training loss adds to the data loss (seed eq. 11)."""
+        self.network.penalties.append(node)
+
+    def annotate(self, key: str, value) -> None:
+        """Record a fact about this layer for later stages (e.g. a learned combination)."""
+        self.network.annotations.setdefault(self.layer.name, {})[key] = value
+
+    def warn(self, message: str, at: str | None = None) -> None:
+        self.network.warnings.append((message, self.span(at)))
 
 
 def build_network(spec: ModelSpec, registry: Registry) -> Network:
@@ -112,7 +144,15 @@ def build_network(spec: ModelSpec, registry: Registry) -> Network:
         raise BuildError("the model has no loss layer", last[-1].span,
                          hint=f"add one reading the output, e.g. "
                               f"'loss L <- {last[-1].name} : function=squared_error'")
+    _add_penalties(network, registry)
     return network
+
+
+def _add_penalties(network, registry):
+    data = network.graph.nodes[network.data_loss]
+    emit = Emitter(network.graph, registry, layer=data["layer"], span=data["span"])
+    for penalty in network.penalties:
+        network.loss = emit.emit(registry.op_with_trait("sum"), (network.loss, penalty))
 
 
 def _check_input(spec: ModelSpec):
@@ -137,6 +177,10 @@ def _check_input(spec: ModelSpec):
         if not 1 <= n <= MAX_SIZE:
             raise BuildError(f"input {what} must be from 1 to {MAX_SIZE}, got {n}",
                              _size_span(source.span, i))
+    if math.prod(source.shape) > MAX_VALUES:
+        raise BuildError(f"input {' x '.join(map(str, source.shape))} = "
+                         f"{math.prod(source.shape):,} values per image is more than the limit "
+                         f"of {MAX_VALUES:,}", source.span, hint="use a smaller input")
     return source
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from .errors import CnnError, UsageError, format_error
 
 EPILOG = {
+    "bench": "example: python -m cnngraph bench models/lenet5.cnn --batch 1 16 50 --threads 1",
     "check-ops": "example: python -m cnngraph check-ops --ops examples/maxpool.py",
     "run": "example: python -m cnngraph run models/dlt.cnn --data ../shared/data/mnist "
            "--out runs/dlt\n"
@@ -81,7 +82,10 @@ def _registry(args):
 
 def _compile(args):
     from .model import compile_model
-    return compile_model(args.model, _registry(args))
+    model = compile_model(args.model, _registry(args))
+    for message, span in model.network.warnings:
+        print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
+    return model
 
 
 # check ------------------------------------------------------------------
@@ -211,6 +215,8 @@ def _add_run(sub):
     sub.add_argument("--weights", metavar="FILE.npz",
                      help="start from these parameters (named as 'summary' names them)")
     sub.add_argument("--quiet", action="store_true", help="print only the final result")
+    sub.add_argument("--threshold", type=float, default=0.1, metavar="T",
+                     help="learned combinations: export pairs with strength >= T (default 0.1)")
 
 
 def _overrides(args, cfg):
@@ -270,7 +276,37 @@ def cmd_run(args) -> int:
     if not args.quiet:
         print(_format_confusion(confusion))
         print(f"wrote {out / METRICS} and {out / CHECKPOINT}")
+    _export_connections(model, trainer.params, args.threshold, out, args.quiet)
     return 0
+
+
+def _export_connections(model, params, threshold, out, quiet) -> None:
+    """For learned combinations: tables to paste, their sparsity, a heat map of alpha."""
+    from .connections import learned_layers, report
+    from .plots import alpha_heatmaps, have_matplotlib
+    from .train import write_json
+    if not learned_layers(model):
+        return
+    found = report(model, params, threshold)
+    write_json(out / "connections.json", found)
+    blocks = "".join(layer["table"] for layer in found.values())
+    _write_text(out / "connections.cnn", f"# learned connectivity, strength >= {threshold}\n"
+                + blocks)
+    for name, layer in found.items():
+        if not quiet:
+            print(f"{name}: on average {layer['mean_inputs_for_90_percent']:.2f} input maps "
+                  f"carry 90 % of an output map's alpha; as a table (strength >= {threshold}):")
+            print(layer["table"], end="")
+    if have_matplotlib():
+        alpha_heatmaps(found, out / "alpha.png")
+    elif not quiet:
+        print("matplotlib is not installed: no alpha.png (pip install 'cnngraph[plots]')")
+
+
+def _write_text(path, text) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _read_weights(path):
@@ -416,11 +452,53 @@ def cmd_check_ops(args) -> int:
     return 0 if ok else 1
 
 
+# bench ----------------------------------------------------------------------
+
+def _add_bench(sub):
+    _model_arg(sub)
+    sub.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50], metavar="N",
+                     help="batch sizes (default 1 10 50)")
+    sub.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    sub.add_argument("--threads", type=int, metavar="N", help="BLAS threads")
+    sub.add_argument("--seconds", type=float, default=2.0,
+                     help="time per measurement (default 2)")
+    sub.add_argument("--profile-batch", type=int, metavar="N",
+                     help="batch for the per-op profile (default: the largest)")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_bench(args) -> int:
+    from threadpoolctl import threadpool_info
+    from .bench import measure, profile_ops
+    model = _compile(args)
+    if min(args.batch) < 1 or args.seconds <= 0:
+        raise UsageError("--batch sizes must be at least 1 and --seconds positive")
+    dtype = np.dtype(args.dtype)
+    with _threads(args):
+        results = measure(model, args.batch, dtype, args.seconds)
+        ops, peak = profile_ops(model, args.profile_batch or max(args.batch), dtype)
+        threads = max((p["num_threads"] for p in threadpool_info()), default=1)
+    if args.json:
+        print(json.dumps({"model": args.model, "threads": threads, "results": results,
+                          "ops": ops, "peak_bytes": peak}))
+        return 0
+    print(f"{args.model}: {args.dtype}, {threads} BLAS thread(s)")
+    print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
+    for r in results:
+        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['infer_images_per_s']:>15,.0f}")
+    print(f"\ntime per op, one training step at batch {args.profile_batch or max(args.batch)}:")
+    for r in ops:
+        print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  {100 * r['share']:5.1f}%")
+    print(f"peak memory of live buffers: {peak / 2**20:.2f} MiB")
+    return 0
+
+
 COMMANDS = [
     ("run", cmd_run, "train on MNIST, then evaluate once on the test set", _add_run),
     ("eval", cmd_eval, "evaluate a checkpoint on the test set", _add_eval),
     ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", _add_download),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", _add_check),
+    ("bench", cmd_bench, "training and inference speed, time per op, peak memory", _add_bench),
     ("check-ops", cmd_check_ops, "the generated rule checks, run on a plugin's ops",
      _add_check_ops),
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", _add_dot),

@@ -66,14 +66,16 @@ class UsageError(CnnError):
     """A command-line flag is wrong."""
 
 
-def format_error(error: CnnError) -> str:
-    """Render an error as ``file:line:col: error: message``, source line, caret, hint."""
+def format_error(error: CnnError, label: str = "error") -> str:
+    """Render ``file:line:col: error: message``, source line, caret, hint
+    (``label`` 'warning' for a build warning)."""
     span = error.span
     if span is None:
-        head = f"{error.where}: error: {error.message}" if error.where else f"error: {error.message}"
+        head = f"{error.where}: {label}: {error.message}" if error.where \
+            else f"{label}: {error.message}"
         lines = [head]
     else:
-        lines = [f"{span.file}:{span.line}:{span.column}: error: {error.message}"]
+        lines = [f"{span.file}:{span.line}:{span.column}: {label}: {error.message}"]
         source = span.source_line()
         if source is not None:
             gutter = f"{span.line:>5} | "

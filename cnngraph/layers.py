@@ -107,7 +107,13 @@ def _require_maps(ctx, sources):
 def connectivity(value, what):
     return call({"all": {}, "one_to_one": {}, "table": {"name": _table_name},
                  "random": {"k": integer(1), "seed": integer(0)},
-                 "learned": {}})(value, what)
+                 "learned": LEARNED})(value, what)
+
+
+#: connect=learned(...) arguments (seed 3.3, 3.3.1).
+LEARNED = {"penalty": choice("none", "l1", "entropy", "power"), "lam": number(0),
+           "p": number(0, 1, low_open=True), "kernels": choice("per_input", "per_pair"),
+           "lr_scale": number(0)}
 
 
 def _table_name(value, what):
@@ -139,7 +145,7 @@ def connection_mask(ctx, connect, c_out, c_in):
         if "name" not in args:
             raise ctx.error("table(...) needs the name of a table", "connect")
         return _table_mask(ctx, ctx.table(args["name"], "connect"), c_out, c_in)
-    raise ctx.error("learned connectivity (seed 3.3) is not built yet", "connect")
+    raise ctx.error(f"connect={kind} has no connection mask", "connect")
 
 
 def _maps(n: int) -> str:
@@ -176,6 +182,11 @@ def lower_conv(ctx, opts, sources):
         raise ctx.error(f"kernel {kh}x{kw} is larger than input map {h}x{w}", "kernel",
                         f"use a kernel of at most {min(h, w)}")
     c_out = opts["maps"]
+    ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, kh, kw), "maps")
+    if opts["connect"][0] == "learned":
+        u = _learned_combination(ctx, opts, x, c_in, c_out, kh, kw)
+        u = _bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
+        return _apply_activation(ctx, u, opts["activation"])
     mask = connection_mask(ctx, opts["connect"], c_out, c_in)
     reads = np.full(c_out, c_in) if mask is None else mask.sum(axis=1)
     readers = c_out if mask is None else max(1.0, mask.sum() / c_in)
@@ -185,6 +196,42 @@ def lower_conv(ctx, opts, sources):
     u = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=mask)
     u = _bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
     return _apply_activation(ctx, u, opts["activation"])
+
+
+def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
+    """u_j = Σ_i alpha_ij (x_i ⋆ k_i), alpha_·j = softmax(c_·j) (seed 3.3).
+
+    per_input (the seed's form): one kernel per input map, a one-to-one
+    conv_valid, then alpha as a 1x1 convolution.  per_pair: kernels k_ij
+    scaled by alpha_ij, one conv_valid.  The penalty on alpha joins the loss.
+    """
+    args = opts["connect"][1]
+    kernels, penalty = args.get("kernels", "per_input"), args.get("penalty", "none")
+    weights = opts["init"] or ctx.settings.init.weights
+    c = ctx.param("c", (c_out, c_in), ("normal", {"std": 0.1}), fan_in=c_in, fan_out=c_out,
+                  lr_scale=opts["lr_scale"] * args.get("lr_scale", 1.0))
+    alpha = ctx.emit("softmax_rows", (c,), at="connect")
+    ctx.annotate("learned", {"kernels": kernels, "c": c, "kernel": f"{ctx.layer.name}.kernel"})
+    if kernels == "per_input":
+        eye = np.eye(c_in, dtype=np.int8)
+        kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,
+                           fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"], size=c_in * kh * kw)
+        z = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=eye)
+        mixing = ctx.emit("reshape", (alpha,), shape=(c_in, 1, 1))
+        u = ctx.emit("conv_valid", (z, mixing))
+    else:
+        kernel = ctx.param("kernel", (c_out, c_in, kh, kw), weights, fan_in=kh * kw,
+                           fan_out=kh * kw, lr_scale=opts["lr_scale"])
+        u = ctx.emit("conv_valid", (x, ctx.emit("scale_pairs", (kernel, alpha))), at="kernel")
+    if penalty != "none":
+        lam = args.get("lam", 1e-3)
+        extra = {"p": args.get("p", 0.5)} if penalty == "power" else {}
+        ctx.add_penalty(ctx.emit(f"penalty_{penalty}", (alpha,), at="connect", lam=lam, **extra))
+        if penalty == "l1":
+            ctx.warn("the seed's l1 penalty is constant on softmax weights (each alpha_·j "
+                     "sums to 1), so its gradient is zero and it cannot make alpha sparse; "
+                     "use penalty=entropy or penalty=power", "connect")
+    return u
 
 
 # subsample ------------------------------------------------------------------

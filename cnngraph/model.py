@@ -119,8 +119,8 @@ class Model:
 
     def loss_value(self, y, t) -> float:
         """The model's loss function applied to given outputs (no network pass)."""
-        rule = self.registry.op(self.graph.nodes[self.network.loss]["op"])
-        return float(rule.forward(y, t))
+        data = self.graph.nodes[self.network.data_loss]
+        return float(self.registry.op(data["op"]).forward(y, t, **data["attrs"]))
 
     def loss(self, params, x, t) -> float:
         plan = self._plan("loss", lambda: schedule(self.graph, self.registry, [self.network.loss]))
@@ -144,6 +144,15 @@ class Model:
         values = run_plan(plan, self._feeds(params, x, t), x.dtype)
         grads = {v: values[results[v]] for v in wrt}
         return float(values[self.network.loss]), grads, values
+
+    def schedule_forward_order(self) -> list[str]:
+        """The op nodes of the forward graph in the order the executor runs them."""
+        plan = schedule(self.graph, self.registry, [self.network.loss])
+        return [step.node for step in plan.steps]
+
+    def gradient_plan(self, wrt=None, outputs=()):
+        """The plan `loss_and_grads` walks (built on first use)."""
+        return self._plans[("grads", tuple(wrt or self.network.params), tuple(outputs))][0]
 
     def curvatures(self, params, x, t) -> dict[str, np.ndarray]:
         """The diagonal Gauss-Newton estimates h for each parameter, averaged over the batch."""

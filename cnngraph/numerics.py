@@ -12,7 +12,6 @@ Shapes are batch first: maps (N, C, H, W), kernels (C_out, C_in, kh, kw).
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def rot180(kernel: np.ndarray) -> np.ndarray:
@@ -20,20 +19,28 @@ def rot180(kernel: np.ndarray) -> np.ndarray:
     return kernel[..., ::-1, ::-1]
 
 
-def patch_matrix(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """im2col: (N, C, H, W) -> (N*Ho*Wo, C*kh*kw), one row per output pixel."""
+def columns(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """im2col, transposed: (N, C, H, W) -> (C*kh*kw, N*Ho*Wo), one column per output
+    pixel.  Built with one copy per kernel tap, each of whole contiguous rows, which
+    is several times faster than gathering windows of kw values."""
     n, c, h, w = x.shape
-    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))  # N, C, Ho, Wo, kh, kw
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * (h - kh + 1) * (w - kw + 1), c * kh * kw)
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    by_map = x.transpose(1, 0, 2, 3)
+    for a in range(kh):
+        for b in range(kw):
+            cols[:, a, b] = by_map[:, :, a:a + ho, b:b + wo]
+    return cols.reshape(c * kh * kw, n * ho * wo)
 
 
 def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """y[n, o] = sum_i x[n, i] ⋆ kernel[o, i], 'valid' borders: one matrix product."""
     n, _, h, w = x.shape
     c_out, _, kh, kw = kernel.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    rows = patch_matrix(x, kh, kw) @ kernel.reshape(c_out, -1).T  # (N*Ho*Wo, C_out)
-    return rows.reshape(n, ho, wo, c_out).transpose(0, 3, 1, 2)
+    y = kernel.reshape(c_out, -1) @ columns(x, kh, kw)  # (C_out, N*Ho*Wo)
+    # back to batch-first in one copy: every later elementwise op and reshape
+    # would otherwise walk (or copy) the transposed layout again
+    return np.ascontiguousarray(y.reshape(c_out, n, h - kh + 1, w - kw + 1).transpose(1, 0, 2, 3))
 
 
 def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -45,21 +52,20 @@ def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """
     n, c_out, ho, wo = delta.shape
     _, c_in, kh, kw = kernel.shape
-    taps = delta.transpose(0, 2, 3, 1).reshape(-1, c_out) @ kernel.reshape(c_out, -1)
-    taps = taps.reshape(n, ho, wo, c_in, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-    out = np.zeros((n, c_in, ho + kh - 1, wo + kw - 1), dtype=np.result_type(delta, kernel))
+    taps = kernel.reshape(c_out, -1).T @ delta.transpose(1, 0, 2, 3).reshape(c_out, -1)
+    taps = taps.reshape(c_in, kh, kw, n, ho, wo)
+    out = np.zeros((c_in, n, ho + kh - 1, wo + kw - 1), dtype=taps.dtype)
     for a in range(kh):
         for b in range(kw):
-            out[:, :, a:a + ho, b:b + wo] += taps[:, :, a, b]
-    return out
+            out[:, :, a:a + ho, b:b + wo] += taps[:, a, b]
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
 
 
 def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """grad_kernel[o, i] = sum_n x[n, i] ⋆ delta[n, o] ('valid'), summed over the batch."""
-    c_in = x.shape[1]
-    c_out = delta.shape[1]
-    rows = delta.transpose(0, 2, 3, 1).reshape(-1, c_out)  # (N*Ho*Wo, C_out)
-    return (rows.T @ patch_matrix(x, kh, kw)).reshape(c_out, c_in, kh, kw)
+    c_in, c_out = x.shape[1], delta.shape[1]
+    rows = delta.transpose(1, 0, 2, 3).reshape(c_out, -1)  # (C_out, N*Ho*Wo)
+    return (rows @ columns(x, kh, kw).T).reshape(c_out, c_in, kh, kw)
 
 
 def block_sum(x: np.ndarray, factor: int) -> np.ndarray:

@@ -75,13 +75,39 @@ def parse_text(text: str, file: str = "<string>") -> ModelSpec:
         tree = _parser().parse(text + "\n")
     except lark.exceptions.UnexpectedInput as e:
         raise _located(e, text, file) from None
+    if _LONG_DIGITS.search(text):
+        _check_number_lengths(tree, file, text)
     try:
         return _ToSpec(file, text).transform(tree)
-    except RecursionError:
-        _, line, column = _brackets(text, len(text))[1] or (0, 1, 1)
-        raise ParseError("lists and calls are nested too deeply",
-                         Span(file, line, column, 1, text),
-                         hint="values nest a few levels at most, e.g. sgd(momentum=0.9)") from None
+    except (RecursionError, lark.exceptions.VisitError) as e:
+        raise _transform_error(e, text, file) from None
+
+
+def _transform_error(error: Exception, text: str, file: str) -> ParseError:
+    """Values nested past Python's recursion limit (Lark wraps the RecursionError in a
+    VisitError when it strikes inside a transformer method); anything else is a bug."""
+    if not isinstance(getattr(error, "orig_exc", error), RecursionError):
+        raise error
+    _, line, column = _brackets(text, len(text))[1] or (0, 1, 1)
+    return ParseError("lists and calls are nested too deeply", Span(file, line, column, 1, text),
+                      hint="values nest a few levels at most, e.g. sgd(momentum=0.9)")
+
+
+#: Python refuses to convert integers of over 4300 digits, and converting one takes time
+#: quadratic in its length; no size or count in a model needs more than a few digits.
+MAX_DIGITS = 100
+_LONG_DIGITS = re.compile(f"[0-9]{{{MAX_DIGITS + 1},}}")
+
+
+def _check_number_lengths(tree: lark.Tree, file: str, text: str) -> None:
+    """Refuse a number written with more than MAX_DIGITS digits in a row, at its token
+    (a long run of digits inside a comment or a string is not one)."""
+    for token in tree.scan_values(lambda v: isinstance(v, Token)
+                                  and v.type in ("INT", "SIGNED_NUMBER")):
+        if _LONG_DIGITS.search(token):
+            raise ParseError(f"a number of {len(token)} characters is too long (at most "
+                             f"{MAX_DIGITS} digits)", Span(file, token.line, token.column,
+                                                           len(token), text))
 
 
 def _located(error: lark.exceptions.UnexpectedInput, text: str, file: str) -> ParseError:

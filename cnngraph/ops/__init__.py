@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from . import channels, conv, dense, elementwise, loss, shape, subsample
+from . import channels, conv, dense, elementwise, learned, loss, shape, subsample
 
-MODULES = (conv, subsample, channels, dense, elementwise, shape, loss)
+MODULES = (conv, subsample, channels, dense, elementwise, shape, loss, learned)
 
 
 def register_builtin_ops(registry: Registry) -> Registry:

@@ -1,0 +1,230 @@
+"""cnngraph against an equivalent PyTorch CPU model in eager mode, side by side.
+
+    pip install torch==2.13.0          # the benchmark extra; never a dependency
+    python benchmarks/compare.py --models models/dlt.cnn models/lenet5.cnn \
+        --batch 1 10 50 256 --dtype float32 float64 --threads 1 2
+
+The PyTorch model is generated from cnngraph's own forward graph, op by op, so
+both do the same arithmetic: a masked convolution multiplies its kernel by the
+0/1 connection mask every step (LeNet-5's C3), subsampling is a block sum times
+beta plus bias, losses are averaged over the batch, and the update is plain SGD.
+Before timing, the script checks that both give the same loss and gradients for
+the same weights.  A/B runs are interleaved over several repetitions; it prints
+images/s of each, the ratio cnngraph/PyTorch per pair, its median and min-max.
+It also times a full MNIST-sized epoch (60 000 random images) of dlt.cnn in
+float64 at batch 50, to set beside DeepLearnToolbox's ~800 images/s on Octave.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
+
+from cnngraph import compile_model
+from cnngraph.bench import synthetic_batch
+from cnngraph.optim import Optimizer
+
+
+def torch_op(op, attrs, args):
+    """One cnngraph forward op in PyTorch (the benchmark's own translation table)."""
+    if op == "conv_valid":
+        x, k = args
+        mask = attrs.get("mask")
+        if mask is not None:
+            k = k * torch.as_tensor(mask, dtype=k.dtype)[:, :, None, None]
+        return F.conv2d(x, k)
+    if op == "add_bias":
+        x, b = args
+        return x + b.reshape((1, -1) + (1,) * (x.dim() - 2))
+    if op == "scale_maps":
+        x, b = args
+        return x * b.reshape(1, -1, 1, 1)
+    if op == "scale":
+        return args[0] * attrs["c"]
+    if op == "subsample_sum":
+        f = attrs["factor"]
+        return F.avg_pool2d(args[0], f) * (f * f)
+    if op == "subsample_decimate":
+        f = attrs["factor"]
+        return args[0][:, :, ::f, ::f]
+    if op == "sigmoid":
+        return torch.sigmoid(attrs.get("gain", 1.0) * args[0])
+    if op == "tanh":
+        return attrs.get("a", 1.0) * torch.tanh(attrs.get("b", 1.0) * args[0])
+    if op == "reshape":
+        return args[0].reshape((args[0].shape[0],) + tuple(attrs["shape"]))
+    if op == "concat":
+        return torch.cat(args, dim=1)
+    if op == "matmul":
+        a, b = args
+        a = a.T if attrs.get("transpose_a") else a
+        b = b.T if attrs.get("transpose_b") else b
+        return a @ b
+    if op == "squared_error":
+        y, t = args
+        return 0.5 * ((y - t) ** 2).sum() / y.shape[0]
+    if op == "softmax_cross_entropy":
+        y, t = args
+        return -(t * F.log_softmax(y, dim=1)).sum() / y.shape[0]
+    raise NotImplementedError(f"no PyTorch translation for op '{op}'")
+
+
+class TorchNet:
+    """cnngraph's forward graph replayed with torch tensors."""
+
+    def __init__(self, model, params, dtype):
+        self.model = model
+        self.order = [n for n in model.schedule_forward_order()]
+        self.params = {k: torch.tensor(v, dtype=dtype, requires_grad=True)
+                       for k, v in params.items()}
+
+    def loss(self, x, t):
+        net, graph = self.model.network, self.model.graph
+        env = dict(self.params)
+        env[net.input], env[net.target] = x, t
+        for node in self.order:
+            data = graph.nodes[node]
+            env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
+        return env[net.loss]
+
+    def step(self, x, t, lr):
+        loss = self.loss(x, t)
+        for p in self.params.values():
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in self.params.values():
+                p -= lr * p.grad
+        return loss
+
+    def infer(self, x):
+        net, graph = self.model.network, self.model.graph
+        with torch.no_grad():
+            env = dict(self.params)
+            env[net.input] = x
+            for node in self.order:
+                if node == net.loss:
+                    break
+                data = graph.nodes[node]
+                env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
+            return env[net.prediction]
+
+
+def check_same(model, net, params, x, t):
+    loss, grads, _ = model.loss_and_grads({k: v.copy() for k, v in params.items()}, x, t)
+    torch_loss = net.loss(torch.as_tensor(x), torch.as_tensor(t))
+    torch_grads = torch.autograd.grad(torch_loss, list(net.params.values()))
+    tol = 1e-4 if x.dtype == np.float32 else 1e-10
+    torch_loss = float(torch_loss.detach())
+    assert abs(loss - torch_loss) <= tol * max(1.0, abs(loss)), (loss, torch_loss)
+    for (name, g), tg in zip(net.params.items(), torch_grads):
+        err = np.linalg.norm(grads[name] - tg.numpy()) / max(np.linalg.norm(grads[name]), 1e-30)
+        assert err <= 10 * tol, (name, err)
+
+
+def rate(fn, batch, seconds):
+    fn()
+    done, start = 0, time.perf_counter()
+    while done < 3 or time.perf_counter() - start < seconds:
+        fn()
+        done += 1
+    return done * batch / (time.perf_counter() - start)
+
+
+def compare(path, batch, dtype, threads, reps, seconds):
+    model = compile_model(path)
+    rng = np.random.default_rng(0)
+    params = model.init_params(0, dtype)
+    x, t = synthetic_batch(model, batch, dtype, rng)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    torch.set_num_threads(threads)
+    net = TorchNet(model, params, tdtype)
+    with threadpool_limits(threads):
+        check_same(model, net, params, x, t)
+        ours_params = {k: v.copy() for k, v in params.items()}
+        sgd = Optimizer("sgd")
+        tx, tt = torch.as_tensor(x), torch.as_tensor(t)
+
+        def ours_train():
+            _, grads, _ = model.loss_and_grads(ours_params, x, t)
+            sgd.step(ours_params, grads, 1e-4)
+        pairs = {"train": [], "infer": []}
+        for _ in range(reps):  # interleaved A/B
+            pairs["train"].append((rate(ours_train, batch, seconds),
+                                   rate(lambda: net.step(tx, tt, 1e-4), batch, seconds)))
+            pairs["infer"].append((rate(lambda: model.forward(ours_params, x), batch, seconds),
+                                   rate(lambda: net.infer(tx), batch, seconds)))
+    return pairs
+
+
+def summarize(pairs):
+    ratios = [a / b for a, b in pairs]
+    return {"cnngraph": statistics.median(a for a, _ in pairs),
+            "torch": statistics.median(b for _, b in pairs),
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios)}
+
+
+def dlt_epoch(threads):
+    """A full 60 000-image epoch of dlt.cnn, float64, batch 50, plain SGD."""
+    model = compile_model("models/dlt.cnn")
+    rng = np.random.default_rng(0)
+    params = model.init_params(0, np.float64)
+    x, t = synthetic_batch(model, 60_000, np.float64, rng)
+    sgd = Optimizer("sgd")
+    with threadpool_limits(threads):
+        start = time.perf_counter()
+        for i in range(0, 60_000, 50):
+            _, grads, _ = model.loss_and_grads(params, x[i:i + 50], t[i:i + 50])
+            sgd.step(params, grads, 1.0)
+        return 60_000 / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["models/dlt.cnn", "models/lenet5.cnn"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50, 256])
+    parser.add_argument("--dtype", nargs="+", default=["float32", "float64"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--json", metavar="FILE", help="also write all numbers here")
+    parser.add_argument("--skip-epoch", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    print(f"{'model':<18}{'dtype':<9}{'thr':>3}{'batch':>6}  {'mode':<6}"
+          f"{'cnngraph':>10}{'torch':>10}{'ratio':>7}  min-max")
+    for path in args.models:
+        for dtype in args.dtype:
+            for threads in args.threads:
+                for batch in args.batch:
+                    pairs = compare(path, batch, np.dtype(dtype).type, threads, args.reps,
+                                    args.seconds)
+                    for mode, p in pairs.items():
+                        s = summarize(p)
+                        rows.append({"model": path, "dtype": dtype, "threads": threads,
+                                     "batch": batch, "mode": mode, **s})
+                        print(f"{path.split('/')[-1]:<18}{dtype:<9}{threads:>3}{batch:>6}  "
+                              f"{mode:<6}{s['cnngraph']:>10,.0f}{s['torch']:>10,.0f}"
+                              f"{s['ratio_median']:>7.2f}  {s['ratio_min']:.2f}-"
+                              f"{s['ratio_max']:.2f}", flush=True)
+    result = {"rows": rows}
+    if not args.skip_epoch:
+        for threads in args.threads:
+            ips = dlt_epoch(threads)
+            result[f"dlt_epoch_float64_batch50_threads{threads}"] = ips
+            print(f"dlt.cnn full epoch, float64, batch 50, {threads} thread(s): "
+                  f"{ips:,.0f} images/s (DeepLearnToolbox on Octave: ~800)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

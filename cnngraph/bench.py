@@ -1,0 +1,102 @@
+"""bench: images per second for training and inference, time per op, peak memory.
+
+Training is one full step: forward, derived backward, SGD update.  Inputs are
+random (the speed does not depend on the pixels), so no data set is needed.
+The per-op profile walks the same plan as `run_plan`, timing each step and
+tracking the bytes of live buffers, as ``caffe time`` does per layer.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from .optim import Optimizer
+from .schedule import Plan
+
+
+def synthetic_batch(model, batch: int, dtype, rng):
+    x = rng.uniform(0, 1, size=(batch,) + model.input_shape).astype(dtype)
+    t = np.eye(model.classes, dtype=dtype)[rng.integers(0, model.classes, size=batch)]
+    return x, (2 * t - 1 if model.target_coding == "plus_minus_one" else t)
+
+
+def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> float:
+    """Run ``step`` repeatedly for about ``seconds`` (after one warm-up call)."""
+    step()
+    done, started = 0, time.perf_counter()
+    while done < min_steps or time.perf_counter() - started < seconds:
+        step()
+        done += 1
+    return done * batch / (time.perf_counter() - started)
+
+
+def train_step(model, params, x, t, lr: float = 1e-3):
+    optimizer = Optimizer("sgd")
+
+    def step():
+        _, grads, _ = model.loss_and_grads(params, x, t)
+        optimizer.step(params, grads, lr)
+    return step
+
+
+def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for batch in batches:
+        params = model.init_params(seed, dtype)
+        x, t = synthetic_batch(model, batch, dtype, rng)
+        rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
+                     "train_images_per_s": images_per_second(
+                         train_step(model, params, x, t), batch, seconds),
+                     "infer_images_per_s": images_per_second(
+                         lambda: model.forward(params, x), batch, seconds)})
+    return rows
+
+
+def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
+    """(per-op rows sorted by time, peak bytes of live buffers) for a training step."""
+    rng = np.random.default_rng(seed)
+    params = model.init_params(seed, dtype)
+    x, t = synthetic_batch(model, batch, dtype, rng)
+    model.loss_and_grads(params, x, t)
+    plan = model.gradient_plan()
+    graph = model.backward_graph().graph
+    feeds = model._feeds(params, x, t)
+    totals, peak = defaultdict(float), 0
+    for _ in range(repeats):
+        peak = max(peak, _timed_run(plan, feeds, dtype, totals,
+                                    {s.node: graph.nodes[s.node]["pass_"] for s in plan.steps}))
+    step_total = sum(totals.values())
+    rows = [{"op": op, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
+             "share": seconds / step_total}
+            for (op, pass_), seconds in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return rows, peak
+
+
+def _timed_run(plan: Plan, feeds, dtype, totals, passes) -> int:
+    """run_plan with a clock around each kernel; returns the peak bytes held by
+    live buffers (views count once, through the buffer they view)."""
+    env = {name: feeds[name] for name in plan.sources}
+    env.update((name, np.asarray(v, dtype)) for name, v in plan.constants.items())
+    for name in plan.source_frees:
+        del env[name]
+    peak = _live_bytes(env)
+    for step in plan.steps:
+        started = time.perf_counter()
+        env[step.node] = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
+        totals[(step.op, passes[step.node])] += time.perf_counter() - started
+        peak = max(peak, _live_bytes(env))
+        for name in step.frees:
+            del env[name]
+    return peak
+
+
+def _live_bytes(env) -> int:
+    roots = {}
+    for array in env.values():
+        while isinstance(array.base, np.ndarray):
+            array = array.base
+        roots[id(array)] = array.nbytes
+    return sum(roots.values())
