@@ -32,16 +32,17 @@ def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> f
     return done * batch / (time.perf_counter() - started)
 
 
-def train_step(model, params, x, t, lr: float = 1e-3):
+def train_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
     optimizer = Optimizer("sgd")
 
     def step():
-        _, grads, _ = model.loss_and_grads(params, x, t)
+        _, grads, _ = model.loss_and_grads(params, x, t, workers=workers)
         optimizer.step(params, grads, lr)
     return step
 
 
-def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0) -> list[dict]:
+def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
+            workers: int = 1) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
     for batch in batches:
@@ -49,7 +50,7 @@ def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0) -> list[
         x, t = synthetic_batch(model, batch, dtype, rng)
         rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
                      "train_images_per_s": images_per_second(
-                         train_step(model, params, x, t), batch, seconds),
+                         train_step(model, params, x, t, workers=workers), batch, seconds),
                      "infer_images_per_s": images_per_second(
                          lambda: model.forward(params, x), batch, seconds)})
     return rows

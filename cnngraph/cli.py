@@ -6,7 +6,6 @@ message; a failed gradient check exits 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import signal
@@ -193,8 +192,9 @@ def cmd_summary(args) -> int:
 def _add_data(sub):
     sub.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files "
                      "(default: $CNNGRAPH_DATA, then ~/.cache/cnngraph/mnist)")
-    sub.add_argument("--threads", type=int, metavar="N",
-                     help="BLAS threads (default: the library's own choice)")
+    sub.add_argument("--threads", type=int, metavar="N", default=1,
+                     help="split each training batch across N threads, one BLAS thread "
+                          "each (default 1)")
     sub.add_argument("--limit-test", type=int, metavar="N", help="evaluate on the first N test images")
 
 
@@ -215,6 +215,11 @@ def _add_run(sub):
     sub.add_argument("--weights", metavar="FILE.npz",
                      help="start from these parameters (named as 'summary' names them)")
     sub.add_argument("--quiet", action="store_true", help="print only the final result")
+    plots = sub.add_mutually_exclusive_group()
+    plots.add_argument("--plots", action="store_true", default=None,
+                       help="write PNG pictures of learning into OUT (default: when "
+                            "matplotlib is installed)")
+    plots.add_argument("--no-plots", dest="plots", action="store_false")
     sub.add_argument("--threshold", type=float, default=0.1, metavar="T",
                      help="learned combinations: export pairs with strength >= T (default 0.1)")
 
@@ -241,19 +246,24 @@ def _load_data(args, model, cfg):
 
 
 def _threads(args):
+    """BLAS runs single-threaded: parallelism comes from splitting the batch.  Two
+    BLAS threads while another process held a core measured 62-460 images/s for
+    LeNet-5 at batch 50 against 650-1270 with one (benchmarks, README)."""
     from threadpoolctl import threadpool_limits
-    return threadpool_limits(args.threads) if args.threads else contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def cmd_run(args) -> int:
+    from .resources import check_training_memory
     from .train import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
     model = _compile(args)
     cfg = _overrides(args, model.settings.train)
     train, validation, test = _load_data(args, model, cfg)
+    check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
     out = Path(args.out)
     say = (lambda *a: None) if args.quiet else _Printer()
     stop = _StopFlag()
-    trainer = Trainer(model, cfg, out, report=say, should_stop=stop)
+    trainer = Trainer(model, cfg, out, report=say, should_stop=stop, workers=args.threads)
     if args.resume:
         trainer.resume()
     else:
@@ -277,7 +287,33 @@ def cmd_run(args) -> int:
         print(_format_confusion(confusion))
         print(f"wrote {out / METRICS} and {out / CHECKPOINT}")
     _export_connections(model, trainer.params, args.threshold, out, args.quiet)
+    pictures = _write_plots(args, model, trainer.params, trainer.metrics(error, confusion),
+                            test, out)
+    if pictures and not args.quiet:
+        print("pictures: " + ", ".join(str(p) for p in pictures))
     return 0
+
+
+def _write_plots(args, model, params, metrics, test, out) -> list[Path]:
+    """Learning curves, first-layer kernels, one digit's feature maps, the confusion
+    matrix and per-layer statistics, as PNG files in OUT."""
+    from . import plots
+    if args.plots is None and not plots.have_matplotlib():
+        return []
+    written = [out / "learning_curves.png", out / "confusion.png", out / "feature_maps.png"]
+    plots.learning_curves(metrics, written[0])
+    plots.confusion_matrix(metrics["confusion"], written[1])
+    plots.feature_maps(model.layer_outputs(params, test.images[:1]), int(test.labels[0]),
+                       written[2])
+    kernels = [n for n in model.network.params if n.endswith(".kernel")]
+    if kernels:
+        written.append(out / "kernels.png")
+        plots.kernel_grid(np.asarray(params[kernels[0]]),
+                          f"first layer's kernels ({kernels[0]})", written[-1])
+    if any(e.get("layers") for e in metrics["epochs"]):
+        written.append(out / "layer_stats.png")
+        plots.layer_statistics(metrics, written[-1])
+    return written
 
 
 def _export_connections(model, params, threshold, out, quiet) -> None:
@@ -351,9 +387,11 @@ class _Printer:
         from .train import Progress
         if isinstance(event, Progress):
             if self.live:
-                print(f"\r  epoch {event.epoch}/{event.epochs}  step {event.step}/{event.steps}"
+                done = int(24 * event.step / event.steps)
+                bar = "█" * done + "·" * (24 - done)
+                print(f"\r  epoch {event.epoch}/{event.epochs} {bar} {event.step}/{event.steps}"
                       f"  loss {event.loss:.4f}  {event.images_per_s:,.0f} images/s"
-                      f"  ETA {event.eta_s:,.0f}s   ", end="", file=sys.stderr, flush=True)
+                      f"  ETA {_duration(event.eta_s)}   ", end="", file=sys.stderr, flush=True)
             return
         if self.live:
             print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
@@ -361,6 +399,11 @@ class _Printer:
         print(f"epoch {event['epoch']:>3}  loss {event['train_loss']:.4f}  train error "
               f"{100 * event['train_error']:.2f}%{val}  {event['seconds']:.1f}s  "
               f"{event['images_per_s']:,.0f} images/s", flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
 
 
 def _format_confusion(confusion) -> str:
@@ -383,11 +426,13 @@ def _add_eval(sub):
 
 def cmd_eval(args) -> int:
     from .checkpoint import check_param_arrays, load_checkpoint
+    from .resources import check_evaluation_memory
     from .train import evaluate
     model = _compile(args)
     ckpt = load_checkpoint(args.checkpoint, model.network_hash())
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
     cfg = model.settings.train
+    check_evaluation_memory(model, cfg.dtype)
     _, _, test = _load_data(args, model, dataclasses.replace(cfg, val=0))
     params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
     with _threads(args):
@@ -459,7 +504,8 @@ def _add_bench(sub):
     sub.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50], metavar="N",
                      help="batch sizes (default 1 10 50)")
     sub.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    sub.add_argument("--threads", type=int, metavar="N", help="BLAS threads")
+    sub.add_argument("--threads", type=int, metavar="N", default=1,
+                     help="split each batch across N threads, one BLAS thread each")
     sub.add_argument("--seconds", type=float, default=2.0,
                      help="time per measurement (default 2)")
     sub.add_argument("--profile-batch", type=int, metavar="N",
@@ -468,21 +514,21 @@ def _add_bench(sub):
 
 
 def cmd_bench(args) -> int:
-    from threadpoolctl import threadpool_info
     from .bench import measure, profile_ops
     model = _compile(args)
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
     dtype = np.dtype(args.dtype)
     with _threads(args):
-        results = measure(model, args.batch, dtype, args.seconds)
+        results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         ops, peak = profile_ops(model, args.profile_batch or max(args.batch), dtype)
-        threads = max((p["num_threads"] for p in threadpool_info()), default=1)
+    threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "threads": threads, "results": results,
                           "ops": ops, "peak_bytes": peak}))
         return 0
-    print(f"{args.model}: {args.dtype}, {threads} BLAS thread(s)")
+    print(f"{args.model}: {args.dtype}, batch split across {threads} thread(s), "
+          "one BLAS thread each")
     print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
     for r in results:
         print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['infer_images_per_s']:>15,.0f}")

@@ -10,6 +10,7 @@ names ``summary`` prints.  Arrays are batch first, (N, maps, H, W).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import networkx as nx
@@ -117,6 +118,16 @@ class Model:
                                                       [self.network.prediction]))
         return run_plan(plan, self._feeds(params, x), x.dtype)[self.network.prediction]
 
+    def layer_outputs(self, params, x) -> dict[str, np.ndarray]:
+        """Every layer's output for a batch (the feature maps), by layer name."""
+        net = self.network
+        names = {layer: node for layer, node in net.layer_outputs.items()
+                 if node != net.data_loss and node in nx.ancestors(self.graph, net.data_loss)}
+        plan = self._plan("layers", lambda: schedule(self.graph, self.registry,
+                                                     list(dict.fromkeys(names.values()))))
+        values = run_plan(plan, self._feeds(params, x), x.dtype)
+        return {layer: values[node] for layer, node in names.items()}
+
     def loss_value(self, y, t) -> float:
         """The model's loss function applied to given outputs (no network pass)."""
         data = self.graph.nodes[self.network.data_loss]
@@ -126,11 +137,14 @@ class Model:
         plan = self._plan("loss", lambda: schedule(self.graph, self.registry, [self.network.loss]))
         return float(run_plan(plan, self._feeds(params, x, t), x.dtype)[self.network.loss])
 
-    def loss_and_grads(self, params, x, t, wrt=None, outputs=()):
+    def loss_and_grads(self, params, x, t, wrt=None, outputs=(), workers: int = 1):
         """Loss and named gradients for a batch and its targets.
 
         ``wrt`` defaults to the parameters; pass the input's name too for dE/dx.
         ``outputs`` adds other node values to the returned dict of extras.
+        ``workers`` > 1 splits the batch across that many threads (NumPy releases
+        the GIL inside its kernels) and combines the parts' gradients, weighted by
+        their sizes; the result is deterministic for a given number of workers.
         """
         wrt = tuple(wrt or self.network.params)
         key = ("grads", wrt, tuple(outputs))
@@ -141,9 +155,32 @@ class Model:
             return schedule(derived.graph, self.registry,
                             names + [derived.results[v] for v in wrt]), derived.results
         plan, results = self._plan(key, make)
-        values = run_plan(plan, self._feeds(params, x, t), x.dtype)
+        if workers > 1 and len(x) >= 2 * workers:
+            values = self._split_run(plan, params, x, t, workers, [results[v] for v in wrt])
+        else:
+            values = run_plan(plan, self._feeds(params, x, t), x.dtype)
         grads = {v: values[results[v]] for v in wrt}
         return float(values[self.network.loss]), grads, values
+
+    def _split_run(self, plan, params, x, t, workers, summed):
+        """run_plan on ``workers`` slices of the batch at once.  The loss and the
+        gradients are batch means, so the whole batch's are the slices' means
+        weighted by slice size; per-sample outputs are concatenated."""
+        if getattr(self, "_pool", None) is None or self._pool._max_workers != workers:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cnngraph")
+        bounds = np.linspace(0, len(x), workers + 1).astype(int)
+        parts = list(self._pool.map(
+            lambda k: run_plan(plan, self._feeds(params, x[bounds[k]:bounds[k + 1]],
+                                                 t[bounds[k]:bounds[k + 1]]), x.dtype),
+            range(workers)))
+        weights = np.diff(bounds) / len(x)
+        values = {}
+        for name in plan.outputs:
+            if name in summed or name == self.network.loss:
+                values[name] = sum(w * part[name] for w, part in zip(weights, parts))
+            else:
+                values[name] = np.concatenate([part[name] for part in parts])
+        return values
 
     def schedule_forward_order(self) -> list[str]:
         """The op nodes of the forward graph in the order the executor runs them."""

@@ -12,6 +12,7 @@ Shapes are batch first: maps (N, C, H, W), kernels (C_out, C_in, kh, kw).
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 def rot180(kernel: np.ndarray) -> np.ndarray:
@@ -19,12 +20,21 @@ def rot180(kernel: np.ndarray) -> np.ndarray:
     return kernel[..., ::-1, ::-1]
 
 
+#: Below this many input values, one strided gather beats kh*kw row copies: the
+#: per-call overhead of the copies dominates (measured with benchmarks/kernels.py).
+SMALL_INPUT = 4096
+
+
 def columns(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """im2col, transposed: (N, C, H, W) -> (C*kh*kw, N*Ho*Wo), one column per output
     pixel.  Built with one copy per kernel tap, each of whole contiguous rows, which
-    is several times faster than gathering windows of kw values."""
+    is several times faster than gathering windows of kw values, except for tiny
+    inputs (online learning's deep layers) where one gather has less overhead."""
     n, c, h, w = x.shape
     ho, wo = h - kh + 1, w - kw + 1
+    if x.size <= SMALL_INPUT:
+        windows = sliding_window_view(x, (kh, kw), axis=(2, 3))  # N, C, Ho, Wo, kh, kw
+        return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
     cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
     by_map = x.transpose(1, 0, 2, 3)
     for a in range(kh):
@@ -52,6 +62,9 @@ def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """
     n, c_out, ho, wo = delta.shape
     _, c_in, kh, kw = kernel.shape
+    if n * c_in * (ho + kh - 1) * (wo + kw - 1) <= SMALL_INPUT:
+        padded = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+        return correlate_valid(padded, rot180(kernel).transpose(1, 0, 2, 3))
     taps = kernel.reshape(c_out, -1).T @ delta.transpose(1, 0, 2, 3).reshape(c_out, -1)
     taps = taps.reshape(c_in, kh, kw, n, ho, wo)
     out = np.zeros((c_in, n, ho + kh - 1, wo + kw - 1), dtype=taps.dtype)

@@ -20,7 +20,9 @@ import numpy as np
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import CnnError
+from .execute import first_nonfinite
 from .optim import Optimizer, estimate_curvature
+from .resources import training_plan
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -72,9 +74,10 @@ class Trainer:
     """One training run writing into ``out``."""
 
     def __init__(self, model, cfg: TrainConfig, out: Path, report: Callable = lambda e: None,
-                 should_stop: Callable[[], bool] = lambda: False):
+                 should_stop: Callable[[], bool] = lambda: False, workers: int = 1):
         self.model, self.cfg, self.out = model, cfg, Path(out)
-        self.report, self.should_stop = report, should_stop
+        self.report, self.should_stop, self.workers = report, should_stop, workers
+        self.last_batch = None
         self.dtype = np.dtype(cfg.dtype)
         self.hash = model.network_hash()
 
@@ -129,12 +132,11 @@ class Trainer:
         while self.step < steps:
             idx = order[self.step * batch:(self.step + 1) * batch]
             x, t = train.images[idx], train.targets[idx]
-            loss, grads, values = self.model.loss_and_grads(self.params, x, t)
+            loss, grads, values = self.model.loss_and_grads(self.params, x, t,
+                                                            workers=self.workers)
             if not (math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())):
-                raise Diverged(f"the loss or a gradient became NaN or infinite at epoch "
-                               f"{self.epoch + 1}, step {self.step + 1} (loss {loss})",
-                               where=str(self.out / CHECKPOINT),
-                               hint="lower the learning rate; the last checkpoint is kept")
+                raise self._diverged(loss, x, t)
+            self.last_batch = (x, grads)
             self.optimizer.step(self.params, grads, lr)
             prediction = values[self.model.network.prediction]
             sums["loss"] += loss * len(idx)
@@ -154,6 +156,21 @@ class Trainer:
                 raise Interrupted(f"stopped at epoch {self.epoch + 1}, step {self.step}")
         sums["seconds"] += time.perf_counter() - started
 
+    def _diverged(self, loss, x, t) -> Diverged:
+        """The error for a step whose loss or gradient is not finite, naming the first op
+        whose output went bad (found by replaying the step with a check after each op)
+        at its layer's place in the model file.  Nothing is saved, so the last good
+        checkpoint stays as it was."""
+        path = self.out / CHECKPOINT
+        kept = f"the last good checkpoint, {path}, is kept" if path.exists() else \
+            "no checkpoint had been written yet"
+        graph, node = first_bad_value(self.model, self.params, x, t)
+        return Diverged(f"the loss or a gradient became NaN or infinite at epoch "
+                        f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
+                        f"step, {_describe_bad(graph, node)}",
+                        graph.nodes[node]["span"] if node is not None else None,
+                        where=str(path), hint=f"lower the learning rate; {kept}")
+
     def _finish_epoch(self, train, validation, steps):
         sums = self.sums
         val_error = evaluate(self.model, self.params, validation)[0] if validation else None
@@ -161,10 +178,30 @@ class Trainer:
             "epoch": self.epoch + 1, "train_loss": sums["loss"] / sums["seen"],
             "train_error": sums["errors"] / sums["seen"], "val_error": val_error,
             "seconds": sums["seconds"], "images_per_s": sums["seen"] / max(sums["seconds"], 1e-9),
-            "lr": learning_rate(self.cfg, self.epoch)})
+            "lr": learning_rate(self.cfg, self.epoch), "layers": self._layer_statistics()})
         self.epoch, self.step, self.sums = self.epoch + 1, 0, _zero_sums()
         self._save(self.rng.bit_generator.state)
         self.report(self.history[-1])
+
+    def _layer_statistics(self) -> dict:
+        """Per layer, on the epoch's last batch: activation mean and spread, and the
+        norm of the gradient of its parameters (seed 4.2: lower layers get smaller
+        gradients).  One extra forward pass per epoch; parameters are untouched."""
+        if self.last_batch is None:
+            return {}
+        x, grads = self.last_batch
+        graph = self.model.graph
+        squares = {}
+        for name, g in grads.items():
+            layer = graph.nodes[name]["layer"]
+            squares[layer] = squares.get(layer, 0.0) + float(np.sum(np.square(g, dtype=np.float64)))
+        stats = {}
+        for layer, y in self.model.layer_outputs(self.params, x).items():
+            if layer == self.model.network.input:
+                continue
+            stats[layer] = {"activation_mean": float(y.mean()), "activation_std": float(y.std()),
+                            "grad_norm": math.sqrt(squares.get(layer, 0.0))}
+        return stats
 
     def _save(self, rng_state):
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
@@ -179,7 +216,27 @@ class Trainer:
                 "config": {"epochs": cfg.epochs, "batch": cfg.batch, "lr": cfg.lr,
                            "optimizer": [cfg.optimizer[0], cfg.optimizer[1]],
                            "schedule": [list(s) for s in cfg.schedule], "dtype": cfg.dtype,
-                           "val": cfg.val, "shuffle": cfg.shuffle}}
+                           "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers}}
+
+
+def first_bad_value(model, params, x, t):
+    """(graph, node id): the first fed value or op output of one training step on (x, t)
+    that holds NaN or an infinity, in the plan's order; node is None if all are finite."""
+    graph, plan = training_plan(model)
+    feeds = {**params, model.network.input: x, model.network.target: t}
+    return graph, first_nonfinite(plan, feeds, x.dtype)
+
+
+def _describe_bad(graph, node) -> str:
+    if node is None:
+        return "no value was bad (the failure did not repeat)"
+    data = graph.nodes[node]
+    if data["op"] is None:
+        role = {"param": "parameter"}.get(data["role"], data["role"])
+        return f"the {role} '{node}' already holds NaN or infinite values"
+    layer = f" in layer '{data['layer']}'" if data["layer"] else ""
+    return f"the first op whose output is not finite is '{data['op']}' ({data['pass_']} " \
+           f"pass){layer}"
 
 
 def _zero_sums():

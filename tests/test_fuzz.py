@@ -133,7 +133,8 @@ MUTATIONS = st.tuples(
     st.sampled_from(["delete", "duplicate", "swap", "number", "number", "number", "odd",
                      "insert", "line", "line"]),
     st.integers(0, 10**6), st.integers(0, 10**6),
-    st.one_of(st.sampled_from(ODD + NUMBERS + VOCABULARY), st.characters(exclude_categories=["Cs"])))
+    st.one_of(st.sampled_from(ODD + NUMBERS + VOCABULARY),
+              st.characters(exclude_categories=["Cs"])))
 
 
 def mutate(text: str, mutations) -> str:
@@ -191,16 +192,17 @@ def check_case(text: str | bytes, tmp_file=None, derive: bool = False) -> str:
         if derive:
             model.training_graph()
     except CnnError as error:
-        _check_located(error, text)
+        _check_located(error, text, str(tmp_file) if isinstance(text, bytes) else FILE)
         return type(error).__name__
     return "built"
 
 
-def _check_located(error: CnnError, text: str | bytes) -> None:
+def _check_located(error: CnnError, text: str | bytes, file: str = FILE) -> None:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     span = error.span
     assert span is not None, f"no line and column: {format_error(error)}\n--- input:\n{text!r}"
+    assert span.file == file
     lines = text.split("\n")  # as Lark counts lines
     if len(lines) > 1 and not lines[-1]:
         lines.pop()
@@ -306,3 +308,10 @@ def test_ten_thousand_cases(tmp_path):
     total = sum(TALLY.values())
     print(f"\nfuzz: {total} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(TALLY.items())))
     assert total >= 10_000
+
+
+def test_tanh_with_a_zero_fails_located():
+    """Found by fuzzing: tanh's slope a·b − (b/a)·y² divided by zero while deriving
+    the backward pass; its shape rule now refuses a=0 at the activation option."""
+    assert check_case("input x : 1 x 4 x 4\nfull out <- x : units=2, activation=tanh(a=0)\n"
+               "loss L <- out : function=squared_error\n", derive=True) == "BuildError"

@@ -56,14 +56,20 @@ def _poly_slope(emit, node):
     return emit.emit("poly", node.inputs, coeffs=derivative_coeffs(node.attrs["coeffs"]))
 
 
-def activation_rule(name, forward, slope_in_output, doc, example=_unary):
-    """An activation whose slope f'(u) is the polynomial ``slope_in_output(attrs)`` of y."""
+def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=None):
+    """An activation whose slope f'(u) is the polynomial ``slope_in_output(attrs)`` of y.
+    ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take."""
+
+    def shape(u, **attrs):
+        if check:
+            check(**attrs)
+        return u
 
     def slope(emit, node):
         return emit.emit("poly", (node.id,), coeffs=slope_in_output(**node.attrs))
 
     return OpRule(
-        name, ("u",), lambda u, **attrs: u, forward,
+        name, ("u",), shape, forward,
         lambda emit, node, delta: _through_slope(emit, delta, slope(emit, node)), example,
         curvature=lambda emit, node, h: _through_slope_squared(emit, h, slope(emit, node)),
         label=lambda attrs: name + "".join(f" {k}={v:.4g}" for k, v in attrs.items()),
@@ -72,6 +78,11 @@ def activation_rule(name, forward, slope_in_output, doc, example=_unary):
 
 def _sigmoid(u, *, gain=1.0):
     return 0.5 + 0.5 * np.tanh((0.5 * gain) * u)  # = 1/(1+exp(-gain·u)), never overflows
+
+
+def _check_tanh(a=1.0, b=1.0):
+    if a == 0:
+        raise ShapeError("tanh needs a nonzero amplitude a (its slope is a·b − (b/a)·y²)")
 
 
 def _tanh(u, *, a=1.0, b=1.0):
@@ -86,7 +97,7 @@ RULES = (
     activation_rule("sigmoid", _sigmoid, lambda gain=1.0: (0.0, gain, -gain),
                     "logistic 1/(1+exp(-gain·u)) (seed 2.1)"),
     activation_rule("tanh", _tanh, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
-                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)"),
+                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh),
     OpRule("poly", ("x",), lambda x, *, coeffs: x, poly_forward,
            lambda emit, node, delta: _through_slope(emit, delta, _poly_slope(emit, node)),
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),
