@@ -5,7 +5,8 @@
         --batch 1 10 50 256 --dtype float32 float64 --threads 1 2
 
 The PyTorch model is generated from cnngraph's own forward graph, op by op, so
-both do the same arithmetic: a masked convolution multiplies its kernel by the
+both do the same arithmetic (cnngraph's N threads split the batch, one BLAS
+thread each; PyTorch gets torch.set_num_threads(N)): a masked convolution multiplies its kernel by the
 0/1 connection mask every step (LeNet-5's C3), subsampling is a block sum times
 beta plus bias, losses are averaged over the batch, and the update is plain SGD.
 Before timing, the script checks that both give the same loss and gradients for
@@ -145,14 +146,14 @@ def compare(path, batch, dtype, threads, reps, seconds):
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
     torch.set_num_threads(threads)
     net = TorchNet(model, params, tdtype)
-    with threadpool_limits(threads):
+    with threadpool_limits(1):  # cnngraph: N threads split the batch, one BLAS thread each
         check_same(model, net, params, x, t)
         ours_params = {k: v.copy() for k, v in params.items()}
         sgd = Optimizer("sgd")
         tx, tt = torch.as_tensor(x), torch.as_tensor(t)
 
         def ours_train():
-            _, grads, _ = model.loss_and_grads(ours_params, x, t)
+            _, grads, _ = model.loss_and_grads(ours_params, x, t, workers=threads)
             sgd.step(ours_params, grads, 1e-4)
         pairs = {"train": [], "infer": []}
         for _ in range(reps):  # interleaved A/B
@@ -178,10 +179,10 @@ def dlt_epoch(threads):
     params = model.init_params(0, np.float64)
     x, t = synthetic_batch(model, 60_000, np.float64, rng)
     sgd = Optimizer("sgd")
-    with threadpool_limits(threads):
+    with threadpool_limits(1):
         start = time.perf_counter()
         for i in range(0, 60_000, 50):
-            _, grads, _ = model.loss_and_grads(params, x[i:i + 50], t[i:i + 50])
+            _, grads, _ = model.loss_and_grads(params, x[i:i + 50], t[i:i + 50], workers=threads)
             sgd.step(params, grads, 1.0)
         return 60_000 / (time.perf_counter() - start)
 

@@ -62,9 +62,6 @@ def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """
     n, c_out, ho, wo = delta.shape
     _, c_in, kh, kw = kernel.shape
-    if n * c_in * (ho + kh - 1) * (wo + kw - 1) <= SMALL_INPUT:
-        padded = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
-        return correlate_valid(padded, rot180(kernel).transpose(1, 0, 2, 3))
     taps = kernel.reshape(c_out, -1).T @ delta.transpose(1, 0, 2, 3).reshape(c_out, -1)
     taps = taps.reshape(c_in, kh, kw, n, ho, wo)
     out = np.zeros((c_in, n, ho + kh - 1, wo + kw - 1), dtype=taps.dtype)
@@ -82,16 +79,26 @@ def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.n
 
 
 def block_sum(x: np.ndarray, factor: int) -> np.ndarray:
-    """down(x): the sum of each distinct factor x factor block, by reshaping (seed 3.2)."""
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // factor, factor, w // factor, factor).sum(axis=(3, 5))
+    """down(x): the sum of each distinct factor x factor block (seed 3.2), as factor²
+    strided adds; 10-13x faster than summing a (.., factor, .., factor) reshape over
+    its two small axes (benchmarks/kernels.py)."""
+    out = x[:, :, ::factor, ::factor].copy()
+    for a in range(factor):
+        for b in range(factor):
+            if a or b:
+                out += x[:, :, a::factor, b::factor]
+    return out
 
 
 def upsample_kron(x: np.ndarray, factor: int) -> np.ndarray:
-    """up(x) = x ⊗ 1_{n×n}: tile each pixel factor times both ways, by broadcasting."""
+    """up(x) = x ⊗ 1_{n×n}: each pixel tiled factor times both ways, as factor² strided
+    writes (3-4x faster than reshaping a broadcast view)."""
     n, c, h, w = x.shape
-    tiled = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, factor, w, factor))
-    return tiled.reshape(n, c, h * factor, w * factor)
+    out = np.empty((n, c, h * factor, w * factor), dtype=x.dtype)
+    for a in range(factor):
+        for b in range(factor):
+            out[:, :, a::factor, b::factor] = x
+    return out
 
 
 def log_softmax(u: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ delta ∘ poly(y) and derivatives of every order stay inside this module.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from ..graph import ShapeError, shapes_equal
 from ..registry import Example, OpRule
@@ -30,12 +31,15 @@ def _binary(rng):
 
 
 def poly_forward(x, *, coeffs):
-    """sum_k coeffs[k] x^k by Horner's rule."""
-    y = np.full_like(x, coeffs[-1])
-    for c in reversed(coeffs[:-1]):
-        y *= x
+    """sum_k coeffs[k] x^k by Horner's rule, in place after the first product."""
+    if len(coeffs) == 1:
+        return np.full_like(x, coeffs[0])
+    y = x * x.dtype.type(coeffs[-1])
+    for k, c in enumerate(reversed(coeffs[:-1])):
         if c:
-            y += c
+            y += x.dtype.type(c)
+        if k < len(coeffs) - 2:
+            y *= x
     return y
 
 
@@ -77,7 +81,8 @@ def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=N
 
 
 def _sigmoid(u, *, gain=1.0):
-    return 0.5 + 0.5 * np.tanh((0.5 * gain) * u)  # = 1/(1+exp(-gain·u)), never overflows
+    """1/(1+exp(-gain·u)) with scipy's expit: one pass, no overflow."""
+    return expit(u if gain == 1.0 else u * u.dtype.type(gain))
 
 
 def _check_tanh(a=1.0, b=1.0):
@@ -86,7 +91,10 @@ def _check_tanh(a=1.0, b=1.0):
 
 
 def _tanh(u, *, a=1.0, b=1.0):
-    return a * np.tanh(b * u)
+    y = u * u.dtype.type(b)
+    np.tanh(y, out=y)
+    y *= u.dtype.type(a)
+    return y
 
 
 def _scale_gradient(emit, node, delta):
