@@ -46,3 +46,24 @@ def test_lenet5_matches_the_paper():
     assert shapes["C3.kernel"] == (16, 6, 5, 5)
     assert model.network.params["C3.kernel"].size == 60 * 25  # the table's 60 connections
     assert sum(info.size for info in model.network.params.values()) == 60_850
+
+
+def test_batch_split_across_threads_gives_the_same_gradients():
+    """workers=2 runs two halves at once and weights their mean gradients by size."""
+    import numpy as np
+    from cnngraph.model import MIN_SPLIT
+    model = compile_model("models/dlt.cnn")
+    params = model.init_params(0, np.float64)
+    rng = np.random.default_rng(0)
+    batch = 2 * MIN_SPLIT + 3  # unequal halves
+    x = rng.uniform(size=(batch, 1, 28, 28))
+    t = np.eye(10)[rng.integers(0, 10, batch)]
+    loss, grads, values = model.loss_and_grads(params, x, t)
+    split_loss, split_grads, split_values = model.loss_and_grads(params, x, t, workers=2)
+    assert split_loss == pytest.approx(loss, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(split_grads[name], grads[name], rtol=1e-10, atol=1e-14)
+    prediction = model.network.prediction
+    np.testing.assert_allclose(split_values[prediction], values[prediction], rtol=1e-12)
+    again = model.loss_and_grads(params, x, t, workers=2)[1]
+    assert all(np.array_equal(again[n], split_grads[n]) for n in grads)
