@@ -21,7 +21,7 @@ EPILOG = {
     "check-ops": "example: python -m cnngraph check-ops --ops examples/maxpool.py",
     "run": "example: python -m cnngraph run models/dlt.cnn --data ../shared/data/mnist "
            "--out runs/dlt\n"
-           "quick:   python -m cnngraph run models/lenet5.cnn --epochs 1 --limit-train 2000",
+           "quick:   python -m cnngraph run models/dlt.cnn --out runs/dlt   (one epoch, about 40 s)",
     "eval": "example: python -m cnngraph eval models/dlt.cnn --checkpoint runs/dlt/checkpoint.npz",
     "download": "example: python -m cnngraph download --dir ~/mnist",
     "check": "example: python -m cnngraph check models/lenet5.cnn --sample 200",

@@ -182,5 +182,6 @@ def layer_statistics(metrics: dict, path: Path) -> None:
     for ax in (act, grad):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(_integer_locator())
     _save(fig, path)
     plt.close(fig)
