@@ -23,9 +23,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def head(self, n: int | None) -> "Split":
-        return self if n is None else Split(self.images[:n], self.labels[:n], self.targets[:n])
-
 
 def pixel_transform(pixels: tuple, train_images: np.ndarray):
     """(scale, offset) such that x = pixel · scale + offset."""
