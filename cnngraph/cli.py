@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .console import Printer, StopFlag, format_confusion
 from .errors import CnnError, UsageError, format_error
 
 EPILOG = {
@@ -261,8 +261,8 @@ def cmd_run(args) -> int:
     train, validation, test = _load_data(args, model, cfg)
     check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
     out = Path(args.out)
-    say = (lambda *a: None) if args.quiet else _Printer()
-    stop = _StopFlag()
+    say = (lambda *a: None) if args.quiet else Printer()
+    stop = StopFlag()
     trainer = Trainer(model, cfg, out, report=say, should_stop=stop, workers=args.threads)
     if args.resume:
         trainer.resume()
@@ -284,7 +284,7 @@ def cmd_run(args) -> int:
     write_json(out / METRICS, trainer.metrics(error, confusion))
     print(f"test error {100 * error:.2f}% on {len(test)} images")
     if not args.quiet:
-        print(_format_confusion(confusion))
+        print(format_confusion(confusion))
         print(f"wrote {out / METRICS} and {out / CHECKPOINT}")
     _export_connections(model, trainer.params, args.threshold, out, args.quiet)
     pictures = _write_plots(args, model, trainer.params, trainer.metrics(error, confusion),
@@ -354,66 +354,6 @@ def _read_weights(path):
         raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
 
 
-class _StopFlag:
-    """Ctrl-C sets a flag the trainer checks between steps (parameters are never
-    left half-updated); a second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def __enter__(self):
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-class _Printer:
-    """A live progress line on a terminal; one line per epoch always."""
-
-    def __init__(self):
-        self.live = sys.stderr.isatty()
-
-    def __call__(self, event):
-        from .train import Progress
-        if isinstance(event, Progress):
-            if self.live:
-                done = int(24 * event.step / event.steps)
-                bar = "█" * done + "·" * (24 - done)
-                print(f"\r  epoch {event.epoch}/{event.epochs} {bar} {event.step}/{event.steps}"
-                      f"  loss {event.loss:.4f}  {event.images_per_s:,.0f} images/s"
-                      f"  ETA {_duration(event.eta_s)}   ", end="", file=sys.stderr, flush=True)
-            return
-        if self.live:
-            print("\r" + " " * 78 + "\r", end="", file=sys.stderr)
-        val = "" if event["val_error"] is None else f"  val error {100 * event['val_error']:.2f}%"
-        print(f"epoch {event['epoch']:>3}  loss {event['train_loss']:.4f}  train error "
-              f"{100 * event['train_error']:.2f}%{val}  {event['seconds']:.1f}s  "
-              f"{event['images_per_s']:,.0f} images/s", flush=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
-
-
-def _format_confusion(confusion) -> str:
-    n = len(confusion)
-    lines = ["confusion (rows: true digit, columns: predicted)",
-             "      " + "".join(f"{j:>6}" for j in range(n))]
-    lines += [f"{i:>6}" + "".join(f"{v:>6}" for v in row) for i, row in enumerate(confusion)]
-    return "\n".join(lines)
-
-
 # eval -----------------------------------------------------------------------
 
 def _add_eval(sub):
@@ -443,7 +383,7 @@ def cmd_eval(args) -> int:
                           "confusion": confusion.tolist()}))
     else:
         print(f"test error {100 * error:.2f}% on {len(test)} images (loss {loss:.4f})")
-        print(_format_confusion(confusion))
+        print(format_confusion(confusion))
     return 0
 
 

@@ -22,7 +22,7 @@ def load_plugin(spec: str, registry: Registry) -> list[str]:
     module = _import(spec)
     register = getattr(module, "register", None)
     if not callable(register):
-        raise RuleError(f"plugin defines no register(registry) function", where=spec)
+        raise RuleError("plugin defines no register(registry) function", where=spec)
     before = set(registry.ops) | {f"layer {n}" for n in registry.layers}
     try:
         register(registry)

@@ -1,7 +1,6 @@
 """summarize: one row per layer: output shape, parameters, multiply-adds per image."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .dot import shape_text

@@ -1,11 +1,10 @@
 """User ops: loading, the generated checks on them, registration errors, use in models."""
-import numpy as np
 import pytest
 
-from cnngraph import Example, OpRule, Registry
+from cnngraph import Example, OpRule
 from cnngraph.cli import main
 from cnngraph.errors import RuleError
-from cnngraph.model import compile_model, default_registry
+from cnngraph.model import default_registry
 from cnngraph.plugins import load_plugin
 from conftest import ROOT
 

@@ -12,7 +12,6 @@ from cnngraph.dataset import make_splits
 from cnngraph.errors import CheckpointError
 from cnngraph.model import compile_model
 from cnngraph.train import Interrupted, Trainer, learning_rate
-from conftest import ROOT
 
 SMALL = """
 input x : 1 x 28 x 28
