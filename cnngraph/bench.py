@@ -61,9 +61,7 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     rng = np.random.default_rng(seed)
     params = model.init_params(seed, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
-    model.loss_and_grads(params, x, t)
-    plan = model.gradient_plan()
-    graph = model.backward_graph().graph
+    graph, plan, _ = model.gradient_plan()
     feeds = model._feeds(params, x, t)
     totals, peak = defaultdict(float), 0
     for _ in range(repeats):

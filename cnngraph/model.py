@@ -154,14 +154,7 @@ class Model:
         for a given number of workers.
         """
         wrt = tuple(wrt or self.network.params)
-        key = ("grads", wrt, tuple(outputs))
-
-        def make():
-            derived = self.backward_graph(wrt)
-            names = [self.network.loss, self.network.prediction, *outputs]
-            return schedule(derived.graph, self.registry,
-                            names + [derived.results[v] for v in wrt]), derived.results
-        plan, results = self._plan(key, make)
+        _, plan, results = self.gradient_plan(wrt, outputs)
         if workers > 1 and len(x) >= MIN_SPLIT * workers:
             values = self._split_run(plan, params, x, t, workers, [results[v] for v in wrt])
         else:
@@ -195,8 +188,17 @@ class Model:
         return [step.node for step in plan.steps]
 
     def gradient_plan(self, wrt=None, outputs=()):
-        """The plan `loss_and_grads` walks (built on first use)."""
-        return self._plans[("grads", tuple(wrt or self.network.params), tuple(outputs))][0]
+        """(graph, plan, value id -> gradient node) of the step `loss_and_grads` walks:
+        the loss, the prediction, ``outputs`` and each gradient; built on first use."""
+        wrt = tuple(wrt or self.network.params)
+
+        def make():
+            derived = self.backward_graph(wrt)
+            names = [self.network.loss, self.network.prediction, *outputs]
+            plan = schedule(derived.graph, self.registry,
+                            names + [derived.results[v] for v in wrt])
+            return derived.graph, plan, derived.results
+        return self._plan(("grads", wrt, tuple(outputs)), make)
 
     def curvatures(self, params, x, t) -> dict[str, np.ndarray]:
         """The diagonal Gauss-Newton estimates h for each parameter, averaged over the batch."""

@@ -64,10 +64,8 @@ def training_bytes(model, batch: int, dtype, optimizer: tuple = ("sgd", {})) -> 
 def training_plan(model) -> tuple[nx.DiGraph, Plan]:
     """The graph and plan of one training step, as `Model.loss_and_grads` builds them:
     the loss, the prediction and every parameter's gradient."""
-    net = model.network
-    derived = model.backward_graph()
-    outputs = [net.loss, net.prediction, *(derived.results[p] for p in net.params)]
-    return derived.graph, schedule(derived.graph, model.registry, outputs)
+    graph, plan, _ = model.gradient_plan()
+    return graph, plan
 
 
 def _training_need(model, dtype, optimizer: tuple):
