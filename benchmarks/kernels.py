@@ -1,12 +1,13 @@
-"""The convolution kernels' two code paths, side by side, on LeNet-5's shapes.
+"""The convolution kernels' code paths, side by side, on dlt.cnn's and LeNet-5's shapes.
 
     python benchmarks/kernels.py
 
-For each layer shape and batch size: microseconds per call of correlate_valid
-and correlate_kernel with im2col built by per-tap row copies ("rows") or by one
-strided gather ("gather"), numerics.SMALL_INPUT choosing between them; and
-convolve_full as col2im (what numerics does) against the textbook route of
-padding delta and correlating it with the rotated kernel ("pad").
+For each layer shape and batch size, microseconds per call of im2col built by
+per-kernel-tap row copies ("rows") or by one gather through a cached index
+("gather"), and of col2im by shifted adds in batch-last layout ("shifted") or
+by one np.bincount scatter through the same index ("scatter").  A '*' marks the
+path numerics.columns / numerics.convolve_full picks for that shape.  Then the
+block sum and Kronecker upsample, strided against reshaped.
 """
 import time
 
@@ -15,27 +16,56 @@ from threadpoolctl import threadpool_limits
 
 from cnngraph import numerics
 
-SHAPES = {"C1": (1, 32, 6), "C3": (6, 14, 16), "C5": (16, 5, 120)}  # C_in, H, C_out; 5x5
+# C_in, H, C_out of each 5x5 convolution
+SHAPES = {"dlt C1": (1, 28, 6), "dlt C3": (6, 12, 12),
+          "lenet C1": (1, 32, 6), "lenet C3": (6, 14, 16), "lenet C5": (16, 5, 120)}
 
 
-def per_call(fn, seconds=0.2):
+def per_call(fn, seconds=0.2, rounds=5):
+    """Microseconds per call: the best of ``rounds`` rounds (this machine is noisy)."""
     fn()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        n += 1
-    return 1e6 * (time.perf_counter() - start) / n
+    best = float("inf")
+    for _ in range(rounds):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / rounds:
+            fn()
+            n += 1
+        best = min(best, (time.perf_counter() - start) / n)
+    return 1e6 * best
 
 
-def padded_full(delta, kernel):
-    padded = np.pad(delta, ((0, 0), (0, 0), (4, 4), (4, 4)))
-    return numerics.correlate_valid(padded, numerics.rot180(kernel).transpose(1, 0, 2, 3))
+def picked(dispatch, spies, *args):
+    """Which of ``spies`` (name -> function attribute of numerics) ``dispatch`` calls."""
+    chosen = []
+    saved = {name: getattr(numerics, name) for name in spies}
+    try:
+        for name, path in saved.items():
+            setattr(numerics, name, lambda *a, name=name, path=path: chosen.append(name) or path(*a))
+        dispatch(*args)
+    finally:
+        for name, path in saved.items():
+            setattr(numerics, name, path)
+    return chosen[0]
 
 
-def timings(x, kernel, delta, full):
-    return (per_call(lambda: numerics.correlate_valid(x, kernel)),
-            per_call(lambda: numerics.correlate_kernel(x, delta, 5, 5)),
-            per_call(lambda: full(delta, kernel)))
+def convolutions(dtype):
+    print(f"\n{np.dtype(dtype).name}: im2col rows / gather, col2im shifted / scatter (us per call)")
+    rng = np.random.default_rng(0)
+    im2col = {"columns_by_rows": numerics.columns_by_rows, "columns_gathered": numerics.columns_gathered}
+    col2im = {"convolve_full_shifted": numerics.convolve_full_shifted,
+              "convolve_full_scattered": numerics.convolve_full_scattered}
+    for batch in (1, 10, 50, 256):
+        for name, (c_in, h, c_out) in SHAPES.items():
+            x = rng.random((batch, c_in, h, h)).astype(dtype)
+            kernel = rng.random((c_out, c_in, 5, 5)).astype(dtype)
+            delta = rng.random((batch, c_out, h - 4, h - 4)).astype(dtype)
+            cells = []
+            for paths, dispatch, args in ((im2col, numerics.columns, (x, 5, 5)),
+                                          (col2im, numerics.convolve_full, (delta, kernel))):
+                chosen = picked(dispatch, paths, *args)
+                cells.append(" /".join(f"{per_call(lambda: path(*args)):>7.0f}{'*' if n == chosen else ' '}"
+                                       for n, path in paths.items()))
+            print(f"  {name:<9}{batch:>4}   " + "      ".join(cells))
 
 
 def block_sum_reshaped(x, f):
@@ -62,25 +92,10 @@ def subsampling(rng):
 
 
 def main():
-    rng = np.random.default_rng(0)
-    default = numerics.SMALL_INPUT
-    print(f"{'layer':<6}{'batch':>6}{'x values':>10}   forward rows/gather   "
-          "kernel-grad rows/gather   full col2im/pad (us)")
     with threadpool_limits(1):
-        for batch in (1, 16, 50):
-            for name, (c_in, h, c_out) in SHAPES.items():
-                x = rng.random((batch, c_in, h, h), dtype=np.float32)
-                kernel = rng.random((c_out, c_in, 5, 5), dtype=np.float32)
-                delta = rng.random((batch, c_out, h - 4, h - 4), dtype=np.float32)
-                numerics.SMALL_INPUT = -1
-                rows = timings(x, kernel, delta, numerics.convolve_full)
-                numerics.SMALL_INPUT = 1 << 62
-                gather = timings(x, kernel, delta, padded_full)
-                numerics.SMALL_INPUT = default
-                print(f"{name:<6}{batch:>6}{x.size:>10}   " + "   ".join(
-                    f"{r:>8.0f} /{g:>6.0f}{' *' if g < r else '  '}" for r, g in zip(rows, gather)))
-    print(f"(* the second was faster; numerics.SMALL_INPUT = {default})")
-    subsampling(rng)
+        for dtype in (np.float32, np.float64):
+            convolutions(dtype)
+    subsampling(np.random.default_rng(0))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ Shapes are batch first: maps (N, C, H, W), kernels (C_out, C_in, kh, kw).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 def rot180(kernel: np.ndarray) -> np.ndarray:
@@ -20,21 +21,49 @@ def rot180(kernel: np.ndarray) -> np.ndarray:
     return kernel[..., ::-1, ::-1]
 
 
-#: Below this many input values, one strided gather beats kh*kw row copies: the
-#: per-call overhead of the copies dominates (measured with benchmarks/kernels.py).
-SMALL_INPUT = 4096
+#: The index paths (one gather, or one np.bincount scatter, through a cached
+#: `window_index`) beat per-tap copies and shifted adds while the patch matrix has
+#: at most SMALL_PATCHES entries, and im2col's gather also beats copies of rows
+#: at most NARROW_OUTPUT values long up to GATHER_LIMIT entries (the index costs
+#: 8 bytes each).  Measured with benchmarks/kernels.py: 2-7x at batch 1.
+SMALL_PATCHES = 1 << 17
+NARROW_OUTPUT = 4
+GATHER_LIMIT = 1 << 20
+
+
+@functools.lru_cache(maxsize=32)
+def window_index(shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarray:
+    """Flat positions in an (N, C, H, W) array of every kernel-window value, laid
+    out as im2col's (C*kh*kw, N*Ho*Wo) matrix.  im2col gathers through it and
+    col2im, its adjoint, scatters through it (read-only, shared)."""
+    n, c, h, w = shape
+    ci, a, b, ni, i, j = np.ix_(range(c), range(kh), range(kw),
+                                range(n), range(h - kh + 1), range(w - kw + 1))
+    index = (((ni * c + ci) * h + i + a) * w + j + b).reshape(c * kh * kw, -1)
+    index.flags.writeable = False
+    return index
 
 
 def columns(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """im2col, transposed: (N, C, H, W) -> (C*kh*kw, N*Ho*Wo), one column per output
-    pixel.  Built with one copy per kernel tap, each of whole contiguous rows, which
-    is several times faster than gathering windows of kw values, except for tiny
-    inputs (online learning's deep layers) where one gather has less overhead."""
+    pixel, by whichever of the two paths below is faster for the shape."""
     n, c, h, w = x.shape
     ho, wo = h - kh + 1, w - kw + 1
-    if x.size <= SMALL_INPUT:
-        windows = sliding_window_view(x, (kh, kw), axis=(2, 3))  # N, C, Ho, Wo, kh, kw
-        return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * ho * wo)
+    patches = c * kh * kw * n * ho * wo
+    if patches <= SMALL_PATCHES or (wo <= NARROW_OUTPUT and patches <= GATHER_LIMIT):
+        return columns_gathered(x, kh, kw)
+    return columns_by_rows(x, kh, kw)
+
+
+def columns_gathered(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """im2col as one gather through `window_index`."""
+    return x.take(window_index(x.shape, kh, kw))
+
+
+def columns_by_rows(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """im2col as one copy per kernel tap, each of whole map rows."""
+    n, c, h, w = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
     cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
     by_map = x.transpose(1, 0, 2, 3)
     for a in range(kh):
@@ -57,18 +86,39 @@ def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """dx[n, i] = sum_o delta[n, o] * kernel[o, i], true convolution, 'full' borders.
 
     Computed as col2im: one matrix product gives every pixel's contribution to
-    each kernel tap, then kh*kw shifted adds place them; this never builds the
-    padded patch matrix, which is kh*kw times larger than delta.
+    each kernel tap, then the contributions are summed into place; this never
+    builds the padded patch matrix, which is kh*kw times larger than delta.
     """
     n, c_out, ho, wo = delta.shape
     _, c_in, kh, kw = kernel.shape
+    if c_in * kh * kw * n * ho * wo <= SMALL_PATCHES:
+        return convolve_full_scattered(delta, kernel)
+    return convolve_full_shifted(delta, kernel)
+
+
+def convolve_full_scattered(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """col2im as one np.bincount through im2col's `window_index` (its adjoint)."""
+    n, c_out, ho, wo = delta.shape
+    _, c_in, kh, kw = kernel.shape
+    h, w = ho + kh - 1, wo + kw - 1
     taps = kernel.reshape(c_out, -1).T @ delta.transpose(1, 0, 2, 3).reshape(c_out, -1)
-    taps = taps.reshape(c_in, kh, kw, n, ho, wo)
-    out = np.zeros((c_in, n, ho + kh - 1, wo + kw - 1), dtype=taps.dtype)
+    out = np.bincount(window_index((n, c_in, h, w), kh, kw).ravel(), weights=taps.ravel(),
+                      minlength=n * c_in * h * w)
+    return out.reshape(n, c_in, h, w).astype(delta.dtype, copy=False)
+
+
+def convolve_full_shifted(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """col2im as kh*kw shifted adds in batch-last layout, where each added row is a
+    whole map row across the batch (1.4-3x faster than batch-first's short rows)."""
+    n, c_out, ho, wo = delta.shape
+    _, c_in, kh, kw = kernel.shape
+    taps = kernel.reshape(c_out, -1).T @ delta.transpose(1, 2, 3, 0).reshape(c_out, -1)
+    taps = taps.reshape(c_in, kh, kw, ho, wo, n)
+    out = np.zeros((c_in, ho + kh - 1, wo + kw - 1, n), dtype=taps.dtype)
     for a in range(kh):
         for b in range(kw):
-            out[:, :, a:a + ho, b:b + wo] += taps[:, a, b]
-    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+            out[:, a:a + ho, b:b + wo] += taps[:, a, b]
+    return np.ascontiguousarray(out.transpose(3, 0, 1, 2))
 
 
 def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:
