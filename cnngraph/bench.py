@@ -61,12 +61,11 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     rng = np.random.default_rng(seed)
     params = model.init_params(seed, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
-    graph, plan, _ = model.gradient_plan()
+    _, plan, _ = model.gradient_plan()
     feeds = model._feeds(params, x, t)
     totals, peak = defaultdict(float), 0
     for _ in range(repeats):
-        peak = max(peak, _timed_run(plan, feeds, dtype, totals,
-                                    {s.node: graph.nodes[s.node]["pass_"] for s in plan.steps}))
+        peak = max(peak, _timed_run(plan, feeds, dtype, totals))
     step_total = sum(totals.values())
     rows = [{"op": op, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
              "share": seconds / step_total}
@@ -74,7 +73,7 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     return rows, peak
 
 
-def _timed_run(plan: Plan, feeds, dtype, totals, passes) -> int:
+def _timed_run(plan: Plan, feeds, dtype, totals) -> int:
     """run_plan with a clock around each kernel; returns the peak bytes held by
     live buffers (views count once, through the buffer they view)."""
     env = {name: feeds[name] for name in plan.sources}
@@ -85,7 +84,7 @@ def _timed_run(plan: Plan, feeds, dtype, totals, passes) -> int:
     for step in plan.steps:
         started = time.perf_counter()
         env[step.node] = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
-        totals[(step.op, passes[step.node])] += time.perf_counter() - started
+        totals[(step.op, step.pass_)] += time.perf_counter() - started
         peak = max(peak, _live_bytes(env))
         for name in step.frees:
             del env[name]

@@ -75,11 +75,17 @@ def columns_by_rows(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
 def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """y[n, o] = sum_i x[n, i] ⋆ kernel[o, i], 'valid' borders: one matrix product."""
     n, _, h, w = x.shape
-    c_out, _, kh, kw = kernel.shape
-    y = kernel.reshape(c_out, -1) @ columns(x, kh, kw)  # (C_out, N*Ho*Wo)
+    _, _, kh, kw = kernel.shape
+    return correlate_columns(columns(x, kh, kw), kernel, (h - kh + 1, w - kw + 1))
+
+
+def correlate_columns(cols: np.ndarray, kernel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`correlate_valid` from x's `columns`, for output maps of ``size`` (Ho, Wo)."""
+    c_out = kernel.shape[0]
+    y = kernel.reshape(c_out, -1) @ cols  # (C_out, N*Ho*Wo)
     # back to batch-first in one copy: every later elementwise op and reshape
     # would otherwise walk (or copy) the transposed layout again
-    return np.ascontiguousarray(y.reshape(c_out, n, h - kh + 1, w - kw + 1).transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(y.reshape(c_out, -1, *size).transpose(1, 0, 2, 3))
 
 
 def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -123,9 +129,14 @@ def convolve_full_shifted(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """grad_kernel[o, i] = sum_n x[n, i] ⋆ delta[n, o] ('valid'), summed over the batch."""
-    c_in, c_out = x.shape[1], delta.shape[1]
+    return correlate_kernel_columns(columns(x, kh, kw), delta, kh, kw)
+
+
+def correlate_kernel_columns(cols: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """`correlate_kernel` from x's `columns`."""
+    c_out = delta.shape[1]
     rows = delta.transpose(1, 0, 2, 3).reshape(c_out, -1)  # (C_out, N*Ho*Wo)
-    return (rows @ columns(x, kh, kw).T).reshape(c_out, c_in, kh, kw)
+    return (rows @ cols.T).reshape(c_out, -1, kh, kw)
 
 
 def block_sum(x: np.ndarray, factor: int) -> np.ndarray:

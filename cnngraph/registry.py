@@ -59,6 +59,8 @@ class OpRule:
         recursion; derived from `gradient` for ops with the 'multilinear' trait.
     example(rng) -> Example, used by the generated checks.
     macs(*input_shapes, **attrs) -> multiply-adds per image, for ``summary``.
+    in_place(u, **attrs) -> u overwritten with forward(u, **attrs), for a one-slot
+        elementwise op; lets the plan fuse it after the add_bias it reads (fuse.py).
     """
 
     name: str
@@ -72,6 +74,7 @@ class OpRule:
     traits: frozenset = frozenset()
     shape_slots: tuple[str, ...] = ()  # slots read only for their shape
     macs: Callable | None = None       # (*input_shapes, **attrs) -> multiply-adds per image
+    in_place: Callable | None = None   # (u, **attrs) -> u holding forward(u, **attrs)
     doc: str = ""
 
     def dot_label(self, attrs: Mapping[str, Any]) -> str:
@@ -167,6 +170,9 @@ def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
     if rule.curvature is not None and not (
             callable(rule.curvature) or isinstance(rule.curvature, NotDifferentiable)):
         raise RuleError(f"{where}: curvature must be a rule, NotDifferentiable or None")
+    if rule.in_place is not None and not (
+            callable(rule.in_place) and len(rule.slots) == 1 and "elementwise" in rule.traits):
+        raise RuleError(f"{where}: in_place must be callable, on a one-slot elementwise op")
     unknown = set(rule.traits) - KNOWN_TRAITS
     if unknown:
         raise RuleError(f"{where}: unknown traits {sorted(unknown)}; known: {sorted(KNOWN_TRAITS)}")

@@ -23,6 +23,7 @@ from .errors import CnnError
 from .execute import first_nonfinite
 from .optim import Optimizer, estimate_curvature
 from .resources import training_plan
+from .schedule import schedule
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -221,8 +222,10 @@ class Trainer:
 
 def first_bad_value(model, params, x, t):
     """(graph, node id): the first fed value or op output of one training step on (x, t)
-    that holds NaN or an infinity, in the plan's order; node is None if all are finite."""
-    graph, plan = training_plan(model)
+    that holds NaN or an infinity, in the plan's order; node is None if all are finite.
+    The plan is walked unfused, so every graph node's value is seen."""
+    graph, fused = training_plan(model)
+    plan = schedule(graph, model.registry, fused.outputs, fuse=False)
     feeds = {**params, model.network.input: x, model.network.target: t}
     return graph, first_nonfinite(plan, feeds, x.dtype)
 

@@ -18,7 +18,7 @@ from ..registry import Example, OpRule
 MULTILINEAR = frozenset({"multilinear"})
 
 
-def _masked(kernel, mask):
+def masked(kernel, mask):
     return kernel if mask is None else kernel * mask[:, :, None, None].astype(kernel.dtype)
 
 
@@ -48,7 +48,7 @@ def conv_valid_shape(x, kernel, *, mask=None):
 
 
 def conv_valid_forward(x, kernel, *, mask=None):
-    return numerics.correlate_valid(x, _masked(kernel, mask))
+    return numerics.correlate_valid(x, masked(kernel, mask))
 
 
 def conv_valid_gradient(emit, node, delta):
@@ -75,7 +75,7 @@ def conv_full_shape(delta, kernel, *, mask=None):
 
 
 def conv_full_forward(delta, kernel, *, mask=None):
-    return numerics.convolve_full(delta, _masked(kernel, mask))
+    return numerics.convolve_full(delta, masked(kernel, mask))
 
 
 def conv_full_gradient(emit, node, delta):
@@ -104,7 +104,7 @@ def conv_grad_kernel_shape(x, delta, *, size, mask=None):
 
 def conv_grad_kernel_forward(x, delta, *, size, mask=None):
     grad = numerics.correlate_kernel(x, delta, *size)
-    return _masked(grad, mask)
+    return masked(grad, mask)
 
 
 def conv_grad_kernel_gradient(emit, node, delta):

@@ -60,9 +60,11 @@ def _poly_slope(emit, node):
     return emit.emit("poly", node.inputs, coeffs=derivative_coeffs(node.attrs["coeffs"]))
 
 
-def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=None):
+def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=None,
+                    in_place=None):
     """An activation whose slope f'(u) is the polynomial ``slope_in_output(attrs)`` of y.
-    ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take."""
+    ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take;
+    ``in_place(u, **attrs)`` computes it into u's buffer (see `OpRule.in_place`)."""
 
     def shape(u, **attrs):
         if check:
@@ -77,12 +79,18 @@ def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=N
         lambda emit, node, delta: _through_slope(emit, delta, slope(emit, node)), example,
         curvature=lambda emit, node, h: _through_slope_squared(emit, h, slope(emit, node)),
         label=lambda attrs: name + "".join(f" {k}={v:.4g}" for k, v in attrs.items()),
-        traits=ELEMENTWISE, doc=doc)
+        traits=ELEMENTWISE, in_place=in_place, doc=doc)
 
 
 def _sigmoid(u, *, gain=1.0):
     """1/(1+exp(-gain·u)) with scipy's expit: one pass, no overflow."""
     return expit(u if gain == 1.0 else u * u.dtype.type(gain))
+
+
+def _sigmoid_in_place(u, *, gain=1.0):
+    if gain != 1.0:
+        u *= u.dtype.type(gain)
+    return expit(u, out=u)
 
 
 def _check_tanh(a=1.0, b=1.0):
@@ -91,10 +99,15 @@ def _check_tanh(a=1.0, b=1.0):
 
 
 def _tanh(u, *, a=1.0, b=1.0):
-    y = u * u.dtype.type(b)
-    np.tanh(y, out=y)
-    y *= u.dtype.type(a)
-    return y
+    return _tanh_in_place(u * u.dtype.type(b), a=a, b=1.0)
+
+
+def _tanh_in_place(u, *, a=1.0, b=1.0):
+    if b != 1.0:
+        u *= u.dtype.type(b)
+    np.tanh(u, out=u)
+    u *= u.dtype.type(a)
+    return u
 
 
 def _scale_gradient(emit, node, delta):
@@ -103,9 +116,10 @@ def _scale_gradient(emit, node, delta):
 
 RULES = (
     activation_rule("sigmoid", _sigmoid, lambda gain=1.0: (0.0, gain, -gain),
-                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)"),
+                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)", in_place=_sigmoid_in_place),
     activation_rule("tanh", _tanh, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
-                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh),
+                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh,
+                    in_place=_tanh_in_place),
     OpRule("poly", ("x",), lambda x, *, coeffs: x, poly_forward,
            lambda emit, node, delta: _through_slope(emit, delta, _poly_slope(emit, node)),
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),

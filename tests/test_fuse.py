@@ -1,0 +1,108 @@
+"""The fused plan computes bitwise what the unfused one does, for every shipped model."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnngraph import compile_model
+from cnngraph.bench import synthetic_batch
+from cnngraph.execute import reuse_freed_buffers, run_plan
+from cnngraph.model import default_registry
+from cnngraph.registry import OpRule, RuleError
+from cnngraph.resources import plan_peak_bytes
+from cnngraph.schedule import schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = sorted(p.name for p in (ROOT / "models").glob("*.cnn"))
+
+
+def _both_plans(model):
+    graph, fused, _ = model.gradient_plan()
+    return graph, fused, schedule(graph, model.registry, fused.outputs, fuse=False)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
+    model = compile_model(ROOT / "models" / name)
+    graph, fused, plain = _both_plans(model)
+    assert len(fused.steps) < len(plain.steps)
+    params = model.init_params(1, dtype)
+    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(batch))
+    feeds = model._feeds(params, x, t)
+    got = run_plan(fused, dict(feeds), dtype)
+    want = run_plan(plain, dict(feeds), dtype)
+    assert got.keys() == want.keys()
+    for node in want:
+        assert got[node].dtype == want[node].dtype
+        np.testing.assert_array_equal(got[node], want[node], err_msg=node)
+
+
+def test_dlt_plan_shares_patches_and_fuses_chains():
+    model = compile_model(ROOT / "models" / "dlt.cnn")
+    _, plan, _ = model.gradient_plan()
+    ops = [step.op for step in plan.steps]
+    assert ops.count("im2col") == 2                    # C1 and C3, each built once
+    assert ops.count("add_bias+sigmoid") == 3          # C1, C3, out
+    assert ops.count("poly+mul") == 3 and "poly" not in ops and "add_bias" not in ops
+    by_node = {step.node: step for step in plan.steps}
+    grad = by_node["d C1/conv_grad_kernel"]
+    assert grad.inputs[0] == "x/im2col 5x5" == by_node["C1/conv_valid"].inputs[0]
+    # the input is dropped once its patches exist; the patches live to the kernel gradient
+    assert "x" in by_node["x/im2col 5x5"].frees and "x/im2col 5x5" in grad.frees
+
+
+def test_no_fusion_where_a_value_has_other_readers():
+    model = compile_model(ROOT / "models" / "dlt.cnn")
+    _, plan, _ = model.gradient_plan(outputs=("C1/add_bias", "d C3/poly"))
+    ops = {step.node: step.op for step in plan.steps}
+    assert ops["C1/add_bias"] == "add_bias" and ops["C1/sigmoid"] == "sigmoid"
+    assert ops["d C3/poly"] == "poly" and ops["d C3/mul"] == "mul"
+    assert ops["C3/sigmoid"] == "add_bias+sigmoid"
+
+
+def test_the_forward_plan_keeps_plain_convolutions():
+    """Without a kernel gradient to share them with, patches are not kept."""
+    model = compile_model(ROOT / "models" / "lenet5.cnn")
+    plan = schedule(model.graph, model.registry, [model.network.prediction])
+    ops = [step.op for step in plan.steps]
+    assert "im2col" not in ops and ops.count("conv_valid") == 3
+
+
+def test_memory_estimate_counts_the_kept_patches():
+    model = compile_model(ROOT / "models" / "dlt.cnn")
+    graph, fused, plain = _both_plans(model)
+    patches = 25 * 24 * 24 * 8 * 100  # x's patch matrix, batch 100, float64
+    assert plan_peak_bytes(fused, graph, 100, np.float64) >= plan_peak_bytes(plain, graph, 100, np.float64)
+    assert plan_peak_bytes(fused, graph, 100, np.float64) >= patches
+
+
+ATTRS = {"sigmoid": [{}, {"gain": 2.5}], "tanh": [{}, {"a": 1.7159, "b": 2 / 3}]}
+
+
+def test_every_in_place_kernel_is_checked():
+    assert {n for n, r in default_registry().ops.items() if r.in_place} == set(ATTRS)
+
+
+@pytest.mark.parametrize("op,attrs", [(op, a) for op, variants in ATTRS.items() for a in variants])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_kernels_equal_forward(op, attrs, dtype):
+    rule = default_registry().ops[op]
+    u = np.random.default_rng(0).normal(scale=4, size=(3, 4, 5)).astype(dtype)
+    buffer = u.copy()
+    got = rule.in_place(buffer, **attrs)
+    assert np.shares_memory(got, buffer)
+    np.testing.assert_array_equal(got, rule.forward(u, **attrs))
+
+
+def test_in_place_only_on_one_slot_elementwise_ops():
+    rule = default_registry().ops["matmul"]
+    with pytest.raises(RuleError, match="in_place"):
+        default_registry().add_op(OpRule("matmul2", rule.slots, rule.shape, rule.forward,
+                                         rule.gradient, rule.example, in_place=lambda u: u))
+
+
+def test_freed_buffers_setting_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("CNNGRAPH_KEEP_MEMORY", "0")
+    assert reuse_freed_buffers.__wrapped__() is False
