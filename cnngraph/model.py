@@ -18,7 +18,7 @@ import numpy as np
 
 from .backward import derive_backward, derive_curvature
 from .build import Network, build_network
-from .execute import run_plan
+from .execute import reuse_freed_buffers, run_plan
 from .initialize import init_param
 from .layers import register_builtin_layers
 from .ops import register_builtin_ops
@@ -54,6 +54,7 @@ class Model:
     def __init__(self, network: Network, registry: Registry):
         self.network, self.registry = network, registry
         self._plans: dict = {}
+        reuse_freed_buffers()
 
     # what it is ---------------------------------------------------------
     @property
