@@ -2,8 +2,8 @@
 
 Training is one full step: forward, derived backward, SGD update.  Inputs are
 random (the speed does not depend on the pixels), so no data set is needed.
-The per-op profile walks the same plan as `run_plan`, timing each step and
-tracking the bytes of live buffers, as ``caffe time`` does per layer.
+The per-op profile walks the training plan with `run_plan`, timing each step
+(as ``caffe time`` does per layer) and tracking the bytes of live buffers.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from .execute import run_plan
 from .optim import Optimizer
 from .schedule import Plan
 
@@ -65,7 +66,7 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     feeds = model._feeds(params, x, t)
     totals, peak = defaultdict(float), 0
     for _ in range(repeats):
-        peak = max(peak, _timed_run(plan, feeds, dtype, totals))
+        peak = max(peak, timed_run(plan, feeds, dtype, totals))
     step_total = sum(totals.values())
     rows = [{"op": op, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
              "share": seconds / step_total}
@@ -73,21 +74,19 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     return rows, peak
 
 
-def _timed_run(plan: Plan, feeds, dtype, totals) -> int:
-    """run_plan with a clock around each kernel; returns the peak bytes held by
-    live buffers (views count once, through the buffer they view)."""
-    env = {name: feeds[name] for name in plan.sources}
-    env.update((name, np.asarray(v, dtype)) for name, v in plan.constants.items())
-    for name in plan.source_frees:
-        del env[name]
-    peak = _live_bytes(env)
-    for step in plan.steps:
-        started = time.perf_counter()
-        env[step.node] = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
-        totals[(step.op, step.pass_)] += time.perf_counter() - started
+def timed_run(plan: Plan, feeds, dtype, totals=None) -> int:
+    """Walk the plan adding each step's seconds to ``totals[(op, pass)]``; returns
+    the peak bytes held by live buffers (views count once, through the buffer
+    they view), which `resources.plan_peak_bytes` predicts from lifetimes."""
+    totals = defaultdict(float) if totals is None else totals
+    peak, last = 0, time.perf_counter()
+
+    def watch(step, value, env):
+        nonlocal peak, last
+        totals[(step.op, step.pass_)] += time.perf_counter() - last
         peak = max(peak, _live_bytes(env))
-        for name in step.frees:
-            del env[name]
+        last = time.perf_counter()
+    run_plan(plan, feeds, dtype, watch)
     return peak
 
 

@@ -455,27 +455,32 @@ def _add_bench(sub):
 
 def cmd_bench(args) -> int:
     from .bench import measure, profile_ops
+    from .resources import plan_peak_bytes, training_plan
     model = _compile(args)
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
     dtype = np.dtype(args.dtype)
     with _threads(args):
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
-        ops, peak = profile_ops(model, args.profile_batch or max(args.batch), dtype)
+        profile_batch = args.profile_batch or max(args.batch)
+        ops, peak = profile_ops(model, profile_batch, dtype)
+    graph, plan = training_plan(model)
+    predicted = plan_peak_bytes(plan, graph, profile_batch, dtype)
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "threads": threads, "results": results,
-                          "ops": ops, "peak_bytes": peak}))
+                          "ops": ops, "peak_bytes": peak, "predicted_peak_bytes": predicted}))
         return 0
     print(f"{args.model}: {args.dtype}, batch split across {threads} thread(s), "
           "one BLAS thread each")
     print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
     for r in results:
         print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['infer_images_per_s']:>15,.0f}")
-    print(f"\ntime per op, one training step at batch {args.profile_batch or max(args.batch)}:")
+    print(f"\ntime per op, one training step at batch {profile_batch}:")
     for r in ops:
         print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  {100 * r['share']:5.1f}%")
-    print(f"peak memory of live buffers: {peak / 2**20:.2f} MiB")
+    print(f"peak memory of live buffers: {peak / 2**20:.2f} MiB "
+          f"(the plan's lifetimes predict {predicted / 2**20:.2f} MiB)")
     return 0
 
 

@@ -5,7 +5,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -40,36 +40,41 @@ def reuse_freed_buffers() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW) and mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW))
 
 
-def run_plan(plan: Plan, feeds: Mapping[str, np.ndarray], dtype=np.float64) -> dict[str, np.ndarray]:
-    """Evaluate the plan on fed values (constants in ``dtype``); the outputs by node id."""
+def run_plan(plan: Plan, feeds: Mapping[str, np.ndarray], dtype=np.float64,
+             watch: Callable | None = None) -> dict[str, np.ndarray] | None:
+    """Evaluate the plan on fed values (constants in ``dtype``); the outputs by node id.
+
+    ``watch(step, value, env)``, if given, sees each step's value and every live
+    buffer before the step's frees (for profiling and diagnosis); when it returns
+    True the walk stops and returns None.
+    """
     env = {name: feeds[name] for name in plan.sources}
     env.update((name, np.asarray(value, dtype)) for name, value in plan.constants.items())
     for name in plan.source_frees:
         del env[name]
     for step in plan.steps:
-        env[step.node] = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
+        env[step.node] = value = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
+        if watch is not None and watch(step, value, env):
+            return None
         for name in step.frees:
             del env[name]
     return {name: env[name] for name in plan.outputs}
 
 
 def first_nonfinite(plan: Plan, feeds: Mapping[str, np.ndarray], dtype=np.float64) -> str | None:
-    """Walk the plan as `run_plan` does, checking every fed value and then every step's
-    output; the node id of the first holding NaN or an infinity, or None.
-
-    For diagnosis after a step went bad: the check reads every buffer, which the
-    normal path (`run_plan`) never pays for.
-    """
-    env = {name: feeds[name] for name in plan.sources}
-    for name, value in env.items():
-        if not np.isfinite(value).all():
+    """The node id of the first fed value, then step output, holding NaN or an
+    infinity, or None.  For diagnosis after a step went bad: the check reads
+    every buffer, which the normal walk never pays for."""
+    for name in plan.sources:
+        if not np.isfinite(feeds[name]).all():
             return name
-    env.update((name, np.asarray(value, dtype)) for name, value in plan.constants.items())
+    bad = []
+
+    def watch(step, value, env):
+        if not np.isfinite(value).all():
+            bad.append(step.node)
+            return True
+        return False
     with np.errstate(all="ignore"):
-        for step in plan.steps:
-            env[step.node] = value = step.kernel(*[env[i] for i in step.inputs], **step.attrs)
-            if not np.isfinite(value).all():
-                return step.node
-            for name in step.frees:
-                del env[name]
-    return None
+        run_plan(plan, feeds, dtype, watch)
+    return bad[0] if bad else None

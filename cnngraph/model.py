@@ -27,10 +27,11 @@ from .registry import Registry
 from .schedule import schedule
 
 
-#: The smallest slice worth a thread of its own.  benchmarks/compare.py, 2 threads
-#: against 1: batch 10 split in two ran at 0.57-0.89x, batch 50 at 0.87-1.01x,
-#: batch 256 at 1.5-1.8x, so a batch is split only into slices of 64 or more.
-MIN_SPLIT = 64
+#: The smallest slice worth a thread of its own.  2 threads against 1 on this
+#: 2-core machine (issue 4's closing note): a batch of 16 split in two trained at
+#: 0.5-1.1x, 50 at 0.8-1.4x, 100 at 0.9-1.6x (Python between kernels holds the
+#: GIL, so small slices mostly wait), so a batch is split only into slices of 40 or more.
+MIN_SPLIT = 40
 
 
 def default_registry() -> Registry:
@@ -184,8 +185,9 @@ class Model:
         return values
 
     def schedule_forward_order(self) -> list[str]:
-        """The op nodes of the forward graph in the order the executor runs them."""
-        plan = schedule(self.graph, self.registry, [self.network.loss])
+        """The op nodes of the forward graph in the order the executor runs them
+        (before steps are fused)."""
+        plan = schedule(self.graph, self.registry, [self.network.loss], fuse=False)
         return [step.node for step in plan.steps]
 
     def gradient_plan(self, wrt=None, outputs=()):

@@ -26,6 +26,8 @@ KNOWN_TRAITS = frozenset({
     "shape_only",    # a slot is read for its shape alone (see `shape_slots`)
     "sum",           # THE op that adds two same-shaped values: sums fan-out deltas
     "product",       # THE elementwise product: squares operands for curvature
+    "view",          # output is a view of the first input's buffer (reshape, slicing):
+                     # it adds no memory and keeps that buffer alive (resources.py)
 })
 
 

@@ -4,10 +4,12 @@ check between them, made before anything large is allocated.
 The estimate walks a plan's schedule: fed values are live from the start, each
 step adds its output and then drops the buffers whose last reader it was (the
 schedule's ``frees``), exactly as the executor does.  The peak of that sum is
-the plan's need.  A fused step's own values count (the training plan keeps each
-convolution's patch matrix from the forward pass to its kernel gradient); a
-kernel's transient scratch is not counted and a view (reshape) is counted as a
-copy.  tests/test_faults.py prints the estimate beside tracemalloc's peak.
+the plan's need; a view (reshape, slicing) adds nothing but keeps the buffer it
+views alive.  This equals, byte for byte, the peak of the arrays the executor
+really holds (tests/test_fuse.py walks the plan and compares), fused steps'
+values included (the training plan keeps each convolution's patch matrix from
+the forward pass to its kernel gradient).  Not counted: a kernel's transient
+scratch inside one step; tests/test_faults.py prints tracemalloc's peak beside.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .schedule import Plan, schedule
 
 MIB = 1 << 20
 #: A suggested batch's estimate is at most available / SCRATCH_ROOM where one exists:
-#: LeNet-5's measured peak, scratch included, is about twice the estimate.
+#: the measured peak, kernels' scratch included, is 1.2-1.9 times the estimate.
 SCRATCH_ROOM = 2
 EVAL_BATCH = 1000        # the batch `train.evaluate` runs the forward plan with
 _UNLIMITED = 1 << 60     # cgroup v1 writes "no limit" as a huge page-rounded number
@@ -38,22 +40,36 @@ def value_bytes(shape: tuple, batch: int, itemsize: int) -> int:
 
 
 def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype) -> int:
-    """The most bytes live at once while `run_plan` walks ``plan`` on a batch."""
+    """The most bytes live at once while `run_plan` walks ``plan`` on a batch.  A view
+    step adds nothing and keeps the buffer it views alive until all its views die."""
     itemsize = np.dtype(dtype).itemsize
-    sizes = {n: value_bytes(graph.nodes[n]["shape"], batch, itemsize)
-             for n in (*plan.sources, *plan.constants)}
-    sizes.update((s.node, value_bytes(s.shape, batch, itemsize)) for s in plan.steps)
+    size = {n: value_bytes(graph.nodes[n]["shape"], batch, itemsize)
+            for n in (*plan.sources, *plan.constants)}
+    root = {n: n for n in size}
+    holders = dict.fromkeys(size, 1)  # buffer -> values still alive in it
+    live = sum(size.values())
 
-    def size(node):
-        return sizes[node]
+    def drop(value):
+        nonlocal live
+        buffer = root.pop(value)
+        holders[buffer] -= 1
+        if not holders[buffer]:
+            live -= size[buffer]
 
-    live = sum(size(n) for n in (*plan.sources, *plan.constants))
-    live -= sum(size(n) for n in plan.source_frees)
+    for name in plan.source_frees:
+        drop(name)
     peak = live
     for step in plan.steps:
-        live += size(step.node)
+        if step.view:
+            root[step.node] = root[step.inputs[0]]
+        else:
+            root[step.node] = step.node
+            size[step.node] = value_bytes(step.shape, batch, itemsize)
+            live += size[step.node]
+        holders[root[step.node]] = holders.get(root[step.node], 0) + 1
         peak = max(peak, live)
-        live -= sum(size(n) for n in step.frees)
+        for name in step.frees:
+            drop(name)
     return peak
 
 

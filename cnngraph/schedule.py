@@ -25,6 +25,7 @@ class Step:
     attrs: Mapping[str, Any]
     pass_: str = "forward"     # 'forward', 'backward' or 'curvature'
     shape: tuple = ()          # of the value written, the batch axis None
+    view: bool = False         # the value is a view of inputs[0]'s buffer
     frees: tuple[str, ...] = ()  # buffers dead after this step
 
 
@@ -50,8 +51,9 @@ def schedule(graph: nx.DiGraph, registry: Registry, outputs, fuse: bool = True) 
         if data["op"] is None:
             sources.append(node)
         else:
-            steps.append(Step(node, data["op"], registry.op(data["op"]).forward, data["inputs"],
-                              data["attrs"], data["pass_"], data["shape"]))
+            rule = registry.op(data["op"])
+            steps.append(Step(node, data["op"], rule.forward, data["inputs"], data["attrs"],
+                              data["pass_"], data["shape"], "view" in rule.traits))
     if fuse:
         steps = fuse_steps(steps, graph, registry, outputs)
     last_read = {}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cnngraph import compile_model
-from cnngraph.bench import synthetic_batch
+from cnngraph.bench import synthetic_batch, timed_run
 from cnngraph.execute import reuse_freed_buffers, run_plan
 from cnngraph.model import default_registry
 from cnngraph.registry import OpRule, RuleError
@@ -106,3 +106,16 @@ def test_in_place_only_on_one_slot_elementwise_ops():
 def test_freed_buffers_setting_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("CNNGRAPH_KEEP_MEMORY", "0")
     assert reuse_freed_buffers.__wrapped__() is False
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_live_buffers_peak_equals_the_lifetimes_estimate(name, dtype, batch):
+    """Issue 4, item 4: walking the plan, the arrays held at once peak at exactly
+    the bytes the schedule's lifetimes predict (views counted once)."""
+    model = compile_model(ROOT / "models" / name)
+    graph, plan, _ = model.gradient_plan()
+    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
+    feeds = model._feeds(model.init_params(0, dtype), x, t)
+    assert timed_run(plan, feeds, dtype) == plan_peak_bytes(plan, graph, batch, dtype)

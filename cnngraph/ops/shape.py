@@ -68,7 +68,7 @@ def _pad_gradient(emit, node, delta):
 RULES = (
     OpRule("reshape", ("x",), reshape_shape, lambda x, *, shape: x.reshape((len(x),) + tuple(shape)),
            reshape_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2, 2)),), {"shape": (12,)}),
-           label=lambda a: "reshape to " + "x".join(map(str, a["shape"])), traits=LINEAR,
+           label=lambda a: "reshape to " + "x".join(map(str, a["shape"])), traits=LINEAR | {"view"},
            doc="same values, new per-sample shape (flatten: maps -> vector)"),
     OpRule("concat", ("a", "b"), concat_shape, lambda a, b: np.concatenate((a, b), axis=1),
            concat_gradient,
@@ -76,7 +76,7 @@ RULES = (
            label=lambda a: "concat", traits=LINEAR, doc="join along axis 1 (maps or units)"),
     OpRule("slice_range", ("x",), slice_shape, lambda x, *, start, stop: x[:, start:stop],
            _slice_gradient, lambda rng: Example((rng.normal(size=(2, 5, 2)),), {"start": 1, "stop": 4}),
-           label=lambda a: f"slice {a['start']}:{a['stop']}", traits=LINEAR,
+           label=lambda a: f"slice {a['start']}:{a['stop']}", traits=LINEAR | {"view"},
            doc="entries start:stop of axis 1 (concat's adjoint)"),
     OpRule("pad_range", ("x",), pad_shape, pad_forward,
            _pad_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2)),), {"before": 1, "after": 2}),

@@ -58,7 +58,7 @@ RULES = (
     OpRule("subsample_decimate", ("x",), _down_shape,
            lambda x, *, factor: x[:, :, ::factor, ::factor],
            _by("upsample_scatter"), _example_down, label=_label("subsample_decimate"),
-           traits=LINEAR, doc="keep every factor-th sample both ways (seed 3.2)"),
+           traits=LINEAR | {"view"}, doc="keep every factor-th sample both ways (seed 3.2)"),
     OpRule("upsample_scatter", ("x",), _up_shape, _scatter,
            _by("subsample_decimate"), _example_up, label=_label("upsample_scatter"),
            traits=LINEAR, doc="scatter delta back to the kept positions, zeros elsewhere"),
