@@ -9,8 +9,10 @@ both do the same arithmetic (cnngraph's N threads split the batch, one BLAS
 thread each; PyTorch gets torch.set_num_threads(N)): a masked convolution multiplies its kernel by the
 0/1 connection mask every step (LeNet-5's C3), subsampling is a block sum times
 beta plus bias, losses are averaged over the batch, and the update is plain SGD.
-Before timing, the script checks that both give the same loss and gradients for
-the same weights.  A/B runs are interleaved over several repetitions; it prints
+Both run in one process, so both get the allocator setting cnngraph makes
+(`execute.reuse_freed_buffers`: freed buffers stay in malloc's heap for the next
+step).  Before timing, the script checks that both give the same loss and
+gradients for the same weights.  A/B runs are interleaved over several repetitions; it prints
 images/s of each, the ratio cnngraph/PyTorch per pair, its median and min-max.
 It also times a full MNIST-sized epoch (60 000 random images) of dlt.cnn in
 float64 at batch 50, to set beside DeepLearnToolbox's ~800 images/s on Octave.
