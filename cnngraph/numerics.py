@@ -136,7 +136,9 @@ def correlate_kernel_columns(cols: np.ndarray, delta: np.ndarray, kh: int, kw: i
     """`correlate_kernel` from x's `columns`."""
     c_out = delta.shape[1]
     rows = delta.transpose(1, 0, 2, 3).reshape(c_out, -1)  # (C_out, N*Ho*Wo)
-    return (rows @ cols.T).reshape(c_out, -1, kh, kw)
+    # np.dot: with one output pixel per batch of one (LeNet-5's C5) the product is
+    # an outer product, which matmul computes 6x slower than dot
+    return np.dot(rows, cols.T).reshape(c_out, -1, kh, kw)
 
 
 def block_sum(x: np.ndarray, factor: int) -> np.ndarray:

@@ -6,6 +6,8 @@ transpose).  Both are matmuls with other transpose flags, so the op is closed.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..graph import ShapeError
 from ..registry import Example, OpRule
 
@@ -24,7 +26,9 @@ def matmul_shape(a, b, *, transpose_a=False, transpose_b=False):
 
 
 def matmul_forward(a, b, *, transpose_a=False, transpose_b=False):
-    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+    # np.dot, not @: at batch 1 the weight gradient is an outer product (inner
+    # size 1), which matmul computes 6x slower than dot (NumPy 2.4, measured)
+    return np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
 
 
 def matmul_gradient(emit, node, delta):
