@@ -8,6 +8,8 @@ the same recursion, (J∘J)ᵀ h with J the op's Jacobian by central differences
 (for a loss, the diagonal of its Hessian); and for multilinear ops the adjoint
 identity: <f(x), r> = <x_s, g_s> for each slot s of a product-like op (degree
 one in each slot), or = Σ_s <x_s, g_s> for a sum-like one (linear jointly).
+An op with an in-place kernel must give bitwise what its forward gives, in the
+buffer it was handed (fused plans use it; fuse.py).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ EPS = 1e-6
 @dataclass(frozen=True)
 class SlotReport:
     op: str
-    check: str       # 'shape', 'gradient' or 'curvature'
+    check: str       # 'shape', 'gradient', 'curvature' or 'in_place'
     slot: str
     error: float     # norm-wise relative error, or 0/1 for shape
     ok: bool
@@ -56,7 +58,24 @@ def verify_op(registry: Registry, name: str, seed: int = 0) -> list[SlotReport]:
         reports += _check_rule(registry, rule, inputs, attrs, rng, "gradient")
     if _has_curvature(rule):
         reports += _check_rule(registry, rule, inputs, attrs, rng, "curvature")
+    if rule.in_place is not None:
+        reports.append(_check_in_place(rule, inputs, attrs))
     return reports
+
+
+def _check_in_place(rule, inputs, attrs) -> SlotReport:
+    buffer = inputs[0].copy()
+    try:
+        got = rule.in_place(buffer, **attrs)
+        want = rule.forward(*inputs, **attrs)
+    except Exception as e:  # a user's rule may fail in any way; report it, op named
+        return SlotReport(rule.name, "in_place", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if not (isinstance(got, np.ndarray) and np.shares_memory(got, buffer)):
+        return SlotReport(rule.name, "in_place", "-", 1.0, False,
+                          "in_place did not return the buffer it was given")
+    same = got.shape == np.shape(want) and np.array_equal(got, want)
+    return SlotReport(rule.name, "in_place", "-", 0.0 if same else relative_error(got, want),
+                      same, "" if same else "in_place differs from forward")
 
 
 def _has_curvature(rule: OpRule) -> bool:

@@ -11,6 +11,7 @@ from cnngraph.model import default_registry
 from cnngraph.registry import OpRule, RuleError
 from cnngraph.resources import plan_peak_bytes
 from cnngraph.schedule import schedule
+from cnngraph.verify import verify_op
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted(p.name for p in (ROOT / "models").glob("*.cnn"))
@@ -94,6 +95,19 @@ def test_in_place_kernels_equal_forward(op, attrs, dtype):
     got = rule.in_place(buffer, **attrs)
     assert np.shares_memory(got, buffer)
     np.testing.assert_array_equal(got, rule.forward(u, **attrs))
+
+
+@pytest.mark.parametrize("wrong,detail", [
+    (lambda u: np.tanh(u), "did not return the buffer"),
+    (lambda u: np.tanh(u, out=u), "differs from forward")])
+def test_check_ops_catches_a_wrong_in_place_kernel(wrong, detail):
+    registry = default_registry()
+    sigmoid = registry.ops["sigmoid"]
+    registry.add_op(OpRule("my_sigmoid", sigmoid.slots, sigmoid.shape, sigmoid.forward,
+                           sigmoid.gradient, sigmoid.example, traits=sigmoid.traits,
+                           in_place=wrong))
+    [report] = [r for r in verify_op(registry, "my_sigmoid") if r.check == "in_place"]
+    assert not report.ok and detail in report.detail
 
 
 def test_in_place_only_on_one_slot_elementwise_ops():

@@ -22,6 +22,7 @@ def test_op_rules_agree_with_finite_differences(op):
     assert "shape" in checks
     if op in DIFFERENTIABLE:
         assert "gradient" in checks
+    assert ("in_place" in checks) == (REGISTRY.ops[op].in_place is not None)
 
 
 @pytest.mark.parametrize("op", OPS)
