@@ -171,7 +171,7 @@ def summarize(pairs):
     return {"cnngraph": statistics.median(a for a, _ in pairs),
             "torch": statistics.median(b for _, b in pairs),
             "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-            "ratio_max": max(ratios)}
+            "ratio_max": max(ratios), "pairs": [list(p) for p in pairs], "ratios": ratios}
 
 
 def dlt_epoch(threads):
@@ -197,7 +197,8 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--json", metavar="FILE", help="also write all numbers here")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write all numbers here, each A/B pair and its ratio included")
     parser.add_argument("--skip-epoch", action="store_true")
     args = parser.parse_args()
     rows = []
