@@ -58,7 +58,9 @@ def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
 
 
 def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
-    """(per-op rows sorted by time, peak bytes of live buffers) for a training step."""
+    """(rows per op type, slowest first; rows per layer and pass, in plan order; peak
+    bytes of live buffers) for a training step.  A row holds its pass,
+    milliseconds per step and share of the step."""
     rng = np.random.default_rng(seed)
     params = model.init_params(seed, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
@@ -68,22 +70,29 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     for _ in range(repeats):
         peak = max(peak, timed_run(plan, feeds, dtype, totals))
     step_total = sum(totals.values())
-    rows = [{"op": op, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
-             "share": seconds / step_total}
-            for (op, pass_), seconds in sorted(totals.items(), key=lambda kv: -kv[1])]
-    return rows, peak
+
+    by_op, by_layer = defaultdict(float), defaultdict(float)
+    for (op, layer, pass_), seconds in totals.items():  # in plan order
+        by_op[(op, pass_)] += seconds
+        by_layer[(layer or "-", pass_)] += seconds
+
+    def rows(field, summed):
+        return [{field: name, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
+                 "share": seconds / step_total} for (name, pass_), seconds in summed]
+    return (rows("op", sorted(by_op.items(), key=lambda kv: -kv[1])),
+            rows("layer", by_layer.items()), peak)
 
 
 def timed_run(plan: Plan, feeds, dtype, totals=None) -> int:
-    """Walk the plan adding each step's seconds to ``totals[(op, pass)]``; returns
-    the peak bytes held by live buffers (views count once, through the buffer
-    they view), which `resources.plan_peak_bytes` predicts from lifetimes."""
+    """Walk the plan adding each step's seconds to ``totals[(op, layer, pass)]``;
+    returns the peak bytes held by live buffers (views count once, through the
+    buffer they view), which `resources.plan_peak_bytes` predicts from lifetimes."""
     totals = defaultdict(float) if totals is None else totals
     peak, last = 0, time.perf_counter()
 
     def watch(step, value, env):
         nonlocal peak, last
-        totals[(step.op, step.pass_)] += time.perf_counter() - last
+        totals[(step.op, step.layer, step.pass_)] += time.perf_counter() - last
         peak = max(peak, _live_bytes(env))
         last = time.perf_counter()
     run_plan(plan, feeds, dtype, watch)

@@ -463,13 +463,14 @@ def cmd_bench(args) -> int:
     with _threads(args):
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         profile_batch = args.profile_batch or max(args.batch)
-        ops, peak = profile_ops(model, profile_batch, dtype)
+        ops, layers, peak = profile_ops(model, profile_batch, dtype)
     graph, plan = training_plan(model)
     predicted = plan_peak_bytes(plan, graph, profile_batch, dtype)
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "threads": threads, "results": results,
-                          "ops": ops, "peak_bytes": peak, "predicted_peak_bytes": predicted}))
+                          "ops": ops, "layers": layers, "peak_bytes": peak,
+                          "predicted_peak_bytes": predicted}))
         return 0
     print(f"{args.model}: {args.dtype}, batch split across {threads} thread(s), "
           "one BLAS thread each")
@@ -479,6 +480,12 @@ def cmd_bench(args) -> int:
     print(f"\ntime per op, one training step at batch {profile_batch}:")
     for r in ops:
         print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  {100 * r['share']:5.1f}%")
+    print("time per layer, ms per step (as caffe time):")
+    ms = {(r["layer"], r["pass"]): r["ms_per_step"] for r in layers}
+    passes = list(dict.fromkeys(r["pass"] for r in layers))
+    print(f"  {'layer':<12}" + "".join(f"{p:>11}" for p in passes))
+    for layer in dict.fromkeys(r["layer"] for r in layers):
+        print(f"  {layer:<12}" + "".join(f"{ms.get((layer, p), 0.0):11.3f}" for p in passes))
     print(f"peak memory of live buffers: {peak / 2**20:.2f} MiB "
           f"(the plan's lifetimes predict {predicted / 2**20:.2f} MiB)")
     return 0
@@ -489,7 +496,8 @@ COMMANDS = [
     ("eval", cmd_eval, "evaluate a checkpoint on the test set", _add_eval),
     ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", _add_download),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", _add_check),
-    ("bench", cmd_bench, "training and inference speed, time per op, peak memory", _add_bench),
+    ("bench", cmd_bench, "training and inference speed, time per op and per layer, peak memory",
+     _add_bench),
     ("check-ops", cmd_check_ops, "the generated rule checks, run on a plugin's ops",
      _add_check_ops),
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", _add_dot),

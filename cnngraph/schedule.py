@@ -26,6 +26,7 @@ class Step:
     pass_: str = "forward"     # 'forward', 'backward' or 'curvature'
     shape: tuple = ()          # of the value written, the batch axis None
     view: bool = False         # the value is a view of inputs[0]'s buffer
+    layer: str | None = None   # the model layer it belongs to
     frees: tuple[str, ...] = ()  # buffers dead after this step
 
 
@@ -53,7 +54,8 @@ def schedule(graph: nx.DiGraph, registry: Registry, outputs, fuse: bool = True) 
         else:
             rule = registry.op(data["op"])
             steps.append(Step(node, data["op"], rule.forward, data["inputs"], data["attrs"],
-                              data["pass_"], data["shape"], "view" in rule.traits))
+                              data["pass_"], data["shape"], "view" in rule.traits,
+                              data.get("layer")))
     if fuse:
         steps = fuse_steps(steps, graph, registry, outputs)
     last_read = {}

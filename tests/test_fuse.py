@@ -8,6 +8,7 @@ from cnngraph import compile_model
 from cnngraph.bench import synthetic_batch, timed_run
 from cnngraph.execute import reuse_freed_buffers, run_plan
 from cnngraph.model import default_registry
+from cnngraph.plugins import load_plugin
 from cnngraph.registry import OpRule, RuleError
 from cnngraph.resources import plan_peak_bytes
 from cnngraph.schedule import schedule
@@ -37,6 +38,20 @@ def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
     assert got.keys() == want.keys()
     for node in want:
         assert got[node].dtype == want[node].dtype
+        np.testing.assert_array_equal(got[node], want[node], err_msg=node)
+
+
+def test_plugin_ops_run_fused_as_unfused():
+    """The example plugins (max-pooling with switches, a vjp-rule relu) in a model."""
+    registry = default_registry()
+    for plugin in ("maxpool.py", "relu.py"):
+        load_plugin(str(ROOT / "examples" / plugin), registry)
+    model = compile_model(ROOT / "examples" / "maxpool.cnn", registry)
+    _, fused, plain = _both_plans(model)
+    x, t = synthetic_batch(model, 3, np.float64, np.random.default_rng(0))
+    feeds = model._feeds(model.init_params(0, np.float64), x, t)
+    got, want = run_plan(fused, dict(feeds)), run_plan(plain, dict(feeds))
+    for node in want:
         np.testing.assert_array_equal(got[node], want[node], err_msg=node)
 
 
