@@ -74,7 +74,7 @@ def columns_by_rows(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
 
 def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """y[n, o] = sum_i x[n, i] ⋆ kernel[o, i], 'valid' borders: one matrix product."""
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     _, _, kh, kw = kernel.shape
     return correlate_columns(columns(x, kh, kw), kernel, (h - kh + 1, w - kw + 1))
 
