@@ -23,12 +23,13 @@ def reuse_freed_buffers() -> bool:
     where the C library is not glibc.
 
     Every step frees and allocates the same buffers again.  By default glibc
-    gives each large one its own fresh mmap(), so every step pays page faults on
-    all of its big buffers: dlt.cnn at batch 50 in float64 trained at 2 763
-    images/s that way and at 5 128 with buffers served from (and kept in) the
-    heap, the same code in the same run (the closing note of issue 4).  The
-    price: the process keeps its peak heap between steps rather than returning
-    it, up to buffers of 1 GiB, which still get their own mapping.
+    hands freed memory back to the system (large buffers are their own mmap()s,
+    the heap's top is trimmed), so the next step page-faults it in again; with
+    the fused plan keeping patch matrices alive across the step, dlt.cnn at
+    batch 50 in float64 trained at 2 763 images/s that way and at 5 128 with the
+    heap kept, the same code in the same run (issue 4's closing note).  The
+    price: the process keeps its peak heap between steps, up to buffers of
+    1 GiB, which still get their own mapping.
     """
     if os.environ.get("CNNGRAPH_KEEP_MEMORY", "1") == "0":
         return False
