@@ -4,9 +4,9 @@ The graphs stay the seed's maths (what `dot` draws and `check` differentiates);
 only the steps the executor walks change, and each rewrite computes bitwise the
 same values as the steps it replaces (tests/test_fuse.py):
 
-- shared patches: conv_valid(x, k) and conv_grad_kernel(x, delta) read one
-  im2col of x, built in the forward pass and kept until the kernel gradient,
-  instead of building it twice;
+- shared patches: every conv_valid(x, k) and conv_grad_kernel(x, delta) with
+  the same x and kernel size read one im2col of x, built in the forward pass
+  and kept until the last kernel gradient, instead of building it each time;
 - bias + activation: add_bias and the activation that is its only reader
   become one step, the activation computed in place in the fresh sum
   (`OpRule.in_place`), so one buffer is written instead of two;
@@ -46,7 +46,7 @@ def _share_patches(steps, graph):
         if step.op == "conv_grad_kernel":
             key = (step.inputs[0], tuple(step.attrs["size"]))
             kernel_grads.setdefault(key, []).append((position, step))
-    out, rewritten = [], {}
+    out, rewritten, patches = [], {}, {}  # patches: (x, kernel size) -> im2col value
     for position, step in enumerate(steps):
         if step.node in rewritten:
             out.append(rewritten[step.node])
@@ -56,21 +56,23 @@ def _share_patches(steps, graph):
             continue
         x, kernel = step.inputs
         size = tuple(graph.nodes[kernel]["shape"][2:])
-        users = [user for at, user in kernel_grads.get((x, size), ()) if at > position]
-        if not users or any(user.node in rewritten for user in users):
-            out.append(step)
-            continue
         _, c, h, w = graph.nodes[x]["shape"]
-        kh, kw = size
-        out_size = (h - kh + 1, w - kw + 1)
-        cols = f"{x}/im2col {kh}x{kw}"
-        out.append(replace(step, node=cols, op="im2col", kernel=numerics.columns, inputs=(x,),
-                           attrs={"kh": kh, "kw": kw}, shape=(c * kh * kw, None, *out_size)))
-        out.append(replace(step, kernel=conv_valid_from_columns, inputs=(cols, kernel),
+        out_size = (h - size[0] + 1, w - size[1] + 1)
+        if (x, size) not in patches:
+            users = [user for at, user in kernel_grads.get((x, size), ()) if at > position]
+            if not users:
+                out.append(step)
+                continue
+            cols = patches[(x, size)] = f"{x}/im2col {size[0]}x{size[1]}"
+            out.append(replace(step, node=cols, op="im2col", kernel=numerics.columns,
+                               inputs=(x,), attrs={"kh": size[0], "kw": size[1]},
+                               shape=(c * size[0] * size[1], None, *out_size)))
+            for user in users:
+                rewritten[user.node] = replace(user, kernel=conv_grad_kernel_from_columns,
+                                               inputs=(cols, user.inputs[1]))
+        out.append(replace(step, kernel=conv_valid_from_columns,
+                           inputs=(patches[(x, size)], kernel),
                            attrs={**step.attrs, "size": out_size}))
-        for user in users:
-            rewritten[user.node] = replace(user, kernel=conv_grad_kernel_from_columns,
-                                           inputs=(cols, user.inputs[1]))
     return out
 
 

@@ -23,16 +23,10 @@ def _both_plans(model):
     return graph, fused, schedule(graph, model.registry, fused.outputs, fuse=False)
 
 
-@pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch", [1, 7])
-def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
-    model = compile_model(ROOT / "models" / name)
-    graph, fused, plain = _both_plans(model)
-    assert len(fused.steps) < len(plain.steps)
-    params = model.init_params(1, dtype)
-    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(batch))
-    feeds = model._feeds(params, x, t)
+def _assert_fused_is_unfused(model, fused, plain, batch, dtype, seed=0):
+    """Both plans on one random batch give the same outputs, bit for bit."""
+    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(seed))
+    feeds = model._feeds(model.init_params(1, dtype), x, t)
     got = run_plan(fused, dict(feeds), dtype)
     want = run_plan(plain, dict(feeds), dtype)
     assert got.keys() == want.keys()
@@ -41,18 +35,23 @@ def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
         np.testing.assert_array_equal(got[node], want[node], err_msg=node)
 
 
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
+    model = compile_model(ROOT / "models" / name)
+    _, fused, plain = _both_plans(model)
+    assert len(fused.steps) < len(plain.steps)
+    _assert_fused_is_unfused(model, fused, plain, batch, dtype, seed=batch)
+
+
 def test_plugin_ops_run_fused_as_unfused():
     """The example plugins (max-pooling with switches, a vjp-rule relu) in a model."""
     registry = default_registry()
     for plugin in ("maxpool.py", "relu.py"):
         load_plugin(str(ROOT / "examples" / plugin), registry)
     model = compile_model(ROOT / "examples" / "maxpool.cnn", registry)
-    _, fused, plain = _both_plans(model)
-    x, t = synthetic_batch(model, 3, np.float64, np.random.default_rng(0))
-    feeds = model._feeds(model.init_params(0, np.float64), x, t)
-    got, want = run_plan(fused, dict(feeds)), run_plan(plain, dict(feeds))
-    for node in want:
-        np.testing.assert_array_equal(got[node], want[node], err_msg=node)
+    _assert_fused_is_unfused(model, *_both_plans(model)[1:], 3, np.float64)
 
 
 def test_dlt_plan_shares_patches_and_fuses_chains():
@@ -67,6 +66,25 @@ def test_dlt_plan_shares_patches_and_fuses_chains():
     assert grad.inputs[0] == "x/im2col 5x5" == by_node["C1/conv_valid"].inputs[0]
     # the input is dropped once its patches exist; the patches live to the kernel gradient
     assert "x" in by_node["x/im2col 5x5"].frees and "x/im2col 5x5" in grad.frees
+
+
+TWO_CONVS_ON_X = """
+input x : 2 x 6 x 6
+conv A <- x : maps=2, kernel=3, connect=one_to_one, activation=lecun_tanh
+conv B <- x : maps=1, kernel=3, connect=random(k=1, seed=2)
+concat M <- A, B
+full out <- M : units=3
+loss L <- out : function=softmax_cross_entropy
+"""
+
+
+def test_convolutions_of_one_input_share_one_patch_matrix():
+    model = compile_model(TWO_CONVS_ON_X)
+    _, fused, plain = _both_plans(model)
+    readers = [step.op for step in fused.steps if "x/im2col 3x3" in step.inputs]
+    assert [step.op for step in fused.steps].count("im2col") == 1
+    assert sorted(readers) == ["conv_grad_kernel"] * 2 + ["conv_valid"] * 2
+    _assert_fused_is_unfused(model, fused, plain, 3, np.float64)
 
 
 def test_no_fusion_where_a_value_has_other_readers():
