@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
 from cnngraph import compile_model
-from cnngraph.bench import synthetic_batch
-from cnngraph.optim import Optimizer
+from cnngraph.tools.bench import synthetic_batch
+from cnngraph.training.optimizers import Optimizer
 
 
 def torch_op(op, attrs, args):

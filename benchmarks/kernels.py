@@ -14,7 +14,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cnngraph import numerics
+from cnngraph.runtime import numerics
 
 # C_in, H, C_out of each 5x5 convolution
 SHAPES = {"dlt C1": (1, 28, 6), "dlt C3": (6, 12, 12),

@@ -12,8 +12,8 @@ piecewise constant in x, so they pass no gradient themselves.
 import numpy as np
 
 from cnngraph import Example, LayerRule, NotDifferentiable, OpRule, Option
-from cnngraph.graph import ShapeError
-from cnngraph.options import integer
+from cnngraph.core.graph import ShapeError
+from cnngraph.language.options import integer
 
 
 def _blocks(x, factor):

@@ -9,7 +9,7 @@ delta ∘ [u > 0], which becomes its own backward node (relu_vjp_u) in the graph
 import numpy as np
 
 from cnngraph import Example
-from cnngraph.registry import vjp_rules
+from cnngraph.core.registry import vjp_rules
 
 
 def relu(u):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cnngraph.cli import COMMANDS, main
+from cnngraph.cli.main import COMMANDS, main
 
 
 @pytest.mark.parametrize("command", [c[0] for c in COMMANDS])

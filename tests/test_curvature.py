@@ -3,10 +3,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from cnngraph.execute import run_plan
-from cnngraph.model import compile_model
-from cnngraph.schedule import schedule
-from cnngraph.verify import hessian_diagonal, relative_error, squared_jacobian_transpose
+from cnngraph.runtime.execute import run_plan
+from cnngraph.compiler.program import compile_model
+from cnngraph.compiler.schedule import schedule
+from cnngraph.tools.check_ops import hessian_diagonal, relative_error, squared_jacobian_transpose
 
 NETS = {
     "conv_sum_tanh": """

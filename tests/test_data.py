@@ -1,4 +1,4 @@
-"""Tests for cnngraph.data: IDX reading, validation, locating, loading, downloading."""
+"""Tests for cnngraph.training.idx: IDX reading, validation, locating, loading, downloading."""
 from __future__ import annotations
 
 import gzip
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnngraph import data
-from cnngraph.data import (MNIST_FILES, download_mnist, find_data_dir, load_mnist,
+from cnngraph.training import idx as data
+from cnngraph.training.idx import (MNIST_FILES, download_mnist, find_data_dir, load_mnist,
                            load_pair, read_idx, sha256_file)
-from cnngraph.errors import DataError
+from cnngraph.core.errors import DataError
 
 SHARED = Path("/work/shared/data/mnist")
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

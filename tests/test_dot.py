@@ -5,9 +5,9 @@ import subprocess
 import networkx as nx
 import pytest
 
-from cnngraph.cli import main
-from cnngraph.dot import to_dot
-from cnngraph.model import compile_model
+from cnngraph.cli.main import main
+from cnngraph.tools.dot import to_dot
+from cnngraph.compiler.program import compile_model
 from conftest import MODELS
 
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")

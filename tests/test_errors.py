@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cnngraph.cli import main
-from cnngraph.parse import _parser
+from cnngraph.cli.main import main
+from cnngraph.language.parse import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = Path(__file__).resolve().parent / "malformed"

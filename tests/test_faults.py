@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnngraph import numerics
-from cnngraph.checkpoint import check_param_arrays, load_checkpoint
-from cnngraph.data import Dataset
-from cnngraph.dataset import Split, make_splits
-from cnngraph.errors import CheckpointError, DataError, format_error
-from cnngraph.model import compile_model
-from cnngraph.resources import (MIB, ResourceError, available_bytes, check_evaluation_memory,
+from cnngraph.runtime import numerics
+from cnngraph.training.checkpoint import check_param_arrays, load_checkpoint
+from cnngraph.training.idx import Dataset
+from cnngraph.training.preprocess import Split, make_splits
+from cnngraph.core.errors import CheckpointError, DataError, format_error
+from cnngraph.compiler.program import compile_model
+from cnngraph.training.resources import (MIB, ResourceError, available_bytes, check_evaluation_memory,
                                 check_training_memory, plan_peak_bytes, training_bytes,
                                 training_plan)
-from cnngraph.train import CHECKPOINT, Diverged, Trainer
+from cnngraph.training.loop import CHECKPOINT, Diverged, Trainer
 from conftest import ROOT
 
 TINY = """\
@@ -423,7 +423,7 @@ def test_training_that_cannot_fit_is_refused_with_a_batch_that_fits():
 
 def test_cli_refuses_a_batch_that_cannot_fit(mnist, capsys):
     """A real refusal: a batch of 10**7 LeNet-5 images needs terabytes."""
-    from cnngraph.cli import main
+    from cnngraph.cli.main import main
     code = main(["run", str(ROOT / "models" / "lenet5.cnn"), "--data", str(mnist),
                  "--batch", str(10**7), "--limit-train", "100", "--limit-test", "100",
                  "--out", "/nonexistent/never-written"])

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from cnngraph import compile_model
-from cnngraph.bench import synthetic_batch, timed_run
-from cnngraph.execute import reuse_freed_buffers, run_plan
-from cnngraph.model import default_registry
-from cnngraph.plugins import load_plugin
-from cnngraph.registry import OpRule, RuleError
-from cnngraph.resources import plan_peak_bytes
-from cnngraph.schedule import schedule
-from cnngraph.verify import verify_op
+from cnngraph.tools.bench import synthetic_batch, timed_run
+from cnngraph.runtime.execute import reuse_freed_buffers, run_plan
+from cnngraph.compiler.program import default_registry
+from cnngraph.core.plugins import load_plugin
+from cnngraph.core.registry import OpRule, RuleError
+from cnngraph.training.resources import plan_peak_bytes
+from cnngraph.compiler.schedule import schedule
+from cnngraph.tools.check_ops import verify_op
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted(p.name for p in (ROOT / "models").glob("*.cnn"))

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnngraph.build import build_network
-from cnngraph.errors import CnnError, format_error
-from cnngraph.model import Model, default_registry
-from cnngraph.parse import parse_file, parse_text
+from cnngraph.compiler.build import build_network
+from cnngraph.core.errors import CnnError, format_error
+from cnngraph.compiler.program import Model, default_registry
+from cnngraph.language.parse import parse_file, parse_text
 
 FILE = "fuzz.cnn"
 REGISTRY = default_registry()

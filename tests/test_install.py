@@ -13,7 +13,7 @@ def test_installed_copy_finds_the_grammar(tmp_path):
                     "--target", str(site), str(ROOT)],
                    check=True, capture_output=True)
     assert (site / "cnngraph" / "grammar" / "cnn.lark").exists()
-    code = ("import cnngraph, cnngraph.parse as p; "
+    code = ("import cnngraph, cnngraph.language.parse as p; "
             "assert cnngraph.__file__.startswith(%r), cnngraph.__file__; "
             "from importlib import resources; "
             "print(resources.files('cnngraph.grammar').joinpath('cnn.lark').is_file()); "

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cnngraph.check import check_model
-from cnngraph.cli import main
-from cnngraph.connections import inputs_for_mass, report, strengths, table_block
-from cnngraph.model import compile_model
+from cnngraph.tools.check_model import check_model
+from cnngraph.cli.main import main
+from cnngraph.tools.connections import inputs_for_mass, report, strengths, table_block
+from cnngraph.compiler.program import compile_model
 
 NET = """
 input x : 3 x 8 x 8
@@ -58,7 +58,7 @@ def test_learned_layer_gradients_agree(kernels, penalty):
 
 def test_learned_c3_is_no_slower_than_the_table_by_construction():
     """Multiply-adds per image: one kernel per input map plus a 1x1 mixing."""
-    from cnngraph.summary import summarize
+    from cnngraph.tools.summary import summarize
     learned = {r.name: r.macs for r in summarize(compile_model("models/learned_c3.cnn"))}
     table = {r.name: r.macs for r in summarize(compile_model("models/lenet5.cnn"))}
     assert learned["C3"] < table["C3"]

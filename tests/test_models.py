@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
-from cnngraph.check import check_model
-from cnngraph.cli import main
-from cnngraph.model import compile_model, default_registry
+from cnngraph.tools.check_model import check_model
+from cnngraph.cli.main import main
+from cnngraph.compiler.program import compile_model, default_registry
 from conftest import MODELS
 
 
@@ -32,7 +32,7 @@ def test_check_fails_and_names_the_tensor_when_a_rule_is_wrong(monkeypatch, caps
         grad_x, grad_beta = rule.gradient(emit, node, delta)
         return grad_x, emit.emit("scale", (grad_beta,), c=1.01)
     registry.ops["scale_maps"] = dataclasses.replace(rule, gradient=wrong)
-    monkeypatch.setattr("cnngraph.model.default_registry", lambda: registry)
+    monkeypatch.setattr("cnngraph.compiler.program.default_registry", lambda: registry)
     assert main(["check", "models/lenet5.cnn", "--sample", "5"]) == 1
     out = capsys.readouterr().out
     assert "S2.beta" in out and "FAILED" in out
@@ -51,7 +51,7 @@ def test_lenet5_matches_the_paper():
 def test_batch_split_across_threads_gives_the_same_gradients():
     """workers=2 runs two halves at once and weights their mean gradients by size."""
     import numpy as np
-    from cnngraph.model import MIN_SPLIT
+    from cnngraph.compiler.program import MIN_SPLIT
     model = compile_model("models/dlt.cnn")
     params = model.init_params(0, np.float64)
     rng = np.random.default_rng(0)

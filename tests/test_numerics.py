@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from cnngraph import numerics
+from cnngraph.runtime import numerics
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from cnngraph import numerics
+from cnngraph.runtime import numerics
 
 
 def _case(batch, seed=0):

@@ -4,9 +4,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cnngraph.model import default_registry
-from cnngraph.registry import NotDifferentiable
-from cnngraph.verify import verify_op
+from cnngraph.compiler.program import default_registry
+from cnngraph.core.registry import NotDifferentiable
+from cnngraph.tools.check_ops import verify_op
 
 REGISTRY = default_registry()
 OPS = sorted(REGISTRY.ops)

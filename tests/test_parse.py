@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from cnngraph.errors import ParseError
-from cnngraph.parse import parse_file, parse_text
+from cnngraph.core.errors import ParseError
+from cnngraph.language.parse import parse_file, parse_text
 
 MODELS = sorted((Path(__file__).resolve().parent.parent / "models").glob("*.cnn"))
 

@@ -2,10 +2,10 @@
 import pytest
 
 from cnngraph import Example, OpRule
-from cnngraph.cli import main
-from cnngraph.errors import RuleError
-from cnngraph.model import default_registry
-from cnngraph.plugins import load_plugin
+from cnngraph.cli.main import main
+from cnngraph.core.errors import RuleError
+from cnngraph.compiler.program import default_registry
+from cnngraph.core.plugins import load_plugin
 from conftest import ROOT
 
 MAXPOOL = str(ROOT / "examples" / "maxpool.py")
@@ -93,7 +93,7 @@ def test_registration_validates_rules_up_front(changes, message):
 def test_a_gradient_of_the_wrong_form_fails_the_checks(gradient, detail):
     registry = default_registry()
     registry.add_op(_rule(gradient=gradient))
-    from cnngraph.verify import verify_op
+    from cnngraph.tools.check_ops import verify_op
     reports = [r for r in verify_op(registry, "twice") if not r.ok]
     assert reports and detail in reports[0].detail
 

@@ -1,0 +1,70 @@
+"""What the command line shows while it works: the live progress line, the
+per-epoch lines, the confusion table, and Ctrl-C handling.  Part of the CLI
+(only the CLI prints)."""
+from __future__ import annotations
+
+import signal
+import sys
+
+
+class StopFlag:
+    """Ctrl-C sets a flag the trainer checks between steps (parameters are never
+    left half-updated); a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class Printer:
+    """A live progress line on a terminal; one line per epoch always."""
+
+    def __init__(self):
+        self.live = sys.stderr.isatty()
+        self.width = 0  # of the longest live line, to erase it
+
+    def __call__(self, event):
+        from ..training.loop import Progress
+        if isinstance(event, Progress):
+            if self.live:
+                done = int(24 * event.step / event.steps)
+                bar = "█" * done + "·" * (24 - done)
+                line = (f"  epoch {event.epoch}/{event.epochs} {bar} {event.step}/{event.steps}"
+                        f"  loss {event.loss:.4f}  {event.images_per_s:,.0f} images/s"
+                        f"  ETA {duration(event.eta_s)}   ")
+                self.width = max(self.width, len(line))
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+            return
+        if self.live:
+            print("\r" + " " * self.width + "\r", end="", file=sys.stderr)
+        val = "" if event["val_error"] is None else f"  val error {100 * event['val_error']:.2f}%"
+        print(f"epoch {event['epoch']:>3}  loss {event['train_loss']:.4f}  train error "
+              f"{100 * event['train_error']:.2f}%{val}  {event['seconds']:.1f}s  "
+              f"{event['images_per_s']:,.0f} images/s", flush=True)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+
+
+def format_confusion(confusion) -> str:
+    n = len(confusion)
+    lines = ["confusion (rows: true digit, columns: predicted)",
+             "      " + "".join(f"{j:>6}" for j in range(n))]
+    lines += [f"{i:>6}" + "".join(f"{v:>6}" for v in row) for i, row in enumerate(confusion)]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""From a parsed model to a program: build, differentiate, schedule, fuse, lifetimes."""

@@ -1,0 +1,1 @@
+"""The floor: errors, the rule registry, the graph schema, plugin loading."""

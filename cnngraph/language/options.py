@@ -1,0 +1,133 @@
+"""Typed checkers for option values: each turns a parsed `Value` into plain data
+or raises a BuildError at the value's position saying what was expected."""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..core.errors import BuildError, close_names
+from .spec import OptionSpec, Value
+
+Checker = Callable[[Value, str], object]
+MAX_SIZE = 1 << 20  # larger map counts, kernels or units are surely a mistake
+
+
+def _fail(value: Value, what: str, expected: str) -> BuildError:
+    return BuildError(f"option '{what}' expects {expected}, got {value.describe()}", value.span)
+
+
+def integer(low: int = 1, high: int = MAX_SIZE) -> Checker:
+    def check(value, what):
+        if value.kind != "number" or not isinstance(value.data, int):
+            raise _fail(value, what, "an integer")
+        if not low <= value.data <= high:
+            raise _fail(value, what, f"an integer from {low} to {high}")
+        return value.data
+    return check
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Checker:
+    def check(value, what):
+        if value.kind != "number":
+            raise _fail(value, what, "a number")
+        x = float(value.data)
+        if x != x or abs(x) == float("inf"):
+            raise _fail(value, what, "a finite number")
+        if low is not None and (x < low or (low_open and x == low)):
+            raise _fail(value, what, f"a number {'>' if low_open else '>='} {low}")
+        if high is not None and x > high:
+            raise _fail(value, what, f"a number <= {high}")
+        return x
+    return check
+
+
+def choice(*names: str) -> Checker:
+    def check(value, what):
+        if value.kind != "name" or value.data not in names:
+            hint = close_names(str(value.data), names) if value.kind == "name" else None
+            error = _fail(value, what, "one of " + ", ".join(names))
+            error.hint = hint
+            raise error
+        return value.data
+    return check
+
+
+def boolean(value: Value, what: str) -> bool:
+    return choice("true", "false")(value, what) == "true"
+
+
+def size_pair(value: Value, what: str) -> tuple[int, int]:
+    """5 (square) or [5, 3] (height, width)."""
+    if value.kind == "list" and len(value.data) == 2:
+        return tuple(integer()(v, what) for v in value.data)
+    if value.kind == "number":
+        n = integer()(value, what)
+        return (n, n)
+    raise _fail(value, what, "an integer or [height, width]")
+
+
+def integer_list(value: Value, what: str) -> tuple[int, ...]:
+    if value.kind != "list" or not value.data:
+        raise _fail(value, what, "a non-empty list of integers")
+    return tuple(integer(0)(v, what) for v in value.data)
+
+
+def number_list(value: Value, what: str) -> tuple[float, ...]:
+    if value.kind != "list" or not value.data:
+        raise _fail(value, what, "a non-empty list of numbers")
+    return tuple(number()(v, what) for v in value.data)
+
+
+def call(schemes: dict[str, dict[str, Checker]]) -> Checker:
+    """NAME or NAME(key=value, ...) from a set of schemes and their typed arguments.
+
+    Positional arguments fill the scheme's arguments in declared order.  Returns
+    (name, {argument: value}) with only the given arguments.
+    """
+    def check(value, what):
+        if value.kind == "name":
+            name, positional, keywords = value.data, (), {}
+        elif value.kind == "call":
+            name, positional, keywords = value.data
+        else:
+            raise _fail(value, what, "one of " + ", ".join(schemes))
+        if name not in schemes:
+            error = BuildError(f"option '{what}': unknown '{name}'; expected one of "
+                               + ", ".join(schemes), value.span, hint=close_names(name, schemes))
+            raise error
+        arguments = schemes[name]
+        if len(positional) > len(arguments):
+            raise BuildError(f"'{name}' takes at most {len(arguments)} arguments "
+                             f"({', '.join(arguments) or 'none'}), got {len(positional)}", value.span)
+        given = dict(zip(arguments, positional))
+        for key, v in keywords.items():
+            if key not in arguments:
+                raise BuildError(f"'{name}' has no argument '{key}'; it takes "
+                                 + (", ".join(arguments) or "none"), v.span,
+                                 hint=close_names(key, arguments))
+            if key in given:
+                raise BuildError(f"argument '{key}' of '{name}' is given twice", v.span)
+            given[key] = v
+        return name, {key: arguments[key](v, f"{what}: {key}") for key, v in given.items()}
+    return check
+
+
+def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, span):
+    """Check each option against its declaration; fill defaults; reject unknown,
+    repeated and missing-required options.  ``declared``: name -> `Option`.
+    Returns (values by name, value spans by name for the options given)."""
+    values, seen = {}, {}
+    for option in options:
+        if option.name not in declared:
+            raise BuildError(f"{where} has no option '{option.name}'; its options are "
+                             + ", ".join(declared), option.span,
+                             hint=close_names(option.name, declared))
+        if option.name in seen:
+            raise BuildError(f"option '{option.name}' is given twice", option.span)
+        seen[option.name] = option
+        values[option.name] = declared[option.name].check(option.value, option.name)
+    for name, spec in declared.items():
+        if name not in values:
+            if spec.required:
+                raise BuildError(f"{where} needs option '{name}' ({spec.doc})", span)
+            values[name] = spec.default
+    return values, {name: o.value.span for name, o in seen.items()}

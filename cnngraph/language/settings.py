@@ -1,0 +1,111 @@
+"""The model file's settings sections: ``train``, ``preprocess`` and ``init``.
+
+Each is read with the same typed option checkers as layers, into a frozen
+dataclass; command-line flags later override `TrainConfig` fields.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.errors import BuildError, close_names
+from .options import boolean, call, choice, integer, integer_list, number, number_list, read_options
+from ..core.registry import Option
+
+INIT_SCHEMES = {
+    "uniform_fan_in": {"c": number(0, low_open=True)},       # ±c / fan_in (LeCun: 2.4)
+    "glorot_uniform": {},                                      # ±sqrt(6/(fan_in+fan_out))
+    "uniform": {"c": number(0, low_open=True)},               # ±c
+    "normal": {"std": number(0, low_open=True)},
+    "constant": {"value": number()},
+}
+
+OPTIMIZERS = {
+    "sgd": {"momentum": number(0, 1), "weight_decay": number(0)},
+    "sdlm": {"mu": number(0, low_open=True), "samples": integer(1),
+             "momentum": number(0, 1), "weight_decay": number(0)},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 1
+    batch: int = 50
+    lr: float = 0.1
+    optimizer: tuple = ("sgd", {})
+    schedule: tuple = ()      # ((first epoch, lr), ...) after the initial lr
+    seed: int = 0
+    val: int = 0
+    shuffle: bool = True
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    pixels: tuple = ("range", {"lo": 0.0, "hi": 1.0})
+    pad: int = 0
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    weights: tuple = ("glorot_uniform", {})
+    bias: tuple = ("constant", {"value": 0.0})
+
+
+@dataclass(frozen=True)
+class Settings:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    init: InitConfig = field(default_factory=InitConfig)
+
+
+def _schedule(value, what):
+    _, args = call({"piecewise": {"epochs": integer_list, "lr": number_list}})(value, what)
+    if set(args) != {"epochs", "lr"} or len(args["epochs"]) != len(args["lr"]):
+        raise BuildError("piecewise needs epochs=[...] and lr=[...] of the same length",
+                         value.span)
+    epochs = args["epochs"]
+    if any(b <= a for a, b in zip(epochs, epochs[1:])) or epochs[0] < 2:
+        raise BuildError("piecewise epochs must increase and start at 2 or later "
+                         "(epoch 1 uses lr)", value.span)
+    return tuple(zip(epochs, args["lr"]))
+
+
+SECTIONS = {
+    "train": (TrainConfig, {
+        "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
+        "batch": Option(integer(1, 1 << 16), 50, doc="1 = online (seed 4.1)"),
+        "lr": Option(number(0, low_open=True), 0.1, doc="global learning rate"),
+        "optimizer": Option(call(OPTIMIZERS), ("sgd", {}), doc="sgd(...) or sdlm(...)"),
+        "schedule": Option(_schedule, (), doc="piecewise(epochs=[...], lr=[...])"),
+        "seed": Option(integer(0, 2**32 - 1), 0, doc="random seed"),
+        "val": Option(integer(0, 10**7), 0, doc="validation images taken from training"),
+        "shuffle": Option(boolean, True, doc="a new permutation each epoch"),
+        "dtype": Option(choice("float32", "float64"), "float32", doc="float type"),
+    }),
+    "preprocess": (Preprocess, {
+        "pixels": Option(call({"range": {"lo": number(), "hi": number()}, "standardize": {}}),
+                         ("range", {"lo": 0.0, "hi": 1.0}), doc="range(lo, hi) or standardize"),
+        "pad": Option(integer(0, 1024), 0, doc="zeros around each image"),
+    }),
+    "init": (InitConfig, {
+        "weights": Option(call(INIT_SCHEMES), ("glorot_uniform", {}), doc="kernels, weights, beta"),
+        "bias": Option(call(INIT_SCHEMES), ("constant", {"value": 0.0}), doc="additive biases"),
+    }),
+}
+
+
+def read_settings(sections) -> Settings:
+    """Read every section; an unknown or repeated section is an error."""
+    found = {}
+    for section in sections:
+        if section.name not in SECTIONS:
+            raise BuildError(f"unknown section '{section.name}'; sections are "
+                             + ", ".join(SECTIONS), section.span,
+                             hint=close_names(section.name, SECTIONS))
+        if section.name in found:
+            raise BuildError(f"section '{section.name}' is given twice", section.span)
+        cls, declared = SECTIONS[section.name]
+        values, _ = read_options(section.options, declared, f"section '{section.name}'",
+                                 section.span)
+        found[section.name] = cls(**values)
+    return Settings(**found)

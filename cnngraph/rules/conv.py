@@ -1,0 +1,139 @@
+"""Convolution ops: the valid correlation, its full-convolution and kernel adjoints.
+
+Convention as in numerics.py.  ``mask`` (C_out, C_in) of 0/1, or None for
+all-pairs, selects the connected map pairs: masked-out kernels do not exist, so
+every op multiplies its kernel operand by the mask and the kernel gradient is
+masked too.  The three ops are the three bilinear faces of one form,
+<conv_valid(x, k), delta> = <x, conv_full(delta, k)> = <k, conv_grad_kernel(x, delta)>,
+so each one's gradient is made of the other two.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtime import numerics
+from ..core.graph import ShapeError
+from ..core.registry import Example, OpRule
+
+MULTILINEAR = frozenset({"multilinear"})
+
+
+def masked(kernel, mask):
+    return kernel if mask is None else kernel * mask[:, :, None, None].astype(kernel.dtype)
+
+
+def _check_mask(mask, c_out, c_in):
+    if mask is not None and mask.shape != (c_out, c_in):
+        raise ShapeError(f"mask has shape {mask.shape}, kernel maps are {(c_out, c_in)}")
+
+
+def _label(name):
+    def label(attrs):
+        mask = attrs.get("mask")
+        return name if mask is None else f"{name}\\n{int(mask.sum())} of {mask.size} map pairs"
+    return label
+
+
+# conv_valid ---------------------------------------------------------------
+
+def conv_valid_shape(x, kernel, *, mask=None):
+    n, c_in, h, w = x
+    c_out, k_in, kh, kw = kernel
+    if k_in != c_in:
+        raise ShapeError(f"kernel reads {k_in} maps, input has {c_in}")
+    if kh > h or kw > w:
+        raise ShapeError(f"kernel {kh}x{kw} is larger than input map {h}x{w}")
+    _check_mask(mask, c_out, c_in)
+    return (n, c_out, h - kh + 1, w - kw + 1)
+
+
+def conv_valid_forward(x, kernel, *, mask=None):
+    return numerics.correlate_valid(x, masked(kernel, mask))
+
+
+def conv_valid_gradient(emit, node, delta):
+    x, kernel = node.inputs
+    mask = node.attrs.get("mask")
+    return (emit.emit("conv_full", (delta, kernel), mask=mask),
+            emit.emit("conv_grad_kernel", (x, delta), mask=mask, size=emit.shape(kernel)[2:]))
+
+
+def conv_valid_example(rng):
+    return Example((rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(3, 2, 3, 2))),
+                   {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+
+
+# conv_full ----------------------------------------------------------------
+
+def conv_full_shape(delta, kernel, *, mask=None):
+    n, c_out, h, w = delta
+    k_out, c_in, kh, kw = kernel
+    if k_out != c_out:
+        raise ShapeError(f"kernel writes {k_out} maps, delta has {c_out}")
+    _check_mask(mask, c_out, c_in)
+    return (n, c_in, h + kh - 1, w + kw - 1)
+
+
+def conv_full_forward(delta, kernel, *, mask=None):
+    return numerics.convolve_full(delta, masked(kernel, mask))
+
+
+def conv_full_gradient(emit, node, delta):
+    d, kernel = node.inputs
+    mask = node.attrs.get("mask")
+    return (emit.emit("conv_valid", (delta, kernel), mask=mask),
+            emit.emit("conv_grad_kernel", (delta, d), mask=mask, size=emit.shape(kernel)[2:]))
+
+
+def conv_full_example(rng):
+    return Example((rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(3, 2, 3, 2))),
+                   {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+
+
+# conv_grad_kernel ---------------------------------------------------------
+
+def conv_grad_kernel_shape(x, delta, *, size, mask=None):
+    _, c_in, h, w = x
+    _, c_out, ho, wo = delta
+    kh, kw = size
+    if (ho, wo) != (h - kh + 1, w - kw + 1):
+        raise ShapeError(f"delta {ho}x{wo} does not fit input {h}x{w} and kernel {kh}x{kw}")
+    _check_mask(mask, c_out, c_in)
+    return (c_out, c_in, kh, kw)
+
+
+def conv_grad_kernel_forward(x, delta, *, size, mask=None):
+    grad = numerics.correlate_kernel(x, delta, *size)
+    return masked(grad, mask)
+
+
+def conv_grad_kernel_gradient(emit, node, delta):
+    x, d = node.inputs
+    mask = node.attrs.get("mask")
+    return (emit.emit("conv_full", (d, delta), mask=mask),
+            emit.emit("conv_valid", (x, delta), mask=mask))
+
+
+def conv_grad_kernel_example(rng):
+    return Example((rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(2, 3, 4, 4))),
+                   {"size": (3, 2), "mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+
+
+def conv_valid_macs(x, kernel, *, mask=None):
+    c_out, c_in, kh, kw = kernel
+    pairs = c_out * c_in if mask is None else int(mask.sum())
+    return pairs * kh * kw * (x[2] - kh + 1) * (x[3] - kw + 1)
+
+
+RULES = (
+    OpRule("conv_valid", ("x", "kernel"), conv_valid_shape, conv_valid_forward,
+           conv_valid_gradient, conv_valid_example, label=_label("conv_valid"),
+           traits=MULTILINEAR, macs=conv_valid_macs,
+           doc="sum_i x_i ⋆ kernel_ij over connected pairs (seed 3.1)"),
+    OpRule("conv_full", ("delta", "kernel"), conv_full_shape, conv_full_forward,
+           conv_full_gradient, conv_full_example, label=_label("conv_full"),
+           traits=MULTILINEAR, doc="full true convolution of delta with the kernel (seed 3.2.1)"),
+    OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape, conv_grad_kernel_forward,
+           conv_grad_kernel_gradient, conv_grad_kernel_example, label=_label("conv_grad_kernel"),
+           traits=MULTILINEAR, doc="valid correlation of x with delta, summed over the batch (eq. 7)"),
+)

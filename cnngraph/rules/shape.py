@@ -1,0 +1,85 @@
+"""Shape ops: flatten maps into a vector (seed 2: "concatenate all the features"),
+concatenate along the map axis, and the slices and pads that are their adjoints.
+
+``shape`` attributes and ranges never include the batch axis.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core.graph import ShapeError
+from ..core.registry import Example, OpRule
+
+LINEAR = frozenset({"multilinear"})
+
+
+def reshape_shape(x, *, shape):
+    if math.prod(x[1:]) != math.prod(shape):
+        raise ShapeError(f"cannot reshape {x[1:]} ({math.prod(x[1:])} values) to {tuple(shape)}")
+    return (x[0],) + tuple(shape)
+
+
+def reshape_gradient(emit, node, delta):
+    return (emit.emit("reshape", (delta,), shape=emit.shape(node.inputs[0])[1:]),)
+
+
+def concat_shape(a, b):
+    if a[0:1] + a[2:] != b[0:1] + b[2:]:
+        raise ShapeError(f"cannot concatenate shapes {a} and {b} along axis 1")
+    return (a[0], a[1] + b[1]) + tuple(a[2:])
+
+
+def concat_gradient(emit, node, delta):
+    a_size = emit.shape(node.inputs[0])[1]
+    total = emit.shape(node.id)[1]
+    return (emit.emit("slice_range", (delta,), start=0, stop=a_size),
+            emit.emit("slice_range", (delta,), start=a_size, stop=total))
+
+
+def slice_shape(x, *, start, stop):
+    if not 0 <= start < stop <= x[1]:
+        raise ShapeError(f"range {start}:{stop} is outside axis 1 of size {x[1]}")
+    return (x[0], stop - start) + tuple(x[2:])
+
+
+def pad_shape(x, *, before, after):
+    return (x[0], before + x[1] + after) + tuple(x[2:])
+
+
+def pad_forward(x, *, before, after):
+    widths = [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2)
+    return np.pad(x, widths)
+
+
+def _slice_gradient(emit, node, delta):
+    total = emit.shape(node.inputs[0])[1]
+    return (emit.emit("pad_range", (delta,), before=node.attrs["start"],
+                      after=total - node.attrs["stop"]),)
+
+
+def _pad_gradient(emit, node, delta):
+    start = node.attrs["before"]
+    return (emit.emit("slice_range", (delta,), start=start,
+                      stop=start + emit.shape(node.inputs[0])[1]),)
+
+
+RULES = (
+    OpRule("reshape", ("x",), reshape_shape, lambda x, *, shape: x.reshape((len(x),) + tuple(shape)),
+           reshape_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2, 2)),), {"shape": (12,)}),
+           label=lambda a: "reshape to " + "x".join(map(str, a["shape"])), traits=LINEAR | {"view"},
+           doc="same values, new per-sample shape (flatten: maps -> vector)"),
+    OpRule("concat", ("a", "b"), concat_shape, lambda a, b: np.concatenate((a, b), axis=1),
+           concat_gradient,
+           lambda rng: Example((rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 4, 2)))),
+           label=lambda a: "concat", traits=LINEAR, doc="join along axis 1 (maps or units)"),
+    OpRule("slice_range", ("x",), slice_shape, lambda x, *, start, stop: x[:, start:stop],
+           _slice_gradient, lambda rng: Example((rng.normal(size=(2, 5, 2)),), {"start": 1, "stop": 4}),
+           label=lambda a: f"slice {a['start']}:{a['stop']}", traits=LINEAR | {"view"},
+           doc="entries start:stop of axis 1 (concat's adjoint)"),
+    OpRule("pad_range", ("x",), pad_shape, pad_forward,
+           _pad_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2)),), {"before": 1, "after": 2}),
+           label=lambda a: f"pad {a['before']}+{a['after']}", traits=LINEAR,
+           doc="zeros before and after along axis 1 (slice's adjoint)"),
+)

@@ -1,0 +1,1 @@
+"""Running plans: the executor, kernels and backends."""

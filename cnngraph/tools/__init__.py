@@ -1,0 +1,1 @@
+"""What users look at: gradient checks, benchmarks, drawings, summaries, plots."""

@@ -1,0 +1,108 @@
+"""bench: images per second for training and inference, time per op, peak memory.
+
+Training is one full step: forward, derived backward, SGD update.  Inputs are
+random (the speed does not depend on the pixels), so no data set is needed.
+The per-op profile walks the training plan with `run_plan`, timing each step
+(as ``caffe time`` does per layer) and tracking the bytes of live buffers.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from ..runtime.execute import run_plan
+from ..training.optimizers import Optimizer
+from ..compiler.schedule import Plan
+
+
+def synthetic_batch(model, batch: int, dtype, rng):
+    x = rng.uniform(0, 1, size=(batch,) + model.input_shape).astype(dtype)
+    t = np.eye(model.classes, dtype=dtype)[rng.integers(0, model.classes, size=batch)]
+    return x, (2 * t - 1 if model.target_coding == "plus_minus_one" else t)
+
+
+def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> float:
+    """Run ``step`` repeatedly for about ``seconds`` (after one warm-up call)."""
+    step()
+    done, started = 0, time.perf_counter()
+    while done < min_steps or time.perf_counter() - started < seconds:
+        step()
+        done += 1
+    return done * batch / (time.perf_counter() - started)
+
+
+def train_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
+    optimizer = Optimizer("sgd")
+
+    def step():
+        _, grads, _ = model.loss_and_grads(params, x, t, workers=workers)
+        optimizer.step(params, grads, lr)
+    return step
+
+
+def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
+            workers: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for batch in batches:
+        params = model.init_params(seed, dtype)
+        x, t = synthetic_batch(model, batch, dtype, rng)
+        rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
+                     "train_images_per_s": images_per_second(
+                         train_step(model, params, x, t, workers=workers), batch, seconds),
+                     "infer_images_per_s": images_per_second(
+                         lambda: model.forward(params, x), batch, seconds)})
+    return rows
+
+
+def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
+    """(rows per op type, slowest first; rows per layer and pass, in plan order; peak
+    bytes of live buffers) for a training step.  A row holds its pass,
+    milliseconds per step and share of the step."""
+    rng = np.random.default_rng(seed)
+    params = model.init_params(seed, dtype)
+    x, t = synthetic_batch(model, batch, dtype, rng)
+    _, plan, _ = model.gradient_plan()
+    feeds = model._feeds(params, x, t)
+    totals, peak = defaultdict(float), 0
+    for _ in range(repeats):
+        peak = max(peak, timed_run(plan, feeds, dtype, totals))
+    step_total = sum(totals.values())
+
+    by_op, by_layer = defaultdict(float), defaultdict(float)
+    for (op, layer, pass_), seconds in totals.items():  # in plan order
+        by_op[(op, pass_)] += seconds
+        by_layer[(layer or "-", pass_)] += seconds
+
+    def rows(field, summed):
+        return [{field: name, "pass": pass_, "ms_per_step": 1e3 * seconds / repeats,
+                 "share": seconds / step_total} for (name, pass_), seconds in summed]
+    return (rows("op", sorted(by_op.items(), key=lambda kv: -kv[1])),
+            rows("layer", by_layer.items()), peak)
+
+
+def timed_run(plan: Plan, feeds, dtype, totals=None) -> int:
+    """Walk the plan adding each step's seconds to ``totals[(op, layer, pass)]``;
+    returns the peak bytes held by live buffers (views count once, through the
+    buffer they view), which `resources.plan_peak_bytes` predicts from lifetimes."""
+    totals = defaultdict(float) if totals is None else totals
+    peak, last = 0, time.perf_counter()
+
+    def watch(step, value, env):
+        nonlocal peak, last
+        totals[(step.op, step.layer, step.pass_)] += time.perf_counter() - last
+        peak = max(peak, _live_bytes(env))
+        last = time.perf_counter()
+    run_plan(plan, feeds, dtype, watch)
+    return peak
+
+
+def _live_bytes(env) -> int:
+    roots = {}
+    for array in env.values():
+        while isinstance(array.base, np.ndarray):
+            array = array.base
+        roots[id(array)] = array.nbytes
+    return sum(roots.values())

@@ -1,0 +1,179 @@
+"""The generated checks of an op rule, the same for built-in and user ops.
+
+For an op and its example: the shape rule against the real output; the
+gradient rule, run through the real emit -> schedule -> execute path, against
+central differences in float64 of <r, f(inputs)> for a random projection r
+(Theano's verify_grad); the curvature rule against a brute-force evaluation of
+the same recursion, (J∘J)ᵀ h with J the op's Jacobian by central differences
+(for a loss, the diagonal of its Hessian); and for multilinear ops the adjoint
+identity: <f(x), r> = <x_s, g_s> for each slot s of a product-like op (degree
+one in each slot), or = Σ_s <x_s, g_s> for a sum-like one (linear jointly).
+An op with an in-place kernel must give bitwise what its forward gives, in the
+buffer it was handed (fused plans use it; fuse.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from ..compiler.backward import check_entries, curvature_rule, gradient_rule
+from ..core.graph import Emitter, node_view
+from ..core.registry import NotDifferentiable, OpRule, Registry
+from ..compiler.schedule import schedule
+from ..runtime.execute import run_plan
+
+TOLERANCE = 1e-6
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SlotReport:
+    op: str
+    check: str       # 'shape', 'gradient', 'curvature' or 'in_place'
+    slot: str
+    error: float     # norm-wise relative error, or 0/1 for shape
+    ok: bool
+    detail: str = ""
+
+
+def relative_error(got: np.ndarray, want: np.ndarray) -> float:
+    """‖g − ĝ‖ / max(‖g‖, ‖ĝ‖), 0 when both vanish."""
+    scale = max(np.linalg.norm(got), np.linalg.norm(want))
+    return 0.0 if scale == 0 else float(np.linalg.norm(got - want) / scale)
+
+
+def verify_op(registry: Registry, name: str, seed: int = 0) -> list[SlotReport]:
+    """All generated checks of one op."""
+    rule = registry.op(name)
+    rng = np.random.default_rng(seed)
+    example = rule.example(rng)
+    inputs = [np.asarray(a, dtype=np.float64) for a in example.inputs]
+    attrs = dict(example.attrs)
+    reports = [_check_shape(rule, inputs, attrs)]
+    if not reports[0].ok:
+        return reports
+    if not isinstance(rule.gradient, NotDifferentiable):
+        reports += _check_rule(registry, rule, inputs, attrs, rng, "gradient")
+    if _has_curvature(rule):
+        reports += _check_rule(registry, rule, inputs, attrs, rng, "curvature")
+    if rule.in_place is not None:
+        reports.append(_check_in_place(rule, inputs, attrs))
+    return reports
+
+
+def _check_in_place(rule, inputs, attrs) -> SlotReport:
+    buffer = inputs[0].copy()
+    try:
+        got = rule.in_place(buffer, **attrs)
+        want = rule.forward(*inputs, **attrs)
+    except Exception as e:  # a user's rule may fail in any way; report it, op named
+        return SlotReport(rule.name, "in_place", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if not (isinstance(got, np.ndarray) and np.shares_memory(got, buffer)):
+        return SlotReport(rule.name, "in_place", "-", 1.0, False,
+                          "in_place did not return the buffer it was given")
+    same = got.shape == np.shape(want) and np.array_equal(got, want)
+    return SlotReport(rule.name, "in_place", "-", 0.0 if same else relative_error(got, want),
+                      same, "" if same else "in_place differs from forward")
+
+
+def _has_curvature(rule: OpRule) -> bool:
+    if isinstance(rule.curvature, NotDifferentiable):
+        return False
+    return rule.curvature is not None or "multilinear" in rule.traits
+
+
+def _check_shape(rule, inputs, attrs) -> SlotReport:
+    try:
+        declared = tuple(rule.shape(*[a.shape for a in inputs], **attrs))
+        real = np.shape(rule.forward(*inputs, **attrs))
+    except Exception as e:  # a user's rule may fail in any way; report it, op named
+        return SlotReport(rule.name, "shape", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    ok = declared == tuple(real)
+    return SlotReport(rule.name, "shape", "-", 0.0 if ok else 1.0, ok,
+                      "" if ok else f"shape rule says {declared}, forward gave {tuple(real)}")
+
+
+def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
+    graph = nx.DiGraph()
+    emit = Emitter(graph, registry)
+    ids = [emit.source(slot, "input", a.shape) for slot, a in zip(rule.slots, inputs)]
+    out = emit.emit(rule.name, ids, **attrs)
+    out_shape = graph.nodes[out]["shape"]
+    # the projection (gradient) or the output curvature (positive, for curvature)
+    r = rng.normal(size=out_shape) if check == "gradient" else rng.uniform(0.5, 1.5, out_shape)
+    emit.source("r", "input", out_shape)
+    derived = Emitter(graph, registry, "backward" if check == "gradient" else "curvature")
+    make = gradient_rule(rule) if check == "gradient" else curvature_rule(rule)
+    try:
+        entries = make(derived, node_view(graph, out), "r")
+        check_entries(graph, rule, tuple(ids), entries, check)
+    except Exception as e:
+        return [SlotReport(rule.name, check, "-", 1.0, False, f"{type(e).__name__}: {e}")]
+    wanted = [(slot, e) for slot, e in zip(rule.slots, entries)
+              if e is not None and slot not in rule.shape_slots]
+    plan = schedule(graph, registry, [e for _, e in wanted])
+    feeds = dict(zip(ids, inputs), r=r)
+    values = run_plan(plan, feeds) if wanted else {}
+    reports = []
+    if check == "gradient" and "multilinear" in rule.traits and wanted:
+        reports.append(_adjoint(rule, inputs, attrs, r, wanted, values))
+    for slot, entry in wanted:
+        position = rule.slots.index(slot)
+        if check == "gradient":
+            want = _numeric_gradient(rule, inputs, attrs, position, r)
+        elif "loss" in rule.traits:
+            want = hessian_diagonal(rule, inputs, attrs, position) * r
+        else:
+            want = squared_jacobian_transpose(rule, inputs, attrs, position, r)
+        err = relative_error(values[entry], want)
+        reports.append(SlotReport(rule.name, check, slot, err, err <= TOLERANCE))
+    return reports
+
+
+def _adjoint(rule, inputs, attrs, r, wanted, values) -> SlotReport:
+    """Exact to rounding, unlike finite differences: catches a transposed kernel."""
+    total = float(np.sum(r * rule.forward(*inputs, **attrs)))
+    pairings = [float(np.sum(inputs[rule.slots.index(s)] * values[e])) for s, e in wanted]
+    scale = max(abs(total), *map(abs, pairings), 1e-300)
+    each = max(abs(total - p) for p in pairings) / scale
+    joint = abs(total - sum(pairings)) / scale
+    error = min(each, joint)
+    return SlotReport(rule.name, "adjoint", ",".join(s for s, _ in wanted), error,
+                      error <= 1e-10)
+
+
+def _perturbed(rule, inputs, attrs, position, index, step):
+    args = [a.copy() if i == position else a for i, a in enumerate(inputs)]
+    args[position][index] += step
+    return np.asarray(rule.forward(*args, **attrs), dtype=np.float64)
+
+
+def _numeric_gradient(rule, inputs, attrs, position, r):
+    grad = np.zeros_like(inputs[position])
+    for index in np.ndindex(grad.shape):
+        plus = np.sum(r * _perturbed(rule, inputs, attrs, position, index, EPS))
+        minus = np.sum(r * _perturbed(rule, inputs, attrs, position, index, -EPS))
+        grad[index] = (plus - minus) / (2 * EPS)
+    return grad
+
+
+def squared_jacobian_transpose(rule, inputs, attrs, position, h):
+    out = np.zeros_like(inputs[position])
+    for index in np.ndindex(out.shape):
+        column = (_perturbed(rule, inputs, attrs, position, index, EPS)
+                  - _perturbed(rule, inputs, attrs, position, index, -EPS)) / (2 * EPS)
+        out[index] = np.sum(h * column ** 2)
+    return out
+
+
+def hessian_diagonal(rule, inputs, attrs, position):
+    step = 1e-3
+    centre = float(rule.forward(*inputs, **attrs))
+    out = np.zeros_like(inputs[position])
+    for index in np.ndindex(out.shape):
+        plus = float(_perturbed(rule, inputs, attrs, position, index, step))
+        minus = float(_perturbed(rule, inputs, attrs, position, index, -step))
+        out[index] = (plus - 2 * centre + minus) / step ** 2
+    return out

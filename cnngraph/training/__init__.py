@@ -1,0 +1,1 @@
+"""Training a compiled program: data, the step, optimizers, the loop, checkpoints."""

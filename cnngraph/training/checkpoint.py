@@ -1,0 +1,161 @@
+"""Checkpoints: one .npz, written atomically, read without pickle.
+
+It holds a format version, the network's hash (not the training block's, so a
+run can be resumed with more epochs), parameters, optimizer state, the random
+generator's state, where in training it was taken, and the metrics so far.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    network_hash: str
+    params: dict
+    optimizer: dict
+    rng_state: dict      # the epoch generator's state at the start of `epoch`
+    epoch: int           # 0-based epoch in progress (== done epochs when step == 0)
+    step: int            # batches of `epoch` already done
+    meta: dict           # metrics so far and partial-epoch sums
+
+
+def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``;
+    then remove temporaries that killed writers left."""
+    path = Path(path)
+    arrays = {f"param/{k}": v for k, v in ckpt.params.items()}
+    arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer.items()})
+    header = {"format_version": FORMAT_VERSION, "network_hash": ckpt.network_hash,
+              "rng_state": ckpt.rng_state, "epoch": ckpt.epoch, "step": ckpt.step,
+              "meta": ckpt.meta, "arrays": sorted(arrays)}
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    _remove_temporaries(path)
+
+
+def _remove_temporaries(path: Path) -> None:
+    """Delete what writers killed mid-write left beside ``path`` (one writer per folder):
+    without this, every crash during a write would leave a checkpoint-sized file."""
+    prefix = f".{path.name}."
+    for left in path.parent.iterdir():
+        if left.name.startswith(prefix) and left.name.endswith(".tmp"):
+            left.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, network_hash: str | None = None) -> Checkpoint:
+    """Read a checkpoint; refuse corrupt files, other formats and other networks."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError("no such checkpoint", where=str(path))
+    arrays = _read_arrays(path)
+    if "header" not in arrays:
+        raise CheckpointError("not a cnngraph checkpoint (no header)", where=str(path))
+    header = _read_header(arrays.pop("header"), path)
+    listed = header.get("arrays", sorted(arrays))  # the list is CRC-checked; zip names are not
+    if sorted(arrays) != listed:
+        lost, extra = sorted(set(listed) - set(arrays)), sorted(set(arrays) - set(listed))
+        raise CheckpointError(f"damaged checkpoint: the header lists {len(listed)} arrays, the "
+                              f"archive holds {len(arrays)} (missing: {', '.join(lost) or '-'}; "
+                              f"unlisted: {', '.join(extra) or '-'})", where=str(path))
+    if network_hash is not None and header["network_hash"] != network_hash:
+        raise CheckpointError("checkpoint was made for another network (its network hash "
+                              f"{header['network_hash'][:12]} differs from this model's "
+                              f"{network_hash[:12]})", where=str(path),
+                              hint="use the model file the checkpoint was trained with")
+    params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+    optimizer = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+    return Checkpoint(header["network_hash"], params, optimizer, header["rng_state"],
+                      header["epoch"], header["step"], header["meta"])
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, read without pickle."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # a damaged zip raises many kinds (NotImplementedError, ...)
+        raise _unreadable(e, path) from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise CheckpointError("not a cnngraph checkpoint (a single .npy array, not an .npz "
+                              "archive)", where=str(path))
+    try:
+        with data:
+            return {k: data[k] for k in data.files}
+    except Exception as e:  # a bad CRC, a truncated member, an object array, ...
+        raise _unreadable(e, path) from None
+
+
+def _unreadable(error: Exception, path: Path) -> CheckpointError:
+    return CheckpointError(f"not a readable checkpoint ({type(error).__name__}: {error})",
+                           where=str(path))
+
+
+#: The header's fields and their JSON types (format 1).
+HEADER_FIELDS = {"network_hash": str, "rng_state": dict, "epoch": int, "step": int,
+                 "meta": dict}
+
+
+def _read_header(array: np.ndarray, path: Path) -> dict:
+    """The JSON header, its format version checked and every field of the right type."""
+    try:
+        header = json.loads(array.tobytes().decode())
+        version = header["format_version"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError("corrupt checkpoint header", where=str(path)) from None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {version}, this cnngraph reads "
+                              f"{FORMAT_VERSION}", where=str(path))
+    for field, kind in HEADER_FIELDS.items():
+        if not isinstance(header.get(field), kind):
+            raise CheckpointError(f"corrupt checkpoint header: '{field}' is missing or not "
+                                  f"a JSON {kind.__name__}", where=str(path))
+    listed = header.get("arrays", [])  # absent from checkpoints written before it was added
+    if not (isinstance(listed, list) and all(isinstance(name, str) for name in listed)):
+        raise CheckpointError("corrupt checkpoint header: 'arrays' is not a list of names",
+                              where=str(path))
+    return header
+
+
+def check_param_arrays(arrays: dict, shapes: dict, where: str) -> None:
+    """Names and shapes must match the model's parameters exactly."""
+    missing = sorted(set(shapes) - set(arrays))
+    extra = sorted(set(arrays) - set(shapes))
+    if missing:
+        raise CheckpointError(f"missing parameter array(s): {', '.join(missing)}", where=where)
+    if extra:
+        raise CheckpointError(f"array(s) not in this model: {', '.join(extra)}", where=where,
+                              hint="parameter names are those 'summary' prints")
+    for name, shape in shapes.items():
+        if tuple(arrays[name].shape) != tuple(shape):
+            raise CheckpointError(f"array '{name}' has shape {tuple(arrays[name].shape)}, "
+                                  f"the model needs {tuple(shape)}", where=where)
+        if not np.issubdtype(arrays[name].dtype, np.floating):
+            raise CheckpointError(f"array '{name}' has dtype {arrays[name].dtype}, "
+                                  "expected floating point", where=where)
+        if not np.all(np.isfinite(arrays[name])):
+            raise CheckpointError(f"array '{name}' holds NaN or infinite values", where=where)

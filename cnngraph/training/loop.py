@@ -1,0 +1,255 @@
+"""train: SGD or SDLM over a model's training set, checkpointed and resumable.
+
+Randomness: parameters come from ``seed``; each epoch draws its SDLM sample and
+its permutation from one generator whose state at the start of the epoch is
+kept in the checkpoint, so a run resumed after any step ends bitwise equal to
+one never interrupted (same thread count).  Reports go to a callback; nothing
+here prints.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
+from ..language.settings import TrainConfig
+from ..core.errors import CnnError
+from ..runtime.execute import first_nonfinite
+from .optimizers import Optimizer, estimate_curvature
+from .resources import training_plan
+from ..compiler.schedule import schedule
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.json"
+
+
+class Interrupted(Exception):
+    """Training stopped on request; a checkpoint was saved."""
+
+
+class Diverged(CnnError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    images_per_s: float
+    eta_s: float
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The rate for 0-based ``epoch``: lr, then piecewise steps (1-based epochs)."""
+    rate = cfg.lr
+    for first, value in cfg.schedule:
+        if epoch + 1 >= first:
+            rate = value
+    return rate
+
+
+def evaluate(model, params, split, batch: int = 1000):
+    """(error fraction, confusion matrix rows=true cols=predicted, mean loss)."""
+    classes = model.classes
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    loss = 0.0
+    for start in range(0, len(split), batch):
+        x, t = split.images[start:start + batch], split.targets[start:start + batch]
+        out = model.forward(params, x)
+        loss += model.loss_value(out, t) * len(x)
+        np.add.at(confusion, (split.labels[start:start + batch], out.argmax(axis=1)), 1)
+    errors = len(split) - np.trace(confusion)
+    return errors / max(1, len(split)), confusion, loss / max(1, len(split))
+
+
+class Trainer:
+    """One training run writing into ``out``."""
+
+    def __init__(self, model, cfg: TrainConfig, out: Path, report: Callable = lambda e: None,
+                 should_stop: Callable[[], bool] = lambda: False, workers: int = 1):
+        self.model, self.cfg, self.out = model, cfg, Path(out)
+        self.report, self.should_stop, self.workers = report, should_stop, workers
+        self.last_batch = None
+        self.dtype = np.dtype(cfg.dtype)
+        self.hash = model.network_hash()
+
+    def start(self, weights: dict | None = None):
+        self.params = self.model.init_params(self.cfg.seed, self.dtype)
+        if weights is not None:
+            check_param_arrays(weights, self.model.param_shapes, "--weights")
+            self.params = {k: np.array(weights[k], dtype=self.dtype) for k in self.params}
+        self.optimizer = self._optimizer()
+        self.rng = np.random.default_rng([self.cfg.seed, 1])
+        self.epoch, self.step, self.history, self.sums = 0, 0, [], _zero_sums()
+
+    def resume(self):
+        ckpt = load_checkpoint(self.out / CHECKPOINT, self.hash)
+        check_param_arrays(ckpt.params, self.model.param_shapes, str(self.out / CHECKPOINT))
+        self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
+        self.optimizer = self._optimizer()
+        self.optimizer.load_state({k: v.astype(self.dtype) for k, v in ckpt.optimizer.items()})
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = ckpt.rng_state
+        self.epoch, self.step = ckpt.epoch, ckpt.step
+        self.history, self.sums = ckpt.meta["epochs"], ckpt.meta["sums"]
+
+    def _optimizer(self):
+        scales = {name: info.lr_scale for name, info in self.model.network.params.items()}
+        return Optimizer.from_config(self.cfg.optimizer, scales)
+
+    def fit(self, train, validation=None) -> list:
+        """Train until cfg.epochs; returns the per-epoch history."""
+        cfg = self.cfg
+        steps = math.ceil(len(train) / cfg.batch)
+        while self.epoch < cfg.epochs:
+            epoch_state = self.rng.bit_generator.state
+            sample, order = self._draw(len(train))
+            if self.optimizer.kind == "sdlm" and (self.step == 0 or not self.optimizer.curvature):
+                self.optimizer.curvature = estimate_curvature(
+                    self.model, self.params, train.images[sample], train.targets[sample])
+            self._run_epoch(train, order, steps, epoch_state)
+            self._finish_epoch(train, validation, steps)
+        return self.history
+
+    def _draw(self, n):
+        sample = None
+        if self.optimizer.kind == "sdlm":
+            sample = np.sort(self.rng.choice(n, size=min(self.optimizer.samples, n), replace=False))
+        order = self.rng.permutation(n) if self.cfg.shuffle else np.arange(n)
+        return sample, order
+
+    def _run_epoch(self, train, order, steps, epoch_state):
+        lr, batch, sums = learning_rate(self.cfg, self.epoch), self.cfg.batch, self.sums
+        started, last_report, done_at_start = time.perf_counter(), 0.0, self.step
+        while self.step < steps:
+            idx = order[self.step * batch:(self.step + 1) * batch]
+            x, t = train.images[idx], train.targets[idx]
+            loss, grads, values = self.model.loss_and_grads(self.params, x, t,
+                                                            workers=self.workers)
+            if not (math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())):
+                raise self._diverged(loss, x, t)
+            self.last_batch = (x, grads)
+            self.optimizer.step(self.params, grads, lr)
+            prediction = values[self.model.network.prediction]
+            sums["loss"] += loss * len(idx)
+            sums["errors"] += int(np.sum(prediction.argmax(axis=1) != train.labels[idx]))
+            sums["seen"] += len(idx)
+            self.step += 1
+            now = time.perf_counter()
+            if now - last_report > 0.5 or self.step == steps:
+                last_report = now
+                rate = (self.step - done_at_start) * batch / max(now - started, 1e-9)
+                self.report(Progress(self.epoch + 1, self.cfg.epochs, self.step, steps,
+                                     sums["loss"] / sums["seen"], rate,
+                                     (steps - self.step) * batch / max(rate, 1e-9)))
+            if self.should_stop() and self.step < steps:
+                sums["seconds"] += now - started
+                self._save(epoch_state)
+                raise Interrupted(f"stopped at epoch {self.epoch + 1}, step {self.step}")
+        sums["seconds"] += time.perf_counter() - started
+
+    def _diverged(self, loss, x, t) -> Diverged:
+        """The error for a step whose loss or gradient is not finite, naming the first op
+        whose output went bad (found by replaying the step with a check after each op)
+        at its layer's place in the model file.  Nothing is saved, so the last good
+        checkpoint stays as it was."""
+        path = self.out / CHECKPOINT
+        kept = f"the last good checkpoint, {path}, is kept" if path.exists() else \
+            "no checkpoint had been written yet"
+        graph, node = first_bad_value(self.model, self.params, x, t)
+        return Diverged(f"the loss or a gradient became NaN or infinite at epoch "
+                        f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
+                        f"step, {_describe_bad(graph, node)}",
+                        graph.nodes[node]["span"] if node is not None else None,
+                        where=str(path), hint=f"lower the learning rate; {kept}")
+
+    def _finish_epoch(self, train, validation, steps):
+        sums = self.sums
+        val_error = evaluate(self.model, self.params, validation)[0] if validation else None
+        self.history.append({
+            "epoch": self.epoch + 1, "train_loss": sums["loss"] / sums["seen"],
+            "train_error": sums["errors"] / sums["seen"], "val_error": val_error,
+            "seconds": sums["seconds"], "images_per_s": sums["seen"] / max(sums["seconds"], 1e-9),
+            "lr": learning_rate(self.cfg, self.epoch), "layers": self._layer_statistics()})
+        self.epoch, self.step, self.sums = self.epoch + 1, 0, _zero_sums()
+        self._save(self.rng.bit_generator.state)
+        self.report(self.history[-1])
+
+    def _layer_statistics(self) -> dict:
+        """Per layer, on the epoch's last batch: activation mean and spread, and the
+        norm of the gradient of its parameters (seed 4.2: lower layers get smaller
+        gradients).  One extra forward pass per epoch; parameters are untouched."""
+        if self.last_batch is None:
+            return {}
+        x, grads = self.last_batch
+        graph = self.model.graph
+        squares = {}
+        for name, g in grads.items():
+            layer = graph.nodes[name]["layer"]
+            squares[layer] = squares.get(layer, 0.0) + float(np.sum(np.square(g, dtype=np.float64)))
+        stats = {}
+        for layer, y in self.model.layer_outputs(self.params, x).items():
+            if layer == self.model.network.input:
+                continue
+            stats[layer] = {"activation_mean": float(y.mean()), "activation_std": float(y.std()),
+                            "grad_norm": math.sqrt(squares.get(layer, 0.0))}
+        return stats
+
+    def _save(self, rng_state):
+        save_checkpoint(self.out / CHECKPOINT, Checkpoint(
+            self.hash, self.params, self.optimizer.state(), rng_state, self.epoch, self.step,
+            {"epochs": self.history, "sums": self.sums}))
+
+    def metrics(self, test_error=None, confusion=None) -> dict:
+        cfg = self.cfg
+        return {"model": self.model.network.spec.file, "seed": cfg.seed,
+                "model_hash": self.hash, "epochs": self.history, "test_error": test_error,
+                "confusion": None if confusion is None else confusion.tolist(),
+                "config": {"epochs": cfg.epochs, "batch": cfg.batch, "lr": cfg.lr,
+                           "optimizer": [cfg.optimizer[0], cfg.optimizer[1]],
+                           "schedule": [list(s) for s in cfg.schedule], "dtype": cfg.dtype,
+                           "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers}}
+
+
+def first_bad_value(model, params, x, t):
+    """(graph, node id): the first fed value or op output of one training step on (x, t)
+    that holds NaN or an infinity, in the plan's order; node is None if all are finite.
+    The plan is walked unfused, so every graph node's value is seen."""
+    graph, fused = training_plan(model)
+    plan = schedule(graph, model.registry, fused.outputs, fuse=False)
+    feeds = {**params, model.network.input: x, model.network.target: t}
+    return graph, first_nonfinite(plan, feeds, x.dtype)
+
+
+def _describe_bad(graph, node) -> str:
+    if node is None:
+        return "no value was bad (the failure did not repeat)"
+    data = graph.nodes[node]
+    if data["op"] is None:
+        role = {"param": "parameter"}.get(data["role"], data["role"])
+        return f"the {role} '{node}' already holds NaN or infinite values"
+    layer = f" in layer '{data['layer']}'" if data["layer"] else ""
+    return f"the first op whose output is not finite is '{data['op']}' ({data['pass_']} " \
+           f"pass){layer}"
+
+
+def _zero_sums():
+    return {"loss": 0.0, "errors": 0, "seen": 0, "seconds": 0.0}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
