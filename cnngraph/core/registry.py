@@ -98,7 +98,8 @@ class LayerRule:
     """A layer kind a model file can name: options and a lowering into ops.
 
     lower(ctx, layer, options) emits the layer's ops through ``ctx`` and returns
-    the node id of the layer's output.
+    the node id of the layer's output.  ``example`` is a small model file using
+    the layer, which the generated tests build, run and gradient-check.
     """
 
     name: str
@@ -107,6 +108,7 @@ class LayerRule:
     min_inputs: int = 1
     max_inputs: int | None = 1
     doc: str = ""
+    example: str = ""
 
 
 _OP_FIELDS = ("shape", "forward", "example")
