@@ -27,11 +27,11 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from cnngraph.training.optimizers import Optimizer
 from threadpoolctl import threadpool_limits
 
 from cnngraph import compile_model
 from cnngraph.tools.bench import synthetic_batch
-from cnngraph.training.optimizers import Optimizer
 
 
 def torch_op(op, attrs, args):

@@ -67,14 +67,28 @@ def lower_maxpool(ctx, options, sources):
 
 def register(registry):
     registry.add_op(OpRule(
-        "maxpool", ("x",), maxpool_shape, maxpool_forward, maxpool_gradient, example,
+        "maxpool", ("x",), maxpool_shape, maxpool_gradient, example,
         curvature=maxpool_curvature, label=lambda a: f"maxpool {a['factor']}x{a['factor']}",
         doc="max over distinct factor x factor blocks"))
     registry.add_op(OpRule(
-        "maxpool_switches", ("x",), lambda x, *, factor: x, switches_forward,
+        "maxpool_switches", ("x",), lambda x, *, factor: x,
         NotDifferentiable("piecewise constant: its derivative is zero almost everywhere"),
         example, curvature=NotDifferentiable("piecewise constant"),
         label=lambda a: "argmax switches", doc="1 at each block's maximum, 0 elsewhere"))
+    # the kernels: the same NumPy functions serve as fast and reference kernels
+    for backend in ("numpy", "reference"):
+        registry.add_kernel("maxpool", maxpool_forward, backend)
+        registry.add_kernel("maxpool_switches", switches_forward, backend)
     registry.add_layer(LayerRule(
         "maxpool", {"factor": Option(integer(2, 64), required=True, doc="block size")},
-        lower_maxpool, doc="max-pooling over factor x factor blocks"))
+        lower_maxpool, doc="max-pooling over factor x factor blocks",
+        # Max has kinks where two entries of a block tie: the maps here are smooth
+        # and random, so ties are far apart compared with a step of 1e-5.
+        example=(
+            "# maxpool: 2x2 blocks of smooth maps, and 3x3 blocks of the image itself.\n"
+            "input x : 1 x 6 x 6\n"
+            "conv C1 <- x : maps=2, kernel=3, activation=tanh   # 2 x 4x4\n"
+            "maxpool P2 <- C1 : factor=2                        # 2 x 2x2\n"
+            "maxpool P3 <- x : factor=3                         # 1 x 2x2\n"
+            "full out <- P2, P3 : units=3, activation=sigmoid\n"
+            "loss L <- out : function=squared_error\n")))

@@ -3,9 +3,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from cnngraph.compiler.program import compile_model, make_plan
 from cnngraph.runtime.execute import run_plan
-from cnngraph.compiler.program import compile_model
-from cnngraph.compiler.schedule import schedule
 from cnngraph.tools.check_ops import hessian_diagonal, relative_error, squared_jacobian_transpose
 
 NETS = {
@@ -45,21 +44,22 @@ def brute_force_curvature(model, params, x, t):
     """The recursion h_in += (J∘J)ᵀ h_out per op, J by central differences, walking
     the forward graph by hand; the loss starts with its Hessian diagonal."""
     graph, net = model.graph, model.network
-    values = run_plan(schedule(graph, model.registry, list(graph)), model._feeds(params, x, t))
+    values = run_plan(make_plan(graph, list(graph), model.registry, model.backend),
+                      model.feeds(params, x, t))
     h = {}
     for node in reversed(list(nx.topological_sort(graph))):
         data = graph.nodes[node]
         if data["op"] is None:
             continue
-        rule = model.registry.op(data["op"])
+        forward = model.backend.kernel(data["op"]).run
         inputs = [values[i] for i in data["inputs"]]
         for slot, name in enumerate(data["inputs"]):
             if graph.nodes[name]["role"] in ("target", "input"):
                 continue
             if node == net.loss:
-                contribution = hessian_diagonal(rule, inputs, data["attrs"], slot)
+                contribution = hessian_diagonal(forward, inputs, data["attrs"], slot)
             else:
-                contribution = squared_jacobian_transpose(rule, inputs, data["attrs"], slot,
+                contribution = squared_jacobian_transpose(forward, inputs, data["attrs"], slot,
                                                           h[node])
             h[name] = h.get(name, 0) + contribution
     return {p: h[p] for p in net.params}

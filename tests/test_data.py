@@ -10,10 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnngraph.training import idx as data
-from cnngraph.training.idx import (MNIST_FILES, download_mnist, find_data_dir, load_mnist,
-                           load_pair, read_idx, sha256_file)
 from cnngraph.core.errors import DataError
+from cnngraph.training import idx as data
+from cnngraph.training.idx import (
+    MNIST_FILES,
+    download_mnist,
+    find_data_dir,
+    load_mnist,
+    load_pair,
+    read_idx,
+    sha256_file,
+)
 
 SHARED = Path("/work/shared/data/mnist")
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -314,3 +321,67 @@ def test_download_rejects_corrupt_payload(tmp_path, monkeypatch):
     assert name in message and hashlib.sha256(b"good").hexdigest() in message
     assert hashlib.sha256(b"evil").hexdigest() in message
     assert list(dest.iterdir()) == []  # neither the final name nor a temp file
+
+
+# --- the model's outputs against the data's classes (preprocess.make_splits) ----
+
+CLASSES_MODEL = """\
+input x : 1 x 8 x 8
+conv C1 <- x : maps=2, kernel=3, activation=lecun_tanh
+full out <- C1 : units=UNITS
+loss L <- out : function=softmax_cross_entropy
+"""
+
+
+def digits_dataset(n: int = 40):
+    """Tiny 8x8 images with labels 0..9 (10 classes), in train and test."""
+    from cnngraph.training.idx import Dataset
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, 8, 8), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    return Dataset(images, labels, images[:20], labels[:20])
+
+
+@pytest.mark.parametrize("units, fragment", [
+    (768, "the loss reads 768 outputs but the data has 10 classes (labels 0 to 9): "
+          "the extra outputs would never be a target"),
+    (5, "the loss reads 5 outputs but the data has 10 classes (labels 0 to 9): "
+        "some labels have no output"),
+])
+def test_outputs_must_match_the_classes_at_the_loss_layer(tmp_path, units, fragment):
+    """More outputs than classes trained silently (a 768x768 confusion matrix on
+    MNIST); fewer were refused without a place.  Both: an error at the loss layer."""
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.core.errors import format_error
+    from cnngraph.training.preprocess import make_splits
+    path = tmp_path / "classes.cnn"
+    path.write_text(CLASSES_MODEL.replace("UNITS", str(units)))
+    model = compile_model(path)
+    with pytest.raises(DataError) as exc:
+        make_splits(model, digits_dataset(), 0, np.float32)
+    error = exc.value
+    assert error.message == fragment
+    assert (error.span.file, error.span.line, error.span.column) == (str(path), 4, 6)
+    assert error.hint == "set units=10 on 'out'"
+    assert format_error(error).startswith(f"{path}:4:6: error: {fragment}\n"
+                                          f"    4 | loss L <- out")
+
+
+def test_outputs_equal_to_the_classes_are_accepted():
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.training.preprocess import make_splits
+    model = compile_model(CLASSES_MODEL.replace("UNITS", "10"))
+    train, _, test = make_splits(model, digits_dataset(), 0, np.float32)
+    assert train.targets.shape == (40, 10) and test.targets.shape == (20, 10)
+
+
+def test_classes_count_the_test_labels_too():
+    """Labels up to 9 only in the test set still make 10 classes."""
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.training.idx import Dataset
+    from cnngraph.training.preprocess import make_splits
+    ds = digits_dataset()
+    train = Dataset(ds.train_images[:9], ds.train_labels[:9], ds.test_images, ds.test_labels)
+    model = compile_model(CLASSES_MODEL.replace("UNITS", "9"))
+    with pytest.raises(DataError, match="the data has 10 classes"):
+        make_splits(model, train, 0, np.float32)

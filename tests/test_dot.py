@@ -4,11 +4,11 @@ import subprocess
 
 import networkx as nx
 import pytest
+from conftest import MODELS
 
 from cnngraph.cli.main import main
-from cnngraph.tools.dot import to_dot
 from cnngraph.compiler.program import compile_model
-from conftest import MODELS
+from cnngraph.tools.dot import to_dot
 
 needs_graphviz = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed")
 

@@ -21,18 +21,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
+from cnngraph.compiler.program import compile_model
+from cnngraph.core.errors import CheckpointError, DataError, format_error
 from cnngraph.runtime import numerics
 from cnngraph.training.checkpoint import check_param_arrays, load_checkpoint
 from cnngraph.training.idx import Dataset
-from cnngraph.training.preprocess import Split, make_splits
-from cnngraph.core.errors import CheckpointError, DataError, format_error
-from cnngraph.compiler.program import compile_model
-from cnngraph.training.resources import (MIB, ResourceError, available_bytes, check_evaluation_memory,
-                                check_training_memory, plan_peak_bytes, training_bytes,
-                                training_plan)
 from cnngraph.training.loop import CHECKPOINT, Diverged, Trainer
-from conftest import ROOT
+from cnngraph.training.preprocess import Split, make_splits
+from cnngraph.training.resources import (
+    MIB,
+    ResourceError,
+    available_bytes,
+    check_evaluation_memory,
+    check_training_memory,
+    step_peak_bytes,
+    training_bytes,
+)
 
 TINY = """\
 input x : 1 x 12 x 12
@@ -379,8 +385,7 @@ def test_memory_estimate_is_near_the_measured_peak(name, capsys):
     the estimate is exact for the buffers the plan holds (tests/test_fuse.py), and
     kernels' transient scratch (a product before its transpose, col2im's taps) comes on top."""
     model = compile_model(ROOT / "models" / f"{name}.cnn")
-    graph, plan = training_plan(model)
-    model.loss_and_grads(model.init_params(0, np.float32),  # builds and caches the plan
+    model.loss_and_grads(model.init_params(0, np.float32),  # warms up caches
                          np.zeros((1, *model.input_shape), np.float32),
                          np.zeros((1, model.classes), np.float32))
     rows = []
@@ -392,7 +397,7 @@ def test_memory_estimate_is_near_the_measured_peak(name, capsys):
         model.loss_and_grads(params, x, t)
         measured = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        estimate = plan_peak_bytes(plan, graph, batch, np.float32)
+        estimate = step_peak_bytes(model, batch, np.float32)
         assert estimate / 2 <= measured <= 3 * estimate, (batch, estimate, measured)
         rows.append(f"batch {batch}: estimate {estimate / MIB:.1f} MiB, "
                     f"measured {measured / MIB:.1f} MiB")

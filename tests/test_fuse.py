@@ -1,32 +1,34 @@
 """The fused plan computes bitwise what the unfused one does, for every shipped model."""
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cnngraph import compile_model
-from cnngraph.tools.bench import synthetic_batch, timed_run
-from cnngraph.runtime.execute import reuse_freed_buffers, run_plan
-from cnngraph.compiler.program import default_registry
+from cnngraph.compiler.program import default_registry, make_plan
 from cnngraph.core.plugins import load_plugin
-from cnngraph.core.registry import OpRule, RuleError
-from cnngraph.training.resources import plan_peak_bytes
-from cnngraph.compiler.schedule import schedule
+from cnngraph.core.registry import RuleError
+from cnngraph.runtime.execute import run_plan
+from cnngraph.runtime.numpy_backend import reuse_freed_buffers
+from cnngraph.tools.bench import synthetic_batch, timed_run
 from cnngraph.tools.check_ops import verify_op
+from cnngraph.training.resources import plan_peak_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted(p.name for p in (ROOT / "models").glob("*.cnn"))
 
 
 def _both_plans(model):
-    graph, fused, _ = model.gradient_plan()
-    return graph, fused, schedule(graph, model.registry, fused.outputs, fuse=False)
+    graph, fused = model.training.graph, model.plans.gradients
+    return graph, fused, make_plan(graph, fused.outputs, model.registry, model.backend,
+                                   fuse=False)
 
 
 def _assert_fused_is_unfused(model, fused, plain, batch, dtype, seed=0):
     """Both plans on one random batch give the same outputs, bit for bit."""
     x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(seed))
-    feeds = model._feeds(model.init_params(1, dtype), x, t)
+    feeds = model.feeds(model.init_params(1, dtype), x, t)
     got = run_plan(fused, dict(feeds), dtype)
     want = run_plan(plain, dict(feeds), dtype)
     assert got.keys() == want.keys()
@@ -54,9 +56,32 @@ def test_plugin_ops_run_fused_as_unfused():
     _assert_fused_is_unfused(model, *_both_plans(model)[1:], 3, np.float64)
 
 
+RELU_AFTER_BIAS = """
+input x : 1 x 8 x 8
+conv C1 <- x : maps=3, kernel=3, activation=relu
+full out <- C1 : units=4, activation=sigmoid
+loss L <- out : function=squared_error
+"""
+
+
+def test_a_plugin_op_fuses_by_declaring_an_in_place_kernel():
+    """examples/relu.py declares relu's in-place kernel and nothing else: the pass,
+    unchanged, runs it in the bias add's fresh buffer, bitwise as unfused.  (In the
+    training plan relu's vjp reads the sum too, so there it stays a step of its own.)"""
+    registry = default_registry()
+    load_plugin(str(ROOT / "examples" / "relu.py"), registry)
+    model = compile_model(RELU_AFTER_BIAS, registry)
+    fused = model.plans.forward
+    plain = make_plan(model.graph, fused.outputs, registry, model.backend, fuse=False)
+    ops = [step.op for step in fused.steps]
+    assert "add_bias+relu" in ops and "relu" not in ops
+    assert "relu" in [step.op for step in model.plans.gradients.steps]
+    _assert_fused_is_unfused(model, fused, plain, 3, np.float64)
+
+
 def test_dlt_plan_shares_patches_and_fuses_chains():
     model = compile_model(ROOT / "models" / "dlt.cnn")
-    _, plan, _ = model.gradient_plan()
+    plan = model.plans.gradients
     ops = [step.op for step in plan.steps]
     assert ops.count("im2col") == 2                    # C1 and C3, each built once
     assert ops.count("add_bias+sigmoid") == 3          # C1, C3, out
@@ -89,7 +114,7 @@ def test_convolutions_of_one_input_share_one_patch_matrix():
 
 def test_no_fusion_where_a_value_has_other_readers():
     model = compile_model(ROOT / "models" / "dlt.cnn")
-    _, plan, _ = model.gradient_plan(outputs=("C1/add_bias", "d C3/poly"))
+    plan = model.gradient_plan(outputs=("C1/add_bias", "d C3/poly")).plan
     ops = {step.node: step.op for step in plan.steps}
     assert ops["C1/add_bias"] == "add_bias" and ops["C1/sigmoid"] == "sigmoid"
     assert ops["d C3/poly"] == "poly" and ops["d C3/mul"] == "mul"
@@ -99,8 +124,7 @@ def test_no_fusion_where_a_value_has_other_readers():
 def test_the_forward_plan_keeps_plain_convolutions():
     """Without a kernel gradient to share them with, patches are not kept."""
     model = compile_model(ROOT / "models" / "lenet5.cnn")
-    plan = schedule(model.graph, model.registry, [model.network.prediction])
-    ops = [step.op for step in plan.steps]
+    ops = [step.op for step in model.plans.forward.steps]
     assert "im2col" not in ops and ops.count("conv_valid") == 3
 
 
@@ -112,22 +136,25 @@ def test_memory_estimate_counts_the_kept_patches():
     assert plan_peak_bytes(fused, graph, 100, np.float64) >= patches
 
 
-ATTRS = {"sigmoid": [{}, {"gain": 2.5}], "tanh": [{}, {"a": 1.7159, "b": 2 / 3}]}
+ATTRS = {"sigmoid": [{}, {"gain": 2.5}], "tanh": [{}, {"a": 1.7159, "b": 2 / 3}], "mul": [{}]}
 
 
 def test_every_in_place_kernel_is_checked():
-    assert {n for n, r in default_registry().ops.items() if r.in_place} == set(ATTRS)
+    kernels = default_registry().backend("numpy").kernels
+    assert {op for op, kernel in kernels.items() if kernel.in_place} == set(ATTRS)
 
 
 @pytest.mark.parametrize("op,attrs", [(op, a) for op, variants in ATTRS.items() for a in variants])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_in_place_kernels_equal_forward(op, attrs, dtype):
-    rule = default_registry().ops[op]
-    u = np.random.default_rng(0).normal(scale=4, size=(3, 4, 5)).astype(dtype)
-    buffer = u.copy()
-    got = rule.in_place(buffer, **attrs)
+    kernel = default_registry().backend("numpy").kernel(op)
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(scale=4, size=(3, 4, 5)).astype(dtype)
+              for _ in default_registry().op(op).slots]
+    buffer = inputs[0].copy()
+    got = kernel.in_place(buffer, *inputs[1:], **attrs)
     assert np.shares_memory(got, buffer)
-    np.testing.assert_array_equal(got, rule.forward(u, **attrs))
+    np.testing.assert_array_equal(got, kernel.run(*inputs, **attrs))
 
 
 @pytest.mark.parametrize("wrong,detail", [
@@ -136,18 +163,17 @@ def test_in_place_kernels_equal_forward(op, attrs, dtype):
 def test_check_ops_catches_a_wrong_in_place_kernel(wrong, detail):
     registry = default_registry()
     sigmoid = registry.ops["sigmoid"]
-    registry.add_op(OpRule("my_sigmoid", sigmoid.slots, sigmoid.shape, sigmoid.forward,
-                           sigmoid.gradient, sigmoid.example, traits=sigmoid.traits,
-                           in_place=wrong))
+    registry.add_op(dataclasses.replace(sigmoid, name="my_sigmoid"))
+    registry.add_kernel("my_sigmoid", registry.backend("numpy").kernel("sigmoid").run,
+                        in_place=wrong)
     [report] = [r for r in verify_op(registry, "my_sigmoid") if r.check == "in_place"]
     assert not report.ok and detail in report.detail
 
 
-def test_in_place_only_on_one_slot_elementwise_ops():
-    rule = default_registry().ops["matmul"]
+def test_in_place_only_on_elementwise_ops():
+    registry = default_registry()
     with pytest.raises(RuleError, match="in_place"):
-        default_registry().add_op(OpRule("matmul2", rule.slots, rule.shape, rule.forward,
-                                         rule.gradient, rule.example, in_place=lambda u: u))
+        registry.add_kernel("matmul", np.dot, "reference", in_place=lambda a, b: a)
 
 
 def test_freed_buffers_setting_can_be_turned_off(monkeypatch):
@@ -162,7 +188,7 @@ def test_live_buffers_peak_equals_the_lifetimes_estimate(name, dtype, batch):
     """Issue 4, item 4: walking the plan, the arrays held at once peak at exactly
     the bytes the schedule's lifetimes predict (views counted once)."""
     model = compile_model(ROOT / "models" / name)
-    graph, plan, _ = model.gradient_plan()
+    graph, plan = model.training.graph, model.plans.gradients
     x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
-    feeds = model._feeds(model.init_params(0, dtype), x, t)
+    feeds = model.feeds(model.init_params(0, dtype), x, t)
     assert timed_run(plan, feeds, dtype) == plan_peak_bytes(plan, graph, batch, dtype)

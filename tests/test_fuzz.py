@@ -17,9 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnngraph.compiler.build import build_network
+from cnngraph.compiler.program import compile_model, default_registry
 from cnngraph.core.errors import CnnError, format_error
-from cnngraph.compiler.program import Model, default_registry
 from cnngraph.language.parse import parse_file, parse_text
 
 FILE = "fuzz.cnn"
@@ -188,7 +187,7 @@ def check_case(text: str | bytes, tmp_file=None, derive: bool = False) -> str:
             spec = parse_file(tmp_file)
         else:
             spec = parse_text(text, FILE)
-        model = Model(build_network(spec, REGISTRY), REGISTRY)
+        model = compile_model(spec, REGISTRY)
         if derive:
             model.training_graph()
     except CnnError as error:
@@ -259,7 +258,7 @@ def test_absurd_sizes_are_rejected_at_build_time(model):
     """Rejected before anything is allocated, at the size that made the product absurd."""
     text = model + "loss L <- F : function=squared_error\n"
     with pytest.raises(CnnError) as error:
-        Model(build_network(parse_text(text, FILE), REGISTRY), REGISTRY)
+        compile_model(parse_text(text, FILE), REGISTRY)
     line, column, words = ABSURD[model]
     _check_located(error.value, text)
     assert (error.value.span.line, error.value.span.column) == (line, column)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cnngraph.tools.check_model import check_model
 from cnngraph.cli.main import main
-from cnngraph.tools.connections import inputs_for_mass, report, strengths, table_block
 from cnngraph.compiler.program import compile_model
+from cnngraph.tools.check_model import check_model
+from cnngraph.tools.connections import inputs_for_mass, report, strengths, table_block
 
 NET = """
 input x : 3 x 8 x 8

@@ -2,11 +2,11 @@
 import dataclasses
 
 import pytest
+from conftest import MODELS
 
-from cnngraph.tools.check_model import check_model
 from cnngraph.cli.main import main
 from cnngraph.compiler.program import compile_model, default_registry
-from conftest import MODELS
+from cnngraph.tools.check_model import check_model
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
@@ -49,21 +49,24 @@ def test_lenet5_matches_the_paper():
 
 
 def test_batch_split_across_threads_gives_the_same_gradients():
-    """workers=2 runs two halves at once and weights their mean gradients by size."""
+    """ThreadSplit(2) runs two halves at once and weights their mean gradients by size."""
     import numpy as np
-    from cnngraph.compiler.program import MIN_SPLIT
+
+    from cnngraph.training.step import MIN_SPLIT, ThreadSplit, WholeBatch, batch_gradients
     model = compile_model("models/dlt.cnn")
     params = model.init_params(0, np.float64)
     rng = np.random.default_rng(0)
     batch = 2 * MIN_SPLIT + 3  # unequal halves
     x = rng.uniform(size=(batch, 1, 28, 28))
     t = np.eye(10)[rng.integers(0, 10, batch)]
-    loss, grads, values = model.loss_and_grads(params, x, t)
-    split_loss, split_grads, split_values = model.loss_and_grads(params, x, t, workers=2)
-    assert split_loss == pytest.approx(loss, rel=1e-12)
-    for name in grads:
-        np.testing.assert_allclose(split_grads[name], grads[name], rtol=1e-10, atol=1e-14)
+    whole = batch_gradients(model, params, x, t, WholeBatch())
+    split = batch_gradients(model, params, x, t, ThreadSplit(2))
+    assert split.loss == pytest.approx(whole.loss, rel=1e-12)
+    assert split.errors == whole.errors and split.size == whole.size == batch
+    for name in whole.grads:
+        np.testing.assert_allclose(split.grads[name], whole.grads[name], rtol=1e-10, atol=1e-14)
     prediction = model.network.prediction
-    np.testing.assert_allclose(split_values[prediction], values[prediction], rtol=1e-12)
-    again = model.loss_and_grads(params, x, t, workers=2)[1]
-    assert all(np.array_equal(again[n], split_grads[n]) for n in grads)
+    np.testing.assert_allclose(ThreadSplit(2)(model, params, x, t)[prediction],
+                               WholeBatch()(model, params, x, t)[prediction], rtol=1e-12)
+    again = batch_gradients(model, params, x, t, ThreadSplit(2)).grads
+    assert all(np.array_equal(again[n], split.grads[n]) for n in whole.grads)

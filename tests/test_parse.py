@@ -6,7 +6,8 @@ import pytest
 from cnngraph.core.errors import ParseError
 from cnngraph.language.parse import parse_file, parse_text
 
-MODELS = sorted((Path(__file__).resolve().parent.parent / "models").glob("*.cnn"))
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = sorted((ROOT / "models").glob("*.cnn")) + sorted((ROOT / "examples").glob("*.cnn"))
 
 TINY = """\
 input x : 1 x 12 x 12
@@ -50,7 +51,7 @@ def shape_of(spec):
     )
 
 
-@pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])
+@pytest.mark.parametrize("path", MODELS, ids=[f"{p.parent.name}/{p.stem}" for p in MODELS])
 def test_shipped_models_parse(path):
     spec = parse_file(path)
     assert len(spec.inputs) == 1
@@ -150,6 +151,86 @@ def test_option_lists_wrap_after_a_comma():
     assert shape_of(spec) == shape_of(parse_text(TINY))
     assert spec.layers[0].options[2].span.line == 5
     assert spec.layers[1].span.line == 7
+
+
+def test_source_lists_wrap_after_a_comma():
+    """As option lists do: after a ',' (and a comment, blank lines) the sources go on."""
+    text = ("input x : 1 x 12 x 12\n"
+            "conv C1 <- x : maps=2, kernel=5\n"
+            "conv C2 <- x : maps=2, kernel=5\n"
+            "conv C3 <- C1,\n"
+            "           C2,   # a comment after the comma\n"
+            "\n"
+            "\tx : maps=2, kernel=1\n"
+            "full out <- C3 : units=2\n")
+    spec = parse_text(text)
+    c3 = spec.layers[2]
+    assert [(r.name, r.span.line, r.span.column) for r in c3.sources] == [
+        ("C1", 4, 12), ("C2", 5, 12), ("x", 7, 2)]
+    assert shape_of(spec) == shape_of(parse_text(text.replace(",\n           C2,   # a comment "
+                                                              "after the comma\n\n\tx",
+                                                              ", C2, x")))
+    assert spec.layers[3].span.line == 8
+
+
+def test_a_source_list_ending_with_a_comma_points_at_the_comma():
+    text = "input x : 1 x 12 x 12\nfull F <- x,\n\nloss L <- F : function=squared_error\n"
+    with pytest.raises(ParseError) as caught:
+        parse_text(text)
+    error = caught.value
+    assert error.message == "the source list ends with ','"
+    assert (error.span.line, error.span.column) == (2, 12)
+    assert "line 4 was read as more sources" in error.hint
+
+
+ONE_LINE = """\
+input x : 1 x 12 x 12
+conv C1 <- x : maps=2, kernel=5, connect=table(T)
+full out <- C1 : units=10
+loss L <- out : function=squared_error
+table T { 0: 0 }
+table U {1: 0 0}   # a comment
+init { weights = uniform_fan_in(2.4) }
+train {epochs=2}# a comment
+"""
+
+
+def test_a_section_or_table_with_one_setting_or_row_fits_on_one_line():
+    spread = ONE_LINE
+    for one, many in [("table T { 0: 0 }", "table T {\n  0: 0\n}"),
+                      ("table U {1: 0 0}", "table U {\n1: 0 0\n}"),
+                      ("init { weights = uniform_fan_in(2.4) }",
+                       "init {\n  weights = uniform_fan_in(2.4)\n}"),
+                      ("train {epochs=2}", "train {\n  epochs=2\n}")]:
+        spread = spread.replace(one, many)
+    spec = parse_text(ONE_LINE, "one.cnn")
+    assert shape_of(spec) == shape_of(parse_text(spread))
+    assert [(t.name, [(r.output, r.inputs) for r in t.rows]) for t in spec.tables] == [
+        ("T", [(0, (0,))]), ("U", [(1, (0, 0))])]
+    row = spec.tables[0].rows[0]
+    assert (row.span.line, row.span.column, row.span.length) == (5, 11, 4)
+    init, train = spec.sections
+    assert (init.span.line, init.span.column) == (7, 1)
+    assert (init.options[0].span.line, init.options[0].span.column) == (7, 8)
+    assert (train.options[0].span.line, train.options[0].value.span.column) == (8, 15)
+
+
+@pytest.mark.parametrize("line, column, found, what", [
+    ("train { epochs = 2, batch = 10 }", 19, "','", "setting"),
+    ("train { epochs = 2 batch = 10 }", 20, "'batch'", "setting"),
+    ("train { epochs = 2", 19, "end of line", "setting"),
+    ("table T { 0: 0, 1: 0 }", 15, "','", "row"),
+    ("table T { 0: 0 1: 0 }", 17, "':'", "row"),
+])
+def test_a_one_line_section_or_table_holds_one_setting_or_row(line, column, found, what):
+    text = ONE_LINE + line + "\n"
+    with pytest.raises(ParseError) as caught:
+        parse_text(text)
+    error = caught.value
+    assert (error.span.line, error.span.column) == (9, column)
+    assert error.message.startswith("expected ") and error.message.endswith(f", found {found}")
+    assert "'}'" in error.message
+    assert f"on one line holds one {what}" in error.hint
 
 
 def test_a_line_cannot_wrap_before_a_comma():

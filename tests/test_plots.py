@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from cnngraph.tools import plots  # noqa: E402
 from cnngraph.cli.main import main  # noqa: E402
+from cnngraph.tools import plots  # noqa: E402
 
 NAMES = ["learning_curves.png", "confusion.png", "feature_maps.png", "kernels.png",
          "layer_stats.png"]

@@ -1,12 +1,14 @@
 """User ops: loading, the generated checks on them, registration errors, use in models."""
-import pytest
+import dataclasses
 
-from cnngraph import Example, OpRule
-from cnngraph.cli.main import main
-from cnngraph.core.errors import RuleError
-from cnngraph.compiler.program import default_registry
-from cnngraph.core.plugins import load_plugin
+import pytest
 from conftest import ROOT
+
+from cnngraph import Example, OpRule, compile_model
+from cnngraph.cli.main import main
+from cnngraph.compiler.program import default_registry
+from cnngraph.core.errors import RuleError
+from cnngraph.core.plugins import load_plugin
 
 MAXPOOL = str(ROOT / "examples" / "maxpool.py")
 RELU = str(ROOT / "examples" / "relu.py")
@@ -64,19 +66,26 @@ def test_unknown_activation_suggests_close_names(tmp_path, capsys):
 
 
 def _rule(**changes):
-    fields = dict(name="twice", slots=("x",), shape=lambda x: x, forward=lambda x: 2 * x,
+    fields = dict(name="twice", slots=("x",), shape=lambda x: x,
                   gradient=lambda emit, node, delta: (emit.emit("scale", (delta,), c=2.0),),
                   example=lambda rng: Example((rng.normal(size=(2, 3)),)))
     fields.update(changes)
     return OpRule(**fields)
 
 
+def _with_kernel(rule, registry=None):
+    registry = registry or default_registry()
+    registry.add_op(rule)
+    registry.add_kernel(rule.name, lambda x: 2 * x)
+    return registry
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"name": "conv_valid"}, "registered twice"),
     ({"name": "two words"}, "not an identifier"),
-    ({"forward": None}, "field 'forward' must be callable"),
+    ({"shape": None}, "field 'shape' must be callable"),
     ({"gradient": None}, "gradient must be a rule or NotDifferentiable"),
-    ({"forward": lambda x, y: x}, "forward takes 2 required positional"),
+    ({"shape": lambda x, y: x}, "shape takes 2 required positional"),
     ({"traits": frozenset({"fast"})}, "unknown traits"),
     ({"slots": ("x", "x")}, "slots must be distinct"),
 ])
@@ -85,14 +94,41 @@ def test_registration_validates_rules_up_front(changes, message):
         default_registry().add_op(_rule(**changes))
 
 
+@pytest.mark.parametrize("register, message", [
+    (lambda r: r.add_kernel("twice", lambda x, y: x), "kernel takes 2 required positional"),
+    (lambda r: r.add_kernel("twice", lambda x: x, backend="gpu"), "unknown backend 'gpu'"),
+    (lambda r: r.add_kernel("thrice", lambda x: x), "unknown op 'thrice'"),
+    (lambda r: (r.add_kernel("twice", lambda x: x), r.add_kernel("twice", lambda x: x)),
+     "two kernels in backend 'numpy'"),
+])
+def test_kernel_registration_is_checked(register, message):
+    registry = default_registry()
+    registry.add_op(_rule())
+    with pytest.raises(RuleError, match=message):
+        register(registry)
+
+
+def test_an_op_without_a_kernel_is_refused_before_running():
+    """Binding a plan to a backend names the op and the backend that lacks it."""
+    registry = default_registry()
+    registry.add_op(dataclasses.replace(registry.op("sigmoid"), name="mystery"))
+    model_text = ("input x : 1 x 4 x 4\nfull out <- x : units=2, activation=mystery\n"
+                  "loss L <- out : function=squared_error\n")
+    with pytest.raises(RuleError, match="op 'mystery' has no kernel in backend 'numpy'"):
+        compile_model(model_text, registry)
+    registry.add_kernel("mystery", registry.backend("numpy").kernel("sigmoid").run)
+    with pytest.raises(RuleError, match="op 'mystery' has no kernel in backend 'reference'"):
+        compile_model(model_text, registry, backend="reference")
+    assert compile_model(model_text, registry).plans.forward.backend == "numpy"
+
+
 @pytest.mark.parametrize("gradient, detail", [
     (lambda emit, node, delta: (delta, delta), "expected a tuple of 1 entries"),
     (lambda emit, node, delta: (emit.emit("sum_bias", (delta,)),), "has shape"),
     (lambda emit, node, delta: ("nowhere",), "not a node"),
 ])
 def test_a_gradient_of_the_wrong_form_fails_the_checks(gradient, detail):
-    registry = default_registry()
-    registry.add_op(_rule(gradient=gradient))
+    registry = _with_kernel(_rule(gradient=gradient))
     from cnngraph.tools.check_ops import verify_op
     reports = [r for r in verify_op(registry, "twice") if not r.ok]
     assert reports and detail in reports[0].detail

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from cnngraph.training.checkpoint import load_checkpoint
 from cnngraph.cli.main import main
-from cnngraph.training.idx import load_mnist
-from cnngraph.training.preprocess import make_splits
-from cnngraph.core.errors import CheckpointError
 from cnngraph.compiler.program import compile_model
+from cnngraph.core.errors import CheckpointError
+from cnngraph.training.checkpoint import load_checkpoint
+from cnngraph.training.idx import load_mnist
 from cnngraph.training.loop import Interrupted, Trainer, learning_rate
+from cnngraph.training.preprocess import make_splits
 
 SMALL = """
 input x : 1 x 28 x 28

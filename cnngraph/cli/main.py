@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .console import Printer, StopFlag, format_confusion
 from ..core.errors import CnnError, UsageError, format_error
+from .console import Printer, StopFlag, format_confusion
 
 EPILOG = {
     "bench": "example: python -m cnngraph bench models/lenet5.cnn --batch 1 16 50 --threads 1",
@@ -97,46 +97,58 @@ def _add_check(sub):
                      help="also compare K random directional derivatives per tensor")
     sub.add_argument("--batch", type=int, default=2, help="random patterns (default 2)")
     sub.add_argument("--eps", type=float, default=None, metavar="H",
-                     help="finite-difference step (default 1e-2 with Richardson extrapolation; "
-                          "use 1e-5 for models with kinks such as relu or max-pooling)")
+                     help="fixed finite-difference step, with Richardson extrapolation (default: "
+                          "chosen per tensor from 1e-1 down to 2e-5 by the least estimated "
+                          "error); use 1e-5 for models with kinks such as relu or max-pooling")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def cmd_check(args) -> int:
-    from ..tools.check_model import EPS, check_model
+    from ..tools.check_model import check_model
     from ..tools.check_ops import TOLERANCE
     model = _compile(args)
     if args.batch < 1 or (args.sample is not None and args.sample < 1):
         raise UsageError("--batch and --sample must be at least 1")
-    if not args.json:
-        print(f"{'tensor':<14} {'size':>8} {'checked':>8} {'rel. error':>11}")
-    eps = EPS if args.eps is None else args.eps
-    if not 0 < eps < 1:
+    eps = args.eps
+    if eps is not None and not 0 < eps < 1:
         raise UsageError(f"--eps must be between 0 and 1, got {eps}")
+    if not args.json:
+        print(f"{'tensor':<14} {'size':>8} {'checked':>8} {'rel. error':>11} {'step':>8} "
+              f"{'est. error':>11}")
     results = check_model(model, batch=args.batch, seed=args.seed, sample=args.sample,
                           directions=args.directions, eps=eps,
                           progress=None if args.json else _print_check_row)
     ok = all(r.ok for r in results)
     if args.json:
+        def _finite(value):  # JSON has no NaN
+            return value if np.isfinite(value) else None
         print(json.dumps({"model": args.model, "tolerance": TOLERANCE, "eps": eps,
                           "batch": args.batch, "ok": ok,
                           "tensors": [{"name": r.name, "size": r.size, "checked": r.checked,
                                        "directions": r.directions, "error": r.error,
+                                       "step": _finite(r.step),
+                                       "estimated_error": _finite(r.estimated_error),
                                        "ok": r.ok} for r in results]}))
     else:
         bad = [r.name for r in results if not r.ok]
+        step = "step h chosen per tensor" if eps is None else f"h={eps:g}"
         print(f"{len(results) - len(bad)} of {len(results)} gradients agree within "
               f"{TOLERANCE:g} (norm-wise relative error; central differences in float64, "
-              f"h={eps:g} with Richardson extrapolation, batch {args.batch})")
+              f"{step} with Richardson extrapolation, est. error |R(h) - R(h/2)|, "
+              f"batch {args.batch})")
         if bad:
             print("FAILED: " + ", ".join(bad))
     return 0 if ok else 1
 
 
 def _print_check_row(r):
+    from ..tools.check_ops import TOLERANCE
     flag = "ok" if r.ok else "FAILED"
-    print(f"{r.name:<14} {r.size:>8} {r.checked:>8} {r.error:>11.2e}  {flag}", flush=True)
+    if not r.ok and r.estimated_error > TOLERANCE:
+        flag += " (est. error above tolerance: finite differences unsure, try --eps)"
+    print(f"{r.name:<14} {r.size:>8} {r.checked:>8} {r.error:>11.2e} {r.step:>8.1e} "
+          f"{r.estimated_error:>11.2e}  {flag}", flush=True)
 
 
 # dot --------------------------------------------------------------------
@@ -250,12 +262,12 @@ def _threads(args):
     BLAS threads while another process held a core measured 62-460 images/s for
     LeNet-5 at batch 50 against 650-1270 with one (benchmarks, README)."""
     from threadpoolctl import threadpool_limits
-    return threadpool_limits(1)
+    return threadpool_limits(1, user_api="blas")
 
 
 def cmd_run(args) -> int:
-    from ..training.resources import check_training_memory
     from ..training.loop import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
+    from ..training.resources import check_training_memory
     model = _compile(args)
     cfg = _overrides(args, model.settings.train)
     train, validation, test = _load_data(args, model, cfg)
@@ -366,8 +378,8 @@ def _add_eval(sub):
 
 def cmd_eval(args) -> int:
     from ..training.checkpoint import check_param_arrays, load_checkpoint
-    from ..training.resources import check_evaluation_memory
     from ..training.loop import evaluate
+    from ..training.resources import check_evaluation_memory
     model = _compile(args)
     ckpt = load_checkpoint(args.checkpoint, model.network_hash())
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
@@ -455,7 +467,7 @@ def _add_bench(sub):
 
 def cmd_bench(args) -> int:
     from ..tools.bench import measure, profile_ops
-    from ..training.resources import plan_peak_bytes, training_plan
+    from ..training.resources import step_peak_bytes
     model = _compile(args)
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
@@ -464,8 +476,7 @@ def cmd_bench(args) -> int:
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         profile_batch = args.profile_batch or max(args.batch)
         ops, layers, peak = profile_ops(model, profile_batch, dtype)
-    graph, plan = training_plan(model)
-    predicted = plan_peak_bytes(plan, graph, profile_batch, dtype)
+    predicted = step_peak_bytes(model, profile_batch, dtype)
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "threads": threads, "results": results,

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from ..language.settings import Settings, read_settings
 from ..core.errors import BuildError, Span, close_names
 from ..core.graph import Emitter, ShapeError
-from ..language.options import MAX_SIZE, read_options
 from ..core.registry import Registry
+from ..language.options import MAX_SIZE, read_options
+from ..language.settings import Settings, read_settings
 from ..language.spec import LayerSpec, ModelSpec
 
 #: The most entries one tensor may hold (per image for a value): 1 GiB of float32.
@@ -33,6 +33,11 @@ class ParamInfo:
     fan_out: float
     size: int            # trainable entries (a masked kernel's connected taps only)
     lr_scale: float = 1.0
+    #: None: every entry is trainable; else a read-only boolean array of the
+    #: parameter's shape, True where an entry is used (a masked kernel's connected
+    #: taps).  The other entries are stored, initialised and updated like the rest,
+    #: but the loss does not depend on them.  ``size`` is its number of True entries.
+    trainable: np.ndarray | None = None
 
 
 @dataclass
@@ -52,6 +57,10 @@ class Network:
     prediction: str = ""
     params: dict = field(default_factory=dict)      # param id -> ParamInfo
     layer_outputs: dict = field(default_factory=dict)
+    #: layer -> its options as the layer rule read them: typed, defaults filled
+    #: (what `nethash.network_hash` hashes)
+    layer_options: dict = field(default_factory=dict)
+    tables_used: set = field(default_factory=set)   # names of the tables layers read
 
 
 class LowerContext:
@@ -90,12 +99,20 @@ class LowerContext:
                              f"{unit}, more than the limit of {MAX_VALUES:,}", at,
                              "use fewer maps or units, or a smaller input")
 
-    def param(self, name: str, shape, init, fan_in, fan_out, lr_scale=1.0, size=None) -> str:
+    def param(self, name: str, shape, init, fan_in, fan_out, lr_scale=1.0, size=None,
+              trainable=None) -> str:
+        """A parameter of this layer.  ``trainable``: None (every entry), or a boolean
+        array broadcastable to ``shape`` marking the entries the layer uses; then the
+        size is its count of True entries."""
         self.check_size(f"parameter '{self.layer.name}.{name}'", shape)
         node = self.emitter.source(f"{self.layer.name}.{name}", "param", shape)
+        if trainable is not None:
+            trainable = np.array(np.broadcast_to(np.asarray(trainable, dtype=bool), shape))
+            trainable.flags.writeable = False
+            size = int(trainable.sum())
         size = math.prod(shape) if size is None else int(size)
         self.network.params[node] = ParamInfo(init, np.asarray(fan_in, dtype=float),
-                                              float(fan_out), size, lr_scale)
+                                              float(fan_out), size, lr_scale, trainable)
         return node
 
     @property
@@ -105,6 +122,7 @@ class LowerContext:
     def table(self, name: str, at: str):
         for table in self.network.spec.tables:
             if table.name == name:
+                self.network.tables_used.add(name)
                 return table
         raise self.error(f"no table named '{name}'", at,
                          close_names(name, [t.name for t in self.network.spec.tables]))
@@ -129,7 +147,8 @@ class LowerContext:
 
 def build_network(spec: ModelSpec, registry: Registry) -> Network:
     """Lower every layer of the spec into ops; check names, order, shapes."""
-    network = Network(spec, nx.DiGraph(), read_settings(spec.sections))
+    network = Network(spec, nx.DiGraph(), read_settings(spec.sections, {
+        name: rule.options for name, rule in registry.optimizers.items()}))
     _check_tables(spec)
     source = _check_input(spec)
     Emitter(network.graph, registry, span=source.span, layer=source.name).source(
@@ -144,8 +163,48 @@ def build_network(spec: ModelSpec, registry: Registry) -> Network:
         raise BuildError("the model has no loss layer", last[-1].span,
                          hint=f"add one reading the output, e.g. "
                               f"'loss L <- {last[-1].name} : function=squared_error'")
+    _check_dead_layers(network)
     _add_penalties(network, registry)
+    _check_unused_params(network)
     return network
+
+
+def _check_unused_params(network):
+    """A parameter of a used layer that the loss still does not depend on (a
+    plugin rule that creates one and never reads it): an error at its layer."""
+    live = nx.ancestors(network.graph, network.loss)
+    for param in network.params:
+        if param not in live:
+            data = network.graph.nodes[param]
+            raise BuildError(f"the loss does not depend on parameter '{param}'", data["span"],
+                             hint=f"layer '{data['layer']}'s rule creates it but never reads it")
+
+
+def _check_dead_layers(network):
+    """Every layer must feed the loss: a layer the loss does not depend on would
+    count parameters in ``summary`` that training never changes and that no
+    gradient reaches.  An error at the first (in the file) that nothing reads."""
+    spec, graph = network.spec, network.graph
+    live = nx.ancestors(graph, network.data_loss) | {network.data_loss}
+    dead = [layer for layer in spec.layers if network.layer_outputs[layer.name] not in live]
+    if not dead:
+        return
+    read = {ref.name for layer in spec.layers for ref in layer.sources}
+    unread = [layer for layer in dead if layer.name not in read]
+    layer = (unread or dead)[0]
+    others = [other.name for other in dead if other is not layer]
+    loss = graph.nodes[network.data_loss]["layer"]
+    why = "nothing reads it" if unread else "no path from it reaches the loss"
+    raise BuildError(f"layer '{layer.name}' is not used: {why}, so the loss does not "
+                     f"depend on it", layer.span,
+                     hint=f"remove it, or have the loss '{loss}' or a layer it reads read "
+                          f"'{layer.name}'" + (f"; the loss does not depend on "
+                                               f"{_quoted(others)} either" if others else ""))
+
+
+def _quoted(names) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _add_penalties(network, registry):
@@ -208,6 +267,7 @@ def _lower(network, registry, layer):
         raise BuildError(f"'{layer.kind}' reads {_layer_count(least, most)}, got {count}", at)
     values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
                                  layer.span)
+    network.layer_options[layer.name] = values
     ctx = LowerContext(network, registry, layer, spans)
     sources = [network.layer_outputs[ref.name] for ref in layer.sources]
     for ref, node in zip(layer.sources, sources):

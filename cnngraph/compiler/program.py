@@ -1,63 +1,116 @@
-"""The Python API: compile a model, then run it forward, differentiate it, draw it.
+"""The compiler's table of contents, and the program it makes.
 
     model = compile_model("models/dlt.cnn")
     params = model.init_params(seed=0)
-    loss, grads = model.loss_and_grads(params, images, targets)
+    loss, grads, _ = model.loss_and_grads(params, images, targets)
 
 Parameters are named arrays ("C1.kernel", "S2.beta", "F6.weight", ...), the
 names ``summary`` prints.  Arrays are batch first, (N, maps, H, W).
 """
 from __future__ import annotations
 
-import hashlib
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-from .backward import derive_backward, derive_curvature
-from .build import Network, build_network
-from ..runtime.execute import reuse_freed_buffers, run_plan
-from .initialize import init_param
-from ..rules.layers import register_builtin_layers
-from ..rules import register_builtin_ops
-from ..language.parse import parse_file, parse_text
+from ..core.backend import Backend
+from ..core.errors import ParameterError
+from ..core.plan import Plan
 from ..core.registry import Registry
-from .schedule import schedule
-
-
-#: The smallest slice worth a thread of its own.  2 threads against 1 on this
-#: 2-core machine (issue 4's closing note): a batch of 16 split in two trained at
-#: 0.5-1.1x, 50 at 0.8-1.4x, 100 at 0.9-1.6x (Python between kernels holds the
-#: GIL, so small slices mostly wait), so a batch is split only into slices of 40 or more.
-MIN_SPLIT = 40
+from ..language.parse import parse_source
+from ..language.spec import ModelSpec
+from ..rules import register_builtin_rules
+from ..runtime.execute import run_plan
+from ..runtime.numpy_backend import numpy_backend
+from ..runtime.reference_backend import reference_backend
+from .backward import Derived, derive_backward, derive_curvature
+from .build import Network, build_network
+from .fuse import fuse_steps
+from .initialize import init_param
+from .nethash import network_hash
+from .schedule import bind_kernels, mark_lifetimes, schedule
 
 
 def default_registry() -> Registry:
-    """A fresh registry holding the built-in ops and layers."""
-    return register_builtin_layers(register_builtin_ops(Registry()))
+    """A fresh registry holding the built-in rules and the NumPy and reference backends."""
+    registry = Registry()
+    registry.add_backend(numpy_backend())
+    registry.add_backend(reference_backend())
+    return register_builtin_rules(registry)
 
 
-def compile_model(source: str | Path, registry: Registry | None = None) -> "Model":
-    """Compile a model file (a path) or model text (a string holding a newline)."""
+def compile_model(source: str | Path | ModelSpec, registry: Registry | None = None,
+                  backend: str = "numpy") -> "Model":
+    """Compile a model file (a path), model text (a string holding a newline) or a
+    parsed spec, its plans bound to ``backend``'s kernels."""
     registry = registry or default_registry()
-    if isinstance(source, str) and "\n" in source:
-        spec = parse_text(source)
-    else:
-        spec = parse_file(source)
-    return Model(build_network(spec, registry), registry)
+    spec = source if isinstance(source, ModelSpec) else parse_source(source)
+    network = build_network(spec, registry)               # spec -> forward DAG, shapes
+    params = list(network.params)
+    training = derive_backward(network.graph, registry, network.loss, params)
+    curvature = derive_curvature(network.graph, registry, network.loss, params)
+    kernels = registry.backend(backend)
+    plans = Plans(
+        forward=make_plan(network.graph, [network.prediction], registry, kernels),
+        loss=make_plan(network.graph, [network.loss], registry, kernels),
+        gradients=make_plan(training.graph, gradient_outputs(network, training), registry,
+                            kernels),
+        curvature=make_plan(curvature.graph, curvature.results.values(), registry, kernels))
+    return Model(network, registry, kernels, plans, training, curvature)
+
+
+def make_plan(graph: nx.DiGraph, outputs, registry: Registry, backend: Backend,
+              fuse: bool = True) -> Plan:
+    """The passes from a graph to a runnable plan; ``fuse=False`` keeps one step per
+    graph node (diagnosis walks every value)."""
+    plan = schedule(graph, registry, outputs)      # the order of the needed nodes
+    plan = bind_kernels(plan, backend)             # each op's kernel, or an error now
+    if fuse:
+        plan = fuse_steps(plan, graph)             # fewer steps, from kernels' declarations
+    return mark_lifetimes(plan)                    # where each buffer dies
+
+
+def gradient_outputs(network: Network, derived: Derived, outputs=()) -> list[str]:
+    """What a training step computes: the loss, the prediction, ``outputs`` and the
+    requested gradients."""
+    return [network.loss, network.prediction, *outputs, *derived.results.values()]
+
+
+@dataclass(frozen=True)
+class Plans:
+    """The named plans every compiled model has."""
+
+    forward: Plan     # input -> prediction (what the loss reads)
+    loss: Plan        # input, targets -> loss
+    gradients: Plan   # -> loss, prediction and dE/dw for every parameter w
+    curvature: Plan   # -> SDLM's diagonal Gauss-Newton estimate for every parameter
+
+
+@dataclass(frozen=True)
+class GradientPlan:
+    """A plan for gradients with respect to a chosen set of values."""
+
+    graph: nx.DiGraph
+    plan: Plan
+    results: dict     # value id -> node id of its gradient
 
 
 class Model:
-    """A compiled network: its graphs, parameters and the plans that run them."""
+    """A compiled network: its graphs, its plans bound to one backend, and the
+    public ways to run them.  Made by `compile_model`."""
 
-    def __init__(self, network: Network, registry: Registry):
-        self.network, self.registry = network, registry
-        self._plans: dict = {}
-        reuse_freed_buffers()
+    def __init__(self, network: Network, registry: Registry, backend: Backend, plans: Plans,
+                 training: Derived, curvature: Derived):
+        self.network, self.registry, self.backend, self.plans = network, registry, backend, plans
+        self.training, self.curvature = training, curvature
+        self._gradient_plans = {(tuple(network.params), ()): GradientPlan(
+            training.graph, plans.gradients, training.results)}
+        self._layers_plan = None
+        backend.setup()
 
-    # what it is ---------------------------------------------------------
+    # what it is ---------------------------------------------------------------
     @property
     def graph(self) -> nx.DiGraph:
         """The forward DAG."""
@@ -85,143 +138,124 @@ class Model:
         return self.graph.nodes[self.network.prediction]["shape"][1]
 
     def network_hash(self) -> str:
-        """SHA-256 of the network (layers, tables, init), not of the training block."""
-        text = self.network.spec.text
-        kept = [line for line in _without_sections(text, {"train"})]
-        return hashlib.sha256("\n".join(kept).encode()).hexdigest()
+        """SHA-256 of the network's canonical form (layers, options, tables, init,
+        preprocessing), not of its text or its training block."""
+        return network_hash(self.network)
 
     def init_params(self, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
         return {name: init_param(info, self.param_shapes[name], rng, dtype)
                 for name, info in self.network.params.items()}
 
-    # graphs -------------------------------------------------------------
-    def backward_graph(self, wrt=None):
+    # graphs ---------------------------------------------------------------------
+    def backward_graph(self, wrt=None) -> Derived:
         """Forward plus backward nodes for dE/dv, v in ``wrt`` (default: the parameters)."""
-        return derive_backward(self.graph, self.registry, self.network.loss,
-                               list(wrt or self.network.params))
+        if wrt is None:
+            return self.training
+        return derive_backward(self.graph, self.registry, self.network.loss, list(wrt))
 
-    def training_graph(self):
-        """The backward graph plus the curvature pass SDLM needs."""
-        backward = self.backward_graph()
-        return derive_curvature(backward.graph, self.registry, self.network.loss,
-                                list(self.network.params)), backward
+    def training_graph(self) -> tuple[Derived, Derived]:
+        """(the backward graph plus the curvature pass SDLM needs, the backward graph)."""
+        derived = derive_curvature(self.training.graph, self.registry, self.network.loss,
+                                   list(self.network.params))
+        return derived, self.training
 
-    # running ------------------------------------------------------------
-    def _plan(self, key, make):
-        if key not in self._plans:
-            self._plans[key] = make()
-        return self._plans[key]
+    def gradient_plan(self, wrt=None, outputs=()) -> GradientPlan:
+        """The plan computing the loss, the prediction, ``outputs`` and dE/dv for v in
+        ``wrt`` (default: the parameters); made on first use, then kept."""
+        key = (tuple(wrt or self.network.params), tuple(outputs))
+        if key not in self._gradient_plans:
+            derived = self.backward_graph(key[0])
+            plan = make_plan(derived.graph, gradient_outputs(self.network, derived, outputs),
+                             self.registry, self.backend)
+            self._gradient_plans[key] = GradientPlan(derived.graph, plan, derived.results)
+        return self._gradient_plans[key]
 
-    def _feeds(self, params, x, t=None):
+    # running ----------------------------------------------------------------------
+    def feeds(self, params, x, t=None) -> dict[str, np.ndarray]:
+        """The values a plan is fed: the parameters, the input and the targets."""
         feeds = dict(params)
         feeds[self.network.input] = x
         if t is not None:
             feeds[self.network.target] = t
         return feeds
 
+    def run(self, plan: Plan, params, x, t=None) -> dict[str, np.ndarray]:
+        """Walk ``plan`` on a batch, unchecked (the training loop checks once)."""
+        return run_plan(plan, self.feeds(params, x, t), x.dtype)
+
+    def check_params(self, params, dtype=None) -> None:
+        """Refuse parameters that do not fit: a missing or extra name, a wrong shape, a
+        dtype other than ``dtype`` (default: the parameters' own, which must be one
+        floating type), each error naming the parameter."""
+        shapes = self.param_shapes
+        missing, extra = sorted(set(shapes) - set(params)), sorted(set(params) - set(shapes))
+        if missing or extra:
+            raise ParameterError(
+                "parameters do not match the model: " + "; ".join(
+                    part for part in (missing and "missing " + ", ".join(missing),
+                                      extra and "not in the model " + ", ".join(extra)) if part),
+                where="parameters", hint="parameter names are those 'summary' prints")
+        for name, shape in shapes.items():
+            value = params[name]
+            if not isinstance(value, np.ndarray) or tuple(value.shape) != tuple(shape):
+                given = tuple(np.shape(value))
+                raise ParameterError(f"parameter '{name}' has shape {given}, the model needs "
+                                     f"{tuple(shape)}", where="parameters")
+        dtypes = {np.dtype(v.dtype) for v in params.values()}
+        want = np.dtype(dtype) if dtype is not None else next(iter(dtypes))
+        for name, value in params.items():
+            if value.dtype != want or not np.issubdtype(value.dtype, np.floating):
+                raise ParameterError(f"parameter '{name}' has dtype {value.dtype}, expected "
+                                     f"{want} like the " + ("input" if dtype is not None else
+                                                            "other parameters"),
+                                     where="parameters")
+
+    def _checked(self, params, x):
+        self.check_params(params, x.dtype)
+        want = tuple(self.input_shape)
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise ParameterError(f"input has shape {tuple(x.shape)}, the model reads "
+                                 f"(N, {', '.join(map(str, want))})", where="input")
+
     def forward(self, params, x) -> np.ndarray:
         """The network's output (what the loss reads) for a batch."""
-        plan = self._plan("forward", lambda: schedule(self.graph, self.registry,
-                                                      [self.network.prediction]))
-        return run_plan(plan, self._feeds(params, x), x.dtype)[self.network.prediction]
+        self._checked(params, x)
+        return self.run(self.plans.forward, params, x)[self.network.prediction]
 
     def layer_outputs(self, params, x) -> dict[str, np.ndarray]:
         """Every layer's output for a batch (the feature maps), by layer name."""
+        self._checked(params, x)
         net = self.network
         names = {layer: node for layer, node in net.layer_outputs.items()
                  if node != net.data_loss and node in nx.ancestors(self.graph, net.data_loss)}
-        plan = self._plan("layers", lambda: schedule(self.graph, self.registry,
-                                                     list(dict.fromkeys(names.values()))))
-        values = run_plan(plan, self._feeds(params, x), x.dtype)
+        if self._layers_plan is None:
+            self._layers_plan = make_plan(self.graph, list(dict.fromkeys(names.values())),
+                                          self.registry, self.backend)
+        values = self.run(self._layers_plan, params, x)
         return {layer: values[node] for layer, node in names.items()}
 
     def loss_value(self, y, t) -> float:
         """The model's loss function applied to given outputs (no network pass)."""
         data = self.graph.nodes[self.network.data_loss]
-        return float(self.registry.op(data["op"]).forward(y, t, **data["attrs"]))
+        return float(self.backend.kernel(data["op"]).run(y, t, **data["attrs"]))
 
     def loss(self, params, x, t) -> float:
-        plan = self._plan("loss", lambda: schedule(self.graph, self.registry, [self.network.loss]))
-        return float(run_plan(plan, self._feeds(params, x, t), x.dtype)[self.network.loss])
+        self._checked(params, x)
+        return float(self.run(self.plans.loss, params, x, t)[self.network.loss])
 
-    def loss_and_grads(self, params, x, t, wrt=None, outputs=(), workers: int = 1):
-        """Loss and named gradients for a batch and its targets.
-
-        ``wrt`` defaults to the parameters; pass the input's name too for dE/dx.
-        ``outputs`` adds other node values to the returned dict of extras.
-        ``workers`` > 1 splits a batch of at least MIN_SPLIT per worker across that
-        many threads (NumPy releases the GIL inside its kernels) and combines the
-        parts' gradients, weighted by their sizes; the result is deterministic
-        for a given number of workers.
-        """
-        wrt = tuple(wrt or self.network.params)
-        _, plan, results = self.gradient_plan(wrt, outputs)
-        if workers > 1 and len(x) >= MIN_SPLIT * workers:
-            values = self._split_run(plan, params, x, t, workers, [results[v] for v in wrt])
-        else:
-            values = run_plan(plan, self._feeds(params, x, t), x.dtype)
-        grads = {v: values[results[v]] for v in wrt}
-        return float(values[self.network.loss]), grads, values
-
-    def _split_run(self, plan, params, x, t, workers, summed):
-        """run_plan on ``workers`` slices of the batch at once.  The loss and the
-        gradients are batch means, so the whole batch's are the slices' means
-        weighted by slice size; per-sample outputs are concatenated."""
-        if getattr(self, "_pool", None) is None or self._pool._max_workers != workers:
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="cnngraph")
-        bounds = np.linspace(0, len(x), workers + 1).astype(int)
-        parts = list(self._pool.map(
-            lambda k: run_plan(plan, self._feeds(params, x[bounds[k]:bounds[k + 1]],
-                                                 t[bounds[k]:bounds[k + 1]]), x.dtype),
-            range(workers)))
-        weights = np.diff(bounds) / len(x)
-        values = {}
-        for name in plan.outputs:
-            if name in summed or name == self.network.loss:
-                values[name] = sum(w * part[name] for w, part in zip(weights, parts))
-            else:
-                values[name] = np.concatenate([part[name] for part in parts])
-        return values
-
-    def schedule_forward_order(self) -> list[str]:
-        """The op nodes of the forward graph in the order the executor runs them
-        (before steps are fused)."""
-        plan = schedule(self.graph, self.registry, [self.network.loss], fuse=False)
-        return [step.node for step in plan.steps]
-
-    def gradient_plan(self, wrt=None, outputs=()):
-        """(graph, plan, value id -> gradient node) of the step `loss_and_grads` walks:
-        the loss, the prediction, ``outputs`` and each gradient; built on first use."""
-        wrt = tuple(wrt or self.network.params)
-
-        def make():
-            derived = self.backward_graph(wrt)
-            names = [self.network.loss, self.network.prediction, *outputs]
-            plan = schedule(derived.graph, self.registry,
-                            names + [derived.results[v] for v in wrt])
-            return derived.graph, plan, derived.results
-        return self._plan(("grads", wrt, tuple(outputs)), make)
+    def loss_and_grads(self, params, x, t, wrt=None, outputs=()):
+        """(loss, gradients by name, every computed value by node id) for a batch and
+        its targets.  ``wrt`` defaults to the parameters; pass the input's name too for
+        dE/dx.  ``outputs`` adds other node values to the returned values."""
+        self._checked(params, x)
+        step = self.gradient_plan(wrt, outputs)
+        values = self.run(step.plan, params, x, t)
+        return float(values[self.network.loss]), \
+            {v: values[node] for v, node in step.results.items()}, values
 
     def curvatures(self, params, x, t) -> dict[str, np.ndarray]:
         """The diagonal Gauss-Newton estimates h for each parameter, averaged over the batch."""
-        def make():
-            derived = derive_curvature(self.graph, self.registry, self.network.loss,
-                                       list(self.network.params))
-            return schedule(derived.graph, self.registry, list(derived.results.values())), \
-                derived.results
-        plan, results = self._plan("curvature", make)
-        values = run_plan(plan, self._feeds(params, x, t), x.dtype)
-        return {p: values[results[p]] for p in self.network.params}
-
-
-def _without_sections(text: str, names: set[str]):
-    skipping = False
-    for line in text.splitlines():
-        stripped = line.split("#", 1)[0].strip()
-        if not skipping and stripped.endswith("{") and stripped[:-1].strip() in names:
-            skipping = True
-        elif skipping and stripped == "}":
-            skipping = False
-        elif not skipping and stripped:
-            yield stripped
+        self._checked(params, x)
+        values = self.run(self.plans.curvature, params, x, t)
+        return {p: values[self.curvature.results[p]] for p in self.network.params}

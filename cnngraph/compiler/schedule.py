@@ -1,47 +1,26 @@
-"""schedule: a forward-and-backward graph -> a `Plan` the executor walks.
+"""schedule: a graph and the values wanted -> the steps of a `Plan`, and the
+passes after it that bind kernels and mark lifetimes.
 
-The plan is a topological order of the nodes the requested outputs need, its
-steps rewritten into fewer, cheaper ones (fuse.py), and for each step the
-buffers whose last reader it is, so they are dropped as soon as they die.
-Order is deterministic (ties broken by insertion order).
+`schedule` orders the nodes the requested outputs need (a topological order,
+ties broken by insertion order, so it is deterministic); `bind_kernels` gives
+each step its kernel from a backend, failing up front for an op the backend
+lacks; `mark_lifetimes` records after each step the buffers whose last reader
+it was, so the executor drops them as soon as they die.  compiler/fuse.py runs
+between the last two.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from dataclasses import replace
 
 import networkx as nx
 
-from .fuse import fuse_steps
+from ..core.backend import Backend
+from ..core.plan import Plan, Step
 from ..core.registry import Registry
 
 
-@dataclass(frozen=True)
-class Step:
-    node: str                  # the value it writes: a graph node, or a fused step's own
-    op: str
-    kernel: Callable
-    inputs: tuple[str, ...]
-    attrs: Mapping[str, Any]
-    pass_: str = "forward"     # 'forward', 'backward' or 'curvature'
-    shape: tuple = ()          # of the value written, the batch axis None
-    view: bool = False         # the value is a view of inputs[0]'s buffer
-    layer: str | None = None   # the model layer it belongs to
-    frees: tuple[str, ...] = ()  # buffers dead after this step
-
-
-@dataclass(frozen=True)
-class Plan:
-    steps: tuple[Step, ...]
-    sources: tuple[str, ...]       # values fed from outside, in graph order
-    outputs: tuple[str, ...]
-    source_frees: tuple[str, ...]  # fed values no step reads
-    constants: Mapping[str, float]  # const sources and their values
-
-
-def schedule(graph: nx.DiGraph, registry: Registry, outputs, fuse: bool = True) -> Plan:
-    """Order the nodes the outputs need, fuse steps (unless ``fuse`` is False, as
-    for diagnosis node by node) and mark where each buffer dies."""
+def schedule(graph: nx.DiGraph, registry: Registry, outputs) -> Plan:
+    """The steps computing ``outputs``, in order, not yet bound to kernels."""
     outputs = tuple(dict.fromkeys(outputs))
     needed = set(outputs).union(*(nx.ancestors(graph, o) for o in outputs))
     index = {n: i for i, n in enumerate(graph)}
@@ -53,22 +32,33 @@ def schedule(graph: nx.DiGraph, registry: Registry, outputs, fuse: bool = True) 
             sources.append(node)
         else:
             rule = registry.op(data["op"])
-            steps.append(Step(node, data["op"], rule.forward, data["inputs"], data["attrs"],
+            steps.append(Step(node, data["op"], None, data["inputs"], data["attrs"],
                               data["pass_"], data["shape"], "view" in rule.traits,
                               data.get("layer")))
-    if fuse:
-        steps = fuse_steps(steps, graph, registry, outputs)
+    constants = {s: graph.nodes[s]["value"] for s in sources if graph.nodes[s]["role"] == "const"}
+    return Plan(tuple(steps), tuple(s for s in sources if s not in constants), outputs, (),
+                constants)
+
+
+def bind_kernels(plan: Plan, backend: Backend) -> Plan:
+    """Each step gets its op's kernel from ``backend``; a missing one is an error
+    naming the op and the backend, before anything runs."""
+    steps = tuple(replace(step, kernel=backend.kernel(step.op)) for step in plan.steps)
+    return replace(plan, steps=steps, backend=backend.name)
+
+
+def mark_lifetimes(plan: Plan) -> Plan:
+    """Record after each step the buffers it was the last to read (outputs live on),
+    and the fed values that no step reads."""
     last_read = {}
-    for position, step in enumerate(steps):
+    for position, step in enumerate(plan.steps):
         for value in step.inputs:
             last_read[value] = position
     dies_at = {}
     for value, position in last_read.items():
-        if value not in outputs:
+        if value not in plan.outputs:
             dies_at.setdefault(position, []).append(value)
-    steps = [replace(step, frees=tuple(dies_at.get(position, ())))
-             for position, step in enumerate(steps)]
-    unread = tuple(s for s in sources if s not in last_read and s not in outputs)
-    constants = {s: graph.nodes[s]["value"] for s in sources if graph.nodes[s]["role"] == "const"}
-    return Plan(tuple(steps), tuple(s for s in sources if s not in constants), outputs, unread,
-                constants)
+    steps = tuple(replace(step, frees=tuple(dies_at.get(position, ())))
+                  for position, step in enumerate(plan.steps))
+    unread = tuple(s for s in plan.sources if s not in last_read and s not in plan.outputs)
+    return replace(plan, steps=steps, source_frees=unread)

@@ -66,6 +66,10 @@ class UsageError(CnnError):
     """A command-line flag is wrong."""
 
 
+class ParameterError(CnnError):
+    """Parameters handed to a model do not fit it (names, shapes, dtypes)."""
+
+
 def format_error(error: CnnError, label: str = "error") -> str:
     """Render ``file:line:col: error: message``, source line, caret, hint
     (``label`` 'warning' for a build warning)."""

@@ -1,11 +1,15 @@
-"""The registry of op rules and layer rules: one public way to declare both.
+"""The registry: op rules, layer rules, optimizer rules and backends, declared
+through one public API.
 
-An *op rule* is a primitive of the computation graph: its input slots, a shape
-rule, a NumPy forward kernel, a gradient rule that emits backward nodes made of
-other registered ops, an optional curvature rule for SDLM, a DOT label, traits
-and an example for the generated tests.  A *layer rule* is what a ``.cnn`` file
-names: typed options and a lowering into ops.  Built-in and user rules register
-through the same `Registry.add_op` / `Registry.add_layer`.
+An *op rule* is a primitive of the computation graph: what the op *is* — its
+input slots and attributes, a shape rule, a gradient rule that emits backward
+nodes made of other registered ops, an optional curvature rule for SDLM, a DOT
+label, traits, a cost and an example for the generated tests.  How it is
+computed lives in a *backend* (core/backend.py), a table of kernels by op.  A
+*layer rule* is what a ``.cnn`` file names: typed options and a lowering into
+ops.  An *optimizer rule* is what a train block's ``optimizer`` names.
+Built-in and user rules register the same way: `Registry.add_op`,
+`add_kernel`, `add_layer`, `add_optimizer`.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .backend import Backend, Kernel, backend_named
 from .errors import RuleError, close_names
 
 #: Traits a rule may declare; passes look at traits, never at op names.
@@ -27,8 +32,11 @@ KNOWN_TRAITS = frozenset({
     "sum",           # THE op that adds two same-shaped values: sums fan-out deltas
     "product",       # THE elementwise product: squares operands for curvature
     "view",          # output is a view of the first input's buffer (reshape, slicing):
-                     # it adds no memory and keeps that buffer alive (resources.py)
+                     # it adds no memory and keeps that buffer alive (training/resources.py)
 })
+
+#: An attribute without a default (`OpRule.attrs`).
+REQUIRED = object()
 
 
 class NotDifferentiable:
@@ -54,21 +62,20 @@ class OpRule:
     """Everything about one primitive op, declared once.
 
     shape(*input_shapes, **attrs) -> output shape (batch axis is ``None``).
-    forward(*arrays, **attrs) -> array.
     gradient(emit, node, delta) -> one entry per slot: a node id, or None where
         that slot gets no gradient by design.  ``emit`` is an `Emitter`.
     curvature(emit, node, h) -> one entry per slot, the diagonal Gauss-Newton
         recursion; derived from `gradient` for ops with the 'multilinear' trait.
     example(rng) -> Example, used by the generated checks.
     macs(*input_shapes, **attrs) -> multiply-adds per image, for ``summary``.
-    in_place(u, **attrs) -> u overwritten with forward(u, **attrs), for a one-slot
-        elementwise op; lets the plan fuse it after the add_bias it reads (fuse.py).
+    attrs: the attributes the op takes and their defaults (`REQUIRED` where there
+        is none); a model file may name a one-slot elementwise op as an
+        activation when every attribute has a default.
     """
 
     name: str
     slots: tuple[str, ...]
     shape: Callable
-    forward: Callable
     gradient: Callable | NotDifferentiable
     example: Callable
     curvature: Callable | NotDifferentiable | None = None
@@ -76,7 +83,7 @@ class OpRule:
     traits: frozenset = frozenset()
     shape_slots: tuple[str, ...] = ()  # slots read only for their shape
     macs: Callable | None = None       # (*input_shapes, **attrs) -> multiply-adds per image
-    in_place: Callable | None = None   # (u, **attrs) -> u holding forward(u, **attrs)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
     doc: str = ""
 
     def dot_label(self, attrs: Mapping[str, Any]) -> str:
@@ -111,21 +118,80 @@ class LayerRule:
     example: str = ""
 
 
-_OP_FIELDS = ("shape", "forward", "example")
+@dataclass(frozen=True)
+class OptimizerRule:
+    """An optimizer a train block can name: ``optimizer = NAME(option=value, ...)``.
+
+    state(params, args) -> {slot: {parameter: array}}, the state it starts with;
+    update(params, grads, state, rates, args) -> (new params, new state), pure:
+        ``rates`` holds each parameter's learning rate (global rate × lr_scale);
+    slots(args) -> the per-parameter state slots it keeps (each as large as the
+        parameters), for the memory estimate and checkpoints;
+    curvature: whether it needs the SDLM curvature estimate h (slot 'curvature')
+        refreshed before each epoch, on ``samples`` patterns (an option).
+    """
+
+    name: str
+    options: Mapping[str, Callable]
+    state: Callable
+    update: Callable
+    slots: Callable
+    curvature: bool = False
+    doc: str = ""
+
+
+_OP_FIELDS = ("shape", "example")
 
 
 class Registry:
-    """Op rules and layer rules by name.  Built explicitly, never filled on import."""
+    """Op, layer and optimizer rules and backends by name.  Built explicitly, never
+    filled on import."""
 
     def __init__(self):
         self.ops: dict[str, OpRule] = {}
         self.layers: dict[str, LayerRule] = {}
+        self.optimizers: dict[str, OptimizerRule] = {}
+        self.backends: dict[str, Backend] = {}
 
     def add_op(self, rule: OpRule) -> OpRule:
         """Register an op rule after checking it is complete and well formed."""
         _validate_op(rule, self.ops)
         self.ops[rule.name] = rule
         return rule
+
+    def add_backend(self, backend: Backend) -> Backend:
+        if backend.name in self.backends:
+            raise RuleError(f"backend '{backend.name}' is registered twice")
+        self.backends[backend.name] = backend
+        return backend
+
+    def backend(self, name: str) -> Backend:
+        return backend_named(self.backends, name)
+
+    def add_kernel(self, op: str, run: Callable, backend: str = "numpy",
+                   **declared) -> Kernel:
+        """Register how ``backend`` computes a registered op: run(*inputs, **attrs),
+        and what it declares for fusion (`Kernel`'s in_place, fresh, shared_input)."""
+        rule = self.op(op)
+        kernel = Kernel(run, **declared)
+        _check_arity(rule, "kernel", run)
+        if kernel.in_place is not None and "elementwise" not in rule.traits:
+            raise RuleError(f"op '{op}': an in_place kernel needs an elementwise op")
+        self.backend(backend).add(op, kernel)
+        return kernel
+
+    def add_optimizer(self, rule: OptimizerRule) -> OptimizerRule:
+        if rule.name in self.optimizers:
+            raise RuleError(f"optimizer '{rule.name}' is registered twice")
+        self.optimizers[rule.name] = rule
+        return rule
+
+    def optimizer(self, name: str) -> OptimizerRule:
+        try:
+            return self.optimizers[name]
+        except KeyError:
+            raise RuleError(f"unknown optimizer '{name}'",
+                            hint=close_names(name, self.optimizers)) from None
 
     def add_layer(self, rule: LayerRule) -> LayerRule:
         if not rule.name.isidentifier():
@@ -155,6 +221,8 @@ class Registry:
         other = Registry()
         other.ops = dict(self.ops)
         other.layers = dict(self.layers)
+        other.optimizers = dict(self.optimizers)
+        other.backends = {name: b.copy() for name, b in self.backends.items()}
         return other
 
 
@@ -174,16 +242,12 @@ def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
     if rule.curvature is not None and not (
             callable(rule.curvature) or isinstance(rule.curvature, NotDifferentiable)):
         raise RuleError(f"{where}: curvature must be a rule, NotDifferentiable or None")
-    if rule.in_place is not None and not (
-            callable(rule.in_place) and len(rule.slots) == 1 and "elementwise" in rule.traits):
-        raise RuleError(f"{where}: in_place must be callable, on a one-slot elementwise op")
     unknown = set(rule.traits) - KNOWN_TRAITS
     if unknown:
         raise RuleError(f"{where}: unknown traits {sorted(unknown)}; known: {sorted(KNOWN_TRAITS)}")
     if set(rule.shape_slots) - set(rule.slots):
         raise RuleError(f"{where}: shape_slots {rule.shape_slots} are not slots {rule.slots}")
-    for name in ("shape", "forward"):
-        _check_arity(rule, name, getattr(rule, name))
+    _check_arity(rule, "shape", rule.shape)
 
 
 def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
@@ -200,16 +264,19 @@ def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
                         f"arguments but the op has {len(rule.slots)} slots {rule.slots}")
 
 
-def vjp_rules(name: str, slots: tuple[str, ...], shape: Callable, forward: Callable,
-              vjp: Callable, example: Callable, curvature_vjp: Callable | None = None,
-              **fields) -> tuple[OpRule, ...]:
-    """The escape hatch: an op whose gradient is a NumPy function, not emitted ops.
+def add_vjp_op(registry: Registry, name: str, slots: tuple[str, ...], shape: Callable,
+               forward: Callable, vjp: Callable, example: Callable,
+               curvature_vjp: Callable | None = None, backends=("numpy", "reference"),
+               in_place: Callable | None = None, **fields) -> list[str]:
+    """The escape hatch: register an op whose gradient is a NumPy function, not
+    emitted ops, with ``forward`` as its kernel in each of ``backends``.
 
     ``vjp(*inputs, delta, **attrs)`` returns one array (or None) per slot; each
     slot's entry becomes its own backward node, op ``{name}_vjp_{slot}``, which
     is drawn, scheduled and checked like any other.  ``curvature_vjp`` does the
-    same for the SDLM recursion (op ``{name}_curvature_{slot}``).  Returns the op
-    and its backward ops; register them all.
+    same for the SDLM recursion (op ``{name}_curvature_{slot}``).  ``in_place``
+    is the forward kernel's in-place form (`Kernel.in_place`).  Returns the
+    names of the ops registered.
     """
     backward = _slot_ops(name, "vjp", slots, shape, vjp, example)
     curvature = _slot_ops(name, "curvature", slots, shape, curvature_vjp, example) \
@@ -217,20 +284,27 @@ def vjp_rules(name: str, slots: tuple[str, ...], shape: Callable, forward: Calla
 
     def emitter(ops):
         def rule(emit, node, delta):
-            return tuple(emit.emit(ops[s].name, node.inputs + (delta,), **node.attrs)
+            return tuple(emit.emit(ops[s][0].name, node.inputs + (delta,), **node.attrs)
                          if s in ops else None for s in slots)
         return rule
 
-    main = OpRule(name, slots, shape, forward, emitter(backward), example,
-                  curvature=emitter(curvature) if curvature_vjp else None, **fields)
-    return (main, *backward.values(), *curvature.values())
+    registry.add_op(OpRule(name, slots, shape, emitter(backward), example,
+                           curvature=emitter(curvature) if curvature_vjp else None, **fields))
+    for backend in backends:
+        registry.add_kernel(name, forward, backend, in_place=in_place)
+    for rule, kernel in (*backward.values(), *curvature.values()):
+        registry.add_op(rule)
+        for backend in backends:
+            registry.add_kernel(rule.name, kernel, backend)
+    return [name] + [rule.name for rule, _ in (*backward.values(), *curvature.values())]
 
 
 def _slot_ops(name, kind, slots, shape, fn, example):
+    """{slot: (op rule, kernel)} of one backward node per slot."""
     reason = NotDifferentiable(f"backward node of '{name}', computed by a NumPy function")
     ops = {}
     for index, slot in enumerate(slots):
-        def forward(*args, _index=index, **attrs):
+        def kernel(*args, _index=index, **attrs):
             out = fn(*args[:-1], args[-1], **attrs)[_index]
             return np.zeros_like(args[_index]) if out is None else out
 
@@ -242,7 +316,7 @@ def _slot_ops(name, kind, slots, shape, fn, example):
             forward_shape = shape(*[np.shape(a) for a in base.inputs], **base.attrs)
             return Example(tuple(base.inputs) + (rng.normal(size=forward_shape),), base.attrs)
 
-        ops[slot] = OpRule(f"{name}_{kind}_{slot}", slots + ("delta",), slot_shape, forward,
-                           reason, slot_example, curvature=reason,
-                           doc=f"{kind} of '{name}' for slot '{slot}'")
+        ops[slot] = (OpRule(f"{name}_{kind}_{slot}", slots + ("delta",), slot_shape, reason,
+                            slot_example, curvature=reason,
+                            doc=f"{kind} of '{name}' for slot '{slot}'"), kernel)
     return ops

@@ -15,8 +15,17 @@ import lark
 from lark import Token, Transformer, v_args
 
 from ..core.errors import ParseError, Span
-from .spec import (InputSpec, LayerSpec, ModelSpec, OptionSpec, Ref, SectionSpec, TableRow,
-                   TableSpec, Value)
+from .spec import (
+    InputSpec,
+    LayerSpec,
+    ModelSpec,
+    OptionSpec,
+    Ref,
+    SectionSpec,
+    TableRow,
+    TableSpec,
+    Value,
+)
 
 #: How Lark's terminal names read in a message.
 TERMINAL_TEXT = {
@@ -161,12 +170,25 @@ def _bad_token(error: lark.exceptions.UnexpectedInput, text: str, span: Span) ->
     if not at_end:  # a '{' block is legitimately open inside a section or table
         unclosed = [b for b in unclosed if b[0] != "{"]
     where = "'{}' at {}:{}".format(*unclosed[-1]) if unclosed else ""
+    hint = _one_line_block(expected, span)
     if at_end or token.type == "_NL":
         message = _expected_found(expected, "end of file" if at_end else "end of line")
-        return ParseError(f"{where} is not closed: {message}" if where else message, span)
+        return ParseError(f"{where} is not closed: {message}" if where else message, span,
+                          hint=hint)
     span = Span(span.file, span.line, span.column, max(1, len(str(token))), text)
     message = _expected_found(expected, repr(str(token)))
-    return ParseError(f"{message} inside {where}" if where else message, span)
+    return ParseError(f"{message} inside {where}" if where else message, span, hint=hint)
+
+
+def _one_line_block(expected, span: Span) -> str | None:
+    """After the setting or row of a section or table opened on one line, only its '}' may
+    follow (a block spread over lines also takes an end of line there)."""
+    if "RBRACE" not in (expected or ()) or "_NL" in expected:
+        return None
+    kind, item = (("table", "row") if re.match(r"\s*table\s", span.source_line() or "")
+                  else ("section", "setting"))
+    return (f"a {kind} on one line holds one {item} and ends with '}}' on that line; "
+            f"otherwise put each {item} on its own line after the '{{'")
 
 
 #: The start of a statement: a layer (KIND NAME <-), an input or table, or a section.
@@ -180,7 +202,8 @@ def _code(line: str) -> str:
 
 
 def _trailing_comma(lines: list[str], line: int, file: str, text: str) -> ParseError | None:
-    """An option list ending in ',' swallows the next statement's line: point at the ','."""
+    """A source or option list ending in ',' swallows the next statement's line: point at
+    the ','.  Every option holds a '=', no source does."""
     if not _STATEMENT.match(lines[line - 1]):
         return None
     before = line - 1
@@ -189,9 +212,10 @@ def _trailing_comma(lines: list[str], line: int, file: str, text: str) -> ParseE
     if before == 0 or not _code(lines[before - 1]).endswith(","):
         return None
     comma = len(_code(lines[before - 1]))
-    return ParseError("the option list ends with ','", Span(file, before, comma, 1, text),
-                      hint=f"remove the ','; after a ',' the option list goes on, so line "
-                           f"{line} was read as more options")
+    items = "options" if "=" in _code(lines[before - 1]) else "sources"
+    return ParseError(f"the {items[:-1]} list ends with ','", Span(file, before, comma, 1, text),
+                      hint=f"remove the ','; after a ',' the {items[:-1]} list goes on, so line "
+                           f"{line} was read as more {items}")
 
 
 def _brackets(text: str, end: int) -> tuple[list, tuple | None]:
@@ -321,3 +345,10 @@ class _ToSpec(Transformer):
 
 
 _FIELD = {InputSpec: "inputs", LayerSpec: "layers", TableSpec: "tables", SectionSpec: "sections"}
+
+
+def parse_source(source: str | Path) -> ModelSpec:
+    """A model file (a path) or model text (a string holding a newline)."""
+    if isinstance(source, str) and "\n" in source:
+        return parse_text(source)
+    return parse_file(source)

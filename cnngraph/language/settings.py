@@ -5,11 +5,12 @@ dataclass; command-line flags later override `TrainConfig` fields.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from ..core.errors import BuildError, close_names
-from .options import boolean, call, choice, integer, integer_list, number, number_list, read_options
 from ..core.registry import Option
+from .options import boolean, call, choice, integer, integer_list, number, number_list, read_options
 
 INIT_SCHEMES = {
     "uniform_fan_in": {"c": number(0, low_open=True)},       # ±c / fan_in (LeCun: 2.4)
@@ -18,13 +19,6 @@ INIT_SCHEMES = {
     "normal": {"std": number(0, low_open=True)},
     "constant": {"value": number()},
 }
-
-OPTIMIZERS = {
-    "sgd": {"momentum": number(0, 1), "weight_decay": number(0)},
-    "sdlm": {"mu": number(0, low_open=True), "samples": integer(1),
-             "momentum": number(0, 1), "weight_decay": number(0)},
-}
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -75,7 +69,7 @@ SECTIONS = {
         "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
         "batch": Option(integer(1, 1 << 16), 50, doc="1 = online (seed 4.1)"),
         "lr": Option(number(0, low_open=True), 0.1, doc="global learning rate"),
-        "optimizer": Option(call(OPTIMIZERS), ("sgd", {}), doc="sgd(...) or sdlm(...)"),
+        "optimizer": Option(None, ("sgd", {}), doc="a registered optimizer: sgd(...), sdlm(...)"),
         "schedule": Option(_schedule, (), doc="piecewise(epochs=[...], lr=[...])"),
         "seed": Option(integer(0, 2**32 - 1), 0, doc="random seed"),
         "val": Option(integer(0, 10**7), 0, doc="validation images taken from training"),
@@ -94,8 +88,9 @@ SECTIONS = {
 }
 
 
-def read_settings(sections) -> Settings:
-    """Read every section; an unknown or repeated section is an error."""
+def read_settings(sections, optimizers: Mapping[str, Mapping] = None) -> Settings:
+    """Read every section; an unknown or repeated section is an error.  ``optimizers``
+    maps each optimizer a train block may name to its typed options."""
     found = {}
     for section in sections:
         if section.name not in SECTIONS:
@@ -105,6 +100,9 @@ def read_settings(sections) -> Settings:
         if section.name in found:
             raise BuildError(f"section '{section.name}' is given twice", section.span)
         cls, declared = SECTIONS[section.name]
+        if section.name == "train":
+            declared = {**declared, "optimizer": replace(
+                declared["optimizer"], check=call(dict(optimizers or {})))}
         values, _ = read_options(section.options, declared, f"section '{section.name}'",
                                  section.span)
         found[section.name] = cls(**values)

@@ -4,20 +4,10 @@ A per-map vector (C,) acts on axis 1 of (N, C) vectors or (N, C, H, W) maps.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 
 LINEAR = frozenset({"multilinear"})
-
-
-def _per_map(v, ndim):
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _axes(ndim):
-    return (0,) + tuple(range(2, ndim))
 
 
 def _same_with_vector(x, v):
@@ -40,26 +30,18 @@ def _example_bias(rng):
     return Example((rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(3,))))
 
 
-def _broadcast(b, like):
-    return np.broadcast_to(_per_map(b, like.ndim), like.shape).astype(b.dtype)
-
-
 RULES = (
     OpRule("add_bias", ("x", "bias"), _same_with_vector,
-           lambda x, bias: x + _per_map(bias, x.ndim),
            add_bias_gradient, _example_bias, label=lambda a: "+ bias", traits=LINEAR,
            doc="u = x + b_j (seed eq. 2); dE/db = sum of delta (eq. 3)"),
     OpRule("scale_maps", ("x", "beta"), _same_with_vector,
-           lambda x, beta: x * _per_map(beta, x.ndim),
            scale_maps_gradient, _example_bias, label=lambda a: "× beta", traits=LINEAR,
            doc="beta_j · x_j; dE/dbeta_j = sum delta ∘ d (seed 3.2.1)"),
     OpRule("sum_bias", ("delta",), lambda d: (d[1],),
-           lambda d: d.sum(axis=_axes(d.ndim)),
            lambda emit, node, delta: (emit.emit("expand_bias", (delta, node.inputs[0])),),
            lambda rng: Example((rng.normal(size=(2, 3, 4, 4)),)), label=lambda a: "Σ per map",
            traits=LINEAR, doc="sum over batch and pixels, one value per map"),
     OpRule("expand_bias", ("bias", "like"), lambda b, like: _same_with_vector(like, b),
-           lambda b, like: _broadcast(b, like),
            lambda emit, node, delta: (emit.emit("sum_bias", (delta,)), None),
            lambda rng: Example((rng.normal(size=(3,)), rng.normal(size=(2, 3, 4, 4)))),
            label=lambda a: "expand per map", traits=LINEAR | {"shape_only"},

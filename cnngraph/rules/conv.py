@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime import numerics
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 
 MULTILINEAR = frozenset({"multilinear"})
-
-
-def masked(kernel, mask):
-    return kernel if mask is None else kernel * mask[:, :, None, None].astype(kernel.dtype)
 
 
 def _check_mask(mask, c_out, c_in):
@@ -47,10 +42,6 @@ def conv_valid_shape(x, kernel, *, mask=None):
     return (n, c_out, h - kh + 1, w - kw + 1)
 
 
-def conv_valid_forward(x, kernel, *, mask=None):
-    return numerics.correlate_valid(x, masked(kernel, mask))
-
-
 def conv_valid_gradient(emit, node, delta):
     x, kernel = node.inputs
     mask = node.attrs.get("mask")
@@ -72,10 +63,6 @@ def conv_full_shape(delta, kernel, *, mask=None):
         raise ShapeError(f"kernel writes {k_out} maps, delta has {c_out}")
     _check_mask(mask, c_out, c_in)
     return (n, c_in, h + kh - 1, w + kw - 1)
-
-
-def conv_full_forward(delta, kernel, *, mask=None):
-    return numerics.convolve_full(delta, masked(kernel, mask))
 
 
 def conv_full_gradient(emit, node, delta):
@@ -102,11 +89,6 @@ def conv_grad_kernel_shape(x, delta, *, size, mask=None):
     return (c_out, c_in, kh, kw)
 
 
-def conv_grad_kernel_forward(x, delta, *, size, mask=None):
-    grad = numerics.correlate_kernel(x, delta, *size)
-    return masked(grad, mask)
-
-
 def conv_grad_kernel_gradient(emit, node, delta):
     x, d = node.inputs
     mask = node.attrs.get("mask")
@@ -126,14 +108,14 @@ def conv_valid_macs(x, kernel, *, mask=None):
 
 
 RULES = (
-    OpRule("conv_valid", ("x", "kernel"), conv_valid_shape, conv_valid_forward,
+    OpRule("conv_valid", ("x", "kernel"), conv_valid_shape,
            conv_valid_gradient, conv_valid_example, label=_label("conv_valid"),
            traits=MULTILINEAR, macs=conv_valid_macs,
            doc="sum_i x_i ⋆ kernel_ij over connected pairs (seed 3.1)"),
-    OpRule("conv_full", ("delta", "kernel"), conv_full_shape, conv_full_forward,
+    OpRule("conv_full", ("delta", "kernel"), conv_full_shape,
            conv_full_gradient, conv_full_example, label=_label("conv_full"),
            traits=MULTILINEAR, doc="full true convolution of delta with the kernel (seed 3.2.1)"),
-    OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape, conv_grad_kernel_forward,
+    OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape,
            conv_grad_kernel_gradient, conv_grad_kernel_example, label=_label("conv_grad_kernel"),
            traits=MULTILINEAR, doc="valid correlation of x with delta, summed over the batch (eq. 7)"),
 )

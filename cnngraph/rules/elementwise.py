@@ -6,10 +6,8 @@ delta ∘ poly(y) and derivatives of every order stay inside this module.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..core.graph import ShapeError, shapes_equal
-from ..core.registry import Example, OpRule
+from ..core.registry import REQUIRED, Example, OpRule
 
 ELEMENTWISE = frozenset({"elementwise"})
 LINEAR_ELEMENTWISE = frozenset({"elementwise", "multilinear"})
@@ -29,25 +27,13 @@ def _binary(rng):
     return Example((rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))))
 
 
-def poly_forward(x, *, coeffs):
-    """sum_k coeffs[k] x^k by Horner's rule, in place after the first product."""
-    if len(coeffs) == 1:
-        return np.full_like(x, coeffs[0])
-    y = x * x.dtype.type(coeffs[-1])
-    for k, c in enumerate(reversed(coeffs[:-1])):
-        if c:
-            y += x.dtype.type(c)
-        if k < len(coeffs) - 2:
-            y *= x
-    return y
-
-
 def derivative_coeffs(coeffs):
     return tuple(k * c for k, c in enumerate(coeffs))[1:] or (0.0,)
 
 
 def _through_slope(emit, delta, slope):
-    return (emit.emit("mul", (delta, slope)),)
+    # the slope first: the product can then be computed in the slope's fresh buffer
+    return (emit.emit("mul", (slope, delta)),)
 
 
 def _through_slope_squared(emit, h, slope):
@@ -59,11 +45,10 @@ def _poly_slope(emit, node):
     return emit.emit("poly", node.inputs, coeffs=derivative_coeffs(node.attrs["coeffs"]))
 
 
-def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=None,
-                    in_place=None):
-    """An activation whose slope f'(u) is the polynomial ``slope_in_output(attrs)`` of y.
-    ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take;
-    ``in_place(u, **attrs)`` computes it into u's buffer (see `OpRule.in_place`)."""
+def activation_rule(name, defaults, slope_in_output, doc, example=_unary, check=None):
+    """An activation taking attributes ``defaults`` (name -> default) whose slope f'(u) is the
+    polynomial ``slope_in_output(**attrs)`` of y.  ``check(**attrs)`` may raise
+    ShapeError for attribute values the op cannot take."""
 
     def shape(u, **attrs):
         if check:
@@ -74,31 +59,11 @@ def activation_rule(name, forward, slope_in_output, doc, example=_unary, check=N
         return emit.emit("poly", (node.id,), coeffs=slope_in_output(**node.attrs))
 
     return OpRule(
-        name, ("u",), shape, forward,
+        name, ("u",), shape,
         lambda emit, node, delta: _through_slope(emit, delta, slope(emit, node)), example,
         curvature=lambda emit, node, h: _through_slope_squared(emit, h, slope(emit, node)),
-        label=lambda attrs: name + "".join(f" {k}={v:.4g}" for k, v in attrs.items()),
-        traits=ELEMENTWISE, in_place=in_place, doc=doc)
-
-
-def _sigmoid(u, *, gain=1.0):
-    """1/(1+exp(-gain·u))."""
-    return _logistic_of_negated(u * u.dtype.type(-gain))
-
-
-def _sigmoid_in_place(u, *, gain=1.0):
-    np.multiply(u, u.dtype.type(-gain), out=u)
-    return _logistic_of_negated(u)
-
-
-def _logistic_of_negated(v):
-    """1/(1+exp(v)) in v's buffer: NumPy's exp is SIMD in float32, which makes these
-    passes 2x faster than scipy's expit there (equal in float64).  exp overflows
-    to inf where the result is 0, which 1/(1+inf) gives exactly."""
-    with np.errstate(over="ignore"):
-        np.exp(v, out=v)
-    v += 1
-    return np.reciprocal(v, out=v)
+        label=lambda given: name + "".join(f" {k}={v:.4g}" for k, v in given.items()),
+        traits=ELEMENTWISE, attrs=defaults, doc=doc)
 
 
 def _check_tanh(a=1.0, b=1.0):
@@ -106,46 +71,34 @@ def _check_tanh(a=1.0, b=1.0):
         raise ShapeError("tanh needs a nonzero amplitude a (its slope is a·b − (b/a)·y²)")
 
 
-def _tanh(u, *, a=1.0, b=1.0):
-    return _tanh_in_place(u * u.dtype.type(b), a=a, b=1.0)
-
-
-def _tanh_in_place(u, *, a=1.0, b=1.0):
-    if b != 1.0:
-        u *= u.dtype.type(b)
-    np.tanh(u, out=u)
-    u *= u.dtype.type(a)
-    return u
-
-
 def _scale_gradient(emit, node, delta):
     return (emit.emit("scale", (delta,), **node.attrs),)
 
 
 RULES = (
-    activation_rule("sigmoid", _sigmoid, lambda gain=1.0: (0.0, gain, -gain),
-                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)", in_place=_sigmoid_in_place),
-    activation_rule("tanh", _tanh, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
-                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh,
-                    in_place=_tanh_in_place),
-    OpRule("poly", ("x",), lambda x, *, coeffs: x, poly_forward,
+    activation_rule("sigmoid", {"gain": 1.0}, lambda gain=1.0: (0.0, gain, -gain),
+                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)"),
+    activation_rule("tanh", {"a": 1.0, "b": 1.0}, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
+                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh),
+    OpRule("poly", ("x",), lambda x, *, coeffs: x,
            lambda emit, node, delta: _through_slope(emit, delta, _poly_slope(emit, node)),
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),
            curvature=lambda emit, node, h: _through_slope_squared(emit, h, _poly_slope(emit, node)),
            label=lambda a: "poly " + " ".join(f"{c:+.3g}x^{k}" for k, c in enumerate(a["coeffs"])),
-           traits=ELEMENTWISE, doc="sum_k coeffs[k] x^k (activation slopes)"),
-    OpRule("mul", ("a", "b"), _same, np.multiply,
+           traits=ELEMENTWISE, attrs={"coeffs": REQUIRED},
+           doc="sum_k coeffs[k] x^k (activation slopes)"),
+    OpRule("mul", ("a", "b"), _same,
            lambda emit, node, delta: (emit.emit("mul", (delta, node.inputs[1])),
                                       emit.emit("mul", (delta, node.inputs[0]))),
            _binary, label=lambda a: "∘", traits=LINEAR_ELEMENTWISE | {"product"},
            doc="elementwise product"),
-    OpRule("add", ("a", "b"), _same, np.add,
+    OpRule("add", ("a", "b"), _same,
            lambda emit, node, delta: (delta, delta),
            _binary, label=lambda a: "+", traits=LINEAR_ELEMENTWISE | {"sum"},
            doc="sum; the backward pass sums fan-out gradients with it"),
-    OpRule("scale", ("x",), lambda x, *, c: x, lambda x, *, c: x * np.asarray(c, x.dtype),
-           _scale_gradient, lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"c": 0.25}),
+    OpRule("scale", ("x",), lambda x, *, c: x, _scale_gradient,
+           lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"c": 0.25}),
            curvature=lambda emit, node, h: (emit.emit("scale", (h,), c=node.attrs["c"] ** 2),),
-           label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE,
+           label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE, attrs={"c": REQUIRED},
            doc="multiply by a fixed constant (e.g. a fixed beta)"),
 )

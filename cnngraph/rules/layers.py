@@ -8,15 +8,14 @@ loss       squared error or softmax cross-entropy         (seed 4.3)
 """
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
 
-from ..language.settings import INIT_SCHEMES
 from ..core.errors import BuildError, close_names
+from ..core.registry import REQUIRED, LayerRule, Option, Registry
 from ..language.options import call, choice, integer, number, size_pair
-from ..core.registry import LayerRule, Option, Registry
+from ..language.settings import INIT_SCHEMES
 
 #: Named activations that are an op with preset attributes.
 ACTIVATION_PRESETS = {"lecun_tanh": ("tanh", {"a": 1.7159, "b": 2.0 / 3.0})}
@@ -51,8 +50,7 @@ def _apply_activation(ctx, node, act):
                         (close_names(op, known + ["identity", *ACTIVATION_PRESETS])
                          or "activations: " + ", ".join(["identity", *known, *ACTIVATION_PRESETS]))
                         + "; a plugin's activation needs --ops FILE.py")
-    accepted = [p.name for p in inspect.signature(rule.forward).parameters.values()
-                if p.kind is p.KEYWORD_ONLY]
+    accepted = list(rule.attrs)
     for key in attrs:
         if key not in accepted:
             raise ctx.error(f"activation '{op}' has no argument '{key}'; it takes "
@@ -63,11 +61,9 @@ def _apply_activation(ctx, node, act):
 
 def activations(registry) -> list[str]:
     """Elementwise one-slot ops whose attributes all have defaults."""
-    def usable(rule):
-        params = inspect.signature(rule.forward).parameters.values()
-        return all(p.default is not p.empty for p in params if p.kind is p.KEYWORD_ONLY)
     return sorted(name for name, rule in registry.ops.items()
-                  if "elementwise" in rule.traits and len(rule.slots) == 1 and usable(rule))
+                  if "elementwise" in rule.traits and len(rule.slots) == 1
+                  and REQUIRED not in rule.attrs.values())
 
 
 def _bias(ctx, node, mode, maps, lr_scale):
@@ -105,15 +101,26 @@ def _require_maps(ctx, sources):
 # conv -----------------------------------------------------------------------
 
 def connectivity(value, what):
-    return call({"all": {}, "one_to_one": {}, "table": {"name": _table_name},
-                 "random": {"k": integer(1), "seed": integer(0)},
-                 "learned": LEARNED})(value, what)
+    """(scheme, arguments) with every omitted argument filled from CONNECT_DEFAULTS,
+    so that random and random(k=1, seed=0) read (and hash) the same."""
+    kind, args = call({"all": {}, "one_to_one": {}, "table": {"name": _table_name},
+                       "random": {"k": integer(1), "seed": integer(0)},
+                       "learned": LEARNED})(value, what)
+    return kind, {**CONNECT_DEFAULTS.get(kind, {}), **args}
 
 
 #: connect=learned(...) arguments (seed 3.3, 3.3.1).
 LEARNED = {"penalty": choice("none", "l1", "entropy", "power"), "lam": number(0),
            "p": number(0, 1, low_open=True), "kernels": choice("per_input", "per_pair"),
            "lr_scale": number(0)}
+
+
+#: The arguments a connect scheme takes when they are not given.
+CONNECT_DEFAULTS = {
+    "random": {"k": 1, "seed": 0},
+    "learned": {"penalty": "none", "lam": 1e-3, "p": 0.5, "kernels": "per_input",
+                "lr_scale": 1.0},
+}
 
 
 def _table_name(value, what):
@@ -140,12 +147,39 @@ def connection_mask(ctx, connect, c_out, c_in):
         mask = np.zeros((c_out, c_in), dtype=np.int8)
         for row in mask:
             row[rng.choice(c_in, size=k, replace=False)] = 1
+        _warn_shared_sets(ctx, mask, k, args.get("seed", 0))
         return mask
     if kind == "table":
         if "name" not in args:
             raise ctx.error("table(...) needs the name of a table", "connect")
         return _table_mask(ctx, ctx.table(args["name"], "connect"), c_out, c_in)
     raise ctx.error(f"connect={kind} has no connection mask", "connect")
+
+
+def _warn_shared_sets(ctx, mask, k, seed):
+    """A build warning naming the output maps that random connectivity gave the
+    same set of input maps (the draw itself is kept: changing it would change
+    every trained model that uses it)."""
+    groups: dict[tuple, list[int]] = {}
+    for j, row in enumerate(mask):
+        groups.setdefault(tuple(np.flatnonzero(row).tolist()), []).append(j)
+    shared = [(inputs, maps) for inputs, maps in groups.items() if len(maps) > 1]
+    if not shared:
+        return
+    c_out, c_in = mask.shape
+    told = "; ".join(f"{_and(maps)} the same input map{'s' if len(inputs) > 1 else ''} "
+                      f"({', '.join(map(str, inputs))})"
+                      for inputs, maps in shared[:4]) + ("; ..." if len(shared) > 4 else "")
+    distinct = math.comb(c_in, k)
+    advice = (f"only {distinct} distinct sets of {k} of {_maps(c_in)} exist for {c_out} "
+              f"output maps" if distinct < c_out
+              else "another seed or a table(NAME) can give every map its own set")
+    ctx.warn(f"random(k={k}, seed={seed}) gives output maps {told} ({advice})", "connect")
+
+
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _maps(n: int) -> str:
@@ -192,7 +226,8 @@ def lower_conv(ctx, opts, sources):
     readers = c_out if mask is None else max(1.0, mask.sum() / c_in)
     kernel = ctx.param("kernel", (c_out, c_in, kh, kw), opts["init"] or ctx.settings.init.weights,
                        fan_in=reads * kh * kw, fan_out=readers * kh * kw,
-                       lr_scale=opts["lr_scale"], size=reads.sum() * kh * kw)
+                       lr_scale=opts["lr_scale"],
+                       trainable=None if mask is None else mask[:, :, None, None] != 0)
     u = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=mask)
     u = _bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
     return _apply_activation(ctx, u, opts["activation"])
@@ -215,7 +250,8 @@ def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
     if kernels == "per_input":
         eye = np.eye(c_in, dtype=np.int8)
         kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,
-                           fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"], size=c_in * kh * kw)
+                           fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"],
+                           trainable=eye[:, :, None, None] != 0)  # k_i is entry (i, i)
         z = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=eye)
         mixing = ctx.emit("reshape", (alpha,), shape=(c_in, 1, 1))
         u = ctx.emit("conv_valid", (z, mixing))
@@ -317,25 +353,78 @@ def register_builtin_layers(registry: Registry) -> Registry:
             "connect": Option(connectivity, ("all", {}),
                               doc="all, one_to_one, table(NAME), random(k, seed)"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,
-        }, lower_conv, max_inputs=None, doc="valid convolution of the input maps (seed 3.1)"),
+        }, lower_conv, max_inputs=None, doc="valid convolution of the input maps (seed 3.1)",
+            example=(
+                "# conv: a table, one_to_one over two stacked sources, random(k), learned(...)\n"
+                "# with its penalty, a [rows, cols] kernel, and no bias.\n"
+                "input x : 2 x 7 x 7\n"
+                "conv A <- x : maps=3, kernel=3, connect=table(T), activation=sigmoid  # 5x5\n"
+                "conv B <- x : maps=1, kernel=3, activation=tanh(a=1.5, b=0.5)         # 5x5\n"
+                "conv C <- A, B : maps=4, kernel=[3, 2], connect=one_to_one, activation=sigmoid\n"
+                "conv D <- C : maps=2, kernel=2, connect=random(k=2, seed=1), bias=none,\n"
+                "              activation=lecun_tanh\n"
+                "conv E <- C : maps=2, kernel=[3, 4], connect=learned(penalty=entropy, lam=0.1),\n"
+                "              activation=sigmoid\n"
+                "full out <- D, E : units=3, activation=sigmoid\n"
+                "loss L <- out : function=squared_error\n"
+                "table T {\n"
+                "  0: 0\n"
+                "  1: 1\n"
+                "  2: 0 1\n"
+                "}\n")),
         LayerRule("subsample", {
             "factor": Option(integer(2, 1024), required=True, doc="block size n"),
             "mode": Option(choice("sum", "decimate"), "sum", doc="block sum or keep every n-th"),
             "beta": Option(_beta, "trainable", doc="trainable, or a fixed number (0.25: mean)"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,
-        }, lower_subsample, doc="x_j = f(beta_j down(x_j) + b_j) (seed 3.2)"),
+        }, lower_subsample, doc="x_j = f(beta_j down(x_j) + b_j) (seed 3.2)",
+            example=(
+                "# subsample: block sum with trainable beta and bias; a 2x2 mean (fixed beta,\n"
+                "# no bias, identity); decimation with a fixed beta.\n"
+                "input x : 1 x 10 x 10\n"
+                "conv C1 <- x : maps=2, kernel=3, activation=sigmoid                       # 8x8\n"
+                "subsample S2 <- C1 : factor=2, mode=sum, beta=trainable, activation=tanh  # 4x4\n"
+                "subsample M <- C1 : factor=2, beta=0.25, bias=none, activation=identity   # 4x4\n"
+                "subsample S3 <- M : factor=2, mode=decimate, beta=0.5, activation=sigmoid # 2x2\n"
+                "full out <- S2, S3 : units=3, activation=sigmoid\n"
+                "loss L <- out : function=squared_error\n")),
         LayerRule("full", {
             "units": Option(integer(), required=True, doc="number of output units"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,
-        }, lower_full, max_inputs=None, doc="fully connected: f(W x + b) (seed 2)"),
+        }, lower_full, max_inputs=None, doc="fully connected: f(W x + b) (seed 2)",
+            example=(
+                "# full: maps flattened; two sources (maps and a vector) joined; no bias.\n"
+                "input x : 1 x 6 x 6\n"
+                "conv C1 <- x : maps=2, kernel=3, activation=sigmoid\n"
+                "full H <- x : units=4, activation=lecun_tanh\n"
+                "full out <- C1, H : units=3, bias=none, activation=sigmoid(gain=2)\n"
+                "loss L <- out : function=squared_error, targets=plus_minus_one\n")),
         LayerRule("concat", {}, lower_concat, min_inputs=2, max_inputs=None,
-                  doc="maps (or vectors) side by side"),
+                  doc="maps (or vectors) side by side",
+                  example=(
+                      "# concat: two map stacks side by side, then two vectors.\n"
+                      "input x : 1 x 7 x 7\n"
+                      "conv A <- x : maps=2, kernel=3, activation=sigmoid   # 2 x 5x5\n"
+                      "conv B <- x : maps=1, kernel=3, activation=tanh      # 1 x 5x5\n"
+                      "concat M <- A, B                                     # 3 x 5x5\n"
+                      "conv C <- M : maps=2, kernel=3, activation=sigmoid\n"
+                      "full H <- C : units=3, activation=tanh\n"
+                      "full G <- x : units=2, activation=sigmoid\n"
+                      "concat V <- H, G                                     # 5 units\n"
+                      "full out <- V : units=3, activation=sigmoid\n"
+                      "loss L <- out : function=squared_error\n")),
         LayerRule("loss", {
             "function": Option(choice("squared_error", "softmax_cross_entropy"), required=True,
                                doc="squared_error or softmax_cross_entropy"),
             "targets": Option(choice("zero_one", "plus_minus_one"), "zero_one",
                               doc="one-of-c code with 0/1 or ±1 (seed 2.1)"),
-        }, lower_loss, doc="the training loss, averaged over the batch"),
+        }, lower_loss, doc="the training loss, averaged over the batch",
+            example=(
+                "# loss: softmax cross-entropy on 0/1 targets, reading maps (flattened).\n"
+                "input x : 1 x 6 x 6\n"
+                "conv C1 <- x : maps=2, kernel=3, activation=tanh   # 2 x 4x4\n"
+                "conv out <- C1 : maps=4, kernel=4                  # 4 x 1x1: the logits\n"
+                "loss L <- out : function=softmax_cross_entropy, targets=zero_one\n")),
     ):
         registry.add_layer(rule)
     return registry

@@ -16,18 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.graph import ShapeError
-from ..core.registry import Example, NotDifferentiable, OpRule
+from ..core.registry import REQUIRED, Example, NotDifferentiable, OpRule
+from ..runtime import numerics
 
 BACKWARD_ONLY = NotDifferentiable("backward-only op of the learned combination")
-TINY = 1e-30  # keeps log alpha finite where alpha underflows to zero
-
-
-def _softmax_rows(c):
-    shifted = c - c.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _matrix(c):
     if len(c) != 2:
         raise ShapeError(f"expects a (maps out, maps in) matrix, got shape {c}")
@@ -39,40 +31,26 @@ def _example_matrix(rng):
 
 
 def _example_alpha_and(rng):
-    return Example((_softmax_rows(rng.normal(size=(3, 4))), rng.normal(size=(3, 4))))
+    return Example((numerics.softmax(rng.normal(size=(3, 4))), rng.normal(size=(3, 4))))
 
 
-def _softmax_grad(alpha, delta):
-    return alpha * (delta - np.sum(delta * alpha, axis=1, keepdims=True))
-
-
-def _softmax_curvature(alpha, h):
-    """Σ_k (dalpha_k/dc_i)² h_k = alpha_i² (h_i (1 − 2 alpha_i) + Σ_k alpha_k² h_k)."""
-    return alpha ** 2 * (h * (1 - 2 * alpha) + np.sum(alpha ** 2 * h, axis=1, keepdims=True))
-
-
-def _penalty_rule(name, value, slope, doc, **defaults):
-    """A scalar penalty λ·Σ φ(alpha); its gradient is delta·λ·φ'(alpha), as an op."""
+def _penalty_rule(name, doc, **defaults):
+    """A scalar penalty λ·Σ φ(alpha); its gradient, delta·λ·φ'(alpha), is an op."""
     grad_name = f"{name}_grad"
-
-    def forward(alpha, *, lam, **attrs):
-        return np.asarray(lam * np.sum(value(alpha, **{**defaults, **attrs})))
-
-    def grad_forward(alpha, delta, *, lam, **attrs):
-        return delta * lam * slope(alpha, **{**defaults, **attrs})
-
-    attrs = {"lam": 0.3, **defaults}
+    example_attrs = {"lam": 0.3, **defaults}
     return (
-        OpRule(name, ("alpha",), lambda a, **k: (), forward,
+        OpRule(name, ("alpha",), lambda a, **k: (),
                lambda emit, node, delta: (emit.emit(grad_name, (node.inputs[0], delta),
                                                     **node.attrs),),
-               lambda rng: Example((_softmax_rows(rng.normal(size=(3, 4))),), attrs),
+               lambda rng: Example((numerics.softmax(rng.normal(size=(3, 4))),), example_attrs),
                curvature=lambda emit, node, h: (None,), traits=frozenset({"loss"}),
-               label=lambda a: f"{name} λ={a['lam']:g}", doc=doc),
-        OpRule(grad_name, ("alpha", "delta"), lambda a, d, **k: a, grad_forward, BACKWARD_ONLY,
-               lambda rng: Example((_softmax_rows(rng.normal(size=(3, 4))), np.asarray(0.7)),
-                                   attrs),
-               curvature=BACKWARD_ONLY, doc=f"gradient of {name}"),
+               label=lambda a: f"{name} λ={a['lam']:g}", attrs={"lam": REQUIRED, **defaults},
+               doc=doc),
+        OpRule(grad_name, ("alpha", "delta"), lambda a, d, **k: a, BACKWARD_ONLY,
+               lambda rng: Example((numerics.softmax(rng.normal(size=(3, 4))), np.asarray(0.7)),
+                                   example_attrs),
+               curvature=BACKWARD_ONLY, attrs={"lam": REQUIRED, **defaults},
+               doc=f"gradient of {name}"),
     )
 
 
@@ -93,34 +71,28 @@ def _example_kernel(rng):
 
 
 RULES = (
-    OpRule("scale_pairs", ("kernel", "alpha"), _pairs_shape,
-           lambda kernel, alpha: kernel * alpha[:, :, None, None], _scale_pairs_gradient,
+    OpRule("scale_pairs", ("kernel", "alpha"), _pairs_shape, _scale_pairs_gradient,
            _example_kernel, traits=frozenset({"multilinear"}), label=lambda a: "k_ij · α_ij",
            doc="the per-pair variant's effective kernel alpha_ij k_ij"),
-    OpRule("sum_taps", ("x",), lambda x: tuple(x[:2]), lambda x: x.sum(axis=(2, 3)),
+    OpRule("sum_taps", ("x",), lambda x: tuple(x[:2]),
            lambda emit, node, delta: (emit.emit("expand_taps", (delta, node.inputs[0])),),
            lambda rng: Example((rng.normal(size=(3, 2, 2, 3)),)), traits=frozenset({"multilinear"}),
            label=lambda a: "Σ over taps", doc="sum over each kernel's taps"),
     OpRule("expand_taps", ("x", "like"), lambda x, like: like,
-           lambda x, like: np.broadcast_to(x[:, :, None, None], like.shape).copy(),
            lambda emit, node, delta: (emit.emit("sum_taps", (delta,)), None),
            lambda rng: Example((rng.normal(size=(3, 2)), rng.normal(size=(3, 2, 2, 3)))),
            traits=frozenset({"multilinear", "shape_only"}), shape_slots=("like",),
            label=lambda a: "expand over taps", doc="tile (C_out, C_in) over kernel taps"),
-    OpRule("softmax_rows", ("c",), _matrix, _softmax_rows,
+    OpRule("softmax_rows", ("c",), _matrix,
            lambda emit, node, delta: (emit.emit("softmax_rows_grad", (node.id, delta)),),
            _example_matrix,
            curvature=lambda emit, node, h: (emit.emit("softmax_rows_curvature", (node.id, h)),),
            label=lambda a: "α = softmax(c)", doc="alpha_ij = exp c_ij / Σ_k exp c_kj (seed 3.3)"),
-    OpRule("softmax_rows_grad", ("alpha", "delta"), lambda a, d: a, _softmax_grad, BACKWARD_ONLY,
+    OpRule("softmax_rows_grad", ("alpha", "delta"), lambda a, d: a, BACKWARD_ONLY,
            _example_alpha_and, curvature=BACKWARD_ONLY, doc="seed eq. 10"),
-    OpRule("softmax_rows_curvature", ("alpha", "h"), lambda a, h: a, _softmax_curvature,
-           BACKWARD_ONLY, _example_alpha_and, curvature=BACKWARD_ONLY,
+    OpRule("softmax_rows_curvature", ("alpha", "h"), lambda a, h: a, BACKWARD_ONLY, _example_alpha_and, curvature=BACKWARD_ONLY,
            doc="Gauss-Newton recursion through the softmax"),
-    *_penalty_rule("penalty_l1", lambda a: np.abs(a), lambda a: np.sign(a),
-                   "the seed's λ Σ|alpha| (eq. 11): constant on softmax weights"),
-    *_penalty_rule("penalty_entropy", lambda a: -a * np.log(a + TINY),
-                   lambda a: -(np.log(a + TINY) + 1), "λ Σ_j entropy(alpha_·j)"),
-    *_penalty_rule("penalty_power", lambda a, p: (a + TINY) ** p,
-                   lambda a, p: p * (a + TINY) ** (p - 1), "λ Σ alpha^p, p < 1", p=0.5),
+    *_penalty_rule("penalty_l1", "the seed's λ Σ|alpha| (eq. 11): constant on softmax weights"),
+    *_penalty_rule("penalty_entropy", "λ Σ_j entropy(alpha_·j)"),
+    *_penalty_rule("penalty_power", "λ Σ alpha^p, p < 1", p=0.5),
 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime import numerics
 from ..core.graph import ShapeError, shapes_equal
 from ..core.registry import Example, NotDifferentiable, OpRule
 
@@ -29,31 +28,6 @@ def _grad_shape(y, t, delta):
     return y
 
 
-def _squared_error(y, t):
-    return 0.5 * np.sum((y - t) ** 2) / len(y)
-
-
-def _cross_entropy(y, t):
-    return -np.sum(t * numerics.log_softmax(y)) / len(y)
-
-
-def _squared_error_grad(y, t, delta):
-    return (y - t) * (delta / len(y))
-
-
-def _cross_entropy_grad(y, t, delta):
-    return (numerics.softmax(y) - t) * (delta / len(y))
-
-
-def _squared_error_curvature(y, t, h):
-    return np.full_like(y, h / len(y))
-
-
-def _cross_entropy_curvature(y, t, h):
-    p = numerics.softmax(y)
-    return p * (1 - p) * (h / len(y))
-
-
 def _example(rng):
     t = np.eye(4)[rng.integers(0, 4, size=3)]
     return Example((rng.normal(size=(3, 4)), t))
@@ -64,27 +38,26 @@ def _example_backward(rng):
     return Example((y, t, np.asarray(0.7)))
 
 
-def _loss_rule(name, forward, grad_op, curvature_op, doc):
+def _loss_rule(name, grad_op, curvature_op, doc):
     return OpRule(
-        name, ("y", "t"), _loss_shape, forward,
+        name, ("y", "t"), _loss_shape,
         lambda emit, node, delta: (emit.emit(grad_op, node.inputs + (delta,)), None), _example,
         curvature=lambda emit, node, h: (emit.emit(curvature_op, node.inputs + (h,)), None),
         traits=frozenset({"loss"}), doc=doc)
 
 
-def _backward_rule(name, forward, doc):
-    return OpRule(name, ("y", "t", "delta"), _grad_shape, forward, BACKWARD_ONLY,
+def _backward_rule(name, doc):
+    return OpRule(name, ("y", "t", "delta"), _grad_shape, BACKWARD_ONLY,
                   _example_backward, curvature=BACKWARD_ONLY, doc=doc)
 
 
 RULES = (
-    _loss_rule("squared_error", _squared_error, "squared_error_grad", "squared_error_curvature",
+    _loss_rule("squared_error", "squared_error_grad", "squared_error_curvature",
                "(1/N) Σ ½‖t − y‖² (seed eq. 1)"),
-    _loss_rule("softmax_cross_entropy", _cross_entropy, "softmax_cross_entropy_grad",
+    _loss_rule("softmax_cross_entropy", "softmax_cross_entropy_grad",
                "softmax_cross_entropy_curvature", "−(1/N) Σ t log softmax(y) (seed 4.3)"),
-    _backward_rule("squared_error_grad", _squared_error_grad, "delta · (y − t)/N"),
-    _backward_rule("softmax_cross_entropy_grad", _cross_entropy_grad, "delta · (softmax(y) − t)/N"),
-    _backward_rule("squared_error_curvature", _squared_error_curvature, "h/N on every output"),
-    _backward_rule("softmax_cross_entropy_curvature", _cross_entropy_curvature,
-                   "h · p(1 − p)/N on the logits"),
+    _backward_rule("squared_error_grad", "delta · (y − t)/N"),
+    _backward_rule("softmax_cross_entropy_grad", "delta · (softmax(y) − t)/N"),
+    _backward_rule("squared_error_curvature", "h/N on every output"),
+    _backward_rule("softmax_cross_entropy_curvature", "h · p(1 − p)/N on the logits"),
 )

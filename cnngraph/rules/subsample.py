@@ -1,9 +1,6 @@
 """Subsampling ops (seed 3.2) and their upsampling adjoints, by reshaping."""
 from __future__ import annotations
 
-import numpy as np
-
-from ..runtime import numerics
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 
@@ -20,14 +17,6 @@ def _down_shape(x, *, factor):
 def _up_shape(x, *, factor):
     n, c, h, w = x
     return (n, c, h * factor, w * factor)
-
-
-def _scatter(x, *, factor):
-    """Put each value at the top-left of its factor x factor block, zeros elsewhere."""
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, h * factor, w * factor), dtype=x.dtype)
-    out[:, :, ::factor, ::factor] = x
-    return out
 
 
 def _example_down(rng):
@@ -48,18 +37,15 @@ def _label(name):
 
 RULES = (
     OpRule("subsample_sum", ("x",), _down_shape,
-           lambda x, *, factor: numerics.block_sum(x, factor),
            _by("upsample_kron"), _example_down, label=_label("subsample_sum"), traits=LINEAR,
            doc="down(x): sum over distinct factor x factor blocks (seed 3.2)"),
     OpRule("upsample_kron", ("x",), _up_shape,
-           lambda x, *, factor: numerics.upsample_kron(x, factor),
            _by("subsample_sum"), _example_up, label=_label("upsample_kron"), traits=LINEAR,
            doc="up(x) = x ⊗ 1_{n×n} (seed 3.1.1)"),
     OpRule("subsample_decimate", ("x",), _down_shape,
-           lambda x, *, factor: x[:, :, ::factor, ::factor],
            _by("upsample_scatter"), _example_down, label=_label("subsample_decimate"),
            traits=LINEAR | {"view"}, doc="keep every factor-th sample both ways (seed 3.2)"),
-    OpRule("upsample_scatter", ("x",), _up_shape, _scatter,
+    OpRule("upsample_scatter", ("x",), _up_shape,
            _by("subsample_decimate"), _example_up, label=_label("upsample_scatter"),
            traits=LINEAR, doc="scatter delta back to the kept positions, zeros elsewhere"),
 )

@@ -12,9 +12,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..core.plan import Plan
 from ..runtime.execute import run_plan
-from ..training.optimizers import Optimizer
-from ..compiler.schedule import Plan
+from ..training.step import Optimizer, ThreadSplit, WholeBatch, train_step
 
 
 def synthetic_batch(model, batch: int, dtype, rng):
@@ -33,12 +33,15 @@ def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> f
     return done * batch / (time.perf_counter() - started)
 
 
-def train_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
-    optimizer = Optimizer("sgd")
+def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
+    """One plain SGD step on (x, t) per call, as training runs it."""
+    optimizer = Optimizer.for_model(model, ("sgd", {}))
+    reduce = ThreadSplit(workers) if workers > 1 else WholeBatch()
+    state = {"params": params, "optimizer": optimizer.start(params)}
 
     def step():
-        _, grads, _ = model.loss_and_grads(params, x, t, workers=workers)
-        optimizer.step(params, grads, lr)
+        state["params"], state["optimizer"], _ = train_step(
+            model, state["params"], state["optimizer"], (x, t), optimizer, lr, reduce)
     return step
 
 
@@ -51,7 +54,7 @@ def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
         x, t = synthetic_batch(model, batch, dtype, rng)
         rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
                      "train_images_per_s": images_per_second(
-                         train_step(model, params, x, t, workers=workers), batch, seconds),
+                         sgd_step(model, params, x, t, workers=workers), batch, seconds),
                      "infer_images_per_s": images_per_second(
                          lambda: model.forward(params, x), batch, seconds)})
     return rows
@@ -64,8 +67,8 @@ def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     rng = np.random.default_rng(seed)
     params = model.init_params(seed, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
-    _, plan, _ = model.gradient_plan()
-    feeds = model._feeds(params, x, t)
+    plan = model.plans.gradients
+    feeds = model.feeds(params, x, t)
     totals, peak = defaultdict(float), 0
     for _ in range(repeats):
         peak = max(peak, timed_run(plan, feeds, dtype, totals))

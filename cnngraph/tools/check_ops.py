@@ -19,9 +19,9 @@ import networkx as nx
 import numpy as np
 
 from ..compiler.backward import check_entries, curvature_rule, gradient_rule
+from ..compiler.program import make_plan
 from ..core.graph import Emitter, node_view
 from ..core.registry import NotDifferentiable, OpRule, Registry
-from ..compiler.schedule import schedule
 from ..runtime.execute import run_plan
 
 TOLERANCE = 1e-6
@@ -44,30 +44,33 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     return 0.0 if scale == 0 else float(np.linalg.norm(got - want) / scale)
 
 
-def verify_op(registry: Registry, name: str, seed: int = 0) -> list[SlotReport]:
-    """All generated checks of one op."""
+def verify_op(registry: Registry, name: str, seed: int = 0,
+              backend: str = "numpy") -> list[SlotReport]:
+    """All generated checks of one op, run with its kernel in ``backend``."""
     rule = registry.op(name)
+    kernel = registry.backend(backend).kernel(name)
+    forward = kernel.run
     rng = np.random.default_rng(seed)
     example = rule.example(rng)
     inputs = [np.asarray(a, dtype=np.float64) for a in example.inputs]
     attrs = dict(example.attrs)
-    reports = [_check_shape(rule, inputs, attrs)]
+    reports = [_check_shape(rule, forward, inputs, attrs)]
     if not reports[0].ok:
         return reports
     if not isinstance(rule.gradient, NotDifferentiable):
-        reports += _check_rule(registry, rule, inputs, attrs, rng, "gradient")
+        reports += _check_rule(registry, rule, forward, inputs, attrs, rng, "gradient", backend)
     if _has_curvature(rule):
-        reports += _check_rule(registry, rule, inputs, attrs, rng, "curvature")
-    if rule.in_place is not None:
-        reports.append(_check_in_place(rule, inputs, attrs))
+        reports += _check_rule(registry, rule, forward, inputs, attrs, rng, "curvature", backend)
+    if kernel.in_place is not None:
+        reports.append(_check_in_place(rule, kernel, inputs, attrs))
     return reports
 
 
-def _check_in_place(rule, inputs, attrs) -> SlotReport:
+def _check_in_place(rule, kernel, inputs, attrs) -> SlotReport:
     buffer = inputs[0].copy()
     try:
-        got = rule.in_place(buffer, **attrs)
-        want = rule.forward(*inputs, **attrs)
+        got = kernel.in_place(buffer, *inputs[1:], **attrs)
+        want = kernel.run(*inputs, **attrs)
     except Exception as e:  # a user's rule may fail in any way; report it, op named
         return SlotReport(rule.name, "in_place", "-", 1.0, False, f"{type(e).__name__}: {e}")
     if not (isinstance(got, np.ndarray) and np.shares_memory(got, buffer)):
@@ -84,10 +87,10 @@ def _has_curvature(rule: OpRule) -> bool:
     return rule.curvature is not None or "multilinear" in rule.traits
 
 
-def _check_shape(rule, inputs, attrs) -> SlotReport:
+def _check_shape(rule, forward, inputs, attrs) -> SlotReport:
     try:
         declared = tuple(rule.shape(*[a.shape for a in inputs], **attrs))
-        real = np.shape(rule.forward(*inputs, **attrs))
+        real = np.shape(forward(*inputs, **attrs))
     except Exception as e:  # a user's rule may fail in any way; report it, op named
         return SlotReport(rule.name, "shape", "-", 1.0, False, f"{type(e).__name__}: {e}")
     ok = declared == tuple(real)
@@ -95,7 +98,8 @@ def _check_shape(rule, inputs, attrs) -> SlotReport:
                       "" if ok else f"shape rule says {declared}, forward gave {tuple(real)}")
 
 
-def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
+def _check_rule(registry, rule, forward, inputs, attrs, rng, check,
+                backend) -> list[SlotReport]:
     graph = nx.DiGraph()
     emit = Emitter(graph, registry)
     ids = [emit.source(slot, "input", a.shape) for slot, a in zip(rule.slots, inputs)]
@@ -113,28 +117,28 @@ def _check_rule(registry, rule, inputs, attrs, rng, check) -> list[SlotReport]:
         return [SlotReport(rule.name, check, "-", 1.0, False, f"{type(e).__name__}: {e}")]
     wanted = [(slot, e) for slot, e in zip(rule.slots, entries)
               if e is not None and slot not in rule.shape_slots]
-    plan = schedule(graph, registry, [e for _, e in wanted])
+    plan = make_plan(graph, [e for _, e in wanted], registry, registry.backend(backend))
     feeds = dict(zip(ids, inputs), r=r)
     values = run_plan(plan, feeds) if wanted else {}
     reports = []
     if check == "gradient" and "multilinear" in rule.traits and wanted:
-        reports.append(_adjoint(rule, inputs, attrs, r, wanted, values))
+        reports.append(_adjoint(rule, forward, inputs, attrs, r, wanted, values))
     for slot, entry in wanted:
         position = rule.slots.index(slot)
         if check == "gradient":
-            want = _numeric_gradient(rule, inputs, attrs, position, r)
+            want = _numeric_gradient(forward, inputs, attrs, position, r)
         elif "loss" in rule.traits:
-            want = hessian_diagonal(rule, inputs, attrs, position) * r
+            want = hessian_diagonal(forward, inputs, attrs, position) * r
         else:
-            want = squared_jacobian_transpose(rule, inputs, attrs, position, r)
+            want = squared_jacobian_transpose(forward, inputs, attrs, position, r)
         err = relative_error(values[entry], want)
         reports.append(SlotReport(rule.name, check, slot, err, err <= TOLERANCE))
     return reports
 
 
-def _adjoint(rule, inputs, attrs, r, wanted, values) -> SlotReport:
+def _adjoint(rule, forward, inputs, attrs, r, wanted, values) -> SlotReport:
     """Exact to rounding, unlike finite differences: catches a transposed kernel."""
-    total = float(np.sum(r * rule.forward(*inputs, **attrs)))
+    total = float(np.sum(r * forward(*inputs, **attrs)))
     pairings = [float(np.sum(inputs[rule.slots.index(s)] * values[e])) for s, e in wanted]
     scale = max(abs(total), *map(abs, pairings), 1e-300)
     each = max(abs(total - p) for p in pairings) / scale
@@ -144,36 +148,36 @@ def _adjoint(rule, inputs, attrs, r, wanted, values) -> SlotReport:
                       error <= 1e-10)
 
 
-def _perturbed(rule, inputs, attrs, position, index, step):
+def _perturbed(forward, inputs, attrs, position, index, step):
     args = [a.copy() if i == position else a for i, a in enumerate(inputs)]
     args[position][index] += step
-    return np.asarray(rule.forward(*args, **attrs), dtype=np.float64)
+    return np.asarray(forward(*args, **attrs), dtype=np.float64)
 
 
-def _numeric_gradient(rule, inputs, attrs, position, r):
+def _numeric_gradient(forward, inputs, attrs, position, r):
     grad = np.zeros_like(inputs[position])
     for index in np.ndindex(grad.shape):
-        plus = np.sum(r * _perturbed(rule, inputs, attrs, position, index, EPS))
-        minus = np.sum(r * _perturbed(rule, inputs, attrs, position, index, -EPS))
+        plus = np.sum(r * _perturbed(forward, inputs, attrs, position, index, EPS))
+        minus = np.sum(r * _perturbed(forward, inputs, attrs, position, index, -EPS))
         grad[index] = (plus - minus) / (2 * EPS)
     return grad
 
 
-def squared_jacobian_transpose(rule, inputs, attrs, position, h):
+def squared_jacobian_transpose(forward, inputs, attrs, position, h):
     out = np.zeros_like(inputs[position])
     for index in np.ndindex(out.shape):
-        column = (_perturbed(rule, inputs, attrs, position, index, EPS)
-                  - _perturbed(rule, inputs, attrs, position, index, -EPS)) / (2 * EPS)
+        column = (_perturbed(forward, inputs, attrs, position, index, EPS)
+                  - _perturbed(forward, inputs, attrs, position, index, -EPS)) / (2 * EPS)
         out[index] = np.sum(h * column ** 2)
     return out
 
 
-def hessian_diagonal(rule, inputs, attrs, position):
+def hessian_diagonal(forward, inputs, attrs, position):
     step = 1e-3
-    centre = float(rule.forward(*inputs, **attrs))
+    centre = float(forward(*inputs, **attrs))
     out = np.zeros_like(inputs[position])
     for index in np.ndindex(out.shape):
-        plus = float(_perturbed(rule, inputs, attrs, position, index, step))
-        minus = float(_perturbed(rule, inputs, attrs, position, index, -step))
+        plus = float(_perturbed(forward, inputs, attrs, position, index, step))
+        minus = float(_perturbed(forward, inputs, attrs, position, index, -step))
         out[index] = (plus - 2 * centre + minus) / step ** 2
     return out

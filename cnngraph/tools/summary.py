@@ -1,7 +1,22 @@
-"""summarize: one row per layer: output shape, parameters, multiply-adds per image."""
+"""summarize: one row per layer: output shape, parameters, multiply-adds per image.
+
+``summary --json`` prints one object: ``model``, ``total_params``, ``total_macs``
+and ``layers``, one entry per layer (the input first) with ``name``, ``kind``,
+``output`` (the shape without the batch axis), ``params`` (name -> shape),
+``param_count`` (trainable entries: a masked kernel's connected taps only) and
+``macs`` (forward multiply-adds per image).  A layer that convolves its input
+maps (a ``conv_valid`` op) also has ``connections``: for each output map, in
+order, the sorted list of the input maps it reads, the same rows a ``table``
+block writes (``[[0, 1, 2], [1, 2, 3], ...]`` for LeNet-5's C3).  The input maps
+of a layer with several sources are numbered across the stacked sources.  For
+``connect=learned(...)`` every output map reads every input map (with learned
+weights alpha, all positive), so each row lists them all.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from .dot import shape_text
 
@@ -14,6 +29,7 @@ class LayerRow:
     params: list          # [(name, shape)]
     param_count: int
     macs: int             # multiply-adds per image, forward
+    connections: list | None = None  # per output map, the input maps it reads (conv)
 
 
 def summarize(model) -> list[LayerRow]:
@@ -28,8 +44,30 @@ def summarize(model) -> list[LayerRow]:
                    for n in members if graph.nodes[n]["op"])
         output = graph.nodes[net.layer_outputs[layer.name]]["shape"]
         rows.append(LayerRow(layer.name, layer.kind, output, params,
-                             sum(net.params[n].size for n, _ in params), macs))
+                             sum(net.params[n].size for n, _ in params), macs,
+                             _connections(model, layer.name, members)))
     return rows
+
+
+def _connections(model, layer, members):
+    """Per output map, the input maps it reads; None for a layer without a convolution.
+    The layer's first ``conv_valid`` reads its input maps; its ``mask`` attribute is
+    the (C_out, C_in) 0/1 connection mask, None for all-to-all.  A learned
+    combination mixes every input map into every output map."""
+    graph = model.graph
+    convs = [n for n in members if graph.nodes[n]["op"] == "conv_valid"]
+    if not convs:
+        return None
+    learned = model.network.annotations.get(layer, {}).get("learned")
+    if learned is not None:
+        c_out, c_in = graph.nodes[learned["c"]]["shape"]
+        return [list(range(c_in)) for _ in range(c_out)]
+    data = graph.nodes[convs[0]]
+    c_out, c_in = graph.nodes[data["inputs"][1]]["shape"][:2]
+    mask = data["attrs"].get("mask")
+    if mask is None:
+        return [list(range(c_in)) for _ in range(c_out)]
+    return [[int(i) for i in np.flatnonzero(row)] for row in mask]
 
 
 def _macs(data, graph, registry):
@@ -57,6 +95,8 @@ def summary_json(model, rows) -> dict:
     return {"model": model.network.spec.file,
             "layers": [{"name": r.name, "kind": r.kind, "output": list(r.output[1:]),
                         "params": {n: list(s) for n, s in r.params},
-                        "param_count": r.param_count, "macs": r.macs} for r in rows],
+                        "param_count": r.param_count, "macs": r.macs,
+                        **({} if r.connections is None else {"connections": r.connections})}
+                       for r in rows],
             "total_params": sum(r.param_count for r in rows),
             "total_macs": sum(r.macs for r in rows)}

@@ -1,9 +1,15 @@
-"""train: SGD or SDLM over a model's training set, checkpointed and resumable.
+"""The training loop: epochs of `train_step` over a training set, with
+schedules, validation, metrics and checkpoints, resumable bitwise.
 
-Randomness: parameters come from ``seed``; each epoch draws its SDLM sample and
-its permutation from one generator whose state at the start of the epoch is
-kept in the checkpoint, so a run resumed after any step ends bitwise equal to
-one never interrupted (same thread count).  Reports go to a callback; nothing
+    trainer = Trainer(model, config, out="runs/dlt")
+    trainer.start()
+    history = trainer.fit(train, validation)
+
+Randomness: parameters come from ``seed``; each epoch draws its curvature
+sample (SDLM) and its permutation from one generator whose state at the start
+of the epoch is kept in the checkpoint, so a run resumed after any step ends
+bitwise equal to one never interrupted (same reduction strategy).  A given
+``order`` replaces the drawn permutations.  Reports go to a callback; nothing
 here prints.
 """
 from __future__ import annotations
@@ -17,13 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
-from ..language.settings import TrainConfig
+from ..compiler.program import make_plan
 from ..core.errors import CnnError
+from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
-from .optimizers import Optimizer, estimate_curvature
-from .resources import training_plan
-from ..compiler.schedule import schedule
+from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
+from .step import Optimizer, ThreadSplit, WholeBatch, estimate_curvature, train_step
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -72,39 +77,56 @@ def evaluate(model, params, split, batch: int = 1000):
 
 
 class Trainer:
-    """One training run writing into ``out``."""
+    """One training run, writing checkpoints and metrics into ``out`` (None: nowhere).
 
-    def __init__(self, model, cfg: TrainConfig, out: Path, report: Callable = lambda e: None,
-                 should_stop: Callable[[], bool] = lambda: False, workers: int = 1):
-        self.model, self.cfg, self.out = model, cfg, Path(out)
+    ``workers`` > 1 splits each batch across that many threads (`ThreadSplit`);
+    ``reduce`` hands in any other strategy for a batch's gradient.  ``order(epoch,
+    n)``, if given, returns the indices of the training set in the order epoch
+    ``epoch`` (0-based) visits them, instead of the permutation drawn from the seed.
+    """
+
+    def __init__(self, model, cfg: TrainConfig, out: Path | None = None,
+                 report: Callable = lambda e: None,
+                 should_stop: Callable[[], bool] = lambda: False, workers: int = 1,
+                 reduce=None, order: Callable | None = None):
+        self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
         self.report, self.should_stop, self.workers = report, should_stop, workers
+        self.reduce = reduce or (ThreadSplit(workers) if workers > 1 else WholeBatch())
+        self.order = order
         self.last_batch = None
         self.dtype = np.dtype(cfg.dtype)
         self.hash = model.network_hash()
+        self.optimizer = Optimizer.for_model(model, cfg.optimizer)
 
     def start(self, weights: dict | None = None):
+        """Fresh parameters from the seed, or ``weights`` (named arrays, checked)."""
         self.params = self.model.init_params(self.cfg.seed, self.dtype)
         if weights is not None:
             check_param_arrays(weights, self.model.param_shapes, "--weights")
             self.params = {k: np.array(weights[k], dtype=self.dtype) for k in self.params}
-        self.optimizer = self._optimizer()
+        self.model.check_params(self.params, self.dtype)
+        self.state = self.optimizer.start(self.params)
         self.rng = np.random.default_rng([self.cfg.seed, 1])
         self.epoch, self.step, self.history, self.sums = 0, 0, [], _zero_sums()
 
     def resume(self):
-        ckpt = load_checkpoint(self.out / CHECKPOINT, self.hash)
-        check_param_arrays(ckpt.params, self.model.param_shapes, str(self.out / CHECKPOINT))
+        """Continue from ``out``'s checkpoint, where it stopped."""
+        ckpt = load_checkpoint(self._checkpoint_path(), self.hash)
+        check_param_arrays(ckpt.params, self.model.param_shapes, str(self._checkpoint_path()))
         self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
-        self.optimizer = self._optimizer()
-        self.optimizer.load_state({k: v.astype(self.dtype) for k, v in ckpt.optimizer.items()})
+        self.state = self.optimizer.start(self.params)
+        for key, value in ckpt.optimizer.items():
+            slot, name = key.split("/", 1)
+            self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history, self.sums = ckpt.meta["epochs"], ckpt.meta["sums"]
 
-    def _optimizer(self):
-        scales = {name: info.lr_scale for name, info in self.model.network.params.items()}
-        return Optimizer.from_config(self.cfg.optimizer, scales)
+    def _checkpoint_path(self) -> Path:
+        if self.out is None:
+            raise CnnError("this run has no output folder to resume from", where="out")
+        return self.out / CHECKPOINT
 
     def fit(self, train, validation=None) -> list:
         """Train until cfg.epochs; returns the per-epoch history."""
@@ -113,18 +135,27 @@ class Trainer:
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
             sample, order = self._draw(len(train))
-            if self.optimizer.kind == "sdlm" and (self.step == 0 or not self.optimizer.curvature):
-                self.optimizer.curvature = estimate_curvature(
-                    self.model, self.params, train.images[sample], train.targets[sample])
+            if self.optimizer.needs_curvature and (self.step == 0
+                                                   or not self.state.get("curvature")):
+                self.state = {**self.state, "curvature": estimate_curvature(
+                    self.model, self.params, train.images[sample], train.targets[sample])}
             self._run_epoch(train, order, steps, epoch_state)
             self._finish_epoch(train, validation, steps)
         return self.history
 
     def _draw(self, n):
         sample = None
-        if self.optimizer.kind == "sdlm":
-            sample = np.sort(self.rng.choice(n, size=min(self.optimizer.samples, n), replace=False))
-        order = self.rng.permutation(n) if self.cfg.shuffle else np.arange(n)
+        if self.optimizer.needs_curvature:
+            sample = np.sort(self.rng.choice(n, size=min(self.optimizer.samples, n),
+                                             replace=False))
+        if self.order is not None:
+            order = np.asarray(self.order(self.epoch, n))
+            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+                raise CnnError(f"order({self.epoch}, {n}) must return a permutation of "
+                               f"0..{n - 1}, got an array of shape {order.shape}",
+                               where="order")
+        else:
+            order = self.rng.permutation(n) if self.cfg.shuffle else np.arange(n)
         return sample, order
 
     def _run_epoch(self, train, order, steps, epoch_state):
@@ -133,16 +164,16 @@ class Trainer:
         while self.step < steps:
             idx = order[self.step * batch:(self.step + 1) * batch]
             x, t = train.images[idx], train.targets[idx]
-            loss, grads, values = self.model.loss_and_grads(self.params, x, t,
-                                                            workers=self.workers)
-            if not (math.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())):
-                raise self._diverged(loss, x, t)
-            self.last_batch = (x, grads)
-            self.optimizer.step(self.params, grads, lr)
-            prediction = values[self.model.network.prediction]
-            sums["loss"] += loss * len(idx)
-            sums["errors"] += int(np.sum(prediction.argmax(axis=1) != train.labels[idx]))
-            sums["seen"] += len(idx)
+            params, state, stats = train_step(self.model, self.params, self.state, (x, t),
+                                              self.optimizer, lr, self.reduce)
+            if not (math.isfinite(stats.loss)
+                    and all(np.isfinite(g).all() for g in stats.grads.values())):
+                raise self._diverged(stats.loss, x, t)
+            self.params, self.state = params, state
+            self.last_batch = (x, stats.grads)
+            sums["loss"] += stats.loss * stats.size
+            sums["errors"] += stats.errors
+            sums["seen"] += stats.size
             self.step += 1
             now = time.perf_counter()
             if now - last_report > 0.5 or self.step == steps:
@@ -162,15 +193,15 @@ class Trainer:
         whose output went bad (found by replaying the step with a check after each op)
         at its layer's place in the model file.  Nothing is saved, so the last good
         checkpoint stays as it was."""
-        path = self.out / CHECKPOINT
-        kept = f"the last good checkpoint, {path}, is kept" if path.exists() else \
+        path = self.out / CHECKPOINT if self.out is not None else None
+        kept = f"the last good checkpoint, {path}, is kept" if path and path.exists() else \
             "no checkpoint had been written yet"
         graph, node = first_bad_value(self.model, self.params, x, t)
         return Diverged(f"the loss or a gradient became NaN or infinite at epoch "
                         f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
                         f"step, {_describe_bad(graph, node)}",
                         graph.nodes[node]["span"] if node is not None else None,
-                        where=str(path), hint=f"lower the learning rate; {kept}")
+                        where=str(path or "training"), hint=f"lower the learning rate; {kept}")
 
     def _finish_epoch(self, train, validation, steps):
         sums = self.sums
@@ -205,8 +236,12 @@ class Trainer:
         return stats
 
     def _save(self, rng_state):
+        if self.out is None:
+            return
+        state = {f"{slot}/{name}": value for slot, arrays in self.state.items()
+                 for name, value in arrays.items()}
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
-            self.hash, self.params, self.optimizer.state(), rng_state, self.epoch, self.step,
+            self.hash, self.params, state, rng_state, self.epoch, self.step,
             {"epochs": self.history, "sums": self.sums}))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
@@ -224,10 +259,9 @@ def first_bad_value(model, params, x, t):
     """(graph, node id): the first fed value or op output of one training step on (x, t)
     that holds NaN or an infinity, in the plan's order; node is None if all are finite.
     The plan is walked unfused, so every graph node's value is seen."""
-    graph, fused = training_plan(model)
-    plan = schedule(graph, model.registry, fused.outputs, fuse=False)
-    feeds = {**params, model.network.input: x, model.network.target: t}
-    return graph, first_nonfinite(plan, feeds, x.dtype)
+    graph, fused = model.training.graph, model.plans.gradients
+    plan = make_plan(graph, fused.outputs, model.registry, model.backend, fuse=False)
+    return graph, first_nonfinite(plan, model.feeds(params, x, t), x.dtype)
 
 
 def _describe_bad(graph, node) -> str:

@@ -2,7 +2,8 @@
 
 Preprocessing is the model file's: pixels mapped linearly from 0..255 onto
 [lo, hi] (LeNet-5: −0.1 to 1.175) or standardised with the training images'
-mean and spread (seed 2.1), then zero padding (28x28 -> 32x32 with pad = 2).
+mean and spread (seed 2.1), then padding with the background value, what a
+0 pixel maps to (28x28 -> 32x32 with pad = 2; LeNet-5's border is −0.1).
 Targets are one-of-c codes with 0/1 or ±1 entries (seed 2.1).
 """
 from __future__ import annotations
@@ -50,6 +51,30 @@ def one_of_c(labels: np.ndarray, classes: int, coding: str, dtype) -> np.ndarray
     return 2 * t - 1 if coding == "plus_minus_one" else t
 
 
+def _check_classes(model, found: int) -> None:
+    """The model's outputs are one per class: as many as the labels have classes
+    (the largest label + 1), else an error at the loss layer."""
+    outputs = model.classes
+    if outputs == found:
+        return
+    network = model.network
+    loss = network.graph.nodes[network.data_loss]
+    span = next((layer.span for layer in network.spec.layers if layer.name == loss["layer"]),
+                loss["span"])
+    output = next((ref.name for layer in network.spec.layers if layer.name == loss["layer"]
+                   for ref in layer.sources), "the output layer")
+    kind = next((layer.kind for layer in network.spec.layers if layer.name == output), None)
+    hint = (f"set units={found} on '{output}'" if kind == "full"
+            else f"make '{output}' give {found} values, one per class")
+    more = outputs > found
+    raise DataError(f"the loss reads {outputs} output{'s' if outputs != 1 else ''} but the "
+                    f"data has {found} class{'es' if found != 1 else ''} (labels 0 to "
+                    f"{found - 1}): " + ("the extra outputs would never be a target"
+                                         if more else "some labels have no output"),
+                    span, hint=hint,
+                    where=network.spec.file)
+
+
 def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None):
     """(train, validation or None, test) for the model; the validation images are
     the last ``val`` training images, so the test set is untouched until the end."""
@@ -70,9 +95,7 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None)
                         where=model.network.spec.file,
                         hint="set 'pad' in the preprocess section, or change the input shape")
     classes, coding = model.classes, model.target_coding
-    if int(max(data.train_labels.max(), data.test_labels.max())) >= classes:
-        raise DataError(f"labels go up to {int(data.train_labels.max())} but the model has "
-                        f"{classes} outputs", where=model.network.spec.file)
+    _check_classes(model, int(max(data.train_labels.max(), data.test_labels.max())) + 1)
 
     def split(raw, labels):
         labels = labels.astype(np.int64)

@@ -13,14 +13,14 @@ scratch inside one step; tests/test_faults.py prints tracemalloc's peak beside.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
+from ..core.backend import Backend
 from ..core.errors import CnnError
-from ..compiler.schedule import Plan, schedule
+from ..core.plan import Plan
 
 MIB = 1 << 20
 #: A suggested batch's estimate is at most available / SCRATCH_ROOM where one exists:
@@ -34,16 +34,12 @@ class ResourceError(CnnError):
     """The work needs more memory than the process can have."""
 
 
-def value_bytes(shape: tuple, batch: int, itemsize: int) -> int:
-    """Bytes of one value whose shape has the batch axis as None."""
-    return math.prod(batch if d is None else d for d in shape) * itemsize
-
-
-def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype) -> int:
-    """The most bytes live at once while `run_plan` walks ``plan`` on a batch.  A view
-    step adds nothing and keeps the buffer it views alive until all its views die."""
-    itemsize = np.dtype(dtype).itemsize
-    size = {n: value_bytes(graph.nodes[n]["shape"], batch, itemsize)
+def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype,
+                    value_bytes=Backend.value_bytes) -> int:
+    """The most bytes live at once while `run_plan` walks ``plan`` on a batch, buffers
+    sized by the backend's ``value_bytes``.  A view step adds nothing and keeps the
+    buffer it views alive until all its views die."""
+    size = {n: value_bytes(graph.nodes[n]["shape"], batch, dtype)
             for n in (*plan.sources, *plan.constants)}
     root = {n: n for n in size}
     holders = dict.fromkeys(size, 1)  # buffer -> values still alive in it
@@ -64,7 +60,7 @@ def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype) -> int:
             root[step.node] = root[step.inputs[0]]
         else:
             root[step.node] = step.node
-            size[step.node] = value_bytes(step.shape, batch, itemsize)
+            size[step.node] = value_bytes(step.shape, batch, dtype)
             live += size[step.node]
         holders[root[step.node]] = holders.get(root[step.node], 0) + 1
         peak = max(peak, live)
@@ -75,37 +71,35 @@ def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype) -> int:
 
 def training_bytes(model, batch: int, dtype, optimizer: tuple = ("sgd", {})) -> int:
     """Memory for training: the larger of one gradient step's plan at ``batch`` and the
-    evaluation forward plan, plus the optimizer's per-parameter state (momentum's
-    velocity, SDLM's curvature)."""
+    evaluation forward plan, plus the optimizer's per-parameter state (each slot its
+    rule keeps, e.g. momentum's velocity, SDLM's curvature)."""
     return _training_need(model, dtype, optimizer)(batch)
 
 
-def training_plan(model) -> tuple[nx.DiGraph, Plan]:
-    """The graph and plan of one training step, as `Model.loss_and_grads` builds them:
-    the loss, the prediction and every parameter's gradient."""
-    graph, plan, _ = model.gradient_plan()
-    return graph, plan
+def step_peak_bytes(model, batch: int, dtype) -> int:
+    """The training step plan's peak of live buffers at ``batch``."""
+    return plan_peak_bytes(model.plans.gradients, model.training.graph, batch, dtype,
+                           model.backend.value_bytes)
 
 
 def _training_need(model, dtype, optimizer: tuple):
-    """batch -> training_bytes, with the backward graph derived once."""
-    graph, step = training_plan(model)
+    """batch -> training_bytes."""
     evaluation = evaluation_bytes(model, EVAL_BATCH, dtype)
-    kind, args = optimizer
-    state = (int(args.get("momentum", 0) > 0) + int(kind == "sdlm")) * _param_bytes(model, dtype)
-    return lambda batch: max(plan_peak_bytes(step, graph, batch, dtype),
-                             evaluation) + state
+    name, args = optimizer
+    slots = model.registry.optimizer(name).slots(args)
+    state = len(slots) * _param_bytes(model, dtype)
+    return lambda batch: max(step_peak_bytes(model, batch, dtype), evaluation) + state
 
 
 def evaluation_bytes(model, batch: int, dtype) -> int:
     """Memory for the forward plan on a batch (what `evaluate` runs)."""
-    forward = schedule(model.graph, model.registry, [model.network.prediction])
-    return plan_peak_bytes(forward, model.graph, batch, dtype)
+    return plan_peak_bytes(model.plans.forward, model.graph, batch, dtype,
+                           model.backend.value_bytes)
 
 
 def _param_bytes(model, dtype) -> int:
-    itemsize = np.dtype(dtype).itemsize
-    return sum(value_bytes(shape, 1, itemsize) for shape in model.param_shapes.values())
+    return sum(model.backend.value_bytes(shape, 1, dtype)
+               for shape in model.param_shapes.values())
 
 
 def available_bytes(root: Path = Path("/")) -> tuple[int, str] | None:

@@ -1,0 +1,101 @@
+"""Backends: how ops run.
+
+An op rule says what an op *is* (slots, shape, gradient, curvature); a backend
+says how to compute it: a table from op name to `Kernel`, plus how the
+backend sizes buffers and sets up its allocator.  A plan is bound to one
+backend when it is made (compiler/program.py), and an op without a kernel
+there is an error before anything runs.  Kernels also *declare* what the
+fusion pass may do with them (compiler/fuse.py), so a new op fuses by
+declaring, never by being named in the pass:
+
+- ``fresh``: the kernel returns a new array that no other value shares, so a
+  following in-place kernel may overwrite it;
+- ``in_place``: the op can compute its result into its first input's buffer;
+- ``shared_input``: the kernel first prepares one input (im2col builds x's
+  patch matrix) and finishes from it, and steps that prepare the same value
+  the same way can share one preparation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Mapping
+
+import numpy as np
+
+from .errors import RuleError, close_names
+
+
+@dataclass(frozen=True)
+class SharedInput:
+    """A kernel in two parts: ``prepare`` one input, then ``finish`` from it.
+
+    key(input shapes, attrs) -> what the preparation depends on besides the input
+        value (a kernel size); steps with the same ``name``, input and key share it.
+    prepare(x, key) -> the prepared value; shape(x shape, key) -> its shape, with
+        the batch axis None, for the memory estimate.
+    finish(prepared, *other inputs, **attrs) -> the op's output.
+    """
+
+    slot: int
+    name: str
+    key: Callable[[tuple, Mapping[str, Any]], Hashable]
+    prepare: Callable
+    shape: Callable
+    finish: Callable
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """How one backend computes one op: run(*inputs, **attrs) -> array."""
+
+    run: Callable
+    in_place: Callable | None = None     # (*inputs, **attrs) -> result in inputs[0]'s buffer
+    fresh: bool = False                  # returns a new array nobody else holds
+    shared_input: SharedInput | None = None
+
+
+class Backend:
+    """A named table of kernels, and how its buffers are sized and allocated."""
+
+    def __init__(self, name: str, kernels: Mapping[str, Kernel] = (),
+                 setup: Callable[[], Any] = lambda: None):
+        self.name = name
+        self.kernels: dict[str, Kernel] = dict(kernels)
+        self._setup = setup
+
+    def add(self, op: str, kernel: Kernel) -> None:
+        if op in self.kernels:
+            raise RuleError(f"op '{op}' has two kernels in backend '{self.name}'")
+        self.kernels[op] = kernel
+
+    def kernel(self, op: str) -> Kernel:
+        try:
+            return self.kernels[op]
+        except KeyError:
+            raise RuleError(f"op '{op}' has no kernel in backend '{self.name}'",
+                            hint=f"register one with registry.add_kernel('{op}', FUNCTION, "
+                                 f"backend='{self.name}')") from None
+
+    def setup(self) -> None:
+        """Prepare the process for running plans (e.g. the allocator); idempotent."""
+        self._setup()
+
+    @staticmethod
+    def value_bytes(shape: tuple, batch: int, dtype) -> int:
+        """Bytes of one value whose shape has the batch axis as None."""
+        count = 1
+        for d in shape:
+            count *= batch if d is None else d
+        return count * np.dtype(dtype).itemsize
+
+    def copy(self) -> "Backend":
+        return Backend(self.name, self.kernels, self._setup)
+
+
+def backend_named(backends: Mapping[str, Backend], name: str) -> Backend:
+    try:
+        return backends[name]
+    except KeyError:
+        raise RuleError(f"unknown backend '{name}'",
+                        hint=close_names(name, backends) or
+                        "backends: " + ", ".join(sorted(backends))) from None

@@ -1,0 +1,190 @@
+"""network_hash: the same network written differently hashes the same; any change
+to the network (not to its train block) changes the hash."""
+import re
+
+import numpy as np
+import pytest
+from conftest import MODELS
+
+from cnngraph.compiler.nethash import canonical, canonical_form, network_hash
+from cnngraph.compiler.program import compile_model
+
+BASE = """\
+input x : 1 x 20 x 20
+conv C1 <- x : maps=4, kernel=5, activation=lecun_tanh
+subsample S2 <- C1 : factor=2, activation=lecun_tanh
+conv C3 <- S2 : maps=6, kernel=3, connect=table(T), activation=lecun_tanh
+conv B3 <- S2 : maps=2, kernel=3, connect=random(k=2, seed=4)
+full out <- C3, B3 : units=10
+loss L <- out : function=softmax_cross_entropy
+
+table T {
+  0: 0 1
+  1: 1 2
+  2: 2 3
+  3: 3 0
+  4: 0 2
+  5: 0 1 2 3
+}
+
+init {
+  weights = uniform_fan_in(2.4)
+}
+
+preprocess {
+  pixels = range(-0.1, 1.175)
+  pad = 2
+}
+
+train {
+  epochs = 2
+  batch = 16
+  lr = 0.01
+}
+"""
+
+
+def digest(text: str) -> str:
+    return network_hash(compile_model(text).network)
+
+
+def test_hash_is_sha256_hex_and_stable():
+    h = digest(BASE)
+    assert re.fullmatch(r"[0-9a-f]{64}", h)
+    assert digest(BASE) == h
+
+
+@pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
+def test_shipped_models_hash(path):
+    model = compile_model(path)
+    assert re.fullmatch(r"[0-9a-f]{64}", network_hash(model.network))
+
+
+SAME = {
+    "spaces around =": ("maps=4, kernel=5", "maps = 4 ,  kernel =5"),
+    "tabs between words": ("conv C1 <- x :", "conv\tC1\t<-  x\t:"),
+    "comments": ("full out <- C3, B3 : units=10",
+                 "# the output layer\nfull out <- C3, B3 : units=10   # ten classes"),
+    "blank lines": ("loss L", "\n\n\nloss L"),
+    "option list wrapped": ("maps=6, kernel=3, connect=table(T), activation=lecun_tanh",
+                            "maps=6, kernel=3,\n      connect=table(T),\n  activation=lecun_tanh"),
+    "option order": ("maps=4, kernel=5, activation=lecun_tanh",
+                     "activation=lecun_tanh, kernel=5, maps=4"),
+    "kernel=5 is [5, 5]": ("maps=4, kernel=5", "maps=4, kernel=[5, 5]"),
+    "a default written out": ("factor=2, activation", "factor=2, mode=sum, beta=trainable, "
+                                                      "bias=trainable, activation"),
+    "identity is no activation": ("units=10", "units=10, activation=identity"),
+    "integer and float": ("range(-0.1, 1.175)", "range(lo=-0.10, hi=1.1750)"),
+    "lr_scale 1 written out": ("units=10", "units=10, lr_scale=1"),
+    "connect argument defaults": ("random(k=2, seed=4)", "random(seed=4, k=2)"),
+    "init default bias written out": ("weights = uniform_fan_in(2.4)",
+                                      "weights = uniform_fan_in(c=2.4)\n  bias = constant(0)"),
+    "table row order and input order": ("  0: 0 1\n  1: 1 2", "  1: 2 1\n  0: 1 0"),
+    "section order": ("init {\n  weights = uniform_fan_in(2.4)\n}\n", ""),
+}
+
+
+@pytest.mark.parametrize("name", SAME)
+def test_cosmetic_edits_keep_the_hash(name):
+    old, new = SAME[name]
+    assert old in BASE
+    text = BASE.replace(old, new, 1)
+    if name == "section order":
+        text += "init {\n  weights = uniform_fan_in(2.4)\n}\n"
+    assert text != BASE
+    assert digest(text) == digest(BASE)
+
+
+def test_statement_order_keeps_the_hash():
+    """Layers, tables and sections in another order: the same graph, the same hash."""
+    lines = BASE.split("\n")
+    layers = lines[1:7]
+    reordered = "\n".join([lines[0], layers[5], layers[4], layers[3], layers[2], layers[1],
+                           layers[0]] + lines[7:])
+    assert reordered != BASE
+    assert digest(reordered) == digest(BASE)
+    table_last = BASE.replace(BASE[BASE.index("table T"):BASE.index("init {")], "") \
+        + BASE[BASE.index("table T"):BASE.index("init {")]
+    assert digest(table_last) == digest(BASE)
+
+
+def test_an_unused_table_does_not_count():
+    assert digest(BASE + "table Unused {\n  0: 0\n}\n") == digest(BASE)
+
+
+def test_the_train_block_does_not_count():
+    text = BASE.replace("epochs = 2\n  batch = 16\n  lr = 0.01",
+                        "epochs = 20\n  batch = 1\n  lr = 0.5\n  optimizer = sdlm(mu=0.02)")
+    assert digest(text) == digest(BASE)
+    assert digest(BASE[:BASE.index("train {")]) == digest(BASE)
+
+
+DIFFERENT = {
+    "a layer's maps": ("maps=4, kernel=5", "maps=5, kernel=5"),
+    "a kernel size": ("maps=4, kernel=5", "maps=4, kernel=[5, 3]"),
+    "an activation": ("units=10", "units=10, activation=sigmoid"),
+    "an activation argument": ("units=10", "units=10, activation=sigmoid(gain=2)"),
+    "a bias": ("units=10", "units=10, bias=none"),
+    "a learning-rate scale": ("units=10", "units=10, lr_scale=2"),
+    "a layer's init": ("units=10", "units=10, init=normal(std=0.1)"),
+    "a subsample mode": ("factor=2,", "factor=2, mode=decimate,"),
+    "a fixed beta": ("factor=2,", "factor=2, beta=0.25,"),
+    "a random seed": ("random(k=2, seed=4)", "random(k=2, seed=5)"),
+    "a random k": ("random(k=2, seed=4)", "random(k=1, seed=4)"),
+    "a connection scheme": ("connect=random(k=2, seed=4)", "connect=all"),
+    "a table row": ("  0: 0 1\n", "  0: 0 1 2\n"),
+    "a loss function": ("function=softmax_cross_entropy", "function=squared_error"),
+    "a loss target coding": ("function=softmax_cross_entropy",
+                             "function=squared_error, targets=plus_minus_one"),
+    "the source order": ("full out <- C3, B3", "full out <- B3, C3"),
+    "a layer's name": ("loss L <- out", "loss Loss <- out"),
+    "the init scheme": ("uniform_fan_in(2.4)", "uniform_fan_in(2.5)"),
+    "the bias init": ("weights = uniform_fan_in(2.4)",
+                      "weights = uniform_fan_in(2.4)\n  bias = constant(0.1)"),
+    "the pixel range": ("range(-0.1, 1.175)", "range(0, 1)"),
+    "standardising": ("range(-0.1, 1.175)", "standardize"),
+}
+
+
+@pytest.mark.parametrize("name", DIFFERENT)
+def test_network_changes_change_the_hash(name):
+    old, new = DIFFERENT[name]
+    assert old in BASE
+    assert digest(BASE.replace(old, new, 1)) != digest(BASE)
+
+
+def test_the_input_name_changes_the_hash():
+    text = BASE.replace("input x :", "input image :").replace("C1 <- x", "C1 <- image")
+    assert digest(text) != digest(BASE)
+
+
+def test_padding_and_input_shape_change_the_hash():
+    assert digest(BASE.replace("pad = 2", "pad = 3")) != digest(BASE)
+    assert digest(BASE.replace("1 x 20 x 20", "1 x 22 x 22")) != digest(BASE)
+
+
+def test_an_extra_layer_changes_the_hash():
+    text = BASE.replace("full out <- C3, B3", "conv E3 <- S2 : maps=1, kernel=3\n"
+                                               "full out <- C3, B3, E3")
+    assert digest(text) != digest(BASE)
+
+
+def test_canonical_form_is_plain_sorted_data():
+    form = canonical_form(compile_model(BASE).network)
+    assert [layer["name"] for layer in form["layers"]] == ["B3", "C1", "C3", "L", "S2", "out"]
+    assert form["input"] == {"name": "x", "shape": [1, 20, 20]}
+    assert form["tables"] == {"T": [[0, [0, 1]], [1, [1, 2]], [2, [2, 3]], [3, [0, 3]],
+                                    [4, [0, 2]], [5, [0, 1, 2, 3]]]}
+    assert "train" not in form
+    c1 = next(layer for layer in form["layers"] if layer["name"] == "C1")
+    options = dict(c1["options"]["dict"])
+    assert options["kernel"] == [5, 5] and options["maps"] == 4
+    assert options["lr_scale"] == {"float": "1.0"}
+
+
+def test_canonical_values():
+    assert canonical((1, [2.5, None], "a", True)) == [1, [{"float": "2.5"}, None], "a", True]
+    assert canonical({"b": 1, "a": 2}) == canonical({"a": 2, "b": 1})
+    assert canonical(np.array([[1, 0]], dtype=np.int8)) == {"array": [[1, 0]], "dtype": "int8"}
+    assert canonical(np.float32(0.5)) == {"float": "0.5"}
+    assert canonical(0.1 + 0.2) != canonical(0.3)  # exact: repr, not rounded
