@@ -210,3 +210,11 @@ def test_summary_json_connections_of_one_to_one_and_learned(tmp_path, capsys):
     layers = summary_json(capsys, ROOT / "models" / "learned_c3.cnn")
     assert layers["C3"]["connections"] == [list(range(6))] * 16
     assert layers["C3"]["param_count"] == 150 + 16 * 6 + 16
+
+
+def test_subsample_layers_count_their_multiply_adds():
+    """LeNet-5's S2 adds each of C1's 4 704 values once into its block sum and scales
+    1 176 sums by beta; S4 likewise 1 600 + 400 (the paper's connection counts)."""
+    from cnngraph.tools.summary import summarize
+    rows = {row.name: row.macs for row in summarize(compile_model(ROOT / "models" / "lenet5.cnn"))}
+    assert rows["S2"] == 4704 + 1176 and rows["S4"] == 1600 + 400

@@ -4,6 +4,8 @@ A per-map vector (C,) acts on axis 1 of (N, C) vectors or (N, C, H, W) maps.
 """
 from __future__ import annotations
 
+import math
+
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 
@@ -36,6 +38,7 @@ RULES = (
            doc="u = x + b_j (seed eq. 2); dE/db = sum of delta (eq. 3)"),
     OpRule("scale_maps", ("x", "beta"), _same_with_vector,
            scale_maps_gradient, _example_bias, label=lambda a: "× beta", traits=LINEAR,
+           macs=lambda x, beta: math.prod(x[1:]),
            doc="beta_j · x_j; dE/dbeta_j = sum delta ∘ d (seed 3.2.1)"),
     OpRule("sum_bias", ("delta",), lambda d: (d[1],),
            lambda emit, node, delta: (emit.emit("expand_bias", (delta, node.inputs[0])),),

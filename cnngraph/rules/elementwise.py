@@ -6,6 +6,8 @@ delta ∘ poly(y) and derivatives of every order stay inside this module.
 """
 from __future__ import annotations
 
+import math
+
 from ..core.graph import ShapeError, shapes_equal
 from ..core.registry import REQUIRED, Example, OpRule
 
@@ -100,5 +102,6 @@ RULES = (
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"c": 0.25}),
            curvature=lambda emit, node, h: (emit.emit("scale", (h,), c=node.attrs["c"] ** 2),),
            label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE, attrs={"c": REQUIRED},
+           macs=lambda x, *, c: math.prod(x[1:]),
            doc="multiply by a fixed constant (e.g. a fixed beta)"),
 )

@@ -182,6 +182,13 @@ def _and(items) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def _connection_rows(mask, c_out, c_in) -> list[list[int]]:
+    """Per output map, the input maps it reads (for summary --json)."""
+    if mask is None:
+        return [list(range(c_in)) for _ in range(c_out)]
+    return [np.flatnonzero(row).tolist() for row in mask]
+
+
 def _maps(n: int) -> str:
     return f"{n} map" + ("" if n == 1 else "s")
 
@@ -222,6 +229,7 @@ def lower_conv(ctx, opts, sources):
         u = _bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
         return _apply_activation(ctx, u, opts["activation"])
     mask = connection_mask(ctx, opts["connect"], c_out, c_in)
+    ctx.annotate("connections", _connection_rows(mask, c_out, c_in))
     reads = np.full(c_out, c_in) if mask is None else mask.sum(axis=1)
     readers = c_out if mask is None else max(1.0, mask.sum() / c_in)
     kernel = ctx.param("kernel", (c_out, c_in, kh, kw), opts["init"] or ctx.settings.init.weights,
@@ -247,6 +255,7 @@ def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
                   lr_scale=opts["lr_scale"] * args.get("lr_scale", 1.0))
     alpha = ctx.emit("softmax_rows", (c,), at="connect")
     ctx.annotate("learned", {"kernels": kernels, "c": c, "kernel": f"{ctx.layer.name}.kernel"})
+    ctx.annotate("connections", _connection_rows(None, c_out, c_in))
     if kernels == "per_input":
         eye = np.eye(c_in, dtype=np.int8)
         kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,

@@ -1,6 +1,8 @@
 """Subsampling ops (seed 3.2) and their upsampling adjoints, by reshaping."""
 from __future__ import annotations
 
+import math
+
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 
@@ -38,6 +40,7 @@ def _label(name):
 RULES = (
     OpRule("subsample_sum", ("x",), _down_shape,
            _by("upsample_kron"), _example_down, label=_label("subsample_sum"), traits=LINEAR,
+           macs=lambda x, *, factor: math.prod(x[1:]),  # each value added once into its block
            doc="down(x): sum over distinct factor x factor blocks (seed 3.2)"),
     OpRule("upsample_kron", ("x",), _up_shape,
            _by("subsample_sum"), _example_up, label=_label("upsample_kron"), traits=LINEAR,

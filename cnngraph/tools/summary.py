@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .dot import shape_text
 
 
@@ -50,24 +48,10 @@ def summarize(model) -> list[LayerRow]:
 
 
 def _connections(model, layer, members):
-    """Per output map, the input maps it reads; None for a layer without a convolution.
-    The layer's first ``conv_valid`` reads its input maps; its ``mask`` attribute is
-    the (C_out, C_in) 0/1 connection mask, None for all-to-all.  A learned
-    combination mixes every input map into every output map."""
-    graph = model.graph
-    convs = [n for n in members if graph.nodes[n]["op"] == "conv_valid"]
-    if not convs:
-        return None
-    learned = model.network.annotations.get(layer, {}).get("learned")
-    if learned is not None:
-        c_out, c_in = graph.nodes[learned["c"]]["shape"]
-        return [list(range(c_in)) for _ in range(c_out)]
-    data = graph.nodes[convs[0]]
-    c_out, c_in = graph.nodes[data["inputs"][1]]["shape"][:2]
-    mask = data["attrs"].get("mask")
-    if mask is None:
-        return [list(range(c_in)) for _ in range(c_out)]
-    return [[int(i) for i in np.flatnonzero(row)] for row in mask]
+    """Per output map, the input maps it reads, as the layer's rule recorded them
+    (conv layers: their connection mask; a learned combination mixes every input map
+    into every output map); None for a layer without connections."""
+    return model.network.annotations.get(layer, {}).get("connections")
 
 
 def _macs(data, graph, registry):
