@@ -27,11 +27,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cnngraph.training.optimizers import Optimizer
 from threadpoolctl import threadpool_limits
 
 from cnngraph import compile_model
-from cnngraph.tools.bench import synthetic_batch
+from cnngraph.compiler.program import make_plan
+from cnngraph.tools.bench import sgd_step, synthetic_batch
+from cnngraph.training.step import Optimizer, ThreadSplit, WholeBatch, train_step
 
 
 def torch_op(op, attrs, args):
@@ -83,7 +84,9 @@ class TorchNet:
 
     def __init__(self, model, params, dtype):
         self.model = model
-        self.order = [n for n in model.schedule_forward_order()]
+        plan = make_plan(model.graph, [model.network.loss], model.registry, model.backend,
+                         fuse=False)
+        self.order = [step.node for step in plan.steps]
         self.params = {k: torch.tensor(v, dtype=dtype, requires_grad=True)
                        for k, v in params.items()}
 
@@ -148,15 +151,14 @@ def compare(path, batch, dtype, threads, reps, seconds):
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
     torch.set_num_threads(threads)
     net = TorchNet(model, params, tdtype)
-    with threadpool_limits(1):  # cnngraph: N threads split the batch, one BLAS thread each
+    # cnngraph: N threads split the batch, one BLAS thread each; the limit is on BLAS
+    # alone, so PyTorch's OpenMP pool keeps its N threads (checked below)
+    with threadpool_limits(1, user_api="blas"):
         check_same(model, net, params, x, t)
         ours_params = {k: v.copy() for k, v in params.items()}
-        sgd = Optimizer("sgd")
         tx, tt = torch.as_tensor(x), torch.as_tensor(t)
-
-        def ours_train():
-            _, grads, _ = model.loss_and_grads(ours_params, x, t, workers=threads)
-            sgd.step(ours_params, grads, 1e-4)
+        ours_train = sgd_step(model, ours_params, x, t, 1e-4, workers=threads)
+        assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
         pairs = {"train": [], "infer": []}
         for _ in range(reps):  # interleaved A/B
             pairs["train"].append((rate(ours_train, batch, seconds),
@@ -180,12 +182,13 @@ def dlt_epoch(threads):
     rng = np.random.default_rng(0)
     params = model.init_params(0, np.float64)
     x, t = synthetic_batch(model, 60_000, np.float64, rng)
-    sgd = Optimizer("sgd")
-    with threadpool_limits(1):
+    optimizer = Optimizer.for_model(model, ("sgd", {}))
+    reduce, state = ThreadSplit(threads) if threads > 1 else WholeBatch(), {}
+    with threadpool_limits(1, user_api="blas"):
         start = time.perf_counter()
         for i in range(0, 60_000, 50):
-            _, grads, _ = model.loss_and_grads(params, x[i:i + 50], t[i:i + 50], workers=threads)
-            sgd.step(params, grads, 1.0)
+            params, state, _ = train_step(model, params, state, (x[i:i + 50], t[i:i + 50]),
+                                          optimizer, 1.0, reduce)
         return 60_000 / (time.perf_counter() - start)
 
 

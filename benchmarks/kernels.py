@@ -81,7 +81,7 @@ def upsample_broadcast(x, f):
 
 def subsampling(rng):
     print("\nblock sum and Kronecker upsample, factor 2 (us): strided / reshaped")
-    with threadpool_limits(1):
+    with threadpool_limits(1, user_api="blas"):
         for shape in [(1, 6, 28, 28), (50, 6, 28, 28), (50, 16, 10, 10), (256, 6, 28, 28)]:
             x = rng.random(shape, dtype=np.float32)
             d = x[:, :, ::2, ::2].copy()
@@ -92,7 +92,7 @@ def subsampling(rng):
 
 
 def main():
-    with threadpool_limits(1):
+    with threadpool_limits(1, user_api="blas"):
         for dtype in (np.float32, np.float64):
             convolutions(dtype)
     subsampling(np.random.default_rng(0))

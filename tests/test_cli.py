@@ -1,8 +1,10 @@
 """The command line's contracts: help, JSON outputs, exit codes."""
 import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cnngraph.cli.main import COMMANDS, main
@@ -61,3 +63,73 @@ def test_missing_model_file_exits_2_without_traceback():
 def test_bad_flag_values_exit_2(capsys):
     assert main(["run", "models/dlt.cnn", "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def _quick_run(mnist, out, *flags):
+    return ["run", "models/dlt.cnn", "--data", str(mnist), "--limit-train", "200",
+            "--limit-test", "50", "--out", str(out), *flags]
+
+
+def test_plots_without_matplotlib_fail_before_training(monkeypatch, capsys, mnist, tmp_path):
+    from cnngraph.tools import plots
+    monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
+    assert main(_quick_run(mnist, tmp_path / "out", "--plots", "--quiet")) == 2
+    captured = capsys.readouterr()
+    assert "pictures need matplotlib" in captured.err and "cnngraph[plots]" in captured.err
+    assert captured.out == ""  # no test error: nothing was trained
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag", ["--no-plots", None])
+def test_without_matplotlib_no_plots_and_the_default_draw_nothing(flag, monkeypatch, capsys,
+                                                                  mnist, tmp_path):
+    """--no-plots never draws and never fails; the default draws only with matplotlib,
+    silently."""
+    from cnngraph.tools import plots
+    monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
+    assert main(_quick_run(mnist, tmp_path, "--quiet", *([flag] if flag else []))) == 0
+    out, err = capsys.readouterr()
+    assert list(tmp_path.glob("*.png")) == []
+    assert out.startswith("test error ") and out.count("\n") == 1 and err == ""
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_quiet_run_prints_only_the_test_error(capsys, mnist, tmp_path):
+    assert main(_quick_run(mnist, tmp_path, "--quiet", "--no-plots")) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"test error \d+\.\d\d% on 50 images\n", out) and err == ""
+
+
+def test_run_prints_its_setup_epochs_result_and_files(capsys, mnist, tmp_path):
+    assert main(_quick_run(mnist, tmp_path, "--no-plots", "--val", "20", "--epochs", "2")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("training models/dlt.cnn: 200 images, 2 epochs, batch 50, sgd, lr 1, "
+                        "float64, seed 0, validation 20")
+    assert lines[1].startswith("epoch   1  loss ") and lines[2].startswith("epoch   2  loss ")
+    assert re.fullmatch(r"test error \d+\.\d\d% on 50 images", lines[3])
+    assert lines[4] == "confusion (rows: true digit, columns: predicted)"
+    assert lines[-1] == f"wrote {tmp_path / 'metrics.json'} and {tmp_path / 'checkpoint.npz'}"
+
+
+def test_no_shuffle_changes_the_run_and_is_recorded(mnist, tmp_path):
+    """Same seed, file order instead of a permutation per epoch: other parameters."""
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.training.checkpoint import load_checkpoint
+    network_hash = compile_model("models/dlt.cnn").network_hash()
+    runs = {}
+    for name, flags in (("default", []), ("shuffle", ["--shuffle"]),
+                        ("no_shuffle", ["--no-shuffle"])):
+        out = tmp_path / name
+        assert main(_quick_run(mnist, out, "--batch", "20", "--no-plots", "--quiet",
+                               *flags)) == 0
+        runs[name] = (json.loads((out / "metrics.json").read_text()),
+                      load_checkpoint(out / "checkpoint.npz", network_hash).params)
+    assert [runs[n][0]["config"]["shuffle"] for n in runs] == [True, True, False]
+    for name in ("default", "shuffle", "no_shuffle"):
+        assert runs[name][0]["seed"] == 0
+    same = runs["default"][1], runs["shuffle"][1]
+    assert all(np.array_equal(same[0][k], same[1][k]) for k in same[0])
+    other = runs["no_shuffle"][1]
+    assert any(not np.array_equal(same[0][k], other[k]) for k in other)
+    assert runs["default"][0]["epochs"][0]["train_loss"] \
+        != runs["no_shuffle"][0]["epochs"][0]["train_loss"]

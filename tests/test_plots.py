@@ -68,9 +68,12 @@ def test_layer_statistics_go_into_metrics(run):
         assert np.isfinite(list(stats.values())).all()
 
 
-def test_missing_matplotlib_is_a_clear_message(monkeypatch, capsys, mnist, tmp_path):
-    monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
-    args = ["run", "models/dlt.cnn", "--data", str(mnist), "--limit-train", "100",
-            "--limit-test", "50", "--out", str(tmp_path), "--plots", "--quiet"]
-    assert main(args) == 2
-    assert "pictures need matplotlib" in capsys.readouterr().err
+def test_no_plots_draws_nothing_although_matplotlib_is_installed(mnist, tmp_path):
+    """--no-plots means no PNG at all, alpha.png of learned combinations included; the
+    connections themselves are still exported.  (Without matplotlib: tests/test_cli.py.)"""
+    args = ["run", "models/learned_c3.cnn", "--data", str(mnist), "--limit-train", "100",
+            "--limit-test", "50", "--epochs", "1", "--out", str(tmp_path), "--no-plots",
+            "--quiet"]
+    assert main(args) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == []
+    assert (tmp_path / "connections.cnn").exists() and (tmp_path / "metrics.json").exists()

@@ -1,5 +1,6 @@
 """What the command line shows while it works: the live progress line, the
-per-epoch lines, the confusion table, and Ctrl-C handling.  Part of the CLI
+per-epoch lines, what ``run`` reports after training, the confusion table, and
+Ctrl-C handling.  Part of the CLI
 (only the CLI prints)."""
 from __future__ import annotations
 
@@ -55,6 +56,45 @@ class Printer:
         print(f"epoch {event['epoch']:>3}  loss {event['train_loss']:.4f}  train error "
               f"{100 * event['train_error']:.2f}%{val}  {event['seconds']:.1f}s  "
               f"{event['images_per_s']:,.0f} images/s", flush=True)
+
+
+class RunPrinter:
+    """What ``run`` shows, from `run_experiment`'s events: the training line, the
+    epochs (through `Printer`), the test result, learned connections, the pictures.
+    With ``quiet``, only the test error."""
+
+    def __init__(self, model: str, quiet: bool = False):
+        self.model, self.quiet = model, quiet
+        self.epochs = None if quiet else Printer()
+
+    def __call__(self, event):
+        from ..tools.experiment import ConnectionsExported, Evaluated, PicturesWritten, Started
+        if isinstance(event, Evaluated):
+            print(f"test error {100 * event.error:.2f}% on {event.images} images")
+            if not self.quiet:
+                print(format_confusion(event.confusion))
+                print(f"wrote {event.metrics} and {event.checkpoint}")
+        elif self.quiet:
+            return
+        elif isinstance(event, Started):
+            cfg = event.config
+            print(f"training {self.model}: {event.images} images, {cfg.epochs} epochs, batch "
+                  f"{cfg.batch}, {cfg.optimizer[0]}, lr {cfg.lr:g}, {cfg.dtype}, seed {cfg.seed}"
+                  + (f", validation {event.validation}" if event.validation else ""),
+                  flush=True)
+        elif isinstance(event, ConnectionsExported):
+            for name, layer in event.found.items():
+                print(f"{name}: on average {layer['mean_inputs_for_90_percent']:.2f} input maps "
+                      f"carry 90 % of an output map's alpha; as a table (strength >= "
+                      f"{event.threshold}):")
+                print(layer["table"], end="")
+            if event.no_matplotlib:
+                print("matplotlib is not installed: no alpha.png (pip install 'cnngraph[plots]')")
+        elif isinstance(event, PicturesWritten):
+            if event.paths:
+                print("pictures: " + ", ".join(str(p) for p in event.paths))
+        else:
+            self.epochs(event)
 
 
 def duration(seconds: float) -> str:

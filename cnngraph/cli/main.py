@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import CnnError, UsageError, format_error
-from .console import Printer, StopFlag, format_confusion
+from .console import RunPrinter, StopFlag, format_confusion
 
 EPILOG = {
     "bench": "example: python -m cnngraph bench models/lenet5.cnn --batch 1 16 50 --threads 1",
@@ -207,7 +207,8 @@ def _add_data(sub):
     sub.add_argument("--threads", type=int, metavar="N", default=1,
                      help="split each training batch across N threads, one BLAS thread "
                           "each (default 1)")
-    sub.add_argument("--limit-test", type=int, metavar="N", help="evaluate on the first N test images")
+    sub.add_argument("--limit-test", type=int, metavar="N",
+                     help="evaluate on the first N test images")
 
 
 def _add_run(sub):
@@ -231,14 +232,18 @@ def _add_run(sub):
     plots.add_argument("--plots", action="store_true", default=None,
                        help="write PNG pictures of learning into OUT (default: when "
                             "matplotlib is installed)")
-    plots.add_argument("--no-plots", dest="plots", action="store_false")
+    plots.add_argument("--no-plots", dest="plots", action="store_false",
+                       help="never draw pictures")
+    sub.add_argument("--shuffle", action=argparse.BooleanOptionalAction,
+                     help="visit the training set in a new random order each epoch, or in "
+                          "file order (overrides the model's train block)")
     sub.add_argument("--threshold", type=float, default=0.1, metavar="T",
                      help="learned combinations: export pairs with strength >= T (default 0.1)")
 
 
 def _overrides(args, cfg):
-    import dataclasses
-    changes = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed", "val", "dtype")
+    changes = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed", "val", "dtype",
+                                             "shuffle")
                if getattr(args, k, None) is not None}
     for name in ("epochs", "batch", "limit_train", "limit_test", "threads"):
         value = getattr(args, name, None)
@@ -266,104 +271,27 @@ def _threads(args):
 
 
 def cmd_run(args) -> int:
-    from ..training.loop import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
+    from ..tools.experiment import pictures_wanted, run_experiment
+    from ..training.loop import CHECKPOINT, Interrupted
     from ..training.resources import check_training_memory
+    pictures_wanted(args.plots)  # --plots without matplotlib fails before any work
     model = _compile(args)
     cfg = _overrides(args, model.settings.train)
     train, validation, test = _load_data(args, model, cfg)
     check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
     out = Path(args.out)
-    say = (lambda *a: None) if args.quiet else Printer()
     stop = StopFlag()
-    trainer = Trainer(model, cfg, out, report=say, should_stop=stop, workers=args.threads)
-    if args.resume:
-        trainer.resume()
-    else:
-        trainer.start(_read_weights(args.weights) if args.weights else None)
-    if not args.quiet:
-        print(f"training {args.model}: {len(train)} images, {cfg.epochs} epochs, batch "
-              f"{cfg.batch}, {cfg.optimizer[0]}, lr {cfg.lr:g}, {cfg.dtype}, seed {cfg.seed}"
-              + (f", validation {len(validation)}" if validation else ""), flush=True)
     with _threads(args), stop:
         try:
-            trainer.fit(train, validation)
+            run_experiment(model, train, validation, test, cfg, out, workers=args.threads,
+                           weights=args.weights, resume=args.resume, plots=args.plots,
+                           threshold=args.threshold, report=RunPrinter(args.model, args.quiet),
+                           should_stop=stop)
         except Interrupted as e:
-            write_json(out / METRICS, trainer.metrics())
             print(f"\n{e}; checkpoint saved in {out / CHECKPOINT}; continue with --resume",
                   file=sys.stderr)
             return 130
-        error, confusion, _ = evaluate(model, trainer.params, test)
-    write_json(out / METRICS, trainer.metrics(error, confusion))
-    print(f"test error {100 * error:.2f}% on {len(test)} images")
-    if not args.quiet:
-        print(format_confusion(confusion))
-        print(f"wrote {out / METRICS} and {out / CHECKPOINT}")
-    _export_connections(model, trainer.params, args.threshold, out, args.quiet)
-    pictures = _write_plots(args, model, trainer.params, trainer.metrics(error, confusion),
-                            test, out)
-    if pictures and not args.quiet:
-        print("pictures: " + ", ".join(str(p) for p in pictures))
     return 0
-
-
-def _write_plots(args, model, params, metrics, test, out) -> list[Path]:
-    """Learning curves, first-layer kernels, one digit's feature maps, the confusion
-    matrix and per-layer statistics, as PNG files in OUT."""
-    from ..tools import plots
-    if args.plots is None and not plots.have_matplotlib():
-        return []
-    written = [out / "learning_curves.png", out / "confusion.png", out / "feature_maps.png"]
-    plots.learning_curves(metrics, written[0])
-    plots.confusion_matrix(metrics["confusion"], written[1])
-    plots.feature_maps(model.layer_outputs(params, test.images[:1]), int(test.labels[0]),
-                       written[2])
-    kernels = [n for n in model.network.params if n.endswith(".kernel")]
-    if kernels:
-        written.append(out / "kernels.png")
-        plots.kernel_grid(np.asarray(params[kernels[0]]),
-                          f"first layer's kernels ({kernels[0]})", written[-1])
-    if any(e.get("layers") for e in metrics["epochs"]):
-        written.append(out / "layer_stats.png")
-        plots.layer_statistics(metrics, written[-1])
-    return written
-
-
-def _export_connections(model, params, threshold, out, quiet) -> None:
-    """For learned combinations: tables to paste, their sparsity, a heat map of alpha."""
-    from ..tools.connections import learned_layers, report
-    from ..tools.plots import alpha_heatmaps, have_matplotlib
-    from ..training.loop import write_json
-    if not learned_layers(model):
-        return
-    found = report(model, params, threshold)
-    write_json(out / "connections.json", found)
-    blocks = "".join(layer["table"] for layer in found.values())
-    _write_text(out / "connections.cnn", f"# learned connectivity, strength >= {threshold}\n"
-                + blocks)
-    for name, layer in found.items():
-        if not quiet:
-            print(f"{name}: on average {layer['mean_inputs_for_90_percent']:.2f} input maps "
-                  f"carry 90 % of an output map's alpha; as a table (strength >= {threshold}):")
-            print(layer["table"], end="")
-    if have_matplotlib():
-        alpha_heatmaps(found, out / "alpha.png")
-    elif not quiet:
-        print("matplotlib is not installed: no alpha.png (pip install 'cnngraph[plots]')")
-
-
-def _write_text(path, text) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _read_weights(path):
-    from ..training.checkpoint import CheckpointError
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
 
 
 # eval -----------------------------------------------------------------------
@@ -487,10 +415,12 @@ def cmd_bench(args) -> int:
           "one BLAS thread each")
     print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
     for r in results:
-        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['infer_images_per_s']:>15,.0f}")
+        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} "
+              f"{r['infer_images_per_s']:>15,.0f}")
     print(f"\ntime per op, one training step at batch {profile_batch}:")
     for r in ops:
-        print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  {100 * r['share']:5.1f}%")
+        print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  "
+              f"{100 * r['share']:5.1f}%")
     print("time per layer, ms per step (as caffe time):")
     ms = {(r["layer"], r["pass"]): r["ms_per_step"] for r in layers}
     passes = list(dict.fromkeys(r["pass"] for r in layers))
