@@ -188,3 +188,49 @@ def test_canonical_values():
     assert canonical(np.array([[1, 0]], dtype=np.int8)) == {"array": [[1, 0]], "dtype": "int8"}
     assert canonical(np.float32(0.5)) == {"float": "0.5"}
     assert canonical(0.1 + 0.2) != canonical(0.3)  # exact: repr, not rounded
+
+
+RESUMABLE = """\
+input x : 1 x 6 x 6
+conv C1 <- x : maps=2, kernel=3, activation=sigmoid
+full out <- C1 : units=3
+loss L <- out : function=squared_error
+train {
+  epochs = 1
+  batch = 4
+}
+"""
+COSMETIC = """\
+# the same network, written differently
+input x:1 x 6 x 6
+full out <- C1 : units = 3
+loss L <- out : function=squared_error, targets=zero_one
+conv C1 <- x : kernel=[3, 3], maps=2,
+               activation=sigmoid   # moved, wrapped, defaults spelled out
+train { epochs = 2 }
+"""
+
+
+def _split(model):
+    from cnngraph.training.preprocess import Split, one_of_c
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 12)
+    return Split(rng.uniform(size=(12, 1, 6, 6)), labels,
+                 one_of_c(labels, 3, model.target_coding, np.float64))
+
+
+def test_a_cosmetic_edit_keeps_resume_working_and_a_real_one_is_refused(tmp_path):
+    from cnngraph.core.errors import CheckpointError
+    from cnngraph.language.settings import TrainConfig
+    from cnngraph.training.loop import Trainer
+    first = compile_model(RESUMABLE)
+    trainer = Trainer(first, TrainConfig(batch=4, dtype="float64"), tmp_path)
+    trainer.start()
+    trainer.fit(_split(first))
+    edited = compile_model(COSMETIC)
+    more = Trainer(edited, TrainConfig(epochs=2, batch=4, dtype="float64"), tmp_path)
+    more.resume()
+    assert more.epoch == 1 and more.fit(_split(edited))[-1]["epoch"] == 2
+    changed = compile_model(RESUMABLE.replace("units=3", "units=3, activation=tanh"))
+    with pytest.raises(CheckpointError, match="another network"):
+        Trainer(changed, TrainConfig(batch=4, dtype="float64"), tmp_path).resume()
