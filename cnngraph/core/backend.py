@@ -22,7 +22,7 @@ from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
-from .errors import RuleError, close_names
+from .errors import RuleError
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,3 @@ class Backend:
     def copy(self) -> "Backend":
         return Backend(self.name, self.kernels, self._setup)
 
-
-def backend_named(backends: Mapping[str, Backend], name: str) -> Backend:
-    try:
-        return backends[name]
-    except KeyError:
-        raise RuleError(f"unknown backend '{name}'",
-                        hint=close_names(name, backends) or
-                        "backends: " + ", ".join(sorted(backends))) from None

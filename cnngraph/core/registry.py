@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .backend import Backend, Kernel, backend_named
+from .backend import Backend, Kernel
 from .errors import RuleError, close_names
 
 #: Traits a rule may declare; passes look at traits, never at op names.
@@ -160,13 +160,10 @@ class Registry:
         return rule
 
     def add_backend(self, backend: Backend) -> Backend:
-        if backend.name in self.backends:
-            raise RuleError(f"backend '{backend.name}' is registered twice")
-        self.backends[backend.name] = backend
-        return backend
+        return _register(self.backends, backend.name, backend, "backend")
 
     def backend(self, name: str) -> Backend:
-        return backend_named(self.backends, name)
+        return _lookup(self.backends, name, "backend")
 
     def add_kernel(self, op: str, run: Callable, backend: str = "numpy",
                    **declared) -> Kernel:
@@ -181,17 +178,10 @@ class Registry:
         return kernel
 
     def add_optimizer(self, rule: OptimizerRule) -> OptimizerRule:
-        if rule.name in self.optimizers:
-            raise RuleError(f"optimizer '{rule.name}' is registered twice")
-        self.optimizers[rule.name] = rule
-        return rule
+        return _register(self.optimizers, rule.name, rule, "optimizer")
 
     def optimizer(self, name: str) -> OptimizerRule:
-        try:
-            return self.optimizers[name]
-        except KeyError:
-            raise RuleError(f"unknown optimizer '{name}'",
-                            hint=close_names(name, self.optimizers)) from None
+        return _lookup(self.optimizers, name, "optimizer")
 
     def add_layer(self, rule: LayerRule) -> LayerRule:
         if not rule.name.isidentifier():
@@ -204,10 +194,7 @@ class Registry:
         return rule
 
     def op(self, name: str) -> OpRule:
-        try:
-            return self.ops[name]
-        except KeyError:
-            raise RuleError(f"unknown op '{name}'", hint=close_names(name, self.ops)) from None
+        return _lookup(self.ops, name, "op")
 
     def op_with_trait(self, trait: str) -> str:
         """The one op declaring ``trait`` ('sum', 'product'): passes ask for a role,
@@ -224,6 +211,21 @@ class Registry:
         other.optimizers = dict(self.optimizers)
         other.backends = {name: b.copy() for name, b in self.backends.items()}
         return other
+
+
+def _register(table: dict, name: str, value, kind: str):
+    if name in table:
+        raise RuleError(f"{kind} '{name}' is registered twice")
+    table[name] = value
+    return value
+
+
+def _lookup(table: Mapping, name: str, kind: str):
+    try:
+        return table[name]
+    except KeyError:
+        raise RuleError(f"unknown {kind} '{name}'", hint=close_names(name, table) or
+                        f"{kind}s: " + ", ".join(sorted(table))) from None
 
 
 def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:

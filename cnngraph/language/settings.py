@@ -79,7 +79,7 @@ SECTIONS = {
     "preprocess": (Preprocess, {
         "pixels": Option(call({"range": {"lo": number(), "hi": number()}, "standardize": {}}),
                          ("range", {"lo": 0.0, "hi": 1.0}), doc="range(lo, hi) or standardize"),
-        "pad": Option(integer(0, 1024), 0, doc="zeros around each image"),
+        "pad": Option(integer(0, 1024), 0, doc="a border of the background value around each image"),
     }),
     "init": (InitConfig, {
         "weights": Option(call(INIT_SCHEMES), ("glorot_uniform", {}), doc="kernels, weights, beta"),
