@@ -65,8 +65,5 @@ def test_batch_split_across_threads_gives_the_same_gradients():
     assert split.errors == whole.errors and split.size == whole.size == batch
     for name in whole.grads:
         np.testing.assert_allclose(split.grads[name], whole.grads[name], rtol=1e-10, atol=1e-14)
-    prediction = model.network.prediction
-    np.testing.assert_allclose(ThreadSplit(2)(model, params, x, t)[prediction],
-                               WholeBatch()(model, params, x, t)[prediction], rtol=1e-12)
     again = batch_gradients(model, params, x, t, ThreadSplit(2)).grads
     assert all(np.array_equal(again[n], split.grads[n]) for n in whole.grads)

@@ -65,37 +65,55 @@ class StepStats:
     grads: dict        # the batch's gradients, by parameter
 
 
+def batch_stats(model, params, x, t) -> StepStats:
+    """One pass of the gradient plan over (x, t)."""
+    values = model.run(model.plans.gradients, params, x, t)
+    errors = int(np.sum(values[model.network.prediction].argmax(axis=1) != t.argmax(axis=1)))
+    grads = {p: values[node] for p, node in model.training.results.items()}
+    return StepStats(float(values[model.network.loss]), errors, len(x), grads)
+
+
+def shard_bounds(size: int, count: int) -> np.ndarray:
+    """Where ``count`` fixed, contiguous shards of a batch of ``size`` begin and end
+    (fewer when the batch is smaller than that)."""
+    return np.linspace(0, size, min(count, size) + 1).astype(int)
+
+
+def combine(pieces, bounds) -> StepStats:
+    """The batch's statistics from its shards': loss and gradients are batch means, so
+    the batch's are the shards' weighted by shard size, summed in shard order."""
+    weights = np.diff(bounds) / bounds[-1]
+    return StepStats(float(sum(w * piece.loss for w, piece in zip(weights, pieces))),
+                     sum(piece.errors for piece in pieces), int(bounds[-1]),
+                     {name: sum(w * piece.grads[name] for w, piece in zip(weights, pieces))
+                      for name in pieces[0].grads})
+
+
 class WholeBatch:
     """The batch's loss and gradients in one pass of the gradient plan."""
 
-    def __call__(self, model, params, x, t) -> dict:
-        return model.run(model.plans.gradients, params, x, t)
+    def __call__(self, model, params, x, t) -> StepStats:
+        return batch_stats(model, params, x, t)
 
 
 class ThreadSplit:
     """The batch split into ``workers`` slices of at least ``min_split`` patterns,
     run on threads (NumPy releases the GIL inside its kernels; BLAS should have
-    one thread each).  The loss and gradients are batch means, so the batch's are
-    the slices' means weighted by slice size, summed in slice order: the result
-    is the same bits for a given number of workers."""
+    one thread each) and combined in slice order: the same bits for a given
+    number of workers."""
 
     def __init__(self, workers: int, min_split: int = MIN_SPLIT):
         self.workers, self.min_split = workers, min_split
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="cnngraph") \
             if workers > 1 else None
 
-    def __call__(self, model, params, x, t) -> dict:
-        plan = model.plans.gradients
+    def __call__(self, model, params, x, t) -> StepStats:
         if self.pool is None or len(x) < self.min_split * self.workers:
-            return model.run(plan, params, x, t)
-        bounds = np.linspace(0, len(x), self.workers + 1).astype(int)
-        parts = list(self.pool.map(
-            lambda k: model.run(plan, params, x[bounds[k]:bounds[k + 1]],
-                                t[bounds[k]:bounds[k + 1]]), range(self.workers)))
-        weights = np.diff(bounds) / len(x)
-        summed = {model.network.loss, *model.training.results.values()}
-        return {name: sum(w * part[name] for w, part in zip(weights, parts)) if name in summed
-                else np.concatenate([part[name] for part in parts]) for name in plan.outputs}
+            return batch_stats(model, params, x, t)
+        bounds = shard_bounds(len(x), self.workers)
+        return combine(list(self.pool.map(
+            lambda k: batch_stats(model, params, x[bounds[k]:bounds[k + 1]],
+                                  t[bounds[k]:bounds[k + 1]]), range(self.workers))), bounds)
 
 
 WHOLE_BATCH = WholeBatch()
@@ -103,11 +121,7 @@ WHOLE_BATCH = WholeBatch()
 
 def batch_gradients(model, params, x, t, reduce=WHOLE_BATCH) -> StepStats:
     """The loss, misclassification count and gradients of one batch."""
-    values = reduce(model, params, x, t)
-    prediction = values[model.network.prediction]
-    errors = int(np.sum(prediction.argmax(axis=1) != t.argmax(axis=1)))
-    grads = {p: values[node] for p, node in model.training.results.items()}
-    return StepStats(float(values[model.network.loss]), errors, len(x), grads)
+    return reduce(model, params, x, t)
 
 
 def train_step(model, params: dict, state: dict, batch, optimizer: Optimizer, lr: float,
