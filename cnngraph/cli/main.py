@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -220,9 +221,16 @@ def _add_run(sub):
                              ("--batch", int, "minibatch size (1 = online)"),
                              ("--lr", float, "global learning rate"),
                              ("--seed", int, "random seed"),
-                             ("--val", int, "validation images taken from the training set")):
+                             ("--val", int, "validation images taken from the training set"),
+                             ("--shards", int, "cut each batch into N fixed pieces, combined "
+                              "in order: under mpiexec the ranks share them, and any rank "
+                              "count gives the same bits")):
         sub.add_argument(flag, type=kind, help=text + " (overrides the model's train block)")
     sub.add_argument("--dtype", choices=("float32", "float64"))
+    sub.add_argument("--reduction", choices=("ordered", "allreduce"), default="ordered",
+                     help="with shards: gather them and add in shard order (default; "
+                          "bitwise the same for any rank count) or MPI_Allreduce (faster, "
+                          "equal to rounding only)")
     sub.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images")
     sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     sub.add_argument("--weights", metavar="FILE.npz",
@@ -243,9 +251,9 @@ def _add_run(sub):
 
 def _overrides(args, cfg):
     changes = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed", "val", "dtype",
-                                             "shuffle")
+                                             "shuffle", "shards")
                if getattr(args, k, None) is not None}
-    for name in ("epochs", "batch", "limit_train", "limit_test", "threads"):
+    for name in ("epochs", "batch", "limit_train", "limit_test", "threads", "shards"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -274,6 +282,15 @@ def cmd_run(args) -> int:
     from ..tools.experiment import pictures_wanted, run_experiment
     from ..training.loop import CHECKPOINT, Interrupted
     from ..training.resources import check_training_memory
+    from ..training.world import detect_world
+    world = detect_world()
+    if not world.is_root:  # under mpiexec only rank 0 speaks
+        sys.stdout = sys.stderr = open(os.devnull, "w")
+    pids = world.allgather(os.getpid())
+    if world.size > 1 and not args.quiet:  # the launcher names a lost process by its pid
+        print(f"data-parallel on {world.size} ranks (pids " +
+              ", ".join(f"rank {rank}: {pid}" for rank, pid in enumerate(pids)) + ")",
+              flush=True)
     pictures_wanted(args.plots)  # --plots without matplotlib fails before any work
     model = _compile(args)
     cfg = _overrides(args, model.settings.train)
@@ -286,7 +303,7 @@ def cmd_run(args) -> int:
             run_experiment(model, train, validation, test, cfg, out, workers=args.threads,
                            weights=args.weights, resume=args.resume, plots=args.plots,
                            threshold=args.threshold, report=RunPrinter(args.model, args.quiet),
-                           should_stop=stop)
+                           should_stop=stop, world=world, reduction=args.reduction)
         except Interrupted as e:
             print(f"\n{e}; checkpoint saved in {out / CHECKPOINT}; continue with --resume",
                   file=sys.stderr)

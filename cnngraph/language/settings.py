@@ -30,6 +30,7 @@ class TrainConfig:
     seed: int = 0
     val: int = 0
     shuffle: bool = True
+    shards: int = 1           # fixed pieces of each batch, combined in order (parallel.py)
     dtype: str = "float32"
 
 
@@ -74,6 +75,8 @@ SECTIONS = {
         "seed": Option(integer(0, 2**32 - 1), 0, doc="random seed"),
         "val": Option(integer(0, 10**7), 0, doc="validation images taken from training"),
         "shuffle": Option(boolean, True, doc="a new permutation each epoch"),
+        "shards": Option(integer(1, 1 << 16), 1,
+                         doc="fixed pieces of each batch, the unit of data-parallel work"),
         "dtype": Option(choice("float32", "float64"), "float32", doc="float type"),
     }),
     "preprocess": (Preprocess, {

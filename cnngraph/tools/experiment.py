@@ -11,6 +11,7 @@ Nothing here prints.  Progress goes to ``report``: the trainer's events (a
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,8 @@ import numpy as np
 from ..core.errors import UsageError
 from ..language.settings import TrainConfig
 from ..training.loop import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
+from ..training.parallel import check_agreement, data_fingerprint, reduction_for
+from ..training.world import SINGLE
 from . import plots as drawing
 
 
@@ -87,7 +90,8 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
                    weights: dict | str | Path | None = None, resume: bool = False,
                    plots: bool | None = None, threshold: float = 0.1,
                    report: Callable | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> ExperimentResult:
+                   should_stop: Callable[[], bool] | None = None, world=SINGLE,
+                   reduction: str = "ordered") -> ExperimentResult:
     """Train ``model`` on ``train`` (validating on ``validation``, which may be None),
     test once on ``test`` and write everything into ``out``.
 
@@ -99,13 +103,20 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
     When ``should_stop()`` turns true, training stops between two steps, the
     checkpoint and metrics.json (without a test error) are written and
     `Interrupted` is raised; ``resume=True`` continues bitwise.
+
+    ``world`` (training/world.py) runs it data-parallel: every rank calls this with
+    the same arguments, the ranks share each batch's ``config.shards`` pieces
+    (``reduction``: see `Shards`), and rank 0 alone writes files and reports.
     """
     draw = pictures_wanted(plots)  # before training: a missing matplotlib fails fast
     cfg = config if config is not None else model.settings.train
     out = Path(out)
-    report = report or (lambda event: None)
+    report = (report if world.is_root else None) or (lambda event: None)
+    check_agreement(world, network=model.network_hash(), data=data_fingerprint(train, test),
+                    settings=dataclasses.asdict(cfg), resume=resume)
     trainer = Trainer(model, cfg, out, report=report,
-                      should_stop=should_stop or (lambda: False), workers=workers)
+                      should_stop=should_stop or (lambda: False), workers=workers,
+                      reduce=reduction_for(cfg, world, workers, reduction), world=world)
     if resume:
         trainer.resume()
     else:
@@ -114,10 +125,13 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
     try:
         trainer.fit(train, validation)
     except Interrupted:
-        write_json(out / METRICS, trainer.metrics())
+        if world.is_root:
+            write_json(out / METRICS, trainer.metrics())
         raise
-    error, confusion, loss = evaluate(model, trainer.params, test)
+    error, confusion, loss = evaluate(model, trainer.params, test, world=world)
     metrics = trainer.metrics(error, confusion)
+    if not world.is_root:
+        return ExperimentResult(error, loss, confusion, metrics, trainer.params)
     write_json(out / METRICS, metrics)
     result = ExperimentResult(error, loss, confusion, metrics, trainer.params,
                               written=[out / METRICS, out / CHECKPOINT])

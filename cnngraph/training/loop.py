@@ -29,6 +29,7 @@ from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .step import Optimizer, ThreadSplit, WholeBatch, estimate_curvature, train_step
+from .world import SINGLE
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -62,16 +63,23 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return rate
 
 
-def evaluate(model, params, split, batch: int = 1000):
-    """(error fraction, confusion matrix rows=true cols=predicted, mean loss)."""
+def evaluate(model, params, split, batch: int = 1000, world=SINGLE):
+    """(error fraction, confusion matrix rows=true cols=predicted, mean loss); the
+    batches are shared among ``world``'s ranks and their losses summed in order."""
     classes = model.classes
+    starts = range(0, len(split), batch)
+
+    def one(k):
+        x, t = split.images[starts[k]:starts[k] + batch], split.targets[starts[k]:starts[k] + batch]
+        out = model.forward(params, x)
+        confusion = np.zeros((classes, classes), dtype=np.int64)
+        np.add.at(confusion, (split.labels[starts[k]:starts[k] + batch], out.argmax(axis=1)), 1)
+        return model.loss_value(out, t) * len(x), confusion
     confusion = np.zeros((classes, classes), dtype=np.int64)
     loss = 0.0
-    for start in range(0, len(split), batch):
-        x, t = split.images[start:start + batch], split.targets[start:start + batch]
-        out = model.forward(params, x)
-        loss += model.loss_value(out, t) * len(x)
-        np.add.at(confusion, (split.labels[start:start + batch], out.argmax(axis=1)), 1)
+    for part_loss, part_confusion in world.gather_in_order(len(starts), one):
+        loss += part_loss
+        confusion += part_confusion
     errors = len(split) - np.trace(confusion)
     return errors / max(1, len(split)), confusion, loss / max(1, len(split))
 
@@ -88,8 +96,9 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, out: Path | None = None,
                  report: Callable = lambda e: None,
                  should_stop: Callable[[], bool] = lambda: False, workers: int = 1,
-                 reduce=None, order: Callable | None = None):
+                 reduce=None, order: Callable | None = None, world=SINGLE):
         self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
+        self.world = world
         self.report, self.should_stop, self.workers = report, should_stop, workers
         self.reduce = reduce or (ThreadSplit(workers) if workers > 1 else WholeBatch())
         self.order = order
@@ -105,14 +114,24 @@ class Trainer:
             check_param_arrays(weights, self.model.param_shapes, "--weights")
             self.params = {k: np.array(weights[k], dtype=self.dtype) for k in self.params}
         self.model.check_params(self.params, self.dtype)
+        self.params = self.world.bcast(self.params)   # rank 0's, wherever they came from
         self.state = self.optimizer.start(self.params)
         self.rng = np.random.default_rng([self.cfg.seed, 1])
         self.epoch, self.step, self.history, self.sums = 0, 0, [], _zero_sums()
 
     def resume(self):
-        """Continue from ``out``'s checkpoint, where it stopped."""
-        ckpt = load_checkpoint(self._checkpoint_path(), self.hash)
-        check_param_arrays(ckpt.params, self.model.param_shapes, str(self._checkpoint_path()))
+        """Continue from ``out``'s checkpoint, where it stopped: rank 0 reads it and
+        every rank gets what it read (or the error it met)."""
+        found = None
+        if self.world.is_root:
+            try:
+                found = self._read_checkpoint()
+            except CnnError as e:
+                found = ("error", e.message, e.where, e.hint)
+        found = self.world.bcast(found)
+        if found[0] == "error":
+            raise CnnError(found[1], where=found[2], hint=found[3])
+        ckpt = found[1]
         self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
         self.state = self.optimizer.start(self.params)
         for key, value in ckpt.optimizer.items():
@@ -122,6 +141,11 @@ class Trainer:
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history, self.sums = ckpt.meta["epochs"], ckpt.meta["sums"]
+
+    def _read_checkpoint(self):
+        ckpt = load_checkpoint(self._checkpoint_path(), self.hash)
+        check_param_arrays(ckpt.params, self.model.param_shapes, str(self._checkpoint_path()))
+        return "ok", ckpt
 
     def _checkpoint_path(self) -> Path:
         if self.out is None:
@@ -138,7 +162,8 @@ class Trainer:
             if self.optimizer.needs_curvature and (self.step == 0
                                                    or not self.state.get("curvature")):
                 self.state = {**self.state, "curvature": estimate_curvature(
-                    self.model, self.params, train.images[sample], train.targets[sample])}
+                    self.model, self.params, train.images[sample], train.targets[sample],
+                    world=self.world)}
             self._run_epoch(train, order, steps, epoch_state)
             self._finish_epoch(train, validation, steps)
         return self.history
@@ -182,7 +207,7 @@ class Trainer:
                 self.report(Progress(self.epoch + 1, self.cfg.epochs, self.step, steps,
                                      sums["loss"] / sums["seen"], rate,
                                      (steps - self.step) * batch / max(rate, 1e-9)))
-            if self.should_stop() and self.step < steps:
+            if self.world.any(self.should_stop()) and self.step < steps:
                 sums["seconds"] += now - started
                 self._save(epoch_state)
                 raise Interrupted(f"stopped at epoch {self.epoch + 1}, step {self.step}")
@@ -205,7 +230,8 @@ class Trainer:
 
     def _finish_epoch(self, train, validation, steps):
         sums = self.sums
-        val_error = evaluate(self.model, self.params, validation)[0] if validation else None
+        val_error = evaluate(self.model, self.params, validation,
+                             world=self.world)[0] if validation else None
         self.history.append({
             "epoch": self.epoch + 1, "train_loss": sums["loss"] / sums["seen"],
             "train_error": sums["errors"] / sums["seen"], "val_error": val_error,
@@ -236,7 +262,9 @@ class Trainer:
         return stats
 
     def _save(self, rng_state):
-        if self.out is None:
+        """Rank 0 writes, once every rank has finished the step."""
+        self.world.barrier()
+        if self.out is None or not self.world.is_root:
             return
         state = {f"{slot}/{name}": value for slot, arrays in self.state.items()
                  for name, value in arrays.items()}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.registry import OptimizerRule
+from .world import SINGLE
 
 #: The smallest slice worth a thread of its own.  2 threads against 1 on this
 #: 2-core machine (issue 4's closing note): a batch of 16 split in two trained at
@@ -134,11 +135,17 @@ def train_step(model, params: dict, state: dict, batch, optimizer: Optimizer, lr
     return params, state, stats
 
 
-def estimate_curvature(model, params, images, targets, batch: int = 100) -> dict:
-    """SDLM's h: the derived Gauss-Newton diagonal averaged over the given patterns."""
+def estimate_curvature(model, params, images, targets, batch: int = 100,
+                       world=SINGLE) -> dict:
+    """SDLM's h: the derived Gauss-Newton diagonal averaged over the given patterns,
+    batches shared among ``world``'s ranks and summed in batch order."""
+    starts = range(0, len(images), batch)
+
+    def weighted(k):
+        x, t = images[starts[k]:starts[k] + batch], targets[starts[k]:starts[k] + batch]
+        return {name: h * len(x) for name, h in model.curvatures(params, x, t).items()}
     total = {name: np.zeros_like(p) for name, p in params.items()}
-    for start in range(0, len(images), batch):
-        x, t = images[start:start + batch], targets[start:start + batch]
-        for name, h in model.curvatures(params, x, t).items():
-            total[name] += h * len(x)  # curvatures() averages over its batch
+    for part in world.gather_in_order(len(starts), weighted):
+        for name, h in part.items():
+            total[name] += h  # curvatures() averages over its batch
     return {name: h / len(images) for name, h in total.items()}
