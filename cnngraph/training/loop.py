@@ -126,11 +126,11 @@ class Trainer:
         if self.world.is_root:
             try:
                 found = self._read_checkpoint()
-            except CnnError as e:
-                found = ("error", e.message, e.where, e.hint)
+            except CnnError as e:  # sent as its parts: an exception's pickle drops them
+                found = ("error", type(e), e.message, e.where, e.hint)
         found = self.world.bcast(found)
         if found[0] == "error":
-            raise CnnError(found[1], where=found[2], hint=found[3])
+            raise found[1](found[2], where=found[3], hint=found[4])
         ckpt = found[1]
         self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
         self.state = self.optimizer.start(self.params)
@@ -280,7 +280,8 @@ class Trainer:
                 "config": {"epochs": cfg.epochs, "batch": cfg.batch, "lr": cfg.lr,
                            "optimizer": [cfg.optimizer[0], cfg.optimizer[1]],
                            "schedule": [list(s) for s in cfg.schedule], "dtype": cfg.dtype,
-                           "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers}}
+                           "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers,
+                           "shards": cfg.shards, "ranks": self.world.size}}
 
 
 def first_bad_value(model, params, x, t):
