@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.errors import CnnError, UsageError, format_error
 from .console import RunPrinter, StopFlag, format_confusion
+from .sweep_command import add_sweep, cmd_sweep
 
 EPILOG = {
     "bench": "example: python -m cnngraph bench models/lenet5.cnn --batch 1 16 50 --threads 1",
@@ -451,6 +452,8 @@ def cmd_bench(args) -> int:
 
 COMMANDS = [
     ("run", cmd_run, "train on MNIST, then evaluate once on the test set", _add_run),
+    ("sweep", cmd_sweep, "train a grid of settings (seeds, rates, ...) as independent runs, "
+     "in parallel processes or MPI ranks, and tabulate them", add_sweep),
     ("eval", cmd_eval, "evaluate a checkpoint on the test set", _add_eval),
     ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", _add_download),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", _add_check),

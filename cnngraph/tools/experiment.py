@@ -20,7 +20,15 @@ import numpy as np
 
 from ..core.errors import UsageError
 from ..language.settings import TrainConfig
-from ..training.loop import CHECKPOINT, METRICS, Interrupted, Trainer, evaluate, write_json
+from ..training.loop import (
+    CHECKPOINT,
+    METRICS,
+    Interrupted,
+    Trainer,
+    evaluate,
+    write_json,
+    write_text,
+)
 from ..training.parallel import check_agreement, data_fingerprint, reduction_for
 from ..training.world import SINGLE
 from . import plots as drawing
@@ -182,7 +190,7 @@ def export_connections(model, params, threshold: float, out, draw: bool,
     written = [out / "connections.json", out / "connections.cnn"]
     write_json(written[0], found)
     blocks = "".join(layer["table"] for layer in found.values())
-    _write_text(written[1], f"# learned connectivity, strength >= {threshold}\n" + blocks)
+    write_text(written[1], f"# learned connectivity, strength >= {threshold}\n" + blocks)
     if draw:
         written.append(out / "alpha.png")
         drawing.alpha_heatmaps(found, written[-1])
@@ -200,8 +208,3 @@ def read_weights(path) -> dict:
         raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
 
 
-def _write_text(path, text) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

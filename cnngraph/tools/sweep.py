@@ -1,0 +1,413 @@
+"""Sweeps: one model trained over a grid of train-block settings, each
+configuration an independent `run_experiment` in its own folder, run in
+parallel, and the results gathered into one table.
+
+    result = run_sweep("models/dlt.cnn", {"lr": [0.5, 1.0], "seed": [1, 2, 3]},
+                       "runs/sweep", limit_train=6000)
+    result.rows, result.summary, result.written
+
+Each configuration's folder is ``OUT/<name>``, the name made of the settings
+that vary (``lr=0.5_seed=1``; ``run`` when none does).  A configuration runs in
+a process of a local pool (`concurrent.futures.ProcessPoolExecutor`, ``jobs``
+processes, BLAS limited to one thread in each), or, when the program was started
+by ``mpiexec -n K`` with more than one rank and mpi4py is installed, on ranks
+1..K-1 through `mpi4py.futures.MPICommExecutor`; rank 0 hands out the work and
+writes the table, and `run_sweep` returns None on the other ranks.  A run gets
+exactly what ``python -m cnngraph run MODEL --seed S --lr R ...`` would, so its
+metrics are bitwise those of that command.
+
+A configuration that fails (any exception: a diverged loss, too little memory,
+a bug) becomes a row with status ``failed`` and its message; the others finish.
+After all runs: OUT/sweep.csv (one row per configuration), OUT/summary.csv (per
+configuration over seeds: median, min and max test error, counts), OUT/sweep.json
+(both, with the grid) and, with matplotlib, OUT/sweep.png.  Nothing here prints;
+progress goes to ``report`` as `SweepStarted` and `RunFinished` events.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core.errors import CnnError, UsageError, format_error
+from ..training.world import detect_world
+from .sweep_tables import SETTINGS, summarize, write_tables
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One point of the grid: its folder name, the settings as the table shows them
+    (all of `SETTINGS`, effective values) and the `TrainConfig` fields it changes."""
+    name: str
+    group: str            # the name without the seed: configurations compared over seeds
+    settings: dict
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker process needs to run one configuration (plain, picklable data)."""
+    model: str
+    ops: tuple
+    overrides: dict
+    out: str
+    data: str
+    limit_train: int | None
+    limit_test: int | None
+    plots: bool
+
+
+@dataclass(frozen=True)
+class SweepStarted:
+    configurations: int
+    workers: int          # processes (or MPI ranks) running configurations
+    where: str            # "processes" or "MPI ranks"
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    row: dict             # as in sweep.csv
+    done: int             # configurations finished so far, this one included
+    total: int
+
+
+@dataclass
+class SweepResult:
+    rows: list            # one dict per configuration, grid order (see ROW_FIELDS)
+    summary: list         # one dict per configuration over seeds (see SUMMARY_FIELDS)
+    varying: list         # the settings with more than one value, in SETTINGS order
+    groups: list          # each row's configuration over seeds (a summary's name)
+    written: list = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.rows if r["status"] != "ok"]
+
+
+# the grid -------------------------------------------------------------------
+
+def parse_optimizer(text: str, registry) -> tuple:
+    """An optimizer as a train block writes it (``sgd``, ``sgd(momentum=0.9)``), read
+    with the train block's own checker: (name, {argument: value})."""
+    from ..language.parse import parse_text
+    from ..language.settings import read_settings
+    if "\n" in text or "}" in text:
+        raise UsageError(f"--optimizer {text!r} is not one optimizer",
+                         hint="write it as in a train block, e.g. 'sgd(momentum=0.9)'")
+    spec = parse_text(f"train {{\noptimizer = {text}\n}}\n", "--optimizer")
+    optimizers = {name: rule.options for name, rule in registry.optimizers.items()}
+    return read_settings(spec.sections, optimizers).train.optimizer
+
+
+def optimizer_text(optimizer: tuple) -> str:
+    """(name, arguments) as a train block writes it: ``sgd`` or ``sgd(momentum=0.9)``."""
+    name, arguments = optimizer
+    if not arguments:
+        return name
+    return f"{name}(" + ", ".join(f"{k}={_number(v)}" for k, v in arguments.items()) + ")"
+
+
+def configurations(model, grid: Mapping[str, Sequence], base: Mapping | None = None
+                   ) -> list[Configuration]:
+    """Every combination of ``grid``'s values (setting -> values; optimizers as text or
+    as (name, arguments)), checked, with ``base`` (fixed `TrainConfig` changes such as
+    dtype) applied to each.  A wrong value is a `UsageError` naming its flag."""
+    unknown = set(grid) - set(SETTINGS)
+    if unknown:
+        raise UsageError(f"a sweep varies {', '.join(SETTINGS)}; not {', '.join(sorted(unknown))}")
+    axes = {}
+    for key in SETTINGS:
+        values = list(grid.get(key) or ())
+        if key == "optimizer":
+            values = [parse_optimizer(v, model.registry) if isinstance(v, str) else tuple(v)
+                      for v in values]
+        for value in values:
+            _check_value(key, value)
+        shown = [_shown(key, v) for v in values]
+        twice = next((s for s in shown if shown.count(s) > 1), None)
+        if twice is not None:
+            raise UsageError(f"--{key} lists {twice} twice")
+        if values:
+            axes[key] = values
+    varying = [k for k in SETTINGS if len(axes.get(k, ())) > 1]
+    base_cfg = replace(model.settings.train, **dict(base or {}))
+    found = []
+    for combination in itertools.product(*axes.values()):
+        overrides = dict(zip(axes, combination))
+        cfg = replace(base_cfg, **overrides)
+        settings = {k: _shown(k, getattr(cfg, k)) for k in SETTINGS}
+        name = "_".join(f"{k}={_slug(settings[k])}" for k in varying) or "run"
+        group = "_".join(f"{k}={_slug(settings[k])}" for k in varying if k != "seed") or "all"
+        found.append(Configuration(name, group, {**settings, "dtype": cfg.dtype},
+                                   {**dict(base or {}), **overrides}))
+    return found
+
+
+def _check_value(key: str, value) -> None:
+    bad = {"lr": lambda v: not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
+           "batch": lambda v: not (isinstance(v, int) and v >= 1),
+           "epochs": lambda v: not (isinstance(v, int) and v >= 1),
+           "seed": lambda v: not (isinstance(v, int) and 0 <= v < 2**32),
+           "optimizer": lambda v: False}[key](value)
+    if bad:
+        need = {"lr": "positive and finite", "batch": "at least 1", "epochs": "at least 1",
+                "seed": "from 0 to 2**32 - 1"}[key]
+        raise UsageError(f"--{key} values must be {need}, got {value}")
+
+
+def _shown(key: str, value):
+    """A setting as tables show it: optimizers as text, learning rates as floats."""
+    if key == "optimizer":
+        return optimizer_text(value)
+    return float(value) if key == "lr" else value
+
+
+def _number(value) -> str:
+    """A short text that reads back as ``value`` (1e9 as 1e09, 0.01 as 0.01)."""
+    if isinstance(value, float):
+        short = f"{value:g}"
+        text = short if float(short) == value else repr(value)
+        return text.replace("e+", "e")
+    return str(value)
+
+
+def _slug(value) -> str:
+    """A setting's value as a folder name may hold it: sgd(momentum=0.9) is
+    sgd-momentum=0.9."""
+    if isinstance(value, str):
+        return value.replace(" ", "").replace("(", "-").replace(",", "-").replace(")", "")
+    return _number(value)
+
+
+# running ----------------------------------------------------------------------
+
+def mpi_world():
+    """(rank, size) when an MPI launcher started this process as one of several ranks
+    (training/world.py; a launcher without mpi4py is an error), else None: one rank
+    sweeps with the local pool."""
+    world = detect_world()
+    return (world.rank, world.size) if world.size > 1 else None
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, *,
+              ops: Sequence[str] = (), data: str | None = None, dtype: str | None = None,
+              val: int | None = None, limit_train: int | None = None,
+              limit_test: int | None = None, plots: bool | None = None,
+              jobs: int | None = None, executor=None, report: Callable | None = None,
+              should_stop: Callable[[], bool] | None = None) -> SweepResult | None:
+    """Train ``model`` (a .cnn file; ``ops``: plugins to load) once per combination of
+    ``grid``'s values, each run in ``out``/<name>, and write the tables into ``out``.
+
+    ``dtype`` and ``val`` apply to every run; ``data`` is the MNIST folder
+    (`find_data_dir`'s rules); ``limit_train``/``limit_test`` as ``run``'s flags.
+    ``plots``: None draws sweep.png when matplotlib is installed, True also each
+    run's pictures (matplotlib required), False nothing.  ``executor``: any
+    `concurrent.futures` executor of processes to use instead of the local pool or
+    MPI.  When ``should_stop()`` turns true, runs not started are dropped and, in
+    the local pool, running ones stop between two steps with their checkpoint
+    saved (status ``interrupted``); the tables are still written and the result
+    has ``interrupted`` set.  Returns None on MPI ranks other than 0.
+    """
+    from ..training.idx import find_data_dir
+    from .experiment import pictures_wanted
+    for flag, value in (("limit-train", limit_train), ("limit-test", limit_test),
+                        ("jobs", jobs)):
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag} must be at least 1, got {value}")
+    if val is not None and val < 0:
+        raise UsageError(f"--val must not be negative, got {val}")
+    draw = pictures_wanted(plots)
+    compiled = load_model(str(model), tuple(ops))
+    base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
+    found = configurations(compiled, grid, base)
+    data_dir = str(find_data_dir(data).resolve())
+    out = Path(out)
+    jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
+                     limit_train, limit_test, bool(plots)) for c in found]
+    report = report or (lambda event: None)
+    with _executor(executor, jobs, len(found)) as (pool, stop_event, workers, where):
+        if pool is None:  # an MPI rank that served the manager
+            return None
+        out.mkdir(parents=True, exist_ok=True)
+        report(SweepStarted(len(found), workers, where))
+        rows, interrupted = _collect(pool, found, jobs_list, report, should_stop, stop_event)
+    varying = [k for k in SETTINGS if len({c.settings[k] for c in found}) > 1]
+    result = SweepResult(rows, summarize(found, rows), varying, [c.group for c in found],
+                         interrupted=interrupted)
+    result.written = write_tables(result, out, model=str(model), grid={
+        k: list(dict.fromkeys(c.settings[k] for c in found)) for k in SETTINGS},
+        fixed={"dtype": found[0].settings["dtype"],
+               "val": replace(compiled.settings.train, **base).val,
+               "limit_train": limit_train, "limit_test": limit_test, "data": data_dir},
+        draw=draw)
+    return result
+
+
+@contextmanager
+def _executor(given, jobs, count):
+    """(executor or None, stop event or None, workers, where) for the runs: ``given``,
+    MPI's ranks 1.. under mpiexec (None on those ranks once the work is done), or a
+    local pool of spawned processes."""
+    if given is not None:
+        yield given, None, getattr(given, "_max_workers", 0), "processes"
+        return
+    world = mpi_world()
+    if world is not None and world[1] > 1:
+        from mpi4py import MPI
+        from mpi4py.futures import MPICommExecutor
+        with MPICommExecutor(MPI.COMM_WORLD, root=0) as pool:
+            yield pool, None, world[1] - 1, "MPI ranks"
+        return
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    workers = max(1, min(jobs or default_jobs(), count))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(stop,)) as pool:
+        yield pool, stop, workers, "processes"
+
+
+def _collect(pool, found, jobs, report, should_stop, stop_event):
+    rows = [None] * len(found)
+    futures = {pool.submit(run_configuration, job): i for i, job in enumerate(jobs)}
+    pending, done_count, stopping = set(futures), 0, False
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=0.25 if should_stop else None,
+                                 return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=futures.get):
+                i = futures[future]
+                rows[i] = {"name": found[i].name, **found[i].settings, **_outcome(future)}
+                done_count += 1
+                report(RunFinished(rows[i], done_count, len(found)))
+            if should_stop and not stopping and pending and should_stop():
+                stopping = True
+                if stop_event is not None:
+                    stop_event.set()
+                for future in pending:
+                    future.cancel()
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        if stop_event is not None:
+            stop_event.set()
+        raise
+    return rows, stopping
+
+
+def _outcome(future) -> dict:
+    empty = {"status": "failed", "test_error": None, "val_error": None, "train_loss": None,
+             "test_loss": None, "seconds": None, "error": None}
+    if future.cancelled():
+        return {**empty, "status": "not run", "error": "the sweep was stopped first"}
+    error = future.exception()
+    if error is not None:  # the worker itself failed (killed, out of memory, ...)
+        return {**empty, "error": f"the worker running it failed: "
+                                  f"{type(error).__name__}: {error}"}
+    return {**empty, **future.result()}
+
+
+# in a worker process --------------------------------------------------------
+
+_STOP = None    # the pool's stop event, in a worker process
+_CACHE = {}     # per process: compiled models, MNIST, the latest splits
+
+
+def _start_worker(stop) -> None:
+    """A pool process: Ctrl-C is the manager's to handle (it sets ``stop``)."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _should_stop() -> bool:
+    return _STOP is not None and _STOP.is_set()
+
+
+def load_model(path: str, ops: tuple = ()):
+    """The compiled model, compiled once per process."""
+    key = ("model", path, ops)
+    if key not in _CACHE:
+        from ..compiler.program import compile_model, default_registry
+        from ..core.plugins import load_plugin
+        registry = default_registry()
+        for spec in ops:
+            load_plugin(spec, registry)
+        _CACHE[key] = compile_model(path, registry)
+    return _CACHE[key]
+
+
+def _splits(job: Job, model, cfg):
+    """(train, validation, test) as ``run`` makes them; MNIST read once per process."""
+    import numpy as np
+
+    from ..training.idx import load_mnist
+    from ..training.preprocess import make_splits
+    key = (job.model, job.ops, job.data, cfg.val, cfg.dtype, job.limit_train, job.limit_test)
+    cached = _CACHE.get("splits")
+    if cached is None or cached[0] != key:
+        if ("mnist", job.data) not in _CACHE:
+            _CACHE[("mnist", job.data)] = load_mnist(job.data)
+        _CACHE["splits"] = key, make_splits(model, _CACHE[("mnist", job.data)], cfg.val,
+                                            np.dtype(cfg.dtype), job.limit_train,
+                                            job.limit_test)
+    return _CACHE["splits"][1]
+
+
+def run_configuration(job: Job) -> dict:
+    """Run one configuration as ``python -m cnngraph run`` would, with one BLAS
+    thread; the results as a row's fields.  Never raises for a failed run."""
+    from threadpoolctl import threadpool_limits
+
+    from ..training.loop import Interrupted
+    from ..training.resources import check_training_memory
+    from .experiment import run_experiment
+    started = time.perf_counter()
+    seen = []  # numpy's overflow warnings and the like: kept in the row, not printed
+    try:
+        with threadpool_limits(1, user_api="blas"), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            model = load_model(job.model, job.ops)
+            cfg = replace(model.settings.train, **job.overrides)
+            train, validation, test = _splits(job, model, cfg)
+            check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
+            started = time.perf_counter()
+            result = run_experiment(model, train, validation, test, cfg, job.out,
+                                    plots=job.plots, should_stop=_should_stop)
+    except Interrupted as e:
+        row = {"status": "interrupted", "error": f"{e}; its checkpoint is in {job.out}"}
+    except CnnError as e:
+        row = {"status": "failed", "error": format_error(e)}
+    except Exception as e:  # a bug, or MemoryError: this row fails, the sweep goes on
+        row = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+               "traceback": traceback.format_exc()}
+    else:
+        last = result.metrics["epochs"][-1]
+        row = {"status": "ok", "test_error": float(result.test_error),
+               "val_error": last["val_error"], "train_loss": last["train_loss"],
+               "test_loss": float(result.test_loss)}
+    row["seconds"] = time.perf_counter() - started
+    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in seen))
+    if messages:
+        row["warnings"] = messages[:5]
+    return row
+
+
+# the tables -------------------------------------------------------------------
