@@ -84,3 +84,10 @@ def test_the_input_shape_is_checked(model):
     params = model.init_params(0, np.float64)
     with pytest.raises(ParameterError, match=r"input has shape \(2, 1, 32, 32\)"):
         model.forward(params, np.zeros((2, 1, 32, 32)))
+
+
+def test_only_an_mpi_launcher_makes_a_world_of_several_processes():
+    from cnngraph.training.world import SINGLE, detect_world, launched_by_mpi
+    assert detect_world({}) is SINGLE
+    assert not launched_by_mpi({"SLURM_PROCID": "0", "SLURM_JOB_ID": "7"})  # sbatch alone
+    assert launched_by_mpi({"PMI_RANK": "0"}) and launched_by_mpi({"OMPI_COMM_WORLD_RANK": "1"})

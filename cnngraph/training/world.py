@@ -13,8 +13,9 @@ import numpy as np
 from ..core.errors import CnnError
 
 #: Environment variables MPI launchers set in every process they start (MPICH's
-#: hydra, Open MPI, PMIx, Slurm's srun).
-LAUNCHER_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+#: hydra and PMI, Open MPI, PMIx: srun with --mpi=pmi2 or pmix sets one too).  Not
+#: SLURM_PROCID: a plain batch script has it, MPI or not.
+LAUNCHER_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 
 class SingleProcess:
