@@ -1,4 +1,6 @@
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,15 @@ def mnist():
     if path is None:
         pytest.skip("real MNIST not found (set CNNGRAPH_DATA)")
     return path
+
+
+#: mpiexec from the environment's own bin folder (the mpich wheel puts it there), else PATH
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
+    shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+    HAVE_MPI = MPIEXEC is not None
+except ImportError:
+    HAVE_MPI = False
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="no MPI: pip install -e '.[mpi]' brings "
+                               "mpi4py and mpiexec")

@@ -2,7 +2,6 @@
 count, resumable on another rank count, refusing mismatched ranks, and ending
 cleanly when a rank is killed.  Skipped where no MPI can be had."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,19 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import MPIEXEC, ROOT, needs_mpi
 
 from cnngraph.training.checkpoint import load_checkpoint
 
-BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI4PY = True
-except ImportError:
-    HAVE_MPI4PY = False
-pytestmark = pytest.mark.skipif(not (MPIEXEC and HAVE_MPI4PY),
-                                reason="no MPI: pip install -e '.[mpi]' brings mpi4py and mpiexec")
+pytestmark = needs_mpi
 
 MODEL = """\
 input x : 1 x 28 x 28

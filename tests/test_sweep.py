@@ -7,27 +7,17 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, mnist_dir
+from conftest import MPIEXEC, ROOT, mnist_dir, needs_mpi
 
 from cnngraph.cli.main import main
 from cnngraph.tools.plots import have_matplotlib
 from cnngraph.tools.sweep import configurations, load_model, run_sweep
 from cnngraph.training.checkpoint import load_checkpoint
-
-BIN = Path(sys.executable).parent
-MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-    HAVE_MPI4PY = True
-except ImportError:
-    HAVE_MPI4PY = False
 
 SMALL = ["--limit-train", "300", "--limit-test", "100", "--epochs", "1"]
 GRID = ["--seed", "1", "2", "--lr", "1", "0.5"]
@@ -176,8 +166,7 @@ def test_stopping_drops_the_runs_not_started(tmp_path, mnist):
     assert len(_rows(tmp_path / "sweep.csv")) == 6
 
 
-@pytest.mark.skipif(not (MPIEXEC and HAVE_MPI4PY),
-                    reason="no MPI: pip install mpi4py mpich brings mpi4py and mpiexec")
+@needs_mpi
 def test_under_mpiexec_the_table_is_the_pools(swept, tmp_path):
     _, _, pool, data = swept
     out = tmp_path / "mpi"
