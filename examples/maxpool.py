@@ -2,6 +2,8 @@
 
     python -m cnngraph check-ops --ops examples/maxpool.py
     python -m cnngraph run examples/maxpool.cnn --ops examples/maxpool.py
+    python -m cnngraph export examples/maxpool.cnn --ops examples/maxpool.py \
+        --ops examples/relu.py --checkpoint runs/latest/checkpoint.npz -o maxpool.onnx
 
 Forward: y = max over each factor x factor block.  Gradient: delta goes back
 only to the winning position of each block, delta_x = switches ∘ up(delta),
@@ -60,6 +62,11 @@ def example(rng):
     return Example((rng.normal(size=(2, 3, 4, 6)),), {"factor": 2})
 
 
+def maxpool_onnx(graph, x, *, factor):
+    """How ``export`` writes the op: ONNX's MaxPool over the same blocks."""
+    return graph.op("MaxPool", [x], kernel_shape=[factor, factor], strides=[factor, factor])
+
+
 def lower_maxpool(ctx, options, sources):
     (x,) = sources
     return ctx.emit("maxpool", (x,), at="factor", factor=options["factor"])
@@ -79,6 +86,7 @@ def register(registry):
     for backend in ("numpy", "reference"):
         registry.add_kernel("maxpool", maxpool_forward, backend)
         registry.add_kernel("maxpool_switches", switches_forward, backend)
+    registry.add_lowering("maxpool", maxpool_onnx, target="onnx")
     registry.add_layer(LayerRule(
         "maxpool", {"factor": Option(integer(2, 64), required=True, doc="block size")},
         lower_maxpool, doc="max-pooling over factor x factor blocks",

@@ -31,6 +31,11 @@ def relu_curvature(u, h):
     return (h * (u > 0),)   # f'(u)² = f'(u) for a 0/1 slope
 
 
+def relu_onnx(graph, u):
+    """How ``export`` writes the op: ONNX's Relu."""
+    return graph.op("Relu", [u])
+
+
 def example(rng):
     u = rng.normal(size=(2, 3, 4))
     return Example((np.where(np.abs(u) < 0.05, 0.1, u),))  # keep away from the kink
@@ -40,3 +45,4 @@ def register(registry):
     add_vjp_op(registry, "relu", ("u",), lambda u: u, relu, relu_vjp, example,
                curvature_vjp=relu_curvature, in_place=relu_in_place,
                traits=frozenset({"elementwise"}), label=lambda a: "relu", doc="max(0, u)")
+    registry.add_lowering("relu", relu_onnx, target="onnx")

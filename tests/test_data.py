@@ -385,3 +385,32 @@ def test_classes_count_the_test_labels_too():
     model = compile_model(CLASSES_MODEL.replace("UNITS", "9"))
     with pytest.raises(DataError, match="the data has 10 classes"):
         make_splits(model, train, 0, np.float32)
+
+
+# --- the Dataset a loader returns (any data set: tests/test_datasets.py) -------------------
+
+def test_load_mnist_names_its_source_and_has_no_class_names(tmp_path):
+    folder = fake_mnist(tmp_path / "d")
+    ds = load_mnist(folder)
+    assert ds.source == str(folder) and ds.classes is None
+    from cnngraph.training.datasets import load_data, resolve_data
+    again = load_data(resolve_data(str(folder)))
+    assert again.train_images.shape == (5, 2, 2) and again.source == str(folder)
+
+
+def test_make_splits_reads_maps_and_floats():
+    """(N, maps, H, W) images keep their maps; floats are on a 0..1 scale."""
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.training.idx import Dataset
+    from cnngraph.training.preprocess import make_splits
+    ds = digits_dataset()
+    model = compile_model(CLASSES_MODEL.replace("UNITS", "10").replace("1 x 8", "2 x 8"))
+    two = Dataset(np.stack([ds.train_images, 255 - ds.train_images], axis=1), ds.train_labels,
+                  np.stack([ds.test_images, ds.test_images], axis=1), ds.test_labels)
+    train, _, test = make_splits(model, two, 0, np.float64)
+    assert train.images.shape == (40, 2, 8, 8) and test.images.shape == (20, 2, 8, 8)
+    np.testing.assert_allclose(train.images[:, 1], 1 - ds.train_images / 255)
+    floats = Dataset(two.train_images / 255, two.train_labels, two.test_images / 255,
+                     two.test_labels)
+    again, _, _ = make_splits(model, floats, 0, np.float64)
+    np.testing.assert_allclose(again.images, train.images, atol=1e-12)

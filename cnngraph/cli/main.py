@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.errors import CnnError, UsageError, format_error
 from .console import RunPrinter, StopFlag, format_confusion
+from .export_command import add_export, cmd_export
 from .sweep_command import add_sweep, cmd_sweep
 
 EPILOG = {
@@ -204,8 +205,12 @@ def cmd_summary(args) -> int:
 # run ------------------------------------------------------------------------
 
 def _add_data(sub):
-    sub.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files "
-                     "(default: $CNNGRAPH_DATA, then ~/.cache/cnngraph/mnist)")
+    sub.add_argument("--data", metavar="PATH",
+                     help="the data set: a folder of MNIST's IDX files, a .json naming four "
+                          "IDX files, an .npz with x_train, y_train, x_test, y_test, or a "
+                          "folder with train/ and test/ folders of images, one per class "
+                          "(default: the train block's data, then $CNNGRAPH_DATA, then "
+                          "~/.cache/cnngraph/mnist)")
     sub.add_argument("--threads", type=int, metavar="N", default=1,
                      help="split each training batch across N threads, one BLAS thread "
                           "each (default 1)")
@@ -264,9 +269,12 @@ def _overrides(args, cfg):
 
 
 def _load_data(args, model, cfg):
-    from ..training.idx import find_data_dir, load_mnist
+    """--data, else the train block's data (relative to the model file), else MNIST
+    from $CNNGRAPH_DATA or the cache; read, checked and preprocessed for the model."""
+    from ..training.datasets import load_data, resolve_data
     from ..training.preprocess import make_splits
-    raw = load_mnist(find_data_dir(args.data))
+    raw = load_data(resolve_data(args.data, getattr(cfg, "data", None),
+                                 model.network.spec.file))
     return make_splits(model, raw, cfg.val, np.dtype(cfg.dtype),
                        getattr(args, "limit_train", None), args.limit_test)
 
@@ -464,4 +472,6 @@ COMMANDS = [
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", _add_dot),
     ("summary", cmd_summary, "layer table: output shape, parameters, multiply-adds",
      _add_summary),
+    ("export", cmd_export, "write a trained model's forward graph as an ONNX file (float32)",
+     add_export),
 ]

@@ -12,7 +12,7 @@ like another network.  This hash is of a canonical form of the *built* network:
   and ``kernel=[5, 5]``, or an option left at its default and the same value
   written out, hash the same;
 * the tables the layers read (rows sorted; a row's input maps as a set);
-* the ``init`` and ``preprocess`` settings.
+* the ``init`` and ``preprocess`` settings that differ from their defaults.
 
 The ``train`` block is not part of it: a checkpoint can resume under another
 learning rate or number of epochs.
@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 #: Bumped when the canonical form changes, so old and new hashes never collide.
-VERSION = "cnngraph-network-1"
+VERSION = "cnngraph-network-2"
 
 
 def network_hash(network) -> str:
@@ -55,8 +55,17 @@ def canonical_form(network) -> dict:
             "input": {"name": source.name, "shape": list(source.shape)},
             "layers": layers,
             "tables": tables,
-            "init": canonical(settings.init),
-            "preprocess": canonical(settings.preprocess)}
+            "init": canonical(_changed(settings.init)),
+            "preprocess": canonical(_changed(settings.preprocess))}
+
+
+def _changed(section) -> dict:
+    """A settings section's fields that differ from their defaults: a setting added
+    later with a default that keeps old behaviour (preprocess's crop) keeps old
+    networks' hashes."""
+    default = type(section)()
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)
+            if getattr(section, f.name) != getattr(default, f.name)}
 
 
 def canonical(value):

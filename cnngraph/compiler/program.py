@@ -24,6 +24,7 @@ from ..language.spec import ModelSpec
 from ..rules import register_builtin_rules
 from ..runtime.execute import run_plan
 from ..runtime.numpy_backend import numpy_backend
+from ..runtime.onnx_lowering import register_onnx_lowerings
 from ..runtime.reference_backend import reference_backend
 from .backward import Derived, derive_backward, derive_curvature
 from .build import Network, build_network
@@ -34,11 +35,12 @@ from .schedule import bind_kernels, mark_lifetimes, schedule
 
 
 def default_registry() -> Registry:
-    """A fresh registry holding the built-in rules and the NumPy and reference backends."""
+    """A fresh registry holding the built-in rules, the NumPy and reference backends
+    and the ONNX lowerings."""
     registry = Registry()
     registry.add_backend(numpy_backend())
     registry.add_backend(reference_backend())
-    return register_builtin_rules(registry)
+    return register_onnx_lowerings(register_builtin_rules(registry))
 
 
 def compile_model(source: str | Path | ModelSpec, registry: Registry | None = None,

@@ -7,9 +7,11 @@ nodes made of other registered ops, an optional curvature rule for SDLM, a DOT
 label, traits, a cost and an example for the generated tests.  How it is
 computed lives in a *backend* (core/backend.py), a table of kernels by op.  A
 *layer rule* is what a ``.cnn`` file names: typed options and a lowering into
-ops.  An *optimizer rule* is what a train block's ``optimizer`` names.
+ops.  An *optimizer rule* is what a train block's ``optimizer`` names.  A
+*lowering* says how an op is written in another format (ONNX: which nodes it
+becomes, runtime/onnx_lowering.py), one table per target beside the backends.
 Built-in and user rules register the same way: `Registry.add_op`,
-`add_kernel`, `add_layer`, `add_optimizer`.
+`add_kernel`, `add_layer`, `add_optimizer`, `add_lowering`.
 """
 from __future__ import annotations
 
@@ -152,6 +154,7 @@ class Registry:
         self.layers: dict[str, LayerRule] = {}
         self.optimizers: dict[str, OptimizerRule] = {}
         self.backends: dict[str, Backend] = {}
+        self.lowerings: dict[str, dict[str, Callable]] = {}  # target -> {op: lowering}
 
     def add_op(self, rule: OpRule) -> OpRule:
         """Register an op rule after checking it is complete and well formed."""
@@ -176,6 +179,30 @@ class Registry:
             raise RuleError(f"op '{op}': an in_place kernel needs an elementwise op")
         self.backend(backend).add(op, kernel)
         return kernel
+
+    def add_lowering(self, op: str, lower: Callable, target: str = "onnx") -> Callable:
+        """Register how a registered op is written for an export ``target``.  For
+        "onnx": lower(graph, *inputs, **attrs) -> the name of the op's output, where
+        inputs are the ONNX names of the op's inputs and ``graph`` emits nodes and
+        constants (`cnngraph.tools.export.OnnxGraph`)."""
+        rule = self.op(op)
+        if not callable(lower):
+            raise RuleError(f"op '{op}': the {target} lowering must be callable")
+        _check_arity(rule, f"{target} lowering", lower, leading=("graph",))
+        table = self.lowerings.setdefault(target, {})
+        if op in table:
+            raise RuleError(f"op '{op}' has two lowerings to {target}")
+        table[op] = lower
+        return lower
+
+    def lowering(self, op: str, target: str = "onnx") -> Callable:
+        """The op's lowering to ``target``, or an error naming the op."""
+        try:
+            return self.lowerings.get(target, {})[op]
+        except KeyError:
+            raise RuleError(f"op '{op}' has no lowering to {target}",
+                            hint=f"a plugin registers one with registry.add_lowering('{op}', "
+                                 f"FUNCTION, target='{target}')") from None
 
     def add_optimizer(self, rule: OptimizerRule) -> OptimizerRule:
         return _register(self.optimizers, rule.name, rule, "optimizer")
@@ -210,6 +237,7 @@ class Registry:
         other.layers = dict(self.layers)
         other.optimizers = dict(self.optimizers)
         other.backends = {name: b.copy() for name, b in self.backends.items()}
+        other.lowerings = {target: dict(table) for target, table in self.lowerings.items()}
         return other
 
 
@@ -252,7 +280,7 @@ def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
     _check_arity(rule, "shape", rule.shape)
 
 
-def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
+def _check_arity(rule: OpRule, name: str, fn: Callable, leading: tuple = ()) -> None:
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
@@ -261,9 +289,10 @@ def _check_arity(rule: OpRule, name: str, fn: Callable) -> None:
         return
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
                   and p.default is p.empty]
-    if len(positional) != len(rule.slots):
+    if len(positional) != len(leading) + len(rule.slots):
+        wants = (f"it reads {', '.join(leading)}, then the op's" if leading else "the op has")
         raise RuleError(f"op '{rule.name}': {name} takes {len(positional)} required positional "
-                        f"arguments but the op has {len(rule.slots)} slots {rule.slots}")
+                        f"arguments but {wants} {len(rule.slots)} slots {rule.slots}")
 
 
 def add_vjp_op(registry: Registry, name: str, slots: tuple[str, ...], shape: Callable,

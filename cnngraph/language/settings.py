@@ -32,12 +32,14 @@ class TrainConfig:
     shuffle: bool = True
     shards: int = 1           # fixed pieces of each batch, combined in order (parallel.py)
     dtype: str = "float32"
+    data: str | None = None   # the data set (training/datasets.py); --data overrides it
 
 
 @dataclass(frozen=True)
 class Preprocess:
     pixels: tuple = ("range", {"lo": 0.0, "hi": 1.0})
     pad: int = 0
+    crop: tuple = (0, 0, 0, 0)  # pixels removed at the top, bottom, left and right
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,38 @@ def _schedule(value, what):
     return tuple(zip(epochs, args["lr"]))
 
 
+def _data_path(value, what):
+    """A path in double quotes (the train block's ``data``)."""
+    if value.kind != "string" or not value.data.strip():
+        raise BuildError(f"option '{what}' expects a path in double quotes, e.g. "
+                         f"data = \"colour/\", got {value.describe()}",
+                         value.span)
+    return value.data
+
+
+def _pixels(value, what):
+    """range(lo, hi), standardize or standardize(per_map=true); per_map=false is
+    plain standardize (one spelling, one network hash)."""
+    kind, args = call({"range": {"lo": number(), "hi": number()},
+                       "standardize": {"per_map": boolean}})(value, what)
+    if kind == "standardize" and not args.get("per_map", True):
+        args = {}
+    return kind, args
+
+
+def _crop(value, what):
+    """2 (every border) or [top, bottom, left, right]."""
+    if value.kind == "list":
+        if len(value.data) != 4:
+            raise BuildError(f"option '{what}' expects an integer or [top, bottom, left, "
+                             f"right], got a list of {len(value.data)}", value.span)
+        return tuple(integer(0, 1024)(v, what) for v in value.data)
+    if value.kind != "number":
+        raise BuildError(f"option '{what}' expects an integer or [top, bottom, left, right], "
+                         f"got {value.describe()}", value.span)
+    return (integer(0, 1024)(value, what),) * 4
+
+
 SECTIONS = {
     "train": (TrainConfig, {
         "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
@@ -78,11 +112,15 @@ SECTIONS = {
         "shards": Option(integer(1, 1 << 16), 1,
                          doc="fixed pieces of each batch, the unit of data-parallel work"),
         "dtype": Option(choice("float32", "float64"), "float32", doc="float type"),
+        "data": Option(_data_path, None, doc="the data set: a folder or file (relative to "
+                       "the model file); --data overrides it"),
     }),
     "preprocess": (Preprocess, {
-        "pixels": Option(call({"range": {"lo": number(), "hi": number()}, "standardize": {}}),
-                         ("range", {"lo": 0.0, "hi": 1.0}), doc="range(lo, hi) or standardize"),
+        "pixels": Option(_pixels, ("range", {"lo": 0.0, "hi": 1.0}),
+                         doc="range(lo, hi), standardize or standardize(per_map=true)"),
         "pad": Option(integer(0, 1024), 0, doc="a border of the background value around each image"),
+        "crop": Option(_crop, (0, 0, 0, 0), doc="pixels cut from each border (before pad): "
+                       "2 or [top, bottom, left, right]"),
     }),
     "init": (InitConfig, {
         "weights": Option(call(INIT_SCHEMES), ("glorot_uniform", {}), doc="kernels, weights, beta"),

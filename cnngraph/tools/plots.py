@@ -92,52 +92,92 @@ def _log_if_wide(ax) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
-def kernel_grid(kernel: np.ndarray, title: str, path: Path) -> None:
-    """A conv layer's kernels, one small image per (output map, input map) pair."""
+def kernel_grid(kernel: np.ndarray, title: str, path: Path, colour: bool | None = None) -> None:
+    """A conv layer's kernels, one small image per (output map, input map) pair.
+
+    ``colour`` (default: when the kernels read 3 input maps, an RGB input's) adds a
+    top row drawing each output map's three input kernels as one colour patch:
+    grey is 0, and each patch is scaled by its own largest weight."""
     plt = _pyplot()
     c_out, c_in = kernel.shape[:2]
-    fig, axes = plt.subplots(c_in, c_out, figsize=(1.4 * c_out + 1, max(3.2, 1.4 * c_in + 1.2)),
+    colour = c_in == 3 if colour is None else colour and c_in == 3
+    rows = c_in + (1 if colour else 0)
+    fig, axes = plt.subplots(rows, c_out, figsize=(1.4 * c_out + 1, max(3.2, 1.4 * rows + 1.2)),
                              squeeze=False)
     bound = float(np.abs(kernel).max()) or 1.0
-    for i in range(c_in):
+    for j in range(c_out):
+        if colour:
+            patch = np.moveaxis(np.asarray(kernel[j], dtype=np.float64), 0, -1)
+            axes[0][j].imshow(0.5 + 0.5 * patch / (float(np.abs(patch).max()) or 1.0),
+                              interpolation="nearest")
+        for i in range(c_in):
+            axes[rows - c_in + i][j].imshow(kernel[j, i], cmap="RdBu_r", vmin=-bound,
+                                            vmax=bound)
+    for r in range(rows):
         for j in range(c_out):
-            ax = axes[i][j]
-            ax.imshow(kernel[j, i], cmap="RdBu_r", vmin=-bound, vmax=bound)
+            ax = axes[r][j]
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == c_in - 1:
+            if r == rows - 1:
                 ax.set_xlabel(f"out {j}", fontsize=7)
             if j == 0:
-                ax.set_ylabel(f"in {i}", fontsize=7)
+                i = r - (rows - c_in)
+                ax.set_ylabel("RGB" if i < 0 else f"in {i} ({'RGB'[i]})" if colour
+                              else f"in {i}", fontsize=7)
+    if colour:
+        title += ("\ntop row: each output map's kernels on the R, G and B input maps as one "
+                  "colour patch (grey = 0, scaled per patch)")
     fig.suptitle(title)
     _save(fig, path)
     plt.close(fig)
 
 
-def feature_maps(outputs: dict, label: int, path: Path) -> None:
-    """One row per layer: its maps (or units) for a single digit."""
+def _as_rgb(maps: np.ndarray) -> np.ndarray:
+    """Three maps as one H x W x 3 picture, scaled together onto 0..1 (hues kept)."""
+    rgb = np.moveaxis(np.asarray(maps, dtype=np.float64), 0, -1)
+    lo, hi = float(rgb.min()), float(rgb.max())
+    return (rgb - lo) / (hi - lo) if hi > lo else np.zeros_like(rgb)
+
+
+def feature_maps(outputs: dict, label: int, path: Path, input_name: str | None = None) -> None:
+    """One row per layer: its maps (or units) for a single image.  The input
+    (``input_name``, default the first entry) with 3 maps, an RGB image, is also
+    drawn as one colour picture in front of its maps."""
     plt = _pyplot()
     rows = list(outputs.items())
-    width = max(a.shape[1] if a.ndim == 4 and a.shape[2] * a.shape[3] > 1 else 1
-                for _, a in rows)
+    if input_name is None and rows:
+        input_name = rows[0][0]
+    rgb = {layer for layer, a in rows if layer == input_name and a.ndim == 4
+           and a.shape[1] == 3 and a.shape[2] * a.shape[3] > 1}
+    width = max((a.shape[1] if a.ndim == 4 and a.shape[2] * a.shape[3] > 1 else 1)
+                + (1 if layer in rgb else 0) for layer, a in rows)
     width = min(width, 16)
     fig, axes = plt.subplots(len(rows), width, figsize=(1.1 * width + 1, 1.2 * len(rows) + 0.6),
                              squeeze=False)
     for r, (layer, array) in enumerate(rows):
         vector = array.ndim == 2 or array.shape[2] * array.shape[3] == 1
         maps = array[0].reshape(1, 1, -1) if vector else array[0]
+        cells = ([("RGB", _as_rgb(maps))] if layer in rgb else []) + \
+            [("RGB"[c] if layer in rgb else None, m) for c, m in enumerate(maps)]
         for c in range(width):
             ax = axes[r][c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if c < len(maps):
-                ax.imshow(maps[c], cmap="gray", aspect="auto")
+            if c < len(cells):
+                name, picture = cells[c]
+                if picture.ndim == 3:
+                    ax.imshow(picture, aspect="auto", interpolation="nearest")
+                else:
+                    ax.imshow(picture, cmap="gray", aspect="auto")
+                if name:
+                    ax.set_title(name, fontsize=7)
             else:
                 ax.axis("off")
             if c == 0:
                 ax.set_ylabel(layer, fontsize=8)
-    fig.suptitle(f"feature maps of one test digit (label {label}): one row per layer, one "
-                 "column per map (at most 16); vectors and 1x1 maps as one strip")
+    fig.suptitle(f"feature maps of one test image (label {label}): one row per layer, one "
+                 "column per map (at most 16); vectors and 1x1 maps as one strip"
+                 + ("; the colour input also as one picture" if rgb else ""))
     _save(fig, path)
     plt.close(fig)
 
@@ -152,7 +192,7 @@ def confusion_matrix(confusion, path: Path) -> None:
             ax.text(j, i, str(n), ha="center", va="center", fontsize=6,
                     color="white" if i == j else "black")
     n = len(confusion)
-    ax.set(title="confusion on the test set", xlabel="predicted digit", ylabel="true digit",
+    ax.set(title="confusion on the test set", xlabel="predicted class", ylabel="true class",
            xticks=range(n), yticks=range(n))
     fig.colorbar(image, ax=ax, fraction=0.046, label="log(1 + count)")
     _save(fig, path)

@@ -215,8 +215,8 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     """Train ``model`` (a .cnn file; ``ops``: plugins to load) once per combination of
     ``grid``'s values, each run in ``out``/<name>, and write the tables into ``out``.
 
-    ``dtype`` and ``val`` apply to every run; ``data`` is the MNIST folder
-    (`find_data_dir`'s rules); ``limit_train``/``limit_test`` as ``run``'s flags.
+    ``dtype`` and ``val`` apply to every run; ``data`` is the data set, as ``run``'s
+    ``--data`` (`datasets.resolve_data`: else the train block's, else MNIST); ``limit_train``/``limit_test`` as ``run``'s flags.
     ``plots``: None draws sweep.png when matplotlib is installed, True also each
     run's pictures (matplotlib required), False nothing.  ``executor``: any
     `concurrent.futures` executor of processes to use instead of the local pool or
@@ -225,7 +225,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     saved (status ``interrupted``); the tables are still written and the result
     has ``interrupted`` set.  Returns None on MPI ranks other than 0.
     """
-    from ..training.idx import find_data_dir
+    from ..training.datasets import resolve_data
     from .experiment import pictures_wanted
     for flag, value in (("limit-train", limit_train), ("limit-test", limit_test),
                         ("jobs", jobs)):
@@ -237,7 +237,8 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
     found = configurations(compiled, grid, base)
-    data_dir = str(find_data_dir(data).resolve())
+    data_dir = str(resolve_data(data, compiled.settings.train.data,
+                                compiled.network.spec.file).resolve())
     out = Path(out)
     jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
                      limit_train, limit_test, bool(plots)) for c in found]
@@ -355,17 +356,17 @@ def load_model(path: str, ops: tuple = ()):
 
 
 def _splits(job: Job, model, cfg):
-    """(train, validation, test) as ``run`` makes them; MNIST read once per process."""
+    """(train, validation, test) as ``run`` makes them; the data read once per process."""
     import numpy as np
 
-    from ..training.idx import load_mnist
+    from ..training.datasets import load_data
     from ..training.preprocess import make_splits
     key = (job.model, job.ops, job.data, cfg.val, cfg.dtype, job.limit_train, job.limit_test)
     cached = _CACHE.get("splits")
     if cached is None or cached[0] != key:
-        if ("mnist", job.data) not in _CACHE:
-            _CACHE[("mnist", job.data)] = load_mnist(job.data)
-        _CACHE["splits"] = key, make_splits(model, _CACHE[("mnist", job.data)], cfg.val,
+        if ("data", job.data) not in _CACHE:
+            _CACHE[("data", job.data)] = load_data(job.data)
+        _CACHE["splits"] = key, make_splits(model, _CACHE[("data", job.data)], cfg.val,
                                             np.dtype(cfg.dtype), job.limit_train,
                                             job.limit_test)
     return _CACHE["splits"][1]

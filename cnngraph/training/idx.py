@@ -150,12 +150,17 @@ def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) ->
 
 @dataclass(frozen=True)
 class Dataset:
-    """MNIST arrays: images uint8 (N, 28, 28), labels uint8 (N,)."""
+    """A data set's arrays.  Images (N, H, W) for one map or (N, maps, H, W): uint8
+    pixels 0..255, or floats on a 0..1 scale; labels integers 0..K-1, (N,).  MNIST's
+    are uint8 (N, 28, 28) and uint8 labels.  ``classes``: the class names, when the
+    source has them (image folders); ``source``: where it was read from."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    classes: tuple | None = None
+    source: str | None = None
 
 
 def load_pair(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[str],
@@ -193,7 +198,7 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
         paths[name.rsplit("-", 2)[0]] = found  # e.g. "train-images"
     train = load_pair(paths["train-images"], paths["train-labels"])
     test = load_pair(paths["t10k-images"], paths["t10k-labels"])
-    return Dataset(train[0], train[1], test[0], test[1])
+    return Dataset(train[0], train[1], test[0], test[1], source=str(data_dir))
 
 
 def _urllib_fetch(url: str) -> bytes:
