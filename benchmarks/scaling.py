@@ -149,7 +149,7 @@ def machine(mpiexec):
     print("env inherited " + ", ".join(f"{k}={v if v is not None else '(unset)'}"
                                        for k, v in INHERITED_ENV.items() if k != "CNNGRAPH_DATA"))
     print("env children  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "
-          "(set by this script; cnngraph run also applies threadpool_limits(1, 'blas'))")
+          "(set by this script; cnngraph run also applies threadpool_limits(1, user_api='blas'))")
     import mpi4py
     code = ("from mpi4py import MPI; lines = MPI.Get_library_version().splitlines(); "
             "print(lines[0]); print(lines[3])")
