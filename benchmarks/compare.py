@@ -32,51 +32,50 @@ from threadpoolctl import threadpool_limits
 from cnngraph import compile_model
 from cnngraph.compiler.program import make_plan
 from cnngraph.tools.bench import sgd_step, synthetic_batch
+from cnngraph.tools.machine import format_machine, machine_facts
 from cnngraph.training.step import Optimizer, ThreadSplit, WholeBatch, train_step
 
 
+def _masked_conv(args, attrs):
+    x, k = args
+    mask = attrs.get("mask")
+    if mask is not None:
+        k = k * torch.as_tensor(mask, dtype=k.dtype)[:, :, None, None]
+    return F.conv2d(x, k)
+
+
+def _matmul(args, attrs):
+    a, b = args
+    return (a.T if attrs.get("transpose_a") else a) @ (b.T if attrs.get("transpose_b") else b)
+
+
+#: cnngraph's forward ops in PyTorch: the benchmark's own backend table, keyed like
+#: the kernel tables in cnngraph/runtime (an op missing here is named when it is met).
+TORCH_OPS = {
+    "conv_valid": _masked_conv,
+    "add_bias": lambda args, attrs: args[0] + args[1].reshape((1, -1) + (1,) * (args[0].dim() - 2)),
+    "scale_maps": lambda args, attrs: args[0] * args[1].reshape(1, -1, 1, 1),
+    "scale": lambda args, attrs: args[0] * attrs["c"],
+    "subsample_sum": lambda args, attrs: F.avg_pool2d(args[0], attrs["factor"])
+    * attrs["factor"] ** 2,
+    "subsample_decimate": lambda args, attrs: args[0][:, :, ::attrs["factor"], ::attrs["factor"]],
+    "sigmoid": lambda args, attrs: torch.sigmoid(attrs.get("gain", 1.0) * args[0]),
+    "tanh": lambda args, attrs: attrs.get("a", 1.0) * torch.tanh(attrs.get("b", 1.0) * args[0]),
+    "reshape": lambda args, attrs: args[0].reshape((args[0].shape[0],) + tuple(attrs["shape"])),
+    "concat": lambda args, attrs: torch.cat(args, dim=1),
+    "matmul": _matmul,
+    "squared_error": lambda args, attrs: 0.5 * ((args[0] - args[1]) ** 2).sum()
+    / args[0].shape[0],
+    "softmax_cross_entropy": lambda args, attrs: -(args[1] * F.log_softmax(args[0], dim=1)).sum()
+    / args[0].shape[0],
+}
+
+
 def torch_op(op, attrs, args):
-    """One cnngraph forward op in PyTorch (the benchmark's own translation table)."""
-    if op == "conv_valid":
-        x, k = args
-        mask = attrs.get("mask")
-        if mask is not None:
-            k = k * torch.as_tensor(mask, dtype=k.dtype)[:, :, None, None]
-        return F.conv2d(x, k)
-    if op == "add_bias":
-        x, b = args
-        return x + b.reshape((1, -1) + (1,) * (x.dim() - 2))
-    if op == "scale_maps":
-        x, b = args
-        return x * b.reshape(1, -1, 1, 1)
-    if op == "scale":
-        return args[0] * attrs["c"]
-    if op == "subsample_sum":
-        f = attrs["factor"]
-        return F.avg_pool2d(args[0], f) * (f * f)
-    if op == "subsample_decimate":
-        f = attrs["factor"]
-        return args[0][:, :, ::f, ::f]
-    if op == "sigmoid":
-        return torch.sigmoid(attrs.get("gain", 1.0) * args[0])
-    if op == "tanh":
-        return attrs.get("a", 1.0) * torch.tanh(attrs.get("b", 1.0) * args[0])
-    if op == "reshape":
-        return args[0].reshape((args[0].shape[0],) + tuple(attrs["shape"]))
-    if op == "concat":
-        return torch.cat(args, dim=1)
-    if op == "matmul":
-        a, b = args
-        a = a.T if attrs.get("transpose_a") else a
-        b = b.T if attrs.get("transpose_b") else b
-        return a @ b
-    if op == "squared_error":
-        y, t = args
-        return 0.5 * ((y - t) ** 2).sum() / y.shape[0]
-    if op == "softmax_cross_entropy":
-        y, t = args
-        return -(t * F.log_softmax(y, dim=1)).sum() / y.shape[0]
-    raise NotImplementedError(f"no PyTorch translation for op '{op}'")
+    """One cnngraph forward op in PyTorch."""
+    if op not in TORCH_OPS:
+        raise NotImplementedError(f"no PyTorch translation for op '{op}' (add it to TORCH_OPS)")
+    return TORCH_OPS[op](args, attrs)
 
 
 class TorchNet:
@@ -205,6 +204,10 @@ def main():
     parser.add_argument("--skip-epoch", action="store_true")
     args = parser.parse_args()
     rows = []
+    with threadpool_limits(1, user_api="blas"):  # as the timings run cnngraph's side
+        print(format_machine(machine_facts()))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default "
+          f"(each row sets and checks its own); backend: {torch.backends.cpu.get_cpu_capability()}")
     print(f"{'model':<18}{'dtype':<9}{'thr':>3}{'batch':>6}  {'mode':<6}"
           f"{'cnngraph':>10}{'torch':>10}{'ratio':>7}  min-max")
     for path in args.models:

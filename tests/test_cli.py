@@ -50,6 +50,20 @@ def test_bench_json_profiles_every_op_and_layer(capsys):
     for rows in (data["ops"], data["layers"]):
         assert sum(r["share"] for r in rows) == pytest.approx(1.0)
     assert data["peak_bytes"] == data["predicted_peak_bytes"] > 0
+    # the machine, with the BLAS thread count bench really timed with (one: BLAS capped)
+    machine = data["machine"]
+    assert machine["cpu"] and machine["usable_cpus"] >= 1 and machine["versions"]["numpy"]
+    assert all(pool["num_threads"] == 1 for pool in machine["blas"]
+               if pool["internal_api"] in ("openblas", "mkl", "blis"))
+
+
+def test_machine_facts_read_the_simd_level():
+    from cnngraph.tools.machine import format_machine, machine_facts
+    facts = machine_facts("model name\t: Some CPU\nflags\t\t: fpu sse4_2 avx avx2 fma "
+                          "avx512f amx_tile\n")
+    assert facts["cpu"] == "Some CPU"
+    assert facts["simd"] == ["sse4_2", "avx", "fma", "avx2", "avx512f", "amx_tile"]
+    assert "SIMD: sse4_2 avx fma avx2 avx512f amx_tile" in format_machine(facts)
 
 
 def test_missing_model_file_exits_2_without_traceback():

@@ -421,22 +421,26 @@ def _add_bench(sub):
 
 def cmd_bench(args) -> int:
     from ..tools.bench import measure, profile_ops
+    from ..tools.machine import format_machine, machine_facts
     from ..training.resources import step_peak_bytes
     model = _compile(args)
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
     dtype = np.dtype(args.dtype)
     with _threads(args):
+        machine = machine_facts()  # inside the limits: the thread counts timing runs with
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         profile_batch = args.profile_batch or max(args.batch)
         ops, layers, peak = profile_ops(model, profile_batch, dtype)
     predicted = step_peak_bytes(model, profile_batch, dtype)
     threads = args.threads
     if args.json:
-        print(json.dumps({"model": args.model, "threads": threads, "results": results,
+        print(json.dumps({"model": args.model, "machine": machine, "threads": threads,
+                          "results": results,
                           "ops": ops, "layers": layers, "peak_bytes": peak,
                           "predicted_peak_bytes": predicted}))
         return 0
+    print(format_machine(machine))
     print(f"{args.model}: {args.dtype}, batch split across {threads} thread(s), "
           "one BLAS thread each")
     print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
