@@ -36,13 +36,13 @@ onnx 1.23.2 and onnxruntime 1.32.0 (the CPU provider).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..compiler.schedule import schedule
 from ..core.errors import CnnError, RuleError, UsageError
+from ..training.checkpoint import write_atomically
 from ..training.preprocess import pixel_transform
 
 #: The ONNX operator set the lowerings are written for.
@@ -282,19 +282,8 @@ def save_onnx(proto, path) -> Path:
     fsync, then a rename over ``path``."""
     path = Path(path)
     data = proto.SerializeToString()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's file is private; this one is shared
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    try:  # mkstemp's file is private; an exported model is for sharing
+        write_atomically(path, lambda f: f.write(data), mode=0o666 & ~_umask())
     except OSError as e:
         raise UsageError(f"cannot write the ONNX file: {e.strerror or e}",
                          where=str(path)) from None

@@ -40,11 +40,22 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
               "rng_state": ckpt.rng_state, "epoch": ckpt.epoch, "step": ckpt.step,
               "meta": ckpt.meta, "arrays": sorted(arrays)}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+    _remove_temporaries(path)
+
+
+def write_atomically(path: Path, write, mode: int | None = None) -> None:
+    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
+    ``path`` and fsync the folder: a reader sees the old file or the whole new one,
+    never part of one.  ``mode``: the new file's permissions (default: private)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,7 +67,6 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    _remove_temporaries(path)
 
 
 def _remove_temporaries(path: Path) -> None:
