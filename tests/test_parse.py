@@ -57,7 +57,7 @@ def test_shipped_models_parse(path):
     assert len(spec.inputs) == 1
     assert spec.layers
     assert [l.kind for l in spec.layers].count("loss") == 1
-    assert {s.name for s in spec.sections} <= {"train", "init", "preprocess"}
+    assert {s.name for s in spec.sections} <= {"train", "init", "preprocess", "augment"}
 
 
 def test_values_parse_to_their_kinds():

@@ -18,6 +18,10 @@ EXAMPLE = (
     "'cnngraph.preprocess' says")
 
 
+MODEL_HELP = ("the .cnn model file (default: the model text the checkpoint embeds, "
+              "which must hash to its network hash)")
+
+
 def add_export(sub):
     sub.description = (
         "Write the trained forward graph (input -> prediction, the values the loss reads; no "
@@ -26,7 +30,7 @@ def add_export(sub):
         "file's name and the network hash go into the model's metadata_props. "
         "Needs the onnx package: pip install 'cnngraph[onnx]'.")
     sub.epilog = EXAMPLE
-    sub.add_argument("model", help="the .cnn model file")
+    sub.add_argument("model", nargs="?", help=MODEL_HELP)
     sub.add_argument("--ops", action="append", default=[], metavar="FILE.py|MODULE",
                      help="load op and layer rules from a plugin (repeatable); a plugin op "
                           "needs an ONNX lowering (registry.add_lowering)")
@@ -44,11 +48,9 @@ def add_export(sub):
 
 def cmd_export(args) -> int:
     from ..tools.export import OPSET, export_onnx, pixel_scale_offset, require_onnx, save_onnx
-    from ..training.checkpoint import check_param_arrays, load_checkpoint
-    from .main import _compile
+    from ..training.checkpoint import check_param_arrays
     require_onnx()
-    model = _compile(args)
-    ckpt = load_checkpoint(args.checkpoint, model.network_hash())
+    model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
     pixels = pixel_scale_offset(model, _training_images(args, model))
     proto = export_onnx(model, ckpt.params, pixels=pixels,
@@ -63,6 +65,24 @@ def cmd_export(args) -> int:
           f"'{graph.output[0].name}' (N, {props['cnngraph.classes']})")
     print(props["cnngraph.preprocess"])
     return 0
+
+
+def model_and_checkpoint(args):
+    """(model, checkpoint) for ``eval`` and ``export``: the MODEL file compiled and the
+    checkpoint checked against its network hash, or, without MODEL, the model text
+    the checkpoint embeds, compiled and checked the same way."""
+    import sys
+
+    from ..core.errors import CnnError, format_error
+    from ..training.checkpoint import embedded_model, load_checkpoint
+    from .main import _compile, _registry
+    if args.model is not None:
+        model = _compile(args)
+        return model, load_checkpoint(args.checkpoint, model.network_hash())
+    model, ckpt = embedded_model(args.checkpoint, _registry(args))
+    for message, span in model.network.warnings:
+        print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
+    return model, ckpt
 
 
 def _training_images(args, model):

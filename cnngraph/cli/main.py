@@ -323,7 +323,9 @@ def cmd_run(args) -> int:
 # eval -----------------------------------------------------------------------
 
 def _add_eval(sub):
-    _model_arg(sub)
+    from .export_command import MODEL_HELP
+    sub.add_argument("model", nargs="?", help=MODEL_HELP)
+    _ops_arg(sub)
     _add_data(sub)
     sub.add_argument("--checkpoint", required=True, metavar="FILE",
                      help="a checkpoint.npz written by 'run'")
@@ -331,11 +333,11 @@ def _add_eval(sub):
 
 
 def cmd_eval(args) -> int:
-    from ..training.checkpoint import check_param_arrays, load_checkpoint
+    from ..training.checkpoint import check_param_arrays
     from ..training.loop import evaluate
     from ..training.resources import check_evaluation_memory
-    model = _compile(args)
-    ckpt = load_checkpoint(args.checkpoint, model.network_hash())
+    from .export_command import model_and_checkpoint
+    model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
     cfg = model.settings.train
     check_evaluation_memory(model, cfg.dtype)
@@ -344,7 +346,7 @@ def cmd_eval(args) -> int:
     with _threads(args):
         error, confusion, loss = evaluate(model, params, test)
     if args.json:
-        print(json.dumps({"model": args.model, "checkpoint": args.checkpoint,
+        print(json.dumps({"model": args.model or ckpt.model_file, "checkpoint": args.checkpoint,
                           "test_error": error, "test_loss": loss,
                           "confusion": confusion.tolist()}))
     else:

@@ -1,4 +1,5 @@
-"""The model file's settings sections: ``train``, ``preprocess`` and ``init``.
+"""The model file's settings sections: ``train``, ``preprocess``, ``init`` and
+``augment``.
 
 Each is read with the same typed option checkers as layers, into a frozen
 dataclass; command-line flags later override `TrainConfig` fields.
@@ -49,10 +50,28 @@ class InitConfig:
 
 
 @dataclass(frozen=True)
+class Augment:
+    """Random distortions of the training images (training/augment.py): each field
+    is a (low, high) range drawn uniformly per image; the defaults change nothing."""
+    rotation: tuple = (0.0, 0.0)       # degrees
+    scaling: tuple = (1.0, 1.0)        # factor
+    shear: tuple = (0.0, 0.0)          # degrees (x += tan(shear) · y)
+    translate: tuple = (0.0, 0.0)      # pixels, drawn for x and y apart
+    elastic_alpha: tuple = (0.0, 0.0)  # Simard et al. 2003: displacement scale, pixels
+    elastic_sigma: tuple = (4.0, 4.0)  # Simard et al. 2003: Gaussian smoothing, pixels
+
+    @property
+    def active(self) -> bool:
+        """Whether any distortion is other than the identity."""
+        return self != Augment(elastic_sigma=self.elastic_sigma)
+
+
+@dataclass(frozen=True)
 class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
     init: InitConfig = field(default_factory=InitConfig)
+    augment: Augment = field(default_factory=Augment)
 
 
 def _schedule(value, what):
@@ -99,6 +118,31 @@ def _crop(value, what):
     return (integer(0, 1024)(value, what),) * 4
 
 
+def _range(low: float, high: float, symmetric: bool, low_open: bool = False):
+    """A [low, high] list of numbers, or one number: ±number when ``symmetric``
+    (rotation, shear, translate), else that fixed value."""
+    def check(value, what):
+        bounded = number(low, high, low_open=low_open)
+        if value.kind == "list":
+            if len(value.data) != 2:
+                raise BuildError(f"option '{what}' expects a number or [low, high], got a "
+                                 f"list of {len(value.data)}", value.span)
+            lo, hi = (bounded(v, what) for v in value.data)
+            if lo > hi:
+                raise BuildError(f"option '{what}': low {lo:g} is above high {hi:g}",
+                                 value.span, hint=f"write [{hi:g}, {lo:g}]")
+            return (lo, hi)
+        if value.kind != "number":
+            raise BuildError(f"option '{what}' expects a number or [low, high], got "
+                             f"{value.describe()}", value.span)
+        if symmetric:
+            x = number(0, high)(value, what)
+            return (-x, x)
+        x = bounded(value, what)
+        return (x, x)
+    return check
+
+
 SECTIONS = {
     "train": (TrainConfig, {
         "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
@@ -125,6 +169,21 @@ SECTIONS = {
     "init": (InitConfig, {
         "weights": Option(call(INIT_SCHEMES), ("glorot_uniform", {}), doc="kernels, weights, beta"),
         "bias": Option(call(INIT_SCHEMES), ("constant", {"value": 0.0}), doc="additive biases"),
+    }),
+    "augment": (Augment, {
+        "rotation": Option(_range(-180, 180, True), (0.0, 0.0),
+                           doc="degrees: 15 (±15) or [low, high]"),
+        "scaling": Option(_range(0, 10, False, low_open=True), (1.0, 1.0),
+                        doc="factor: [0.9, 1.1], or one fixed value"),
+        "shear": Option(_range(-60, 60, True), (0.0, 0.0),
+                        doc="degrees: 10 (±10) or [low, high]"),
+        "translate": Option(_range(-1024, 1024, True), (0.0, 0.0),
+                            doc="pixels, x and y drawn apart: 2 (±2) or [low, high]"),
+        "elastic_alpha": Option(_range(0, 1000, False), (0.0, 0.0),
+                                doc="elastic displacement scale in pixels (Simard: 34); 0: none"),
+        "elastic_sigma": Option(_range(0, 100, False, low_open=True), (4.0, 4.0),
+                                doc="elastic field smoothing in pixels (Simard: 4): "
+                                    "4 or [4, 6]"),
     }),
 }
 

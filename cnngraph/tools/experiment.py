@@ -151,6 +151,8 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
         result.written += exported.written
         report(exported)
     result.pictures = write_pictures(model, trainer.params, metrics, test, out) if draw else []
+    if draw and trainer.augment is not None and len(train):
+        result.pictures.append(write_augment_picture(trainer.augment, train, out))
     result.written += result.pictures
     report(PicturesWritten(result.pictures))
     return result
@@ -174,6 +176,18 @@ def write_pictures(model, params, metrics, test, out) -> list[Path]:
         written.append(out / "layer_stats.png")
         drawing.layer_statistics(metrics, written[-1])
     return written
+
+
+def write_augment_picture(augmenter, train, out, count: int = 23) -> Path:
+    """OUT/augment.png: the first training image and ``count`` of its distortions, as
+    the model file's augment section draws them (needs matplotlib)."""
+    from ..training.augment import describe
+    path = Path(out) / "augment.png"
+    image = train.images[:1]
+    distorted = augmenter(np.repeat(image, count, axis=0), 0, 0, train)
+    drawing.augment_grid(image[0], distorted, f"distortions of one training image (label "
+                         f"{int(train.labels[0])}): {describe(augmenter.cfg)}", path)
+    return path
 
 
 def export_connections(model, params, threshold: float, out, draw: bool,

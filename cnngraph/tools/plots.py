@@ -225,3 +225,31 @@ def layer_statistics(metrics: dict, path: Path) -> None:
         ax.xaxis.set_major_locator(_integer_locator())
     _save(fig, path)
     plt.close(fig)
+
+
+def augment_grid(original: np.ndarray, distorted: np.ndarray, title: str, path: Path,
+                 columns: int = 8) -> None:
+    """One training image (maps, H, W) and its distortions (K, maps, H, W) as a grid,
+    the original first; all on one grey scale (3 maps: as colour pictures)."""
+    plt = _pyplot()
+    pictures = [np.asarray(original)] + [np.asarray(d) for d in distorted]
+    rows = -(-len(pictures) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.2 * columns + 0.4, 1.25 * rows + 0.8),
+                             squeeze=False)
+    lo = min(float(p.min()) for p in pictures)
+    hi = max(float(p.max()) for p in pictures)
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= len(pictures):
+            ax.axis("off")
+            continue
+        picture = pictures[k]
+        if picture.shape[0] == 3:
+            ax.imshow(_as_rgb(picture), interpolation="nearest")
+        else:
+            ax.imshow(picture[0], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title("original" if k == 0 else f"{k}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)

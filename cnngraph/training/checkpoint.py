@@ -3,6 +3,11 @@
 It holds a format version, the network's hash (not the training block's, so a
 run can be resumed with more epochs), parameters, optimizer state, the random
 generator's state, where in training it was taken, and the metrics so far.
+It may also hold the model's text and file name (``model_text``, ``model_file``),
+so that ``eval`` and ``export`` can take the checkpoint alone: the text is
+compiled and must hash to the checkpoint's network hash (`embedded_model`).
+These two header fields are optional, so the format stays 1: checkpoints written
+without them still load, and older readers ignore them.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ class Checkpoint:
     epoch: int           # 0-based epoch in progress (== done epochs when step == 0)
     step: int            # batches of `epoch` already done
     meta: dict           # metrics so far and partial-epoch sums
+    model_text: str | None = None  # the model file's text, when embedded
+    model_file: str | None = None  # the name it was compiled from (for messages)
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
@@ -39,6 +46,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     header = {"format_version": FORMAT_VERSION, "network_hash": ckpt.network_hash,
               "rng_state": ckpt.rng_state, "epoch": ckpt.epoch, "step": ckpt.step,
               "meta": ckpt.meta, "arrays": sorted(arrays)}
+    if ckpt.model_text is not None:
+        header.update(model_text=ckpt.model_text, model_file=ckpt.model_file)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     write_atomically(path, lambda f: np.savez(f, **arrays))
     _remove_temporaries(path)
@@ -101,7 +110,32 @@ def load_checkpoint(path: Path, network_hash: str | None = None) -> Checkpoint:
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
     optimizer = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     return Checkpoint(header["network_hash"], params, optimizer, header["rng_state"],
-                      header["epoch"], header["step"], header["meta"])
+                      header["epoch"], header["step"], header["meta"],
+                      header.get("model_text"), header.get("model_file"))
+
+
+def embedded_model(path: Path, registry=None, backend: str = "numpy"):
+    """(the compiled model, the checkpoint) from a checkpoint alone: the model text it
+    embeds is compiled (with ``registry``'s ops, default the built-in ones) and must
+    hash to the checkpoint's network hash, else the checkpoint is refused."""
+    from ..compiler.program import compile_model
+    from ..language.parse import parse_text
+    ckpt = load_checkpoint(path)
+    if ckpt.model_text is None:
+        raise CheckpointError("the checkpoint does not embed its model's text (it was "
+                              "written before checkpoints held it)", where=str(path),
+                              hint="give the model file too: eval MODEL --checkpoint FILE")
+    name = f"{ckpt.model_file or 'model'} (embedded in {Path(path).name})"
+    model = compile_model(parse_text(ckpt.model_text, name), registry, backend)
+    found = model.network_hash()
+    if found != ckpt.network_hash:
+        raise CheckpointError("the model text embedded in the checkpoint does not match its "
+                              f"network hash (the text compiles to {found[:12]}, the "
+                              f"checkpoint was made for {ckpt.network_hash[:12]}): the file "
+                              "was altered or damaged", where=str(path),
+                              hint="give the model file the checkpoint was trained with: "
+                                   "eval MODEL --checkpoint FILE")
+    return model, ckpt
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -148,6 +182,10 @@ def _read_header(array: np.ndarray, path: Path) -> dict:
     if not (isinstance(listed, list) and all(isinstance(name, str) for name in listed)):
         raise CheckpointError("corrupt checkpoint header: 'arrays' is not a list of names",
                               where=str(path))
+    for field in ("model_text", "model_file"):  # optional: absent from older checkpoints
+        if not isinstance(header.get(field, ""), (str, type(None))):
+            raise CheckpointError(f"corrupt checkpoint header: '{field}' is not a JSON string",
+                                  where=str(path))
     return header
 
 

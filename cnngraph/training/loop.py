@@ -27,6 +27,7 @@ from ..compiler.program import make_plan
 from ..core.errors import CnnError
 from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
+from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .step import Optimizer, ThreadSplit, WholeBatch, estimate_curvature, train_step
 from .world import SINGLE
@@ -106,6 +107,14 @@ class Trainer:
         self.dtype = np.dtype(cfg.dtype)
         self.hash = model.network_hash()
         self.optimizer = Optimizer.for_model(model, cfg.optimizer)
+        # the model file's augment section: training batches distorted on the fly, drawn
+        # from (seed, epoch, step); outside the image, what a 0 pixel maps to
+        augment = getattr(getattr(model, "settings", None), "augment", None)
+        self.augment = None
+        if augment is not None and augment.active:
+            kind, args = model.settings.preprocess.pixels
+            self.augment = Augmenter(augment, cfg.seed, where=model.network.spec.file,
+                                     background=args.get("lo", 0.0) if kind == "range" else None)
 
     def start(self, weights: dict | None = None):
         """Fresh parameters from the seed, or ``weights`` (named arrays, checked)."""
@@ -189,6 +198,8 @@ class Trainer:
         while self.step < steps:
             idx = order[self.step * batch:(self.step + 1) * batch]
             x, t = train.images[idx], train.targets[idx]
+            if self.augment is not None:
+                x = self.augment(x, self.epoch, self.step, train)
             params, state, stats = train_step(self.model, self.params, self.state, (x, t),
                                               self.optimizer, lr, self.reduce)
             if not (math.isfinite(stats.loss)
@@ -270,7 +281,8 @@ class Trainer:
                  for name, value in arrays.items()}
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
             self.hash, self.params, state, rng_state, self.epoch, self.step,
-            {"epochs": self.history, "sums": self.sums}))
+            {"epochs": self.history, "sums": self.sums},
+            model_text=self.model.network.spec.text, model_file=self.model.network.spec.file))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg
