@@ -600,3 +600,23 @@ def test_float_images_are_on_a_0_to_1_scale(digits):
     for x, y in zip(a, b):
         if x is not None:
             np.testing.assert_allclose(x.images, y.images, atol=1e-12)
+
+
+def test_both_new_kinds_of_data_train_below_five_percent(digits, tmp_path, capsys):
+    """Issue 15's bar, on real digits: a two-map .npz and a colour image folder each
+    train a small net to under 5 % test error (30 000 training images, 4 epochs)."""
+    np.savez(tmp_path / "shifted.npz", x_train=two_maps(digits.train_images[:30000]),
+             y_train=digits.train_labels[:30000], x_test=two_maps(digits.test_images[:2000]),
+             y_test=digits.test_labels[:2000])
+    write_colour_folder(tmp_path / "colour", digits, 30000, 2000)
+    for maps, data in ((2, tmp_path / "shifted.npz"), (3, tmp_path / "colour")):
+        model = tmp_path / f"net{maps}.cnn"
+        model.write_text(small_net(maps, extra=TRAIN.replace("DATA", "")))
+        out = tmp_path / f"run{maps}"
+        code, _, err = cli(["run", str(model), "--data", str(data), "--out", str(out),
+                            "--epochs", "4", "--no-plots", "--quiet"], capsys)
+        assert code == 0, err
+        error = json.loads((out / "metrics.json").read_text())["test_error"]
+        with capsys.disabled():
+            print(f"\n{maps}-map data: {100 * error:.2f} % test error")
+        assert error < 0.05, (maps, error)
