@@ -29,7 +29,8 @@ from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
-from .step import Optimizer, ThreadSplit, WholeBatch, estimate_curvature, train_step
+from .parallel import reduction_for
+from .step import Optimizer, estimate_curvature, train_step
 from .world import SINGLE
 
 CHECKPOINT = "checkpoint.npz"
@@ -88,8 +89,9 @@ def evaluate(model, params, split, batch: int = 1000, world=SINGLE):
 class Trainer:
     """One training run, writing checkpoints and metrics into ``out`` (None: nowhere).
 
-    ``workers`` > 1 splits each batch across that many threads (`ThreadSplit`);
-    ``reduce`` hands in any other strategy for a batch's gradient.  ``order(epoch,
+    The batch's gradient is reduced as `parallel.reduction_for` decides from the
+    config's ``shards``, ``world`` and ``workers`` (> 1: threads); ``reduce`` hands in
+    any other strategy.  ``order(epoch,
     n)``, if given, returns the indices of the training set in the order epoch
     ``epoch`` (0-based) visits them, instead of the permutation drawn from the seed.
     """
@@ -101,7 +103,7 @@ class Trainer:
         self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
         self.world = world
         self.report, self.should_stop, self.workers = report, should_stop, workers
-        self.reduce = reduce or (ThreadSplit(workers) if workers > 1 else WholeBatch())
+        self.reduce = reduce or reduction_for(cfg, world, workers)  # the train block's shards
         self.order = order
         self.last_batch = None
         self.dtype = np.dtype(cfg.dtype)
