@@ -1,6 +1,6 @@
 """Every shipped model (and the example plugins) gives the same loss, gradients,
 curvatures and training step through the reference backend, whose kernels are the
-ops' definitions written plainly, as through the fast NumPy backend."""
+ops' definitions written plainly, as through the fast NumPy and numba backends."""
 import numpy as np
 import pytest
 from conftest import MODELS, ROOT
@@ -29,15 +29,21 @@ def _close(got, want, what):
     assert np.abs(got - want).max(initial=0.0) <= TOLERANCE * scale, what
 
 
+#: (backend, batch): numba's direct convolutions at 4 and 37 (two chunks), its
+#: matrix-product paths at 1
+BACKENDS = [("numpy", 4), ("numba", 1), ("numba", 4), ("numba", 37)]
+
+
+@pytest.mark.parametrize("backend,batch", BACKENDS, ids=lambda c: str(c))
 @pytest.mark.parametrize("path,registry", CASES, ids=lambda c: getattr(c, "stem", ""))
-def test_reference_and_numpy_backends_agree(path, registry):
+def test_reference_and_fast_backends_agree(path, registry, backend, batch):
     registry = registry()
-    fast = compile_model(path, registry)
+    fast = compile_model(path, registry, backend=backend)
     plain = compile_model(path, registry, backend="reference")
-    assert fast.plans.gradients.backend == "numpy"
+    assert fast.plans.gradients.backend == backend
     assert plain.plans.gradients.backend == "reference"
     params = fast.init_params(3, np.float64)
-    x, t = synthetic_batch(fast, 4, np.float64, np.random.default_rng(3))
+    x, t = synthetic_batch(fast, batch, np.float64, np.random.default_rng(3))
     loss, grads, _ = fast.loss_and_grads(params, x, t)
     plain_loss, plain_grads, _ = plain.loss_and_grads(params, x, t)
     assert abs(loss - plain_loss) <= TOLERANCE * abs(plain_loss)
@@ -58,3 +64,40 @@ def test_reference_plans_are_unfused_one_step_per_node():
     model = compile_model(ROOT / "models" / "dlt.cnn", backend="reference")
     ops = [step.op for step in model.plans.gradients.steps]
     assert all("+" not in op for op in ops) and "im2col" not in ops
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_backend_bits_do_not_depend_on_its_thread_count(dtype):
+    """Chunks depend on the batch alone and partial sums are added in chunk order."""
+    model = compile_model(ROOT / "models" / "lenet5.cnn", backend="numba")
+    params = model.init_params(0, dtype)
+    x, t = synthetic_batch(model, 70, dtype, np.random.default_rng(0))
+    runs = []
+    for threads in (1, 2, 1):
+        model.backend.set_threads(threads)
+        runs.append(model.loss_and_grads(dict(params), x, t)[1])
+    for name in runs[0]:
+        assert runs[0][name].tobytes() == runs[1][name].tobytes() == runs[2][name].tobytes()
+
+
+def test_numba_backend_falls_back_on_numpy_kernels_plugins_included():
+    registry = _plugins()
+    model = compile_model(ROOT / "examples" / "maxpool.cnn", registry, backend="numba")
+    kernels = {step.op: step.kernel for step in model.plans.forward.steps}
+    assert model.backend.fallback is registry.backend("numpy")
+    assert kernels["maxpool"] is registry.backend("numpy").kernel("maxpool")
+    assert kernels["conv_valid"] is model.backend.kernels["conv_valid"]
+
+
+def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
+    from cnngraph.core.errors import CnnError
+    from cnngraph.runtime import numba_backend
+    monkeypatch.setattr(numba_backend, "available", lambda: False)
+    numba_backend._compiled.cache_clear()
+    try:
+        with pytest.raises(CnnError, match="numba package") as caught:
+            compile_model(ROOT / "models" / "dlt.cnn", backend="numba")
+        assert "cnngraph[fast]" in caught.value.hint
+        assert numba_backend.default_backend() == "numpy"
+    finally:
+        numba_backend._compiled.cache_clear()

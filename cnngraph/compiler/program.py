@@ -23,6 +23,7 @@ from ..language.parse import parse_source
 from ..language.spec import ModelSpec
 from ..rules import register_builtin_rules
 from ..runtime.execute import run_plan
+from ..runtime.numba_backend import default_backend, numba_backend
 from ..runtime.numpy_backend import numpy_backend
 from ..runtime.onnx_lowering import register_onnx_lowerings
 from ..runtime.reference_backend import reference_backend
@@ -35,19 +36,22 @@ from .schedule import bind_kernels, mark_lifetimes, schedule
 
 
 def default_registry() -> Registry:
-    """A fresh registry holding the built-in rules, the NumPy and reference backends
-    and the ONNX lowerings."""
+    """A fresh registry holding the built-in rules, the NumPy, reference and numba
+    backends and the ONNX lowerings."""
     registry = Registry()
-    registry.add_backend(numpy_backend())
+    numpy = registry.add_backend(numpy_backend())
     registry.add_backend(reference_backend())
+    registry.add_backend(numba_backend(fallback=numpy))
     return register_onnx_lowerings(register_builtin_rules(registry))
 
 
 def compile_model(source: str | Path | ModelSpec, registry: Registry | None = None,
                   backend: str = "numpy") -> "Model":
     """Compile a model file (a path), model text (a string holding a newline) or a
-    parsed spec, its plans bound to ``backend``'s kernels."""
+    parsed spec, its plans bound to ``backend``'s kernels ("auto": numba where it is
+    installed, else numpy; `default_backend`)."""
     registry = registry or default_registry()
+    backend = default_backend() if backend == "auto" else backend
     spec = source if isinstance(source, ModelSpec) else parse_source(source)
     network = build_network(spec, registry)               # spec -> forward DAG, shapes
     params = list(network.params)

@@ -55,13 +55,22 @@ class Kernel:
 
 
 class Backend:
-    """A named table of kernels, and how its buffers are sized and allocated."""
+    """A named table of kernels, and how its buffers are sized and allocated.
+
+    An op missing from the table is looked up in ``fallback`` (a compiled backend
+    keeps NumPy's kernels for the ops it does not compile, plugins' included).
+    ``set_threads(n)``, where given, makes the kernels themselves use n threads;
+    without it they are single-threaded and training splits the batch instead.
+    """
 
     def __init__(self, name: str, kernels: Mapping[str, Kernel] = (),
-                 setup: Callable[[], Any] = lambda: None):
+                 setup: Callable[[], Any] = lambda: None, fallback: "Backend | None" = None,
+                 set_threads: Callable[[int], None] | None = None):
         self.name = name
         self.kernels: dict[str, Kernel] = dict(kernels)
         self._setup = setup
+        self.fallback = fallback
+        self.set_threads = set_threads
 
     def add(self, op: str, kernel: Kernel) -> None:
         if op in self.kernels:
@@ -69,15 +78,24 @@ class Backend:
         self.kernels[op] = kernel
 
     def kernel(self, op: str) -> Kernel:
-        try:
-            return self.kernels[op]
-        except KeyError:
-            raise RuleError(f"op '{op}' has no kernel in backend '{self.name}'",
+        found = self._find(op)
+        if found is None:
+            raise RuleError(f"op '{op}' has no kernel in backend '{self.name}'"
+                            + (f" nor in its fallback '{self.fallback.name}'"
+                               if self.fallback else ""),
                             hint=f"register one with registry.add_kernel('{op}', FUNCTION, "
-                                 f"backend='{self.name}')") from None
+                                 f"backend='{self.name}')")
+        return found
+
+    def _find(self, op: str) -> Kernel | None:
+        if op in self.kernels:
+            return self.kernels[op]
+        return self.fallback._find(op) if self.fallback else None
 
     def setup(self) -> None:
         """Prepare the process for running plans (e.g. the allocator); idempotent."""
+        if self.fallback:
+            self.fallback.setup()
         self._setup()
 
     @staticmethod
@@ -89,5 +107,5 @@ class Backend:
         return count * np.dtype(dtype).itemsize
 
     def copy(self) -> "Backend":
-        return Backend(self.name, self.kernels, self._setup)
+        return Backend(self.name, self.kernels, self._setup, self.fallback, self.set_threads)
 

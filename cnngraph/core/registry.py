@@ -237,6 +237,9 @@ class Registry:
         other.layers = dict(self.layers)
         other.optimizers = dict(self.optimizers)
         other.backends = {name: b.copy() for name, b in self.backends.items()}
+        for backend in other.backends.values():  # fall back on the copies, which plugins extend
+            if backend.fallback is not None:
+                backend.fallback = other.backends.get(backend.fallback.name, backend.fallback)
         other.lowerings = {target: dict(table) for target, table in self.lowerings.items()}
         return other
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.plan import Plan
 from ..runtime.execute import run_plan
-from ..training.step import Optimizer, ThreadSplit, WholeBatch, train_step
+from ..training.step import Optimizer, threads_for, train_step
 
 
 def synthetic_batch(model, batch: int, dtype, rng):
@@ -36,7 +36,7 @@ def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> f
 def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
     """One plain SGD step on (x, t) per call, as training runs it."""
     optimizer = Optimizer.for_model(model, ("sgd", {}))
-    reduce = ThreadSplit(workers) if workers > 1 else WholeBatch()
+    reduce = threads_for(model, workers)
     state = {"params": params, "optimizer": optimizer.start(params)}
 
     def step():

@@ -124,7 +124,8 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
                     settings=dataclasses.asdict(cfg), resume=resume)
     trainer = Trainer(model, cfg, out, report=report,
                       should_stop=should_stop or (lambda: False), workers=workers,
-                      reduce=reduction_for(cfg, world, workers, reduction), world=world)
+                      reduce=reduction_for(cfg, world, workers, reduction, model.backend),
+                      world=world)
     if resume:
         trainer.resume()
     else:

@@ -103,7 +103,8 @@ class Trainer:
         self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
         self.world = world
         self.report, self.should_stop, self.workers = report, should_stop, workers
-        self.reduce = reduce or reduction_for(cfg, world, workers)  # the train block's shards
+        # the train block's shards, the threads, the backend's own threads
+        self.reduce = reduce or reduction_for(cfg, world, workers, backend=model.backend)
         self.order = order
         self.last_batch = None
         self.dtype = np.dtype(cfg.dtype)

@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 
 from ..core.errors import CnnError
-from .step import StepStats, ThreadSplit, WholeBatch, batch_stats, combine, shard_bounds
+from .step import StepStats, batch_stats, combine, shard_bounds, thread_split
 from .world import SINGLE
 
 
@@ -59,11 +59,15 @@ class Shards:
         return StepStats(float(total[0]), int(round(total[1])), len(x), grads)
 
 
-def reduction_for(cfg, world=SINGLE, workers: int = 1, mode: str = "ordered"):
+def reduction_for(cfg, world=SINGLE, workers: int = 1, mode: str = "ordered", backend=None):
     """The strategy a run reduces its batches with: the whole batch or threads for one
-    process with one shard; `Shards` when the batch is sharded or ranks share it."""
+    process with one shard; `Shards` when the batch is sharded or ranks share it.
+    A ``backend`` whose kernels run their own threads gets the ``workers`` instead."""
+    if backend is not None and backend.set_threads is not None:
+        backend.set_threads(workers)
+        workers = 1
     if cfg.shards == 1 and world.size == 1 and mode == "ordered":
-        return ThreadSplit(workers) if workers > 1 else WholeBatch()
+        return thread_split(workers)
     if workers > 1:
         raise CnnError("--threads splits a batch across threads, --shards and mpiexec across "
                        "shards; use one of them", where="--threads")

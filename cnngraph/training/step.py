@@ -120,6 +120,20 @@ class ThreadSplit:
 WHOLE_BATCH = WholeBatch()
 
 
+def thread_split(workers: int):
+    """The batch split across ``workers`` threads, or the whole batch for one."""
+    return ThreadSplit(workers) if workers > 1 else WHOLE_BATCH
+
+
+def threads_for(model, workers: int):
+    """How one process uses ``workers`` threads: in the kernels, for a backend that
+    runs its own (`Backend.set_threads`), else by splitting the batch."""
+    if model.backend.set_threads is not None:
+        model.backend.set_threads(workers)
+        return WHOLE_BATCH
+    return thread_split(workers)
+
+
 def batch_gradients(model, params, x, t, reduce=WHOLE_BATCH) -> StepStats:
     """The loss, misclassification count and gradients of one batch."""
     return reduce(model, params, x, t)

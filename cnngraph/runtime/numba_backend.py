@@ -1,0 +1,161 @@
+"""The numba backend: compiled CPU kernels for the convolution triple and the
+per-map ops, the NumPy backend behind it for everything else.
+
+Convolutions run directly in cache-sized blocks (runtime/numba_conv.py) where
+their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN
+values long; narrower ones (LeNet-5's C5 with 1x1 outputs, anything at batch
+1) stay matrix products, where BLAS was 2-4x faster than the direct loops.  Per-map
+ops on fewer than SMALL values stay NumPy's too: there a compiled call's fixed
+cost is the larger (measured while choosing, benchmarks/kernels.py).  The kernels use their own threads (`set_threads`),
+so training never splits the batch across threads for this backend.
+
+numba is an optional extra (``pip install 'cnngraph[fast]'``): it is imported,
+and the kernels compiled (or loaded from numba's on-disk cache), on first use.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+
+import numpy as np
+
+from ..core.backend import Backend, Kernel
+from ..core.errors import CnnError
+from . import numerics
+from .numpy_backend import KERNELS as NUMPY_KERNELS
+from .numpy_backend import masked, reuse_freed_buffers
+
+#: images per block of the direct convolutions (numba_conv): a chunk of dlt.cnn's C1
+#: input and output, 32 x 4.1 KiB in float32, stays in L2
+CHUNK = 32
+#: direct convolutions need output rows this long across a chunk, and 4 pixels wide
+DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
+SMALL = 8192
+
+
+def available() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _compiled(module: str):
+    if not available():
+        raise CnnError("the numba backend needs the numba package",
+                       hint="pip install 'cnngraph[fast]' (or: --backend numpy)")
+    return importlib.import_module(f".{module}", __package__)
+
+
+def _conv():
+    return _compiled("numba_conv")
+
+
+def _maps():
+    return _compiled("numba_maps")
+
+
+def _direct(batch: int, width: int) -> bool:
+    """Whether output maps ``width`` pixels wide are convolved directly."""
+    return width >= DIRECT_MIN_WIDTH and min(batch, CHUNK) * width >= DIRECT_MIN_RUN
+
+
+def conv_valid(x, kernel, *, mask=None):
+    kernel = masked(kernel, mask)
+    if not _direct(len(x), x.shape[3] - kernel.shape[3] + 1):
+        return numerics.correlate_valid(x, kernel)
+    return _conv().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel))
+
+
+def conv_full(delta, kernel, *, mask=None):
+    kernel = masked(kernel, mask)
+    if not _direct(len(delta), delta.shape[3]):
+        return numerics.convolve_full(delta, kernel)
+    return _conv().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel))
+
+
+def conv_grad_kernel(x, delta, *, size, mask=None):
+    if not _direct(len(delta), delta.shape[3]):
+        return masked(numerics.correlate_kernel(x, delta, *size), mask)
+    return masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
+                                           np.ascontiguousarray(delta), *size), mask)
+
+
+def numpy_kernel(op):
+    return NUMPY_KERNELS[op].run
+
+
+def _by_map(x):
+    """(N, C, ...) as (N, C, pixels), contiguous."""
+    return np.ascontiguousarray(x).reshape(len(x), x.shape[1], -1)
+
+
+def add_bias(x, bias):
+    if x.ndim == 2 or x.size < SMALL:
+        return numpy_kernel("add_bias")(x, bias)
+    return _maps().add_bias(_by_map(x), bias.astype(x.dtype)).reshape(x.shape)
+
+
+def sum_bias(d):
+    if d.ndim == 2 or d.size < SMALL:
+        return numpy_kernel("sum_bias")(d)
+    return _maps().sum_bias(_by_map(d))
+
+
+def poly(x, *, coeffs):
+    if len(coeffs) > 4 or x.size < SMALL:
+        return numpy_kernel("poly")(x, coeffs=coeffs)
+    c0, c1, c2, c3 = (x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
+    return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
+
+
+def block_sum(x, *, factor):
+    if x.size < SMALL:
+        return numerics.block_sum(x, factor)
+    return _maps().block_sum(np.ascontiguousarray(x), factor)
+
+
+def upsample_kron(x, *, factor):
+    if x.size * factor * factor < SMALL:
+        return numerics.upsample_kron(x, factor)
+    return _maps().upsample_kron(np.ascontiguousarray(x), factor)
+
+
+KERNELS = {
+    "conv_valid": Kernel(conv_valid),
+    "conv_full": Kernel(conv_full),
+    "conv_grad_kernel": Kernel(conv_grad_kernel),
+    "subsample_sum": Kernel(block_sum),
+    "upsample_kron": Kernel(upsample_kron),
+    "add_bias": Kernel(add_bias, fresh=True),
+    "sum_bias": Kernel(sum_bias),
+    "poly": Kernel(poly, fresh=True),
+}
+
+
+def set_threads(count: int) -> None:
+    """Run the kernels on ``count`` threads (numba's setting is per calling thread)."""
+    import numba
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _setup():
+    """The allocator setting, the kernels loaded (compiled on a first run), and numba's
+    own thread pool (workqueue) unless NUMBA_THREADING_LAYER names one: its OpenMP
+    layer shares the process's OpenMP runtime, and setting its threads there changed
+    PyTorch's in benchmarks/compare.py."""
+    reuse_freed_buffers()
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        import numba
+        numba.config.THREADING_LAYER = "workqueue"
+    _conv(), _maps()
+
+
+def numba_backend(fallback: Backend) -> Backend:
+    return Backend("numba", KERNELS, setup=_setup, fallback=fallback,
+                   set_threads=set_threads)
+
+
+def default_backend() -> str:
+    """'numba' where numba is installed, else 'numpy'; CNNGRAPH_BACKEND overrides."""
+    return os.environ.get("CNNGRAPH_BACKEND") or ("numba" if available() else "numpy")

@@ -1,0 +1,207 @@
+"""The convolution triple compiled with numba, computed directly in cache-sized blocks.
+
+Each kernel walks the batch in chunks of at most CHUNK images (the chunks
+depend on the batch size alone, never on the thread count) and copies a chunk
+into a batch-innermost block, (maps, H, W, images), that stays in L2: there a
+map row of every image in the chunk is one contiguous run, so the inner loops
+are long and vectorize whatever the map width (8 pixels in dlt.cnn's C3).
+Taps are applied five at a time (`_taps5`), so one load and store of the
+output row serves five multiply-adds.  Chunks run in parallel (prange); the
+kernel gradient sums per-chunk partial sums in chunk order, so results are
+bitwise the same for any thread count.
+
+Shapes and conventions are runtime/numerics.py's: maps (N, C, H, W), kernels
+(C_out, C_in, kh, kw); conv_valid is a valid cross-correlation, conv_full the
+full true convolution of delta with the kernel, conv_grad_kernel the valid
+cross-correlation of x with delta summed over the batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_backend import CHUNK
+
+#: reassociation lets sums vectorize; no finite-math assumptions (sigmoid relies on inf)
+FASTMATH = {"reassoc", "contract", "nsz"}
+
+_jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
+
+
+@njit(**_jit)
+def chunking(n):
+    """(number of chunks, images per chunk) for a batch of n."""
+    count = (n + CHUNK - 1) // CHUNK
+    return count, (n + count - 1) // count
+
+
+@njit(inline="always", **_jit)
+def _to_block(x, start, stop, pad, out):
+    """out[i, Y, X + pad, m] = x[start + m, i, Y, X]: one chunk, batch innermost.
+    Row by row: one (X, m) slab of out stays in L1 while every image's row fills it."""
+    for i in range(x.shape[1]):
+        for Y in range(x.shape[2]):
+            for m in range(stop - start):
+                for X in range(x.shape[3]):
+                    out[i, Y, X + pad, m] = x[start + m, i, Y, X]
+
+
+@njit(inline="always", **_jit)
+def _from_block(block, start, out):
+    """out[start + m, i, Y, X] = block[i, Y, X, m], row by row as `_to_block`."""
+    for i in range(block.shape[0]):
+        for Y in range(block.shape[1]):
+            for m in range(block.shape[3]):
+                for X in range(block.shape[2]):
+                    out[start + m, i, Y, X] = block[i, Y, X, m]
+
+
+@njit(inline="always", **_jit)
+def _taps5(dst, src, base, step, k0, k1, k2, k3, k4):
+    """dst[q] += Σ_j k_j src[base + q + j·step]: five taps of one kernel row."""
+    for q in range(dst.shape[0]):
+        p = base + q
+        dst[q] += (k0 * src[p] + k1 * src[p + step] + k2 * src[p + 2 * step]
+                   + k3 * src[p + 3 * step] + k4 * src[p + 4 * step])
+
+
+@njit(inline="always", **_jit)
+def _tap1(dst, src, base, kv):
+    for q in range(dst.shape[0]):
+        dst[q] += kv * src[base + q]
+
+
+@njit(inline="always", **_jit)
+def _row(dst, src, krow, step, reverse):
+    """dst += the row of kernel taps krow applied along src (each tap `step` further;
+    `reverse` walks the kernel row backwards, as a true convolution does)."""
+    kw = krow.shape[0]
+    b = 0
+    while b + 5 <= kw:
+        if reverse:
+            _taps5(dst, src, b * step, step, krow[kw - 1 - b], krow[kw - 2 - b],
+                   krow[kw - 3 - b], krow[kw - 4 - b], krow[kw - 5 - b])
+        else:
+            _taps5(dst, src, b * step, step, krow[b], krow[b + 1], krow[b + 2], krow[b + 3],
+                   krow[b + 4])
+        b += 5
+    while b < kw:
+        _tap1(dst, src, b * step, krow[kw - 1 - b] if reverse else krow[b])
+        b += 1
+
+
+@njit(parallel=True, **_jit)
+def conv_valid(x, kernel):
+    """y[n, o] = Σ_i x[n, i] ⋆ kernel[o, i], valid borders."""
+    n, c, h, w = x.shape
+    c_out, _, kh, kw = kernel.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    y = np.empty((n, c_out, ho, wo), x.dtype)
+    count, size = chunking(n)
+    for chunk in prange(count):
+        start = chunk * size
+        stop = min(n, start + size)
+        B = stop - start
+        block = np.empty((c, h, w, B), x.dtype)
+        _to_block(x, start, stop, 0, block)
+        rows = block.reshape(c, h, w * B)
+        out = np.zeros((c_out, ho, wo, B), x.dtype)
+        out_rows = out.reshape(c_out, ho, wo * B)
+        for o in range(c_out):
+            for Y in range(ho):
+                for i in range(c):
+                    for a in range(kh):
+                        _row(out_rows[o, Y], rows[i, Y + a], kernel[o, i, a], B, False)
+        _from_block(out, start, y)
+    return y
+
+
+@njit(parallel=True, **_jit)
+def conv_full(delta, kernel):
+    """dx[n, i] = Σ_o delta[n, o] * kernel[o, i], full borders: each row of dx gathers
+    the delta rows it overlaps (no zero rows are visited), delta padded along X."""
+    n, c_out, ho, wo = delta.shape
+    _, c, kh, kw = kernel.shape
+    h, w = ho + kh - 1, wo + kw - 1
+    dx = np.empty((n, c, h, w), delta.dtype)
+    count, size = chunking(n)
+    for chunk in prange(count):
+        start = chunk * size
+        stop = min(n, start + size)
+        B = stop - start
+        padded = np.zeros((c_out, ho, wo + 2 * (kw - 1), B), delta.dtype)
+        _to_block(delta, start, stop, kw - 1, padded)
+        rows = padded.reshape(c_out, ho, padded.shape[2] * B)
+        out = np.zeros((c, h, w, B), delta.dtype)
+        out_rows = out.reshape(c, h, w * B)
+        for i in range(c):
+            for Y in range(h):
+                for o in range(c_out):
+                    for a in range(max(0, Y - ho + 1), min(kh, Y + 1)):
+                        _row(out_rows[i, Y], rows[o, Y - a], kernel[o, i, a], B, True)
+        _from_block(out, start, dx)
+    return dx
+
+
+@njit(inline="always", **_jit)
+def _dots5(src, base, step, d):
+    """Σ_q src[base + q + j·step] d[q] for j = 0..4."""
+    s0 = s1 = s2 = s3 = s4 = d.dtype.type(0)
+    for q in range(d.shape[0]):
+        p = base + q
+        dq = d[q]
+        s0 += src[p] * dq
+        s1 += src[p + step] * dq
+        s2 += src[p + 2 * step] * dq
+        s3 += src[p + 3 * step] * dq
+        s4 += src[p + 4 * step] * dq
+    return s0, s1, s2, s3, s4
+
+
+@njit(inline="always", **_jit)
+def _dot1(src, base, d):
+    s = d.dtype.type(0)
+    for q in range(d.shape[0]):
+        s += src[base + q] * d[q]
+    return s
+
+
+@njit(parallel=True, **_jit)
+def conv_grad_kernel(x, delta, kh, kw):
+    """g[o, i] = Σ_n x[n, i] ⋆ delta[n, o], valid: per-chunk sums, added in chunk order."""
+    n, c, h, w = x.shape
+    c_out, ho, wo = delta.shape[1], delta.shape[2], delta.shape[3]
+    count, size = chunking(n)
+    parts = np.zeros((count, c_out, c, kh, kw), x.dtype)
+    for chunk in prange(count):
+        start = chunk * size
+        stop = min(n, start + size)
+        B = stop - start
+        block = np.empty((c, h, w, B), x.dtype)
+        _to_block(x, start, stop, 0, block)
+        rows = block.reshape(c, h, w * B)
+        dblock = np.empty((c_out, ho, wo, B), x.dtype)
+        _to_block(delta, start, stop, 0, dblock)
+        drows = dblock.reshape(c_out, ho, wo * B)
+        part = parts[chunk]
+        for o in range(c_out):
+            for i in range(c):
+                for a in range(kh):
+                    for Y in range(ho):
+                        src, d = rows[i, Y + a], drows[o, Y]
+                        b = 0
+                        while b + 5 <= kw:
+                            s0, s1, s2, s3, s4 = _dots5(src, b * B, B, d)
+                            part[o, i, a, b] += s0
+                            part[o, i, a, b + 1] += s1
+                            part[o, i, a, b + 2] += s2
+                            part[o, i, a, b + 3] += s3
+                            part[o, i, a, b + 4] += s4
+                            b += 5
+                        while b < kw:
+                            part[o, i, a, b] += _dot1(src, b * B, d)
+                            b += 1
+    total = parts[0].copy()
+    for chunk in range(1, count):
+        total += parts[chunk]
+    return total
