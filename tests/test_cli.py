@@ -37,8 +37,9 @@ def test_bench_json_profiles_every_op_and_layer(capsys):
     profile that each add up to the step, and the peak of live buffers beside the
     lifetimes' prediction."""
     assert main(["bench", "models/lenet5.cnn", "--batch", "1", "3", "--seconds", "0.05",
-                 "--json"]) == 0
+                 "--json", "--backend", "numpy"]) == 0
     data = json.loads(capsys.readouterr().out)
+    assert data["backend"] == "numpy"
     assert [r["batch"] for r in data["results"]] == [1, 3]
     assert all(r["train_images_per_s"] > 0 and r["infer_images_per_s"] > 0
                for r in data["results"])

@@ -613,8 +613,10 @@ def test_both_new_kinds_of_data_train_below_five_percent(digits, tmp_path, capsy
         model = tmp_path / f"net{maps}.cnn"
         model.write_text(small_net(maps, extra=TRAIN.replace("DATA", "")))
         out = tmp_path / f"run{maps}"
+        # lr 0.02: at TRAIN's 0.05 the two-map net ended at 4.1-5.6 % over seeds 0-3 and
+        # the two backends' roundings, too close to the bar; at 0.02 at 2.7-3.4 %
         code, _, err = cli(["run", str(model), "--data", str(data), "--out", str(out),
-                            "--epochs", "4", "--no-plots", "--quiet"], capsys)
+                            "--epochs", "4", "--lr", "0.02", "--no-plots", "--quiet"], capsys)
         assert code == 0, err
         error = json.loads((out / "metrics.json").read_text())["test_error"]
         with capsys.disabled():

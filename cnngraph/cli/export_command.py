@@ -79,7 +79,8 @@ def model_and_checkpoint(args):
     if args.model is not None:
         model = _compile(args)
         return model, load_checkpoint(args.checkpoint, model.network_hash())
-    model, ckpt = embedded_model(args.checkpoint, _registry(args))
+    model, ckpt = embedded_model(args.checkpoint, _registry(args),
+                                 getattr(args, "backend", "numpy"))
     for message, span in model.network.warnings:
         print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
     return model, ckpt

@@ -73,6 +73,13 @@ def _ops_arg(sub, required=False):
                      help="load op and layer rules from a plugin (repeatable)")
 
 
+def _backend_arg(sub):
+    sub.add_argument("--backend", default="auto", metavar="NAME",
+                     help="the kernels: numba (compiled; pip install 'cnngraph[fast]'), numpy, "
+                          "or reference (plain and slow); auto, the default: numba where it is "
+                          "installed, else numpy ($CNNGRAPH_BACKEND overrides auto)")
+
+
 def _registry(args):
     from ..compiler.program import default_registry
     from ..core.plugins import load_plugin
@@ -84,7 +91,7 @@ def _registry(args):
 
 def _compile(args):
     from ..compiler.program import compile_model
-    model = compile_model(args.model, _registry(args))
+    model = compile_model(args.model, _registry(args), getattr(args, "backend", "numpy"))
     for message, span in model.network.warnings:
         print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
     return model
@@ -94,6 +101,7 @@ def _compile(args):
 
 def _add_check(sub):
     _model_arg(sub)
+    _backend_arg(sub)
     sub.add_argument("--sample", type=int, metavar="N",
                      help="compare N random coordinates per tensor instead of all")
     sub.add_argument("--directions", type=int, default=0, metavar="K",
@@ -220,6 +228,7 @@ def _add_data(sub):
 
 def _add_run(sub):
     _model_arg(sub)
+    _backend_arg(sub)
     _add_data(sub)
     sub.add_argument("--out", default="runs/latest", metavar="DIR",
                      help="where metrics.json and checkpoint.npz go (default runs/latest)")
@@ -326,6 +335,7 @@ def _add_eval(sub):
     from .export_command import MODEL_HELP
     sub.add_argument("model", nargs="?", help=MODEL_HELP)
     _ops_arg(sub)
+    _backend_arg(sub)
     _add_data(sub)
     sub.add_argument("--checkpoint", required=True, metavar="FILE",
                      help="a checkpoint.npz written by 'run'")
@@ -409,6 +419,7 @@ def cmd_check_ops(args) -> int:
 
 def _add_bench(sub):
     _model_arg(sub)
+    _backend_arg(sub)
     sub.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50], metavar="N",
                      help="batch sizes (default 1 10 50)")
     sub.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -438,13 +449,16 @@ def cmd_bench(args) -> int:
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "machine": machine, "threads": threads,
+                          "backend": model.backend.name,
                           "results": results,
                           "ops": ops, "layers": layers, "peak_bytes": peak,
                           "predicted_peak_bytes": predicted}))
         return 0
     print(format_machine(machine))
-    print(f"{args.model}: {args.dtype}, batch split across {threads} thread(s), "
-          "one BLAS thread each")
+    how = ("in the kernels" if model.backend.set_threads else "batch split across them, "
+           "one BLAS thread each")
+    print(f"{args.model}: {args.dtype}, backend {model.backend.name}, {threads} thread(s) "
+          f"({how})")
     print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
     for r in results:
         print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} "

@@ -351,7 +351,7 @@ def load_model(path: str, ops: tuple = ()):
         registry = default_registry()
         for spec in ops:
             load_plugin(spec, registry)
-        _CACHE[key] = compile_model(path, registry)
+        _CACHE[key] = compile_model(path, registry, "auto")  # as run's default
     return _CACHE[key]
 
 
