@@ -2,18 +2,24 @@
 
     pip install torch==2.13.0          # the benchmark extra; never a dependency
     python benchmarks/compare.py --models models/dlt.cnn models/lenet5.cnn \
-        --batch 1 10 50 256 --dtype float32 float64 --threads 1 2
+        --batch 1 10 50 256 --dtype float32 float64 --threads 1 2 [--backend numba]
+        [--torch-compile]
 
 The PyTorch model is generated from cnngraph's own forward graph, op by op, so
-both do the same arithmetic (cnngraph's N threads split the batch, one BLAS
-thread each; PyTorch gets torch.set_num_threads(N)): a masked convolution multiplies its kernel by the
+both do the same arithmetic (cnngraph's N threads run in its kernels for a backend
+with its own threads, numba; else they split the batch, one BLAS thread each;
+PyTorch gets torch.set_num_threads(N)): a masked convolution multiplies its kernel by the
 0/1 connection mask every step (LeNet-5's C3), subsampling is a block sum times
 beta plus bias, losses are averaged over the batch, and the update is plain SGD.
 Both run in one process, so both get the allocator setting cnngraph makes
 (`execute.reuse_freed_buffers`: freed buffers stay in malloc's heap for the next
 step).  Before timing, the script checks that both give the same loss and
 gradients for the same weights.  A/B runs are interleaved over several repetitions; it prints
-images/s of each, the ratio cnngraph/PyTorch per pair, its median and min-max.
+images/s of each, the ratio cnngraph/PyTorch eager per pair, its median and min-max.
+Beside them, reported and never a target: PyTorch's inference under
+torch.inference_mode (``infer`` rows, column ``inf-mode``) and, with --torch-compile,
+the same step and inference through torch.compile (inductor on the CPU; its
+compile time is printed, not timed).
 It also times a full MNIST-sized epoch (60 000 random images) of dlt.cnn in
 float64 at batch 50, to set beside DeepLearnToolbox's ~800 images/s on Octave.
 """
@@ -33,7 +39,7 @@ from cnngraph import compile_model
 from cnngraph.compiler.program import make_plan
 from cnngraph.tools.bench import sgd_step, synthetic_batch
 from cnngraph.tools.machine import format_machine, machine_facts
-from cnngraph.training.step import Optimizer, ThreadSplit, WholeBatch, train_step
+from cnngraph.training.step import Optimizer, threads_for, train_step
 
 
 def _masked_conv(args, attrs):
@@ -108,17 +114,40 @@ class TorchNet:
                 p -= lr * p.grad
         return loss
 
-    def infer(self, x):
+    def compiled(self, x, t, lr):
+        """(training step, inference) through torch.compile, compiled by a first call."""
+        loss_c = torch.compile(self.loss)
+        infer_c = torch.compile(self._forward)
+
+        def step():
+            loss = loss_c(x, t)
+            for p in self.params.values():
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in self.params.values():
+                    p -= lr * p.grad
+
+        def infer():
+            with torch.no_grad():
+                return infer_c(x)
+        step(), infer()
+        return step, infer
+
+    def infer(self, x, inference_mode=False):
+        with torch.inference_mode() if inference_mode else torch.no_grad():
+            return self._forward(x)
+
+    def _forward(self, x):
         net, graph = self.model.network, self.model.graph
-        with torch.no_grad():
-            env = dict(self.params)
-            env[net.input] = x
-            for node in self.order:
-                if node == net.loss:
-                    break
-                data = graph.nodes[node]
-                env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
-            return env[net.prediction]
+        env = dict(self.params)
+        env[net.input] = x
+        for node in self.order:
+            if node == net.loss:
+                break
+            data = graph.nodes[node]
+            env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
+        return env[net.prediction]
 
 
 def check_same(model, net, params, x, t):
@@ -142,29 +171,42 @@ def rate(fn, batch, seconds):
     return done * batch / (time.perf_counter() - start)
 
 
-def compare(path, batch, dtype, threads, reps, seconds):
-    model = compile_model(path)
+def compare(path, batch, dtype, threads, reps, seconds, backend="auto", torch_compile=False):
+    model = compile_model(path, backend=backend)
     rng = np.random.default_rng(0)
     params = model.init_params(0, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
     torch.set_num_threads(threads)
     net = TorchNet(model, params, tdtype)
-    # cnngraph: N threads split the batch, one BLAS thread each; the limit is on BLAS
-    # alone, so PyTorch's OpenMP pool keeps its N threads (checked below)
+    # cnngraph: N threads in its kernels or split over the batch, one BLAS thread each;
+    # the limit is on BLAS alone, so PyTorch's OpenMP pool keeps its N threads (checked)
     with threadpool_limits(1, user_api="blas"):
         check_same(model, net, params, x, t)
         ours_params = {k: v.copy() for k, v in params.items()}
         tx, tt = torch.as_tensor(x), torch.as_tensor(t)
         ours_train = sgd_step(model, ours_params, x, t, 1e-4, workers=threads)
+        extras = {"infer": {"inf-mode": lambda: net.infer(tx, inference_mode=True)}}
+        if torch_compile:
+            started = time.perf_counter()
+            train_c, infer_c = net.compiled(tx, tt, 1e-4)
+            print(f"  torch.compile: {time.perf_counter() - started:.1f} s to compile "
+                  f"({path}, batch {batch})", flush=True)
+            extras["train"] = {"compiled": train_c}
+            extras["infer"]["compiled"] = infer_c
         assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
         pairs = {"train": [], "infer": []}
+        others = {mode: {name: [] for name in table} for mode, table in extras.items()}
         for _ in range(reps):  # interleaved A/B
             pairs["train"].append((rate(ours_train, batch, seconds),
                                    rate(lambda: net.step(tx, tt, 1e-4), batch, seconds)))
             pairs["infer"].append((rate(lambda: model.forward(ours_params, x), batch, seconds),
                                    rate(lambda: net.infer(tx), batch, seconds)))
-    return pairs
+            for mode, table in extras.items():
+                for name, fn in table.items():
+                    others[mode][name].append(rate(fn, batch, seconds))
+            assert torch.get_num_threads() == threads, (torch.get_num_threads(), threads)
+    return pairs, others
 
 
 def summarize(pairs):
@@ -175,14 +217,14 @@ def summarize(pairs):
             "ratio_max": max(ratios), "pairs": [list(p) for p in pairs], "ratios": ratios}
 
 
-def dlt_epoch(threads):
+def dlt_epoch(threads, backend="auto"):
     """A full 60 000-image epoch of dlt.cnn, float64, batch 50, plain SGD."""
-    model = compile_model("models/dlt.cnn")
+    model = compile_model("models/dlt.cnn", backend=backend)
     rng = np.random.default_rng(0)
     params = model.init_params(0, np.float64)
     x, t = synthetic_batch(model, 60_000, np.float64, rng)
     optimizer = Optimizer.for_model(model, ("sgd", {}))
-    reduce, state = ThreadSplit(threads) if threads > 1 else WholeBatch(), {}
+    reduce, state = threads_for(model, threads), {}
     with threadpool_limits(1, user_api="blas"):
         start = time.perf_counter()
         for i in range(0, 60_000, 50):
@@ -202,32 +244,52 @@ def main():
     parser.add_argument("--json", metavar="FILE",
                         help="also write all numbers here, each A/B pair and its ratio included")
     parser.add_argument("--skip-epoch", action="store_true")
+    parser.add_argument("--backend", default="auto",
+                        help="cnngraph's kernels (default auto: numba where installed)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time PyTorch through torch.compile (inductor)")
     args = parser.parse_args()
     rows = []
     with threadpool_limits(1, user_api="blas"):  # as the timings run cnngraph's side
         print(format_machine(machine_facts()))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default "
           f"(each row sets and checks its own); backend: {torch.backends.cpu.get_cpu_capability()}")
+    # cnngraph's kernels run once before PyTorch sets its threads: numba's OpenMP layer
+    # loads the system's libgomp beside PyTorch's, and loaded later, inside the
+    # BLAS-only limit, it turned torch.get_num_threads() from 1 to 2 (checked below)
+    warm = compile_model(args.models[0], backend=args.backend)
+    with threadpool_limits(1, user_api="blas"):
+        warm.forward(warm.init_params(0, np.float32),
+                     synthetic_batch(warm, 40, np.float32, np.random.default_rng(0))[0])
+    print(f"cnngraph backend: {warm.backend.name}")
+    extra_names = ["inf-mode"] + (["compiled"] if args.torch_compile else [])
     print(f"{'model':<18}{'dtype':<9}{'thr':>3}{'batch':>6}  {'mode':<6}"
-          f"{'cnngraph':>10}{'torch':>10}{'ratio':>7}  min-max")
+          f"{'cnngraph':>10}{'torch':>10}{'ratio':>7}  {'min-max':<10}"
+          + "".join(f"{name:>10}" for name in extra_names))
     for path in args.models:
         for dtype in args.dtype:
             for threads in args.threads:
                 for batch in args.batch:
-                    pairs = compare(path, batch, np.dtype(dtype).type, threads, args.reps,
-                                    args.seconds)
+                    pairs, others = compare(path, batch, np.dtype(dtype).type, threads,
+                                            args.reps, args.seconds, args.backend,
+                                            args.torch_compile)
                     for mode, p in pairs.items():
                         s = summarize(p)
+                        extra = {name: statistics.median(v)
+                                 for name, v in others.get(mode, {}).items()}
                         rows.append({"model": path, "dtype": dtype, "threads": threads,
-                                     "batch": batch, "mode": mode, **s})
+                                     "batch": batch, "mode": mode, **s,
+                                     "torch_others": extra})
                         print(f"{path.split('/')[-1]:<18}{dtype:<9}{threads:>3}{batch:>6}  "
                               f"{mode:<6}{s['cnngraph']:>10,.0f}{s['torch']:>10,.0f}"
-                              f"{s['ratio_median']:>7.2f}  {s['ratio_min']:.2f}-"
-                              f"{s['ratio_max']:.2f}", flush=True)
+                              f"{s['ratio_median']:>7.2f}  "
+                              f"{s['ratio_min']:.2f}-{s['ratio_max']:.2f}".ljust(10 + 62)
+                              + "".join(f"{extra[n]:>10,.0f}" if n in extra else f"{'':>10}"
+                                        for n in extra_names), flush=True)
     result = {"rows": rows}
     if not args.skip_epoch:
         for threads in args.threads:
-            ips = dlt_epoch(threads)
+            ips = dlt_epoch(threads, args.backend)
             result[f"dlt_epoch_float64_batch50_threads{threads}"] = ips
             print(f"dlt.cnn full epoch, float64, batch 50, {threads} thread(s): "
                   f"{ips:,.0f} images/s (DeepLearnToolbox on Octave: ~800)")

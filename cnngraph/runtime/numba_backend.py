@@ -140,14 +140,8 @@ def set_threads(count: int) -> None:
 
 
 def _setup():
-    """The allocator setting, the kernels loaded (compiled on a first run), and numba's
-    own thread pool (workqueue) unless NUMBA_THREADING_LAYER names one: its OpenMP
-    layer shares the process's OpenMP runtime, and setting its threads there changed
-    PyTorch's in benchmarks/compare.py."""
+    """The allocator setting, and the kernels loaded (compiled on a first run)."""
     reuse_freed_buffers()
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        import numba
-        numba.config.THREADING_LAYER = "workqueue"
     _conv(), _maps()
 
 
