@@ -39,7 +39,8 @@ from cnngraph import compile_model
 from cnngraph.compiler.program import make_plan
 from cnngraph.tools.bench import sgd_step, synthetic_batch
 from cnngraph.tools.machine import format_machine, machine_facts
-from cnngraph.training.step import Optimizer, threads_for, train_step
+from cnngraph.training.step import Optimizer, train_step
+from cnngraph.training.threads import threads_for
 
 
 def _masked_conv(args, attrs):

@@ -80,6 +80,28 @@ def _backend_arg(sub):
                           "installed, else numpy ($CNNGRAPH_BACKEND overrides auto)")
 
 
+def _thread_count(text: str):
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number or auto, got "
+                                         f"'{text}'")
+    return count
+
+
+def _threads_arg(sub):
+    sub.add_argument("--threads", type=_thread_count, metavar="N|auto", default="auto",
+                     help="threads: the numba backend runs them in its kernels; auto, the "
+                          "default, times one thread against all cores and keeps the faster, "
+                          "trying again now and then (another process may take a core). The "
+                          "numpy backend splits each batch across N threads, one BLAS "
+                          "thread each (auto: one)")
+
+
 def _registry(args):
     from ..compiler.program import default_registry
     from ..core.plugins import load_plugin
@@ -219,9 +241,7 @@ def _add_data(sub):
                           "folder with train/ and test/ folders of images, one per class "
                           "(default: the train block's data, then $CNNGRAPH_DATA, then "
                           "~/.cache/cnngraph/mnist)")
-    sub.add_argument("--threads", type=int, metavar="N", default=1,
-                     help="split each training batch across N threads, one BLAS thread "
-                          "each (default 1)")
+    _threads_arg(sub)
     sub.add_argument("--limit-test", type=int, metavar="N",
                      help="evaluate on the first N test images")
 
@@ -268,7 +288,7 @@ def _overrides(args, cfg):
     changes = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed", "val", "dtype",
                                              "shuffle", "shards")
                if getattr(args, k, None) is not None}
-    for name in ("epochs", "batch", "limit_train", "limit_test", "threads", "shards"):
+    for name in ("epochs", "batch", "limit_train", "limit_test", "shards"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -346,6 +366,7 @@ def cmd_eval(args) -> int:
     from ..training.checkpoint import check_param_arrays
     from ..training.loop import evaluate
     from ..training.resources import check_evaluation_memory
+    from ..training.threads import forward_runner
     from .export_command import model_and_checkpoint
     model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
@@ -354,7 +375,8 @@ def cmd_eval(args) -> int:
     _, _, test = _load_data(args, model, dataclasses.replace(cfg, val=0))
     params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
     with _threads(args):
-        error, confusion, loss = evaluate(model, params, test)
+        error, confusion, loss = evaluate(model, params, test,
+                                          run=forward_runner(model, args.threads))
     if args.json:
         print(json.dumps({"model": args.model or ckpt.model_file, "checkpoint": args.checkpoint,
                           "test_error": error, "test_loss": loss,
@@ -423,8 +445,7 @@ def _add_bench(sub):
     sub.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50], metavar="N",
                      help="batch sizes (default 1 10 50)")
     sub.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    sub.add_argument("--threads", type=int, metavar="N", default=1,
-                     help="split each batch across N threads, one BLAS thread each")
+    _threads_arg(sub)
     sub.add_argument("--seconds", type=float, default=2.0,
                      help="time per measurement (default 2)")
     sub.add_argument("--profile-batch", type=int, metavar="N",
@@ -433,23 +454,36 @@ def _add_bench(sub):
 
 
 def cmd_bench(args) -> int:
-    from ..tools.bench import measure, profile_ops
+    import time
+
+    from ..tools.bench import (first_use, gemm_flops_per_second, measure, profile_ops,
+                               step_flops)
     from ..tools.machine import format_machine, machine_facts
     from ..training.resources import step_peak_bytes
+    started = time.perf_counter()
     model = _compile(args)
+    compile_s = time.perf_counter() - started
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
     dtype = np.dtype(args.dtype)
     with _threads(args):
         machine = machine_facts()  # inside the limits: the thread counts timing runs with
+        first = {"compile_s": compile_s, **first_use(model, dtype)}
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         profile_batch = args.profile_batch or max(args.batch)
         ops, layers, peak = profile_ops(model, profile_batch, dtype)
+    flops = step_flops(model)
+    gemm = {n: gemm_flops_per_second(dtype, n) for n in
+            sorted({r["train_threads"] for r in results} - {"auto"})}
+    for r in results:
+        r["roofline_fraction"] = r["train_images_per_s"] * flops / gemm[r["train_threads"]]
     predicted = step_peak_bytes(model, profile_batch, dtype)
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "machine": machine, "threads": threads,
-                          "backend": model.backend.name,
+                          "backend": model.backend.name, "first_use": first,
+                          "step_flops_per_image": flops,
+                          "gemm_flops_per_s": {str(n): v for n, v in gemm.items()},
                           "results": results,
                           "ops": ops, "layers": layers, "peak_bytes": peak,
                           "predicted_peak_bytes": predicted}))
@@ -459,10 +493,19 @@ def cmd_bench(args) -> int:
            "one BLAS thread each")
     print(f"{args.model}: {args.dtype}, backend {model.backend.name}, {threads} thread(s) "
           f"({how})")
-    print(f"{'batch':>6} {'train images/s':>15} {'infer images/s':>15}")
+    print(f"first use: compiling the model {first['compile_s']:.2f} s, then the first "
+          f"training step {first['first_step_s']:.2f} s and forward pass "
+          f"{first['first_forward_s']:.2f} s (a compiled backend compiles its kernels there, "
+          f"or loads them from its cache), the next step {1e3 * first['next_step_s']:.1f} ms")
+    print(f"a training step is {flops / 1e6:.3f} MFLOP per image; a large matrix product runs "
+          "at " + ", ".join(f"{v / 1e9:.0f} GFLOP/s on {n} thread(s)" for n, v in gemm.items())
+          + " (the roofline)")
+    print(f"{'batch':>6} {'train images/s':>15} {'threads':>8} {'roofline':>9} "
+          f"{'infer images/s':>15} {'threads':>8}")
     for r in results:
-        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} "
-              f"{r['infer_images_per_s']:>15,.0f}")
+        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['train_threads']:>8} "
+              f"{100 * r['roofline_fraction']:>8.1f}% "
+              f"{r['infer_images_per_s']:>15,.0f} {r['infer_threads']:>8}")
     print(f"\ntime per op, one training step at batch {profile_batch}:")
     for r in ops:
         print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  "

@@ -107,6 +107,18 @@ def conv_valid_macs(x, kernel, *, mask=None):
     return pairs * kh * kw * (x[2] - kh + 1) * (x[3] - kw + 1)
 
 
+def conv_full_macs(delta, kernel, *, mask=None):
+    """As many as the forward convolution whose delta it takes back."""
+    c_out, c_in, kh, kw = kernel
+    pairs = c_out * c_in if mask is None else int(mask.sum())
+    return pairs * kh * kw * delta[2] * delta[3]
+
+
+def conv_grad_kernel_macs(x, delta, *, size, mask=None):
+    pairs = delta[1] * x[1] if mask is None else int(mask.sum())
+    return pairs * size[0] * size[1] * delta[2] * delta[3]
+
+
 RULES = (
     OpRule("conv_valid", ("x", "kernel"), conv_valid_shape,
            conv_valid_gradient, conv_valid_example, label=_label("conv_valid"),
@@ -114,8 +126,10 @@ RULES = (
            doc="sum_i x_i ⋆ kernel_ij over connected pairs (seed 3.1)"),
     OpRule("conv_full", ("delta", "kernel"), conv_full_shape,
            conv_full_gradient, conv_full_example, label=_label("conv_full"),
-           traits=MULTILINEAR, doc="full true convolution of delta with the kernel (seed 3.2.1)"),
+           traits=MULTILINEAR, macs=conv_full_macs,
+           doc="full true convolution of delta with the kernel (seed 3.2.1)"),
     OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape,
            conv_grad_kernel_gradient, conv_grad_kernel_example, label=_label("conv_grad_kernel"),
-           traits=MULTILINEAR, doc="valid correlation of x with delta, summed over the batch (eq. 7)"),
+           traits=MULTILINEAR, macs=conv_grad_kernel_macs,
+           doc="valid correlation of x with delta, summed over the batch (eq. 7)"),
 )

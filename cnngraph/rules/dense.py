@@ -39,8 +39,11 @@ def matmul_gradient(emit, node, delta):
 
 
 def matmul_macs(a, b, *, transpose_a=False, transpose_b=False):
-    """Per row of the output (per image for x Wᵀ): inner size × columns."""
-    return _oriented(a, transpose_a)[1] * _oriented(b, transpose_b)[1]
+    """Per image: inner size × columns when the rows are the images (x Wᵀ), the
+    output's size when the inner sum runs over the images (deltaᵀ x)."""
+    rows, inner = _oriented(a, transpose_a)
+    columns = _oriented(b, transpose_b)[1]
+    return rows * columns if inner is None else inner * columns
 
 
 def matmul_example(rng):

@@ -1,9 +1,13 @@
-"""bench: images per second for training and inference, time per op, peak memory.
+"""bench: images per second for training and inference, time per op, peak memory,
+the first step's cost, and the fraction of a large matrix product's speed reached.
 
 Training is one full step: forward, derived backward, SGD update.  Inputs are
 random (the speed does not depend on the pixels), so no data set is needed.
 The per-op profile walks the training plan with `run_plan`, timing each step
 (as ``caffe time`` does per layer) and tracking the bytes of live buffers.
+The roofline is a large square matrix product in BLAS on the same threads: the
+step's floating-point operations (twice the multiply-adds its op rules declare)
+per second, over the product's.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import numpy as np
 
 from ..core.plan import Plan
 from ..runtime.execute import run_plan
-from ..training.step import Optimizer, threads_for, train_step
+from ..training.step import Optimizer, train_step
+from ..training.threads import AutoThreads, forward_runner, threads_for
+from .summary import op_macs
 
 
 def synthetic_batch(model, batch: int, dtype, rng):
@@ -33,10 +39,11 @@ def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> f
     return done * batch / (time.perf_counter() - started)
 
 
-def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
-    """One plain SGD step on (x, t) per call, as training runs it."""
+def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int | str = 1, reduce=None):
+    """One plain SGD step on (x, t) per call, as training runs it (on ``workers``
+    threads, or with the batch reduction ``reduce``)."""
     optimizer = Optimizer.for_model(model, ("sgd", {}))
-    reduce = threads_for(model, workers)
+    reduce = reduce or threads_for(model, workers)
     state = {"params": params, "optimizer": optimizer.start(params)}
 
     def step():
@@ -46,18 +53,66 @@ def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int = 1):
 
 
 def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
-            workers: int = 1) -> list[dict]:
+            workers: int | str = 1) -> list[dict]:
+    """Training and inference images/s per batch size; with ``workers`` "auto", the
+    thread counts `AutoThreads` settled on for each."""
     rng = np.random.default_rng(seed)
     rows = []
     for batch in batches:
         params = model.init_params(seed, dtype)
         x, t = synthetic_batch(model, batch, dtype, rng)
+        reduce = threads_for(model, workers)
+        train = images_per_second(sgd_step(model, params, x, t, reduce=reduce), batch, seconds)
+        run = forward_runner(model, workers) or (lambda work, images: work())
+        infer = images_per_second(lambda: run(lambda: model.forward(params, x), batch), batch,
+                                  seconds)
         rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
-                     "train_images_per_s": images_per_second(
-                         sgd_step(model, params, x, t, workers=workers), batch, seconds),
-                     "infer_images_per_s": images_per_second(
-                         lambda: model.forward(params, x), batch, seconds)})
+                     "train_images_per_s": train, "infer_images_per_s": infer,
+                     "train_threads": _chosen(reduce, workers),
+                     "infer_threads": _chosen(getattr(run, "__self__", None), workers)})
     return rows
+
+
+def first_use(model, dtype, batch: int = 64, seed: int = 0) -> dict:
+    """Seconds of this process's first training step and forward pass at ``batch``
+    (where a compiled backend compiles its kernels, or loads them from its cache),
+    and of the next step.  Meaningful only before anything else ran the kernels."""
+    rng = np.random.default_rng(seed)
+    x, t = synthetic_batch(model, batch, dtype, rng)
+    step = sgd_step(model, model.init_params(seed, dtype), x, t)
+    timings = {}
+    for name, work in (("first_step_s", step), ("first_forward_s",
+                       lambda: model.forward(model.init_params(seed, dtype), x)),
+                       ("next_step_s", step)):
+        started = time.perf_counter()
+        work()
+        timings[name] = time.perf_counter() - started
+    return timings
+
+
+def step_flops(model) -> int:
+    """Floating-point operations of one training step per image: twice the
+    multiply-adds of every op in the training graph (their rules' ``macs``)."""
+    graph = model.training.graph
+    return 2 * sum(op_macs(data, graph, model.registry)
+                   for _, data in graph.nodes(data=True) if data.get("op"))
+
+
+def gemm_flops_per_second(dtype, threads: int = 1, size: int = 1536,
+                          seconds: float = 0.5) -> float:
+    """A large square matrix product's speed in BLAS on ``threads`` threads."""
+    from threadpoolctl import threadpool_limits
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    with threadpool_limits(threads, user_api="blas"):
+        rate = images_per_second(lambda: a @ a, 1, seconds)
+    return rate * 2 * size ** 3
+
+
+def _chosen(chooser, workers):
+    """The thread count a measurement ran on."""
+    if isinstance(chooser, AutoThreads):
+        return chooser.current
+    return 1 if workers == "auto" else workers
 
 
 def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):

@@ -94,7 +94,7 @@ def pictures_wanted(plots: bool | None) -> bool:
 
 
 def run_experiment(model, train, validation, test, config: TrainConfig | None,
-                   out: str | Path, *, workers: int = 1,
+                   out: str | Path, *, workers: int | str = 1,
                    weights: dict | str | Path | None = None, resume: bool = False,
                    plots: bool | None = None, threshold: float = 0.1,
                    report: Callable | None = None,
@@ -124,7 +124,7 @@ def run_experiment(model, train, validation, test, config: TrainConfig | None,
                     settings=dataclasses.asdict(cfg), resume=resume)
     trainer = Trainer(model, cfg, out, report=report,
                       should_stop=should_stop or (lambda: False), workers=workers,
-                      reduce=reduction_for(cfg, world, workers, reduction, model.backend),
+                      reduce=reduction_for(cfg, model, world, workers, reduction),
                       world=world)
     if resume:
         trainer.resume()

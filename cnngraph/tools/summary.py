@@ -38,7 +38,7 @@ def summarize(model) -> list[LayerRow]:
     for layer in net.spec.layers:
         members = [n for n, d in graph.nodes(data=True) if d.get("layer") == layer.name]
         params = [(n, graph.nodes[n]["shape"]) for n in members if n in net.params]
-        macs = sum(_macs(graph.nodes[n], graph, model.registry)
+        macs = sum(op_macs(graph.nodes[n], graph, model.registry)
                    for n in members if graph.nodes[n]["op"])
         output = graph.nodes[net.layer_outputs[layer.name]]["shape"]
         rows.append(LayerRow(layer.name, layer.kind, output, params,
@@ -54,7 +54,7 @@ def _connections(model, layer, members):
     return model.network.annotations.get(layer, {}).get("connections")
 
 
-def _macs(data, graph, registry):
+def op_macs(data, graph, registry) -> int:
     rule = registry.op(data["op"])
     if rule.macs is None:
         return 0

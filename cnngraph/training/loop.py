@@ -65,15 +65,17 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return rate
 
 
-def evaluate(model, params, split, batch: int = 1000, world=SINGLE):
+def evaluate(model, params, split, batch: int = 1000, world=SINGLE, run=None):
     """(error fraction, confusion matrix rows=true cols=predicted, mean loss); the
-    batches are shared among ``world``'s ranks and their losses summed in order."""
+    batches are shared among ``world``'s ranks and their losses summed in order.
+    ``run(work, images)``, if given, runs each forward pass (`threads.forward_runner`)."""
     classes = model.classes
     starts = range(0, len(split), batch)
+    run = run or (lambda work, images: work())
 
     def one(k):
         x, t = split.images[starts[k]:starts[k] + batch], split.targets[starts[k]:starts[k] + batch]
-        out = model.forward(params, x)
+        out = run(lambda: model.forward(params, x), len(x))
         confusion = np.zeros((classes, classes), dtype=np.int64)
         np.add.at(confusion, (split.labels[starts[k]:starts[k] + batch], out.argmax(axis=1)), 1)
         return model.loss_value(out, t) * len(x), confusion
@@ -98,13 +100,13 @@ class Trainer:
 
     def __init__(self, model, cfg: TrainConfig, out: Path | None = None,
                  report: Callable = lambda e: None,
-                 should_stop: Callable[[], bool] = lambda: False, workers: int = 1,
+                 should_stop: Callable[[], bool] = lambda: False, workers: int | str = 1,
                  reduce=None, order: Callable | None = None, world=SINGLE):
         self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
         self.world = world
         self.report, self.should_stop, self.workers = report, should_stop, workers
         # the train block's shards, the threads, the backend's own threads
-        self.reduce = reduce or reduction_for(cfg, world, workers, backend=model.backend)
+        self.reduce = reduce or reduction_for(cfg, model, world, workers)
         self.order = order
         self.last_batch = None
         self.dtype = np.dtype(cfg.dtype)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.errors import CnnError
 from .step import StepStats, batch_stats, combine, shard_bounds, thread_split
+from .threads import threads_for
 from .world import SINGLE
 
 
@@ -59,25 +60,30 @@ class Shards:
         return StepStats(float(total[0]), int(round(total[1])), len(x), grads)
 
 
-def reduction_for(cfg, world=SINGLE, workers: int = 1, mode: str = "ordered", backend=None):
+def reduction_for(cfg, model, world=SINGLE, workers: int | str = 1, mode: str = "ordered"):
     """The strategy a run reduces its batches with: the whole batch or threads for one
     process with one shard; `Shards` when the batch is sharded or ranks share it.
-    A ``backend`` whose kernels run their own threads gets the ``workers`` instead."""
-    if backend is not None and backend.set_threads is not None:
-        backend.set_threads(workers)
-        workers = 1
+    ``workers`` threads ("auto": `threads.AutoThreads`) run in the kernels of a backend
+    that has its own (`threads_for`; under mpiexec, auto is one per rank), else they
+    split the batch (auto: one)."""
+    own = model.backend.set_threads is not None
+    split = 1 if own or workers == "auto" else workers
     if cfg.shards == 1 and world.size == 1 and mode == "ordered":
-        return thread_split(workers)
-    if workers > 1:
-        raise CnnError("--threads splits a batch across threads, --shards and mpiexec across "
-                       "shards; use one of them", where="--threads")
-    if cfg.shards < world.size:
-        raise CnnError(f"{world.size} ranks share each batch's shards, but there are "
-                       f"{cfg.shards}", where="--shards",
-                       hint=f"use --shards {world.size} or more (a multiple of the rank count "
-                            "balances the work; the same --shards gives the same bits on any "
-                            "number of ranks and in one process)")
-    return Shards(cfg.shards, world, mode)
+        reduce = thread_split(split)
+    else:
+        if split > 1:
+            raise CnnError("--threads splits a batch across threads, --shards and mpiexec "
+                           "across shards; use one of them", where="--threads")
+        if cfg.shards < world.size:
+            raise CnnError(f"{world.size} ranks share each batch's shards, but there are "
+                           f"{cfg.shards}", where="--shards",
+                           hint=f"use --shards {world.size} or more (a multiple of the rank "
+                                "count balances the work; the same --shards gives the same "
+                                "bits on any number of ranks and in one process)")
+        reduce = Shards(cfg.shards, world, mode)
+    if own and world.size > 1 and workers == "auto":
+        workers = 1  # the ranks share the cores
+    return threads_for(model, workers, reduce) if own else reduce
 
 
 def data_fingerprint(*splits) -> str:

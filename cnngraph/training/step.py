@@ -125,14 +125,6 @@ def thread_split(workers: int):
     return ThreadSplit(workers) if workers > 1 else WHOLE_BATCH
 
 
-def threads_for(model, workers: int):
-    """How one process uses ``workers`` threads: in the kernels, for a backend that
-    runs its own (`Backend.set_threads`), else by splitting the batch."""
-    if model.backend.set_threads is not None:
-        model.backend.set_threads(workers)
-        return WHOLE_BATCH
-    return thread_split(workers)
-
 
 def batch_gradients(model, params, x, t, reduce=WHOLE_BATCH) -> StepStats:
     """The loss, misclassification count and gradients of one batch."""
