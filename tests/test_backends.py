@@ -101,3 +101,18 @@ def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
         assert numba_backend.default_backend() == "numpy"
     finally:
         numba_backend._compiled.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
+    """conv_valid and conv_full cut small batches into one chunk per thread: each output
+    must be summed in the same order whatever the chunks."""
+    from cnngraph.runtime import numba_conv
+    rng = np.random.default_rng(0)
+    x, kernel = rng.normal(size=(10, 6, 12, 12)).astype(dtype), \
+        rng.normal(size=(12, 6, 5, 5)).astype(dtype)
+    delta = rng.normal(size=(10, 12, 8, 8)).astype(dtype)
+    for run, args in ((numba_conv.conv_valid, (x, kernel)), (numba_conv.conv_full,
+                                                            (delta, kernel))):
+        outs = [run(*args, chunks).tobytes() for chunks in (1, 2, 3, 10)]
+        assert outs[0] == outs[1] == outs[2] == outs[3]

@@ -75,7 +75,7 @@ def test_occasional_fast_steps_of_a_collapsing_count_do_not_win():
 
 
 def test_one_core_means_one_thread(monkeypatch):
-    monkeypatch.setattr(threads_module, "usable_cores", lambda: 1)
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 1)  # as imported there
     machine = Machine(lambda threads, k: 0.01)
     auto = AutoThreads(machine.backend, clock=machine.clock)
     for _ in range(50):

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ..core.backend import Backend, Kernel
+from ..core.backend import Backend, Kernel, usable_cores
 from ..core.errors import CnnError
 from . import numerics
 from .numpy_backend import KERNELS as NUMPY_KERNELS
@@ -33,6 +33,8 @@ CHUNK = 32
 #: direct convolutions need output rows this long across a chunk, and 4 pixels wide
 DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
 SMALL = 8192
+#: elementwise NumPy kernels split across threads from this many values
+PIECES_MIN = 1 << 16
 
 
 def available() -> bool:
@@ -55,6 +57,12 @@ def _maps():
     return _compiled("numba_maps")
 
 
+def _chunks_for(batch: int, width: int) -> int:
+    """At least one chunk per thread, while each keeps rows DIRECT_MIN_RUN long."""
+    import numba
+    return min(numba.get_num_threads(), max(1, batch * width // DIRECT_MIN_RUN))
+
+
 def _direct(batch: int, width: int) -> bool:
     """Whether output maps ``width`` pixels wide are convolved directly."""
     return width >= DIRECT_MIN_WIDTH and min(batch, CHUNK) * width >= DIRECT_MIN_RUN
@@ -64,14 +72,16 @@ def conv_valid(x, kernel, *, mask=None):
     kernel = masked(kernel, mask)
     if not _direct(len(x), x.shape[3] - kernel.shape[3] + 1):
         return numerics.correlate_valid(x, kernel)
-    return _conv().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel))
+    return _conv().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+                              _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1))
 
 
 def conv_full(delta, kernel, *, mask=None):
     kernel = masked(kernel, mask)
     if not _direct(len(delta), delta.shape[3]):
         return numerics.convolve_full(delta, kernel)
-    return _conv().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel))
+    return _conv().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
+                             _chunks_for(len(delta), delta.shape[3]))
 
 
 def conv_grad_kernel(x, delta, *, size, mask=None):
@@ -121,6 +131,30 @@ def upsample_kron(x, *, factor):
     return _maps().upsample_kron(np.ascontiguousarray(x), factor)
 
 
+def _in_pieces(in_place):
+    """An in-place NumPy kernel run on one slice of the batch per thread (NumPy's
+    loops release the GIL; each value is computed as before, so the bits are too):
+    exp and tanh stay NumPy's SIMD loops and still use every thread."""
+    def run(first, *others, **attrs):
+        import numba
+        threads = numba.get_num_threads()
+        if (threads == 1 or first.size < PIECES_MIN or len(first) < threads
+                or any(np.shape(o)[:1] != first.shape[:1] for o in others)):
+            return in_place(first, *others, **attrs)
+        bounds = [len(first) * k // threads for k in range(threads + 1)]
+        list(_pool().map(lambda k: in_place(*(a[bounds[k]:bounds[k + 1]]
+                                              for a in (first, *others)), **attrs),
+                         range(threads)))
+        return first
+    return run
+
+
+@functools.cache
+def _pool():
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="cnngraph-pieces")
+
+
 KERNELS = {
     "conv_valid": Kernel(conv_valid),
     "conv_full": Kernel(conv_full),
@@ -130,6 +164,10 @@ KERNELS = {
     "add_bias": Kernel(add_bias, fresh=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
+    "sigmoid": Kernel(NUMPY_KERNELS["sigmoid"].run,
+                      in_place=_in_pieces(NUMPY_KERNELS["sigmoid"].in_place)),
+    "tanh": Kernel(NUMPY_KERNELS["tanh"].run, in_place=_in_pieces(NUMPY_KERNELS["tanh"].in_place)),
+    "mul": Kernel(np.multiply, in_place=_in_pieces(NUMPY_KERNELS["mul"].in_place)),
 }
 
 

@@ -1,14 +1,16 @@
 """The convolution triple compiled with numba, computed directly in cache-sized blocks.
 
-Each kernel walks the batch in chunks of at most CHUNK images (the chunks
-depend on the batch size alone, never on the thread count) and copies a chunk
+Each kernel walks the batch in chunks of at most CHUNK images and copies a chunk
 into a batch-innermost block, (maps, H, W, images), that stays in L2: there a
 map row of every image in the chunk is one contiguous run, so the inner loops
 are long and vectorize whatever the map width (8 pixels in dlt.cnn's C3).
 Taps are applied five at a time (`_taps5`), so one load and store of the
-output row serves five multiply-adds.  Chunks run in parallel (prange); the
-kernel gradient sums per-chunk partial sums in chunk order, so results are
-bitwise the same for any thread count.
+output row serves five multiply-adds, and to four maps at a time.  Chunks run
+in parallel (prange).  The forward and input-gradient kernels sum each output
+in the same order whatever the chunks, so they cut a small batch into one chunk
+per thread; the kernel gradient adds per-chunk partial sums in chunk order, so
+its chunks depend on the batch size alone.  Results are bitwise the same for
+any thread count.
 
 Shapes and conventions are runtime/numerics.py's: maps (N, C, H, W), kernels
 (C_out, C_in, kh, kw); conv_valid is a valid cross-correlation, conv_full the
@@ -29,9 +31,10 @@ _jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
 
 
 @njit(**_jit)
-def chunking(n):
-    """(number of chunks, images per chunk) for a batch of n."""
-    count = (n + CHUNK - 1) // CHUNK
+def chunking(n, at_least=1):
+    """(number of chunks, images per chunk) for a batch of n: chunks of at most CHUNK
+    images, and at least ``at_least`` of them (as many as threads, for small batches)."""
+    count = min(n, max(at_least, (n + CHUNK - 1) // CHUNK))
     return count, (n + count - 1) // count
 
 
@@ -108,13 +111,14 @@ def _row(dst, src, krow, step, reverse):
 
 
 @njit(parallel=True, **_jit)
-def conv_valid(x, kernel):
-    """y[n, o] = Σ_i x[n, i] ⋆ kernel[o, i], valid borders."""
+def conv_valid(x, kernel, threads):
+    """y[n, o] = Σ_i x[n, i] ⋆ kernel[o, i], valid borders.  Each output is summed in
+    the same order whatever the chunks, so a small batch is cut into ``threads``."""
     n, c, h, w = x.shape
     c_out, _, kh, kw = kernel.shape
     ho, wo = h - kh + 1, w - kw + 1
     y = np.empty((n, c_out, ho, wo), x.dtype)
-    count, size = chunking(n)
+    count, size = chunking(n, threads)
     for chunk in prange(count):
         start = chunk * size
         stop = min(n, start + size)
@@ -144,14 +148,15 @@ def conv_valid(x, kernel):
 
 
 @njit(parallel=True, **_jit)
-def conv_full(delta, kernel):
+def conv_full(delta, kernel, threads):
     """dx[n, i] = Σ_o delta[n, o] * kernel[o, i], full borders: each row of dx gathers
-    the delta rows it overlaps (no zero rows are visited), delta padded along X."""
+    the delta rows it overlaps (no zero rows are visited), delta padded along X.
+    Chunks as `conv_valid`'s."""
     n, c_out, ho, wo = delta.shape
     _, c, kh, kw = kernel.shape
     h, w = ho + kh - 1, wo + kw - 1
     dx = np.empty((n, c, h, w), delta.dtype)
-    count, size = chunking(n)
+    count, size = chunking(n, threads)
     for chunk in prange(count):
         start = chunk * size
         stop = min(n, start + size)

@@ -12,10 +12,10 @@ count (runtime/numba_conv.py), so switching never changes what is computed.
 """
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 
+from ..core.backend import usable_cores
 from .step import WHOLE_BATCH, StepStats, thread_split
 
 #: a trial of the other thread count runs up to TRIAL steps and wins when they took,
@@ -24,13 +24,6 @@ TRIAL, MARGIN = 8, 0.95
 #: a lost trial's extra time may be at most BUDGET of the time until the next one
 #: (a step on a collapsing count costs about 60), which waits at least TRIAL_WAIT seconds
 BUDGET, TRIAL_WAIT = 0.02, 0.5
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def threads_for(model, workers: int | str, inner=None):
