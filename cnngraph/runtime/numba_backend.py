@@ -3,11 +3,13 @@ per-map ops, the NumPy backend behind it for everything else.
 
 Convolutions run directly in cache-sized blocks (runtime/numba_conv.py) where
 their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN
-values long; narrower ones (LeNet-5's C5 with 1x1 outputs, anything at batch
-1) stay matrix products, where BLAS was 2-4x faster than the direct loops.  Per-map
-ops on fewer than SMALL values stay NumPy's too: there a compiled call's fixed
-cost is the larger (measured while choosing, benchmarks/kernels.py).  The kernels use their own threads (`set_threads`),
-so training never splits the batch across threads for this backend.
+values long; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at
+batch 1) stay matrix products, where BLAS was 2-4x faster than the direct
+loops.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
+compiled call's fixed cost is the larger.  (Both measured while choosing, each
+kernel against NumPy's at batches 1, 4, 10, 20 and 256.)  The kernels use their
+own threads (`set_threads`), so training never splits the batch across threads
+for this backend.
 
 numba is an optional extra (``pip install 'cnngraph[fast]'``): it is imported,
 and the kernels compiled (or loaded from numba's on-disk cache), on first use.
@@ -21,7 +23,7 @@ import os
 
 import numpy as np
 
-from ..core.backend import Backend, Kernel, usable_cores
+from ..core.backend import Backend, Kernel
 from ..core.errors import CnnError
 from . import numerics
 from .numpy_backend import KERNELS as NUMPY_KERNELS
@@ -33,8 +35,6 @@ CHUNK = 32
 #: direct convolutions need output rows this long across a chunk, and 4 pixels wide
 DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
 SMALL = 8192
-#: elementwise NumPy kernels split across threads from this many values
-PIECES_MIN = 1 << 16
 
 
 def available() -> bool:
@@ -131,30 +131,6 @@ def upsample_kron(x, *, factor):
     return _maps().upsample_kron(np.ascontiguousarray(x), factor)
 
 
-def _in_pieces(in_place):
-    """An in-place NumPy kernel run on one slice of the batch per thread (NumPy's
-    loops release the GIL; each value is computed as before, so the bits are too):
-    exp and tanh stay NumPy's SIMD loops and still use every thread."""
-    def run(first, *others, **attrs):
-        import numba
-        threads = numba.get_num_threads()
-        if (threads == 1 or first.size < PIECES_MIN or len(first) < threads
-                or any(np.shape(o)[:1] != first.shape[:1] for o in others)):
-            return in_place(first, *others, **attrs)
-        bounds = [len(first) * k // threads for k in range(threads + 1)]
-        list(_pool().map(lambda k: in_place(*(a[bounds[k]:bounds[k + 1]]
-                                              for a in (first, *others)), **attrs),
-                         range(threads)))
-        return first
-    return run
-
-
-@functools.cache
-def _pool():
-    from concurrent.futures import ThreadPoolExecutor
-    return ThreadPoolExecutor(usable_cores(), thread_name_prefix="cnngraph-pieces")
-
-
 KERNELS = {
     "conv_valid": Kernel(conv_valid),
     "conv_full": Kernel(conv_full),
@@ -164,10 +140,6 @@ KERNELS = {
     "add_bias": Kernel(add_bias, fresh=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
-    "sigmoid": Kernel(NUMPY_KERNELS["sigmoid"].run,
-                      in_place=_in_pieces(NUMPY_KERNELS["sigmoid"].in_place)),
-    "tanh": Kernel(NUMPY_KERNELS["tanh"].run, in_place=_in_pieces(NUMPY_KERNELS["tanh"].in_place)),
-    "mul": Kernel(np.multiply, in_place=_in_pieces(NUMPY_KERNELS["mul"].in_place)),
 }
 
 
