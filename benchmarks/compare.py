@@ -78,32 +78,39 @@ TORCH_OPS = {
 }
 
 
-def torch_op(op, attrs, args):
-    """One cnngraph forward op in PyTorch."""
+def torch_op(op):
+    """One cnngraph forward op in PyTorch: fn(args, attrs)."""
     if op not in TORCH_OPS:
         raise NotImplementedError(f"no PyTorch translation for op '{op}' (add it to TORCH_OPS)")
-    return TORCH_OPS[op](args, attrs)
+    return TORCH_OPS[op]
 
 
 class TorchNet:
-    """cnngraph's forward graph replayed with torch tensors."""
+    """cnngraph's forward graph replayed with torch tensors: its steps are resolved to
+    plain (node, function, inputs, attrs) tuples once, so torch.compile traces one graph."""
 
     def __init__(self, model, params, dtype):
-        self.model = model
-        plan = make_plan(model.graph, [model.network.loss], model.registry, model.backend,
-                         fuse=False)
-        self.order = [step.node for step in plan.steps]
+        net, graph = model.network, model.graph
+        plan = make_plan(graph, [net.loss], model.registry, model.backend, fuse=False)
+        nodes = [graph.nodes[step.node] for step in plan.steps]
+        self.steps = [(step.node, torch_op(data["op"]), tuple(data["inputs"]),
+                       dict(data["attrs"])) for step, data in zip(plan.steps, nodes)]
+        self.input, self.target = net.input, net.target
+        self.loss_node, self.prediction = net.loss, net.prediction
         self.params = {k: torch.tensor(v, dtype=dtype, requires_grad=True)
                        for k, v in params.items()}
 
+    def _run(self, env, last):
+        for node, fn, inputs, attrs in self.steps:
+            if node == last:
+                return fn([env[i] for i in inputs], attrs)
+            env[node] = fn([env[i] for i in inputs], attrs)
+        return env[last]
+
     def loss(self, x, t):
-        net, graph = self.model.network, self.model.graph
         env = dict(self.params)
-        env[net.input], env[net.target] = x, t
-        for node in self.order:
-            data = graph.nodes[node]
-            env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
-        return env[net.loss]
+        env[self.input], env[self.target] = x, t
+        return self._run(env, self.loss_node)
 
     def step(self, x, t, lr):
         loss = self.loss(x, t)
@@ -140,15 +147,9 @@ class TorchNet:
             return self._forward(x)
 
     def _forward(self, x):
-        net, graph = self.model.network, self.model.graph
         env = dict(self.params)
-        env[net.input] = x
-        for node in self.order:
-            if node == net.loss:
-                break
-            data = graph.nodes[node]
-            env[node] = torch_op(data["op"], data["attrs"], [env[i] for i in data["inputs"]])
-        return env[net.prediction]
+        env[self.input] = x
+        return self._run(env, self.prediction)
 
 
 def check_same(model, net, params, x, t):
