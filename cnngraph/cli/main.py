@@ -474,7 +474,7 @@ def cmd_bench(args) -> int:
         ops, layers, peak = profile_ops(model, profile_batch, dtype)
     flops = step_flops(model)
     gemm = {n: gemm_flops_per_second(dtype, n) for n in
-            sorted({r["train_threads"] for r in results} - {"auto"})}
+            sorted({r["train_threads"] for r in results})}
     for r in results:
         r["roofline_fraction"] = r["train_images_per_s"] * flops / gemm[r["train_threads"]]
     predicted = step_peak_bytes(model, profile_batch, dtype)

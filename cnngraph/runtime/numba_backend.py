@@ -27,7 +27,7 @@ from ..core.backend import Backend, Kernel
 from ..core.errors import CnnError
 from . import numerics
 from .numpy_backend import KERNELS as NUMPY_KERNELS
-from .numpy_backend import masked, reuse_freed_buffers
+from .numpy_backend import masked
 
 #: images per block of the direct convolutions (numba_conv): a chunk of dlt.cnn's C1
 #: input and output, 32 x 4.1 KiB in float32, stays in L2
@@ -150,8 +150,8 @@ def set_threads(count: int) -> None:
 
 
 def _setup():
-    """The allocator setting, and the kernels loaded (compiled on a first run)."""
-    reuse_freed_buffers()
+    """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
+    sets up the allocator."""
     _conv(), _maps()
 
 

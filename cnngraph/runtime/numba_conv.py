@@ -24,7 +24,8 @@ from numba import njit, prange
 
 from .numba_backend import CHUNK
 
-#: reassociation lets sums vectorize; no finite-math assumptions (sigmoid relies on inf)
+#: reassociation lets sums vectorize; no finite-math assumptions: NaN and inf must pass
+#: through, since training diagnoses a diverging step from them
 FASTMATH = {"reassoc", "contract", "nsz"}
 
 _jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
