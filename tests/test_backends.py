@@ -116,3 +116,21 @@ def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
                                                             (delta, kernel))):
         outs = [run(*args, chunks).tobytes() for chunks in (1, 2, 3, 10)]
         assert outs[0] == outs[1] == outs[2] == outs[3]
+
+
+@pytest.mark.parametrize("shape", [(9, 3, 9, 11, 4, 3, 3), (5, 2, 13, 13, 3, 7, 7),
+                                   (40, 6, 12, 12, 12, 5, 5), (7, 1, 10, 12, 6, 3, 5),
+                                   (3, 4, 8, 9, 9, 1, 1)],
+                         ids=lambda s: "n{}c{}h{}w{}o{}k{}x{}".format(*s))
+def test_numba_convolutions_equal_numerics_for_any_kernel_shape(shape):
+    """Kernel widths of five take the four-map paths, the others the generic rows;
+    both, in every direction, against runtime/numerics.py in float64."""
+    from cnngraph.runtime import numba_conv, numerics
+    n, c, h, w, c_out, kh, kw = shape
+    rng = np.random.default_rng(1)
+    x, kernel = rng.normal(size=(n, c, h, w)), rng.normal(size=(c_out, c, kh, kw))
+    delta = rng.normal(size=(n, c_out, h - kh + 1, w - kw + 1))
+    _close(numba_conv.conv_valid(x, kernel, 2), numerics.correlate_valid(x, kernel), "valid")
+    _close(numba_conv.conv_full(delta, kernel, 2), numerics.convolve_full(delta, kernel), "full")
+    _close(numba_conv.conv_grad_kernel(x, delta, kh, kw),
+           numerics.correlate_kernel(x, delta, kh, kw), "kernel gradient")
