@@ -51,6 +51,16 @@ def _to_block(x, start, stop, pad, out):
 
 
 @njit(inline="always", **_jit)
+def _block_rows(x, start, stop, pad):
+    """Images start..stop of x as a batch-innermost block, zero-padded by ``pad`` on
+    both sides along X, viewed as rows: (maps, H, (W + 2 pad) · images)."""
+    shape = (x.shape[1], x.shape[2], x.shape[3] + 2 * pad, stop - start)
+    block = np.zeros(shape, x.dtype) if pad else np.empty(shape, x.dtype)
+    _to_block(x, start, stop, pad, block)
+    return block.reshape(shape[0], shape[1], shape[2] * shape[3])
+
+
+@njit(inline="always", **_jit)
 def _from_block(block, start, out):
     """out[start + m, i, Y, X] = block[i, Y, X, m], row by row as `_to_block`."""
     for i in range(block.shape[0]):
@@ -124,9 +134,7 @@ def conv_valid(x, kernel, threads):
         start = chunk * size
         stop = min(n, start + size)
         B = stop - start
-        block = np.empty((c, h, w, B), x.dtype)
-        _to_block(x, start, stop, 0, block)
-        rows = block.reshape(c, h, w * B)
+        rows = _block_rows(x, start, stop, 0)
         out = np.zeros((c_out, ho, wo, B), x.dtype)
         out_rows = out.reshape(c_out, ho, wo * B)
         o = 0
@@ -162,9 +170,7 @@ def conv_full(delta, kernel, threads):
         start = chunk * size
         stop = min(n, start + size)
         B = stop - start
-        padded = np.zeros((c_out, ho, wo + 2 * (kw - 1), B), delta.dtype)
-        _to_block(delta, start, stop, kw - 1, padded)
-        rows = padded.reshape(c_out, ho, padded.shape[2] * B)
+        rows = _block_rows(delta, start, stop, kw - 1)
         out = np.zeros((c, h, w, B), delta.dtype)
         out_rows = out.reshape(c, h, w * B)
         flipped = kernel[:, :, :, ::-1]  # a true convolution walks each kernel row backwards
@@ -246,12 +252,8 @@ def conv_grad_kernel(x, delta, kh, kw):
         start = chunk * size
         stop = min(n, start + size)
         B = stop - start
-        block = np.empty((c, h, w, B), x.dtype)
-        _to_block(x, start, stop, 0, block)
-        rows = block.reshape(c, h, w * B)
-        dblock = np.empty((c_out, ho, wo, B), x.dtype)
-        _to_block(delta, start, stop, 0, dblock)
-        drows = dblock.reshape(c_out, ho, wo * B)
+        rows = _block_rows(x, start, stop, 0)
+        drows = _block_rows(delta, start, stop, 0)
         part = parts[chunk]
         o = 0
         while kw == 5 and o + 4 <= c_out:  # four maps at a time
