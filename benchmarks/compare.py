@@ -112,8 +112,9 @@ class TorchNet:
         env[self.input], env[self.target] = x, t
         return self._run(env, self.loss_node)
 
-    def step(self, x, t, lr):
-        loss = self.loss(x, t)
+    def step(self, x, t, lr, loss_fn=None):
+        """One plain SGD step on the loss (``loss_fn``: a compiled ``loss``)."""
+        loss = (loss_fn or self.loss)(x, t)
         for p in self.params.values():
             p.grad = None
         loss.backward()
@@ -128,13 +129,7 @@ class TorchNet:
         infer_c = torch.compile(self._forward)
 
         def step():
-            loss = loss_c(x, t)
-            for p in self.params.values():
-                p.grad = None
-            loss.backward()
-            with torch.no_grad():
-                for p in self.params.values():
-                    p -= lr * p.grad
+            self.step(x, t, lr, loss_c)
 
         def infer():
             with torch.no_grad():
