@@ -244,8 +244,8 @@ def _dot1(src, base, d):
 @njit(parallel=True, **_jit)
 def conv_grad_kernel(x, delta, kh, kw):
     """g[o, i] = Σ_n x[n, i] ⋆ delta[n, o], valid: per-chunk sums, added in chunk order."""
-    n, c, h, w = x.shape
-    c_out, ho, wo = delta.shape[1], delta.shape[2], delta.shape[3]
+    n, c = x.shape[0], x.shape[1]
+    c_out, ho = delta.shape[1], delta.shape[2]
     count, size = chunking(n)
     parts = np.zeros((count, c_out, c, kh, kw), x.dtype)
     for chunk in prange(count):
