@@ -366,7 +366,7 @@ def cmd_eval(args) -> int:
     from ..training.checkpoint import check_param_arrays
     from ..training.loop import evaluate
     from ..training.resources import check_evaluation_memory
-    from ..training.threads import forward_runner
+    from ..training.threads import forward_threads
     from .export_command import model_and_checkpoint
     model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
@@ -375,8 +375,8 @@ def cmd_eval(args) -> int:
     _, _, test = _load_data(args, model, dataclasses.replace(cfg, val=0))
     params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
     with _threads(args):
-        error, confusion, loss = evaluate(model, params, test,
-                                          run=forward_runner(model, args.threads))
+        chooser = forward_threads(model, args.threads)
+        error, confusion, loss = evaluate(model, params, test, run=chooser and chooser.run)
     if args.json:
         print(json.dumps({"model": args.model or ckpt.model_file, "checkpoint": args.checkpoint,
                           "test_error": error, "test_loss": loss,

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.plan import Plan
 from ..runtime.execute import run_plan
 from ..training.step import Optimizer, train_step
-from ..training.threads import AutoThreads, forward_runner, threads_for
+from ..training.threads import AutoThreads, forward_threads, threads_for
 from .summary import op_macs
 
 
@@ -63,13 +63,14 @@ def measure(model, batches, dtype, seconds: float = 2.0, seed: int = 0,
         x, t = synthetic_batch(model, batch, dtype, rng)
         reduce = threads_for(model, workers)
         train = images_per_second(sgd_step(model, params, x, t, reduce=reduce), batch, seconds)
-        run = forward_runner(model, workers) or (lambda work, images: work())
+        chooser = forward_threads(model, workers)
+        run = chooser.run if chooser else (lambda work, images: work())
         infer = images_per_second(lambda: run(lambda: model.forward(params, x), batch), batch,
                                   seconds)
         rows.append({"batch": batch, "dtype": np.dtype(dtype).name,
                      "train_images_per_s": train, "infer_images_per_s": infer,
                      "train_threads": _chosen(reduce, workers),
-                     "infer_threads": _chosen(getattr(run, "__self__", None), workers)})
+                     "infer_threads": _chosen(chooser, workers)})
     return rows
 
 

@@ -68,7 +68,7 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
 def evaluate(model, params, split, batch: int = 1000, world=SINGLE, run=None):
     """(error fraction, confusion matrix rows=true cols=predicted, mean loss); the
     batches are shared among ``world``'s ranks and their losses summed in order.
-    ``run(work, images)``, if given, runs each forward pass (`threads.forward_runner`)."""
+    ``run(work, images)``, if given, runs each forward pass (`threads.forward_threads`)."""
     classes = model.classes
     starts = range(0, len(split), batch)
     run = run or (lambda work, images: work())

@@ -40,13 +40,14 @@ def threads_for(model, workers: int | str, inner=None):
     return inner or WHOLE_BATCH
 
 
-def forward_runner(model, workers: int | str) -> Callable | None:
-    """For `loop.evaluate`: a run(work, images) that picks the threads of forward passes
-    (auto), or None once a fixed count is set (or the backend has no threads)."""
+def forward_threads(model, workers: int | str) -> "AutoThreads | None":
+    """For forward passes (`loop.evaluate`'s ``run=chooser.run``): an `AutoThreads` that
+    picks their threads (auto), or None once a fixed count is set (or the backend has
+    no threads)."""
     if model.backend.set_threads is None:
         return None
     if workers == "auto":
-        return AutoThreads(model.backend).run
+        return AutoThreads(model.backend)
     model.backend.set_threads(workers)
     return None
 
