@@ -69,6 +69,13 @@ class OpRule:
     curvature(emit, node, h) -> one entry per slot, the diagonal Gauss-Newton
         recursion; derived from `gradient` for ops with the 'multilinear' trait.
     example(rng) -> Example, used by the generated checks.
+    reference(*inputs, **attrs) -> array: the op's definition, plain NumPy read
+        like the seed's equations.  It is the "reference" backend's kernel, and
+        every other backend falls back on it where it has no faster kernel
+        (`Registry.add_kernel`); None only for an op that never runs.
+    lowering(graph, *inputs, **attrs) -> ONNX name of the output: how ``export``
+        writes the op (`cnngraph.tools.export.OnnxGraph`); None where the op has
+        no ONNX form.
     macs(*input_shapes, **attrs) -> multiply-adds per image, for ``summary``.
     attrs: the attributes the op takes and their defaults (`REQUIRED` where there
         is none); a model file may name a one-slot elementwise op as an
@@ -81,6 +88,8 @@ class OpRule:
     gradient: Callable | NotDifferentiable
     example: Callable
     curvature: Callable | NotDifferentiable | None = None
+    reference: Callable | None = None
+    lowering: Callable | None = None
     label: Callable[[Mapping[str, Any]], str] | None = None
     traits: frozenset = frozenset()
     shape_slots: tuple[str, ...] = ()  # slots read only for their shape
@@ -281,6 +290,12 @@ def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
     if set(rule.shape_slots) - set(rule.slots):
         raise RuleError(f"{where}: shape_slots {rule.shape_slots} are not slots {rule.slots}")
     _check_arity(rule, "shape", rule.shape)
+    for name, leading in (("reference", ()), ("lowering", ("graph",))):
+        fn = getattr(rule, name)
+        if fn is not None and not callable(fn):
+            raise RuleError(f"{where}: field '{name}' must be callable or None")
+        if fn is not None:
+            _check_arity(rule, name, fn, leading)
 
 
 def _check_arity(rule: OpRule, name: str, fn: Callable, leading: tuple = ()) -> None:
