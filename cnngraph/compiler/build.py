@@ -17,7 +17,7 @@ from ..core.errors import BuildError, Span, close_names
 from ..core.graph import Emitter, ShapeError
 from ..core.registry import Registry
 from ..language.options import MAX_SIZE, read_options
-from ..language.settings import Settings, read_settings
+from ..language.settings import Settings
 from ..language.spec import LayerSpec, ModelSpec
 
 #: The most entries one tensor may hold (per image for a value): 1 GiB of float32.
@@ -46,7 +46,7 @@ class Network:
 
     spec: ModelSpec
     graph: nx.DiGraph
-    settings: Settings
+    settings: Settings      # as compile_model read them: init (rules), init and preprocess (hash)
     input: str = ""
     target: str = ""
     loss: str = ""          # what training minimises: the data loss plus any penalties
@@ -145,10 +145,10 @@ class LowerContext:
         self.network.warnings.append((message, self.span(at)))
 
 
-def build_network(spec: ModelSpec, registry: Registry) -> Network:
-    """Lower every layer of the spec into ops; check names, order, shapes."""
-    network = Network(spec, nx.DiGraph(), read_settings(spec.sections, {
-        name: rule.options for name, rule in registry.optimizers.items()}))
+def build_network(spec: ModelSpec, registry: Registry, settings: Settings) -> Network:
+    """Lower every layer of the spec into ops; check names, order, shapes.  The
+    layer rules read ``settings.init`` (the default initialisation schemes)."""
+    network = Network(spec, nx.DiGraph(), settings)
     _check_tables(spec)
     source = _check_input(spec)
     Emitter(network.graph, registry, span=source.span, layer=source.name).source(

@@ -5,7 +5,9 @@
     loss, grads, _ = model.loss_and_grads(params, images, targets)
 
 Parameters are named arrays ("C1.kernel", "S2.beta", "F6.weight", ...), the
-names ``summary`` prints.  Arrays are batch first, (N, maps, H, W).
+names ``summary`` prints.  Arrays are batch first, (N, maps, H, W).  Compiling
+is pure: it reads the model and makes graphs and plans, nothing else; the
+backend is set up (allocator, compiled kernels) when a plan first runs.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ..core.errors import ParameterError
 from ..core.plan import Plan
 from ..core.registry import Registry
 from ..language.parse import parse_source
+from ..language.settings import Settings, read_settings
 from ..language.spec import ModelSpec
 from ..rules import register_builtin_rules
 from ..runtime.execute import run_plan
@@ -49,11 +52,13 @@ def compile_model(source: str | Path | ModelSpec, registry: Registry | None = No
                   backend: str = "numpy") -> "Model":
     """Compile a model file (a path), model text (a string holding a newline) or a
     parsed spec, its plans bound to ``backend``'s kernels ("auto": numba where it is
-    installed, else numpy; `default_backend`)."""
+    installed, else numpy; `default_backend`).  Pure: nothing outside the returned
+    `Model` changes."""
     registry = registry or default_registry()
     backend = default_backend() if backend == "auto" else backend
     spec = source if isinstance(source, ModelSpec) else parse_source(source)
-    network = build_network(spec, registry)               # spec -> forward DAG, shapes
+    settings = read_model_settings(spec, registry)         # train, preprocess, init, augment
+    network = build_network(spec, registry, settings)     # spec -> forward DAG, shapes
     params = list(network.params)
     training = derive_backward(network.graph, registry, network.loss, params)
     curvature = derive_curvature(network.graph, registry, network.loss, params)
@@ -64,7 +69,14 @@ def compile_model(source: str | Path | ModelSpec, registry: Registry | None = No
         gradients=make_plan(training.graph, gradient_outputs(network, training), registry,
                             kernels),
         curvature=make_plan(curvature.graph, curvature.results.values(), registry, kernels))
-    return Model(network, registry, kernels, plans, training, curvature)
+    return Model(network, settings, registry, kernels, plans, training, curvature)
+
+
+def read_model_settings(spec: ModelSpec, registry: Registry) -> Settings:
+    """The model file's settings sections, each optimizer a train block may name
+    checked against its rule's options."""
+    return read_settings(spec.sections, {name: rule.options
+                                         for name, rule in registry.optimizers.items()})
 
 
 def make_plan(graph: nx.DiGraph, outputs, registry: Registry, backend: Backend,
@@ -103,28 +115,78 @@ class GradientPlan:
     results: dict     # value id -> node id of its gradient
 
 
+@dataclass(frozen=True)
+class Roles:
+    """The node ids a plan is fed and read by."""
+
+    input: str        # the images, (N, maps, H, W)
+    target: str       # the targets, (N, classes)
+    prediction: str   # the network's output, what the loss reads
+    loss: str         # what training minimises: the data loss plus any penalties
+    data_loss: str    # the loss function alone, as reported and evaluated
+
+
 class Model:
     """A compiled network: its graphs, its plans bound to one backend, and the
-    public ways to run them.  Made by `compile_model`."""
+    public ways to run them.  Made by `compile_model`.  Other modules use this
+    surface, never ``network`` (the build's own record):
 
-    def __init__(self, network: Network, registry: Registry, backend: Backend, plans: Plans,
-                 training: Derived, curvature: Derived):
+    what it is   spec, file, settings, warnings, graph, roles, layer_nodes,
+                 annotations, param_info, param_shapes, input_shape, classes,
+                 target_coding, network_hash(), init_params()
+    its plans    registry, backend, plans, training, curvature, backward_graph(),
+                 training_graph(), gradient_plan()
+    running      feeds(), run(), check_params(), forward(), layer_outputs(),
+                 loss_value(), loss(), loss_and_grads(), curvatures()
+    """
+
+    def __init__(self, network: Network, settings: Settings, registry: Registry,
+                 backend: Backend, plans: Plans, training: Derived, curvature: Derived):
         self.network, self.registry, self.backend, self.plans = network, registry, backend, plans
+        self.settings = settings
         self.training, self.curvature = training, curvature
+        self.roles = Roles(network.input, network.target, network.prediction, network.loss,
+                           network.data_loss)
         self._gradient_plans = {(tuple(network.params), ()): GradientPlan(
             training.graph, plans.gradients, training.results)}
         self._layers_plan = None
-        backend.setup()
+        self._ready = False
 
     # what it is ---------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        """The parsed model file (layers, tables, sections, its text)."""
+        return self.network.spec
+
+    @property
+    def file(self) -> str:
+        """The model file's name, as messages and metrics name it."""
+        return self.network.spec.file
+
+    @property
+    def warnings(self) -> list:
+        """[(message, span)] the build found worth saying (the CLI prints them)."""
+        return self.network.warnings
+
     @property
     def graph(self) -> nx.DiGraph:
         """The forward DAG."""
         return self.network.graph
 
     @property
-    def settings(self):
-        return self.network.settings
+    def layer_nodes(self) -> dict[str, str]:
+        """Layer name -> the node holding its output (the input's name too)."""
+        return self.network.layer_outputs
+
+    @property
+    def annotations(self) -> dict:
+        """Layer name -> {key: value} its rule recorded (connections, learned, ...)."""
+        return self.network.annotations
+
+    @property
+    def param_info(self) -> dict:
+        """Parameter name -> `build.ParamInfo` (init, fans, size, lr_scale, trainable)."""
+        return self.network.params
 
     @property
     def param_shapes(self) -> dict[str, tuple]:
@@ -132,6 +194,7 @@ class Model:
 
     @property
     def input_shape(self) -> tuple:
+        """(maps, height, width) of one image."""
         return self.graph.nodes[self.network.input]["shape"][1:]
 
     @property
@@ -179,7 +242,12 @@ class Model:
 
     # running ----------------------------------------------------------------------
     def feeds(self, params, x, t=None) -> dict[str, np.ndarray]:
-        """The values a plan is fed: the parameters, the input and the targets."""
+        """The values a plan is fed: the parameters, the input and the targets.  Every
+        walk of a plan starts here, so the first call sets the backend up (its
+        allocator, its compiled kernels; once per model, idempotent per process)."""
+        if not self._ready:
+            self.backend.setup()
+            self._ready = True
         feeds = dict(params)
         feeds[self.network.input] = x
         if t is not None:

@@ -71,15 +71,14 @@ def check_model(model, batch: int = 2, seed: int = 0, sample: int | None = None,
     params = model.init_params(seed, np.float64)
     x = rng.uniform(0.0, 1.0, size=(batch,) + model.input_shape)
     t = random_targets(model, batch, rng)
-    net = model.network
-    wrt = [*net.params, net.input]
+    wrt = [*model.param_info, model.roles.input]
     _, grads, _ = model.loss_and_grads(params, x, t, wrt=wrt)
     values = _forward_values(model, params, x, t)
     results = []
     for name in wrt:
         sub = _downstream_plan(model, name)
-        loss_at = _loss_function(sub, values, name, net.loss)
-        trainable = getattr(net.params.get(name), "trainable", None)
+        loss_at = _loss_function(sub, values, name, model.roles.loss)
+        trainable = getattr(model.param_info.get(name), "trainable", None)
         results.append(_check_tensor(name, values[name], grads[name], loss_at, rng, sample,
                                      directions, eps, trainable, select_rng))
         if progress:
@@ -111,7 +110,7 @@ def _downstream_plan(model, name):
         sub.add_node(node, **graph.nodes[node])
         for i in graph.nodes[node]["inputs"]:
             sub.add_edge(i, node)
-    return make_plan(sub, [model.network.loss], model.registry, model.backend)
+    return make_plan(sub, [model.roles.loss], model.registry, model.backend)
 
 
 def _loss_function(plan, values, name, loss):

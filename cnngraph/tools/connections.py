@@ -14,7 +14,7 @@ from ..runtime.numerics import softmax
 
 def learned_layers(model) -> dict[str, dict]:
     """Layers with a learned combination, and what their rule recorded about it."""
-    return {layer: notes["learned"] for layer, notes in model.network.annotations.items()
+    return {layer: notes["learned"] for layer, notes in model.annotations.items()
             if "learned" in notes}
 
 

@@ -168,7 +168,7 @@ def write_pictures(model, params, metrics, test, out) -> list[Path]:
     drawing.confusion_matrix(metrics["confusion"], written[1])
     drawing.feature_maps(model.layer_outputs(params, test.images[:1]), int(test.labels[0]),
                          written[2])
-    kernels = [n for n in model.network.params if n.endswith(".kernel")]
+    kernels = [n for n in model.param_info if n.endswith(".kernel")]
     if kernels:
         written.append(out / "kernels.png")
         drawing.kernel_grid(np.asarray(params[kernels[0]]),

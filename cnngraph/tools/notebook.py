@@ -47,7 +47,7 @@ def _dot(model: Model) -> str:
 
 
 def _title(model: Model) -> str:
-    return f"{model.network.spec.file}: forward graph"
+    return f"{model.file}: forward graph"
 
 
 def summary_html(model: Model) -> str:
@@ -84,7 +84,7 @@ def model_html(model: Model) -> str:
                  "as DOT text (Debian: <code>apt-get install graphviz</code>).</i></p>"
                  f"<details><summary>forward graph (DOT)</summary><pre>{html.escape(_dot(model))}"
                  "</pre></details>")
-    return (f"<div class='cnngraph-model'><h4>{html.escape(model.network.spec.file)}</h4>"
+    return (f"<div class='cnngraph-model'><h4>{html.escape(model.file)}</h4>"
             f"{graph}{summary_html(model)}</div>")
 
 
@@ -102,7 +102,7 @@ class ModelView:
         return graph_svg(self.model)
 
     def __repr__(self) -> str:
-        return f"{self.model.network.spec.file}\n{summary_text(self.model)}"
+        return f"{self.model.file}\n{summary_text(self.model)}"
 
 
 def show(model: Model) -> ModelView:

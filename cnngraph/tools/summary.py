@@ -33,16 +33,16 @@ class LayerRow:
 def summarize(model) -> list[LayerRow]:
     """Rows in layer order.  Parameters count trainable entries (a masked
     kernel's connected taps); multiply-adds come from each op rule's ``macs``."""
-    graph, net = model.graph, model.network
-    rows = [LayerRow(net.input, "input", graph.nodes[net.input]["shape"], [], 0, 0)]
-    for layer in net.spec.layers:
+    graph, source, info = model.graph, model.roles.input, model.param_info
+    rows = [LayerRow(source, "input", graph.nodes[source]["shape"], [], 0, 0)]
+    for layer in model.spec.layers:
         members = [n for n, d in graph.nodes(data=True) if d.get("layer") == layer.name]
-        params = [(n, graph.nodes[n]["shape"]) for n in members if n in net.params]
+        params = [(n, graph.nodes[n]["shape"]) for n in members if n in info]
         macs = sum(op_macs(graph.nodes[n], graph, model.registry)
                    for n in members if graph.nodes[n]["op"])
-        output = graph.nodes[net.layer_outputs[layer.name]]["shape"]
+        output = graph.nodes[model.layer_nodes[layer.name]]["shape"]
         rows.append(LayerRow(layer.name, layer.kind, output, params,
-                             sum(net.params[n].size for n, _ in params), macs,
+                             sum(info[n].size for n, _ in params), macs,
                              _connections(model, layer.name, members)))
     return rows
 
@@ -51,7 +51,7 @@ def _connections(model, layer, members):
     """Per output map, the input maps it reads, as the layer's rule recorded them
     (conv layers: their connection mask; a learned combination mixes every input map
     into every output map); None for a layer without connections."""
-    return model.network.annotations.get(layer, {}).get("connections")
+    return model.annotations.get(layer, {}).get("connections")
 
 
 def op_macs(data, graph, registry) -> int:
@@ -76,7 +76,7 @@ def format_summary(model, rows) -> str:
 
 
 def summary_json(model, rows) -> dict:
-    return {"model": model.network.spec.file,
+    return {"model": model.file,
             "layers": [{"name": r.name, "kind": r.kind, "output": list(r.output[1:]),
                         "params": {n: list(s) for n, s in r.params},
                         "param_count": r.param_count, "macs": r.macs,

@@ -118,7 +118,7 @@ class Trainer:
         self.augment = None
         if augment is not None and augment.active:
             kind, args = model.settings.preprocess.pixels
-            self.augment = Augmenter(augment, cfg.seed, where=model.network.spec.file,
+            self.augment = Augmenter(augment, cfg.seed, where=model.file,
                                      background=args.get("lo", 0.0) if kind == "range" else None)
 
     def start(self, weights: dict | None = None):
@@ -271,7 +271,7 @@ class Trainer:
             squares[layer] = squares.get(layer, 0.0) + float(np.sum(np.square(g, dtype=np.float64)))
         stats = {}
         for layer, y in self.model.layer_outputs(self.params, x).items():
-            if layer == self.model.network.input:
+            if layer == self.model.roles.input:
                 continue
             stats[layer] = {"activation_mean": float(y.mean()), "activation_std": float(y.std()),
                             "grad_norm": math.sqrt(squares.get(layer, 0.0))}
@@ -287,11 +287,11 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
             self.hash, self.params, state, rng_state, self.epoch, self.step,
             {"epochs": self.history, "sums": self.sums},
-            model_text=self.model.network.spec.text, model_file=self.model.network.spec.file))
+            model_text=self.model.spec.text, model_file=self.model.file))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg
-        return {"model": self.model.network.spec.file, "seed": cfg.seed,
+        return {"model": self.model.file, "seed": cfg.seed,
                 "model_hash": self.hash, "epochs": self.history, "test_error": test_error,
                 "confusion": None if confusion is None else confusion.tolist(),
                 "config": {"epochs": cfg.epochs, "batch": cfg.batch, "lr": cfg.lr,

@@ -38,7 +38,7 @@ class Optimizer:
     def for_model(cls, model, optimizer: tuple = ("sgd", {})) -> "Optimizer":
         """From a train block's ``optimizer`` setting, (name, arguments)."""
         name, args = optimizer
-        scales = {p: info.lr_scale for p, info in model.network.params.items()}
+        scales = {p: info.lr_scale for p, info in model.param_info.items()}
         return cls(model.registry.optimizer(name), dict(args), scales)
 
     def start(self, params) -> dict:
@@ -69,9 +69,9 @@ class StepStats:
 def batch_stats(model, params, x, t) -> StepStats:
     """One pass of the gradient plan over (x, t)."""
     values = model.run(model.plans.gradients, params, x, t)
-    errors = int(np.sum(values[model.network.prediction].argmax(axis=1) != t.argmax(axis=1)))
+    errors = int(np.sum(values[model.roles.prediction].argmax(axis=1) != t.argmax(axis=1)))
     grads = {p: values[node] for p, node in model.training.results.items()}
-    return StepStats(float(values[model.network.loss]), errors, len(x), grads)
+    return StepStats(float(values[model.roles.loss]), errors, len(x), grads)
 
 
 def shard_bounds(size: int, count: int) -> np.ndarray:
