@@ -9,8 +9,9 @@ import pytest
 from cnngraph import default_registry
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cnngraph"
-#: Lowest first: a module may import from its own stage and the stages before it.
-STAGES = ["core", "language", "runtime", "rules", "compiler", "training", "tools", "cli"]
+#: Lowest first: a module may import from its own stage and the stages before it
+#: (grammar is the model language's Lark grammar, package data).
+STAGES = ["grammar", "core", "language", "runtime", "rules", "compiler", "training", "tools", "cli"]
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE)
 
 
@@ -86,3 +87,83 @@ def test_the_compile_function_is_the_table_of_contents():
     order = [steps.index(word) for word in ("schedule(", "bind_kernels(", "fuse_steps(",
                                             "mark_lifetimes(")]
     assert order == sorted(order)
+
+
+#: The most lines a module may hold (STYLE.md: split by responsibility before 400).
+MAX_LINES = 400
+ALL_MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree) -> set:
+    """Import nodes inside ``if TYPE_CHECKING:`` blocks: they never run."""
+    return {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+            for inner in ast.walk(node)}
+
+
+def _imports(path: Path, known: set) -> set:
+    """The cnngraph modules ``path`` imports, at module level or inside a function,
+    relative or absolute; ``from package import name`` counts as importing the
+    module ``package.name`` where that is one, else ``package``."""
+    package = _module_name(path) if path.name == "__init__.py" \
+        else _module_name(path).rpartition(".")[0]
+    tree = ast.parse(path.read_text())
+    skipped, found = _type_checking_only(tree), set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "cnngraph"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "cnngraph":
+                continue
+            names = [f"{module}.{alias.name}" for alias in node.names]
+            found |= {name if name in known else module for name in names}
+    return found & known
+
+
+def import_graph():
+    """Module -> the cnngraph modules it imports, as a networkx DiGraph."""
+    import networkx as nx
+    known = {_module_name(p) for p in ALL_MODULES}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(known)
+    for path in ALL_MODULES:
+        graph.add_edges_from((_module_name(path), target) for target in _imports(path, known)
+                             if target != _module_name(path))
+    return graph
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in ALL_MODULES
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_no_import_cycle_between_the_package_modules():
+    """Module-level and function-level imports both: a cycle through a lazy import is
+    still two modules that each need the other.  A package's __init__ re-exporting
+    its modules is not a cycle of theirs, so edges into an __init__ from the modules
+    below it are left out."""
+    import networkx as nx
+    graph = import_graph()
+    below = [(a, b) for a, b in graph.edges if a.startswith(b + ".")]
+    graph.remove_edges_from(below)
+    assert list(nx.simple_cycles(graph)) == []
+
+
+def test_the_cycle_check_sees_imports():
+    """Not vacuous: the command table imports the commands, and a lazy import counts."""
+    graph = import_graph()
+    assert graph.has_edge("cnngraph.cli.main", "cnngraph.cli.run_command")
+    assert graph.has_edge("cnngraph.cli.run_command", "cnngraph.tools.experiment")

@@ -1,0 +1,1 @@
+"""The Lark grammar of the model language, shipped as package data of cnngraph.grammar."""

@@ -1,1 +1,0 @@
-"""The Lark grammar of the model language, installed as package data (cnngraph.grammar)."""
