@@ -10,16 +10,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .args import MODEL_HELP, model_and_checkpoint, ops_arg
+
 EXAMPLE = (
     "example: python -m cnngraph export models/lenet5.cnn --checkpoint runs/lenet5/checkpoint.npz "
     "-o lenet5.onnx\n"
     "load:    onnxruntime.InferenceSession('lenet5.onnx').run(None, {'x': images})[0]\n"
     "         images: float32 (N, 1, 32, 32), preprocessed as the metadata_props "
     "'cnngraph.preprocess' says")
-
-
-MODEL_HELP = ("the .cnn model file (default: the model text the checkpoint embeds, "
-              "which must hash to its network hash)")
 
 
 def add_export(sub):
@@ -31,9 +29,8 @@ def add_export(sub):
         "Needs the onnx package: pip install 'cnngraph[onnx]'.")
     sub.epilog = EXAMPLE
     sub.add_argument("model", nargs="?", help=MODEL_HELP)
-    sub.add_argument("--ops", action="append", default=[], metavar="FILE.py|MODULE",
-                     help="load op and layer rules from a plugin (repeatable); a plugin op "
-                          "needs an ONNX lowering (registry.add_lowering)")
+    ops_arg(sub, help_text="load op and layer rules from a plugin (repeatable); a plugin op "
+                           "needs an ONNX lowering (registry.add_lowering)")
     sub.add_argument("--checkpoint", required=True, metavar="FILE",
                      help="a checkpoint.npz written by 'run'")
     sub.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
@@ -67,25 +64,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def model_and_checkpoint(args):
-    """(model, checkpoint) for ``eval`` and ``export``: the MODEL file compiled and the
-    checkpoint checked against its network hash, or, without MODEL, the model text
-    the checkpoint embeds, compiled and checked the same way."""
-    import sys
-
-    from ..core.errors import CnnError, format_error
-    from ..training.checkpoint import embedded_model, load_checkpoint
-    from .main import _compile, _registry
-    if args.model is not None:
-        model = _compile(args)
-        return model, load_checkpoint(args.checkpoint, model.network_hash())
-    model, ckpt = embedded_model(args.checkpoint, _registry(args),
-                                 getattr(args, "backend", "numpy"))
-    for message, span in model.network.warnings:
-        print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
-    return model, ckpt
-
-
 def _training_images(args, model):
     """The (cropped) training images the model was trained on, read as 'run' reads its
     data, when its pixels are standardized (their mean and spread); else None, and
@@ -95,7 +73,6 @@ def _training_images(args, model):
         return None
     from ..training.datasets import load_data, resolve_data
     from ..training.preprocess import crop_images
-    data = load_data(resolve_data(args.data, getattr(cfg, "data", None),
-                                  model.network.spec.file))
+    data = load_data(resolve_data(args.data, cfg.data, model.file))
     kept = data.train_images[:len(data.train_images) - cfg.val]
-    return crop_images(kept, tuple(getattr(pre, "crop", (0, 0, 0, 0))))
+    return crop_images(kept, tuple(pre.crop))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .args import ops_arg, plots_args
+
 EXAMPLE = (
     "example: python -m cnngraph sweep models/dlt.cnn --lr 0.5 1 --seed 1 2 3 --out runs/sweep\n"
     "mpi:     mpiexec -n 7 python -m cnngraph sweep models/dlt.cnn --lr 0.5 1 --seed 1 2 3\n"
@@ -22,8 +24,7 @@ EXAMPLE = (
 def add_sweep(sub):
     sub.epilog = EXAMPLE
     sub.add_argument("model", help="the .cnn model file")
-    sub.add_argument("--ops", action="append", default=[], metavar="FILE.py|MODULE",
-                     help="load op and layer rules from a plugin (repeatable)")
+    ops_arg(sub)
     grid = sub.add_argument_group(
         "the grid", "each flag takes one or more values and overrides the model's train "
         "block; every combination is one run")
@@ -50,24 +51,19 @@ def add_sweep(sub):
                      help="validation images taken from the training set, for every run")
     sub.add_argument("--quiet", action="store_true",
                      help="print only the tables (no progress lines)")
-    plots = sub.add_mutually_exclusive_group()
-    plots.add_argument("--plots", action="store_true", default=None,
-                       help="also draw each run's pictures into its folder (default: only "
-                            "sweep.png, when matplotlib is installed)")
-    plots.add_argument("--no-plots", dest="plots", action="store_false",
-                       help="never draw pictures, not even sweep.png")
+    plots_args(sub, "also draw each run's pictures into its folder",
+               "only sweep.png, when matplotlib is installed",
+               "never draw pictures, not even sweep.png")
 
 
 def cmd_sweep(args) -> int:
-    from ..core.errors import CnnError, format_error
     from ..tools.sweep import load_model, mpi_world, run_sweep
+    from .args import print_warnings
     from .console import StopFlag
     world = mpi_world()
     if world is not None and world[0] != 0:  # under mpiexec only rank 0 speaks
         sys.stdout = sys.stderr = open(os.devnull, "w")
-    model = load_model(args.model, tuple(args.ops))
-    for message, span in model.network.warnings:
-        print(format_error(CnnError(message, span), "warning"), file=sys.stderr)
+    print_warnings(load_model(args.model, tuple(args.ops)))
     grid = {k: getattr(args, k) for k in ("seed", "lr", "batch", "epochs", "optimizer")
             if getattr(args, k)}
     printer = SweepPrinter(args.model, args.quiet)

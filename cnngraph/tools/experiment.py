@@ -1,7 +1,10 @@
-"""One experiment, as ``python -m cnngraph run`` performs it: train, evaluate once
-on the test set, write ``metrics.json`` and the checkpoint, export learned
-connections and draw the pictures of learning.
+"""One experiment, as ``python -m cnngraph run`` performs it: prepare (compile,
+settings, data, checks including memory), train, evaluate once on the test set,
+write ``metrics.json`` and the checkpoint, export learned connections and draw
+the pictures of learning.  `run`, `sweep`, notebooks and the Python API all go
+through `run_experiment`.
 
+    result = run_experiment("models/dlt.cnn", out="runs/dlt", config={"epochs": 2})
     result = run_experiment(model, train, validation, test, config, "runs/dlt")
     result.test_error, result.confusion, result.written
 
@@ -12,19 +15,23 @@ Nothing here prints.  Progress goes to ``report``: the trainer's events (a
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
-from ..core.errors import UsageError
+from ..compiler.program import Model, compile_model
+from ..core.errors import CnnError, UsageError
 from ..language.settings import TrainConfig
+from ..training.checkpoint import load_checkpoint
 from ..training.loop import (
     CHECKPOINT,
     METRICS,
     Interrupted,
     Trainer,
+    check_split,
     evaluate,
     write_json,
     write_text,
@@ -93,32 +100,134 @@ def pictures_wanted(plots: bool | None) -> bool:
     return False
 
 
-def run_experiment(model, train, validation, test, config: TrainConfig | None,
-                   out: str | Path, *, workers: int | str = 1,
-                   weights: dict | str | Path | None = None, resume: bool = False,
-                   plots: bool | None = None, threshold: float = 0.1,
+def run_experiment(model: Model | str | Path, train=None, validation=None, test=None,
+                   config: TrainConfig | Mapping | None = None, out: str | Path = "runs/latest",
+                   *, data=None, limit_train: int | None = None, limit_test: int | None = None,
+                   workers: int | str = 1, weights: dict | str | Path | None = None,
+                   resume: bool = False, plots: bool | None = None, threshold: float = 0.1,
                    report: Callable | None = None,
                    should_stop: Callable[[], bool] | None = None, world=SINGLE,
                    reduction: str = "ordered") -> ExperimentResult:
-    """Train ``model`` on ``train`` (validating on ``validation``, which may be None),
-    test once on ``test`` and write everything into ``out``.
+    """Prepare and run one experiment: train ``model`` (a `Model`, or a .cnn file
+    compiled with the default backend), test once and write everything into ``out``.
 
-    ``config`` None means the model's train block.  ``weights`` (named arrays, or an
-    .npz file) replaces the seeded initial parameters; ``resume`` continues from
-    ``out``'s checkpoint instead.  ``plots``: see `pictures_wanted`.  ``threshold``:
-    learned pairs with at least this strength go into connections.cnn.
+    ``config``: the run's `TrainConfig`, or a mapping of train-block fields to change
+    (``{"epochs": 2, "lr": 0.5}``, checked as ``run``'s flags are), or None for the
+    model's train block.  The data: the splits ``train``, ``validation`` (None: no
+    validation) and ``test`` as `preprocess.make_splits` makes them, in the config's
+    dtype; or, with ``train`` None, ``data`` is read and split as ``run`` does: a
+    path as ``--data`` takes it (None: the train block's data, then
+    $CNNGRAPH_DATA, then the cache) or a data set `datasets.load_data` returned.
+    Then the validation images are the last ``val`` training images, and
+    ``limit_train``/``limit_test`` keep the first N training (after the validation
+    images are taken out) and test images.  Splits of another dtype than the
+    config's are refused before training, as is a run that would not fit in memory.
 
-    When ``should_stop()`` turns true, training stops between two steps, the
-    checkpoint and metrics.json (without a test error) are written and
-    `Interrupted` is raised; ``resume=True`` continues bitwise.
+    ``weights`` (named arrays, or an .npz file) replaces the seeded initial
+    parameters; ``resume`` continues from ``out``'s checkpoint instead.  ``plots``:
+    see `pictures_wanted`.  ``threshold``: learned pairs with at least this
+    strength go into connections.cnn.  When ``should_stop()`` turns true, training
+    stops between two steps, the checkpoint and metrics.json (without a test
+    error) are written and `Interrupted` is raised; ``resume=True`` continues bitwise.
 
     ``world`` (training/world.py) runs it data-parallel: every rank calls this with
-    the same arguments, the ranks share each batch's ``config.shards`` pieces
-    (``reduction``: see `Shards`), and rank 0 alone writes files and reports.
+    the same arguments and the ranks share each batch's ``shards`` pieces
+    (``reduction``: see `Shards`); rank 0 alone writes files and reports.  A config
+    that leaves ``shards`` at 1 gets one shard per rank on a fresh start and, on
+    resume, the shards the checkpoint records, so a run continues bitwise on any
+    rank count; shards are part of what defines a run.
     """
-    draw = pictures_wanted(plots)  # before training: a missing matplotlib fails fast
-    cfg = config if config is not None else model.settings.train
-    out = Path(out)
+    from threadpoolctl import threadpool_limits
+    draw = pictures_wanted(plots)  # before any work: a missing matplotlib fails fast
+    if not isinstance(model, Model):
+        model = compile_model(model, backend="auto")
+    cfg = run_config(model, config, world, Path(out), resume)
+    if train is None:
+        train, validation, test = read_splits(model, cfg, data, limit_train, limit_test)
+    for what, split in (("training", train), ("validation", validation), ("test", test)):
+        check_split(split, cfg.dtype, what)
+    from ..training.resources import check_training_memory
+    check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
+    with threadpool_limits(1, user_api="blas"):  # parallelism comes from splitting batches
+        return _train(model, train, validation, test, cfg, Path(out), draw, workers=workers,
+                      weights=weights, resume=resume, plots=plots, threshold=threshold,
+                      report=report, should_stop=should_stop, world=world,
+                      reduction=reduction)
+
+
+def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
+               resume: bool = False) -> TrainConfig:
+    """The run's `TrainConfig` (see `run_experiment`), its shards settled."""
+    changes = {}
+    if config is None:
+        cfg = model.settings.train
+    elif isinstance(config, TrainConfig):
+        cfg = config
+    else:
+        changes = check_changes(config)
+        cfg = dataclasses.replace(model.settings.train, **changes)
+    if "shards" in changes or cfg.shards != 1:
+        return cfg
+    shards = recorded_shards(out / CHECKPOINT, world) if resume and out else None
+    return dataclasses.replace(cfg, shards=shards or world.size)
+
+
+#: train-block fields a run may change, and what a value must be (None: the train
+#: block's own checks, as for the optimizer)
+CHANGES = {"epochs": (1, "at least 1"), "batch": (1, "at least 1"), "shards": (1, "at least 1"),
+           "lr": (0, "positive"), "seed": (0, "0 or more"), "val": (0, "0 or more"),
+           "dtype": None, "shuffle": None, "optimizer": None, "schedule": None, "data": None}
+
+
+def check_changes(changes: Mapping) -> dict:
+    """Changes to a train block, each checked; a wrong one is a `UsageError` naming its
+    flag (``--epochs``)."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    unknown = sorted(set(changes) - set(CHANGES))
+    if unknown:
+        raise UsageError(f"a run changes {', '.join(CHANGES)} of the train block, not "
+                         f"{', '.join(unknown)}")
+    for key, value in changes.items():
+        if CHANGES[key] is None:
+            continue
+        least, need = CHANGES[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < least or (key == "lr" and not value > 0):
+            raise UsageError(f"--{key} must be {need}, got {value}")
+    dtype = changes.get("dtype", "float32")
+    if dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype must be float32 or float64, got {dtype}")
+    return changes
+
+
+def recorded_shards(path: Path, world=SINGLE) -> int | None:
+    """The shards a run's checkpoint records (rank 0 reads it): 1, the default then,
+    for a checkpoint written before they were recorded; None without a readable
+    checkpoint (the resume says why)."""
+    found = None
+    if world.is_root:
+        try:
+            found = load_checkpoint(path).meta.get("shards", 1)
+        except CnnError:
+            found = None
+    return world.bcast(found)
+
+
+def read_splits(model: Model, cfg: TrainConfig, data=None, limit_train=None, limit_test=None):
+    """(train, validation or None, test) as ``run`` makes them (see `run_experiment`)."""
+    from ..training.datasets import load_data, resolve_data
+    from ..training.preprocess import make_splits
+    for flag, value in (("limit-train", limit_train), ("limit-test", limit_test)):
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag} must be at least 1, got {value}")
+    if data is None or isinstance(data, (str, os.PathLike)):
+        data = load_data(resolve_data(data and str(data), cfg.data, model.file))
+    return make_splits(model, data, cfg.val, np.dtype(cfg.dtype), limit_train, limit_test)
+
+
+def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, resume,
+           plots, threshold, report, should_stop, world, reduction) -> ExperimentResult:
+    """Train, test once and write the outputs (`run_experiment`, once prepared)."""
     report = (report if world.is_root else None) or (lambda event: None)
     check_agreement(world, network=model.network_hash(), data=data_fingerprint(train, test),
                     settings=dataclasses.asdict(cfg), resume=resume)

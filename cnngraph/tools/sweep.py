@@ -25,8 +25,6 @@ progress goes to ``report`` as `SweepStarted` and `RunFinished` events.
 """
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import signal
 import time
@@ -40,17 +38,8 @@ from pathlib import Path
 
 from ..core.errors import CnnError, UsageError, format_error
 from ..training.world import detect_world
+from .sweep_grid import configurations
 from .sweep_tables import SETTINGS, summarize, write_tables
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One point of the grid: its folder name, the settings as the table shows them
-    (all of `SETTINGS`, effective values) and the `TrainConfig` fields it changes."""
-    name: str
-    group: str            # the name without the seed: configurations compared over seeds
-    settings: dict
-    overrides: dict
 
 
 @dataclass(frozen=True)
@@ -92,102 +81,6 @@ class SweepResult:
     @property
     def failed(self) -> list:
         return [r for r in self.rows if r["status"] != "ok"]
-
-
-# the grid -------------------------------------------------------------------
-
-def parse_optimizer(text: str, registry) -> tuple:
-    """An optimizer as a train block writes it (``sgd``, ``sgd(momentum=0.9)``), read
-    with the train block's own checker: (name, {argument: value})."""
-    from ..language.parse import parse_text
-    from ..language.settings import read_settings
-    if "\n" in text or "}" in text:
-        raise UsageError(f"--optimizer {text!r} is not one optimizer",
-                         hint="write it as in a train block, e.g. 'sgd(momentum=0.9)'")
-    spec = parse_text(f"train {{\noptimizer = {text}\n}}\n", "--optimizer")
-    optimizers = {name: rule.options for name, rule in registry.optimizers.items()}
-    return read_settings(spec.sections, optimizers).train.optimizer
-
-
-def optimizer_text(optimizer: tuple) -> str:
-    """(name, arguments) as a train block writes it: ``sgd`` or ``sgd(momentum=0.9)``."""
-    name, arguments = optimizer
-    if not arguments:
-        return name
-    return f"{name}(" + ", ".join(f"{k}={_number(v)}" for k, v in arguments.items()) + ")"
-
-
-def configurations(model, grid: Mapping[str, Sequence], base: Mapping | None = None
-                   ) -> list[Configuration]:
-    """Every combination of ``grid``'s values (setting -> values; optimizers as text or
-    as (name, arguments)), checked, with ``base`` (fixed `TrainConfig` changes such as
-    dtype) applied to each.  A wrong value is a `UsageError` naming its flag."""
-    unknown = set(grid) - set(SETTINGS)
-    if unknown:
-        raise UsageError(f"a sweep varies {', '.join(SETTINGS)}; not {', '.join(sorted(unknown))}")
-    axes = {}
-    for key in SETTINGS:
-        values = list(grid.get(key) or ())
-        if key == "optimizer":
-            values = [parse_optimizer(v, model.registry) if isinstance(v, str) else tuple(v)
-                      for v in values]
-        for value in values:
-            _check_value(key, value)
-        shown = [_shown(key, v) for v in values]
-        twice = next((s for s in shown if shown.count(s) > 1), None)
-        if twice is not None:
-            raise UsageError(f"--{key} lists {twice} twice")
-        if values:
-            axes[key] = values
-    varying = [k for k in SETTINGS if len(axes.get(k, ())) > 1]
-    base_cfg = replace(model.settings.train, **dict(base or {}))
-    found = []
-    for combination in itertools.product(*axes.values()):
-        overrides = dict(zip(axes, combination))
-        cfg = replace(base_cfg, **overrides)
-        settings = {k: _shown(k, getattr(cfg, k)) for k in SETTINGS}
-        name = "_".join(f"{k}={_slug(settings[k])}" for k in varying) or "run"
-        group = "_".join(f"{k}={_slug(settings[k])}" for k in varying if k != "seed") or "all"
-        found.append(Configuration(name, group, {**settings, "dtype": cfg.dtype},
-                                   {**dict(base or {}), **overrides}))
-    return found
-
-
-def _check_value(key: str, value) -> None:
-    bad = {"lr": lambda v: not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
-           "batch": lambda v: not (isinstance(v, int) and v >= 1),
-           "epochs": lambda v: not (isinstance(v, int) and v >= 1),
-           "seed": lambda v: not (isinstance(v, int) and 0 <= v < 2**32),
-           "optimizer": lambda v: False}[key](value)
-    if bad:
-        need = {"lr": "positive and finite", "batch": "at least 1", "epochs": "at least 1",
-                "seed": "from 0 to 2**32 - 1"}[key]
-        raise UsageError(f"--{key} values must be {need}, got {value}")
-
-
-def _shown(key: str, value):
-    """A setting as tables show it: optimizers as text, learning rates as floats."""
-    if key == "optimizer":
-        return optimizer_text(value)
-    return float(value) if key == "lr" else value
-
-
-def _number(value) -> str:
-    """A short text that reads back as ``value`` (1e9 as 1e09, 0.01 as 0.01)."""
-    if isinstance(value, float):
-        short = f"{value:g}"
-        text = short if float(short) == value else repr(value)
-        return text.replace("e+", "e")
-    return str(value)
-
-
-def _slug(value) -> str:
-    """A setting's value as a folder name may hold it: sgd(momentum=0.9) is
-    sgd-momentum=0.9."""
-    if isinstance(value, str):
-        return value.replace(" ", "").replace("(", "-").replace(",", "-").replace(")", "")
-    return _number(value)
-
 
 # running ----------------------------------------------------------------------
 
@@ -237,8 +130,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
     found = configurations(compiled, grid, base)
-    data_dir = str(resolve_data(data, compiled.settings.train.data,
-                                compiled.network.spec.file).resolve())
+    data_dir = str(resolve_data(data, compiled.settings.train.data, compiled.file).resolve())
     out = Path(out)
     jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
                      limit_train, limit_test, bool(plots)) for c in found]
@@ -328,7 +220,7 @@ def _outcome(future) -> dict:
 # in a worker process --------------------------------------------------------
 
 _STOP = None    # the pool's stop event, in a worker process
-_CACHE = {}     # per process: compiled models, MNIST, the latest splits
+_CACHE = {}     # per process: compiled models and data sets
 
 
 def _start_worker(stop) -> None:
@@ -355,42 +247,28 @@ def load_model(path: str, ops: tuple = ()):
     return _CACHE[key]
 
 
-def _splits(job: Job, model, cfg):
-    """(train, validation, test) as ``run`` makes them; the data read once per process."""
-    import numpy as np
-
-    from ..training.datasets import load_data
-    from ..training.preprocess import make_splits
-    key = (job.model, job.ops, job.data, cfg.val, cfg.dtype, job.limit_train, job.limit_test)
-    cached = _CACHE.get("splits")
-    if cached is None or cached[0] != key:
-        if ("data", job.data) not in _CACHE:
-            _CACHE[("data", job.data)] = load_data(job.data)
-        _CACHE["splits"] = key, make_splits(model, _CACHE[("data", job.data)], cfg.val,
-                                            np.dtype(cfg.dtype), job.limit_train,
-                                            job.limit_test)
-    return _CACHE["splits"][1]
+def _dataset(path: str):
+    """The data set at ``path``, read once per process."""
+    if ("data", path) not in _CACHE:
+        from ..training.datasets import load_data
+        _CACHE[("data", path)] = load_data(path)
+    return _CACHE[("data", path)]
 
 
 def run_configuration(job: Job) -> dict:
-    """Run one configuration as ``python -m cnngraph run`` would, with one BLAS
-    thread; the results as a row's fields.  Never raises for a failed run."""
-    from threadpoolctl import threadpool_limits
-
+    """Run one configuration as ``python -m cnngraph run`` would (`run_experiment`),
+    with one BLAS thread; the results as a row's fields.  Never raises for a failed
+    run."""
     from ..training.loop import Interrupted
-    from ..training.resources import check_training_memory
     from .experiment import run_experiment
     started = time.perf_counter()
     seen = []  # numpy's overflow warnings and the like: kept in the row, not printed
     try:
-        with threadpool_limits(1, user_api="blas"), warnings.catch_warnings(record=True) as seen:
+        with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            model = load_model(job.model, job.ops)
-            cfg = replace(model.settings.train, **job.overrides)
-            train, validation, test = _splits(job, model, cfg)
-            check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
-            started = time.perf_counter()
-            result = run_experiment(model, train, validation, test, cfg, job.out,
+            result = run_experiment(load_model(job.model, job.ops), config=job.overrides,
+                                    out=job.out, data=_dataset(job.data),
+                                    limit_train=job.limit_train, limit_test=job.limit_test,
                                     plots=job.plots, should_stop=_should_stop)
     except Interrupted as e:
         row = {"status": "interrupted", "error": f"{e}; its checkpoint is in {job.out}"}
@@ -409,6 +287,3 @@ def run_configuration(job: Job) -> dict:
     if messages:
         row["warnings"] = messages[:5]
     return row
-
-
-# the tables -------------------------------------------------------------------

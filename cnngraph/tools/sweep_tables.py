@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from ..training.loop import write_json, write_text
 
 if TYPE_CHECKING:
-    from .sweep import Configuration, SweepResult
+    from .sweep import SweepResult
+    from .sweep_grid import Configuration
 
 #: The settings a grid may vary, in the order they appear in names and tables;
 #: configurations are enumerated with the last (seed) varying fastest.

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..compiler.program import make_plan
-from ..core.errors import CnnError
+from ..core.errors import CnnError, DataError
 from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
@@ -63,6 +63,22 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
         if epoch + 1 >= first:
             rate = value
     return rate
+
+
+def check_split(split, dtype, what: str = "training") -> None:
+    """Refuse a split (None passes) whose images or targets are not of ``dtype``, the
+    run's: the parameters are of that dtype, and a mixed step would fail only when
+    the first split of the other dtype is evaluated, after a whole epoch."""
+    if split is None:
+        return
+    for field in ("images", "targets"):
+        found = np.asarray(getattr(split, field)).dtype
+        if found != np.dtype(dtype):
+            raise DataError(f"the {what} {field} are {found} but the run trains in "
+                            f"{np.dtype(dtype)}", where=f"{what} split",
+                            hint=f"make the splits with dtype {np.dtype(dtype)} "
+                                 f"(make_splits(..., np.{np.dtype(dtype)})) or set the run's "
+                                 f"dtype to {found}")
 
 
 def evaluate(model, params, split, batch: int = 1000, world=SINGLE, run=None):
@@ -151,6 +167,13 @@ class Trainer:
         for key, value in ckpt.optimizer.items():
             slot, name = key.split("/", 1)
             self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
+        recorded = ckpt.meta.get("shards")  # None: written before shards were recorded
+        if recorded is not None and recorded != self.cfg.shards:
+            raise CnnError(f"this run was started with {recorded} shard"
+                           f"{'s' if recorded != 1 else ''} (its checkpoint records them), not "
+                           f"{self.cfg.shards}: the shards are part of what defines a run",
+                           where="--shards", hint=f"leave --shards out to continue with "
+                                                  f"{recorded}, or start anew in another --out")
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
@@ -169,6 +192,8 @@ class Trainer:
     def fit(self, train, validation=None) -> list:
         """Train until cfg.epochs; returns the per-epoch history."""
         cfg = self.cfg
+        check_split(train, self.dtype, "training")
+        check_split(validation, self.dtype, "validation")
         steps = math.ceil(len(train) / cfg.batch)
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
@@ -286,7 +311,7 @@ class Trainer:
                  for name, value in arrays.items()}
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
             self.hash, self.params, state, rng_state, self.epoch, self.step,
-            {"epochs": self.history, "sums": self.sums},
+            {"epochs": self.history, "sums": self.sums, "shards": self.cfg.shards},
             model_text=self.model.spec.text, model_file=self.model.file))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
