@@ -4,7 +4,6 @@ seeded random images.  Each test prints the counts docs/reliability.md quotes (-
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -67,7 +66,7 @@ def synthetic(n: int = 100, dtype=np.float32) -> Split:
 
 def trainer(out: Path, text: str = TINY, **changes) -> Trainer:
     model = compile_model(text)
-    return Trainer(model, dataclasses.replace(model.settings.train, **changes), out)
+    return Trainer(model, model.settings.train.replace(**changes), out)
 
 
 # SIGKILL at random moments --------------------------------------------------------
@@ -268,7 +267,7 @@ def test_files_that_are_not_checkpoints_are_refused_without_running_code(saved, 
         "npz with a pickled object": _npz(header=np.array([_Planted(marker)], dtype=object)),
         "header not JSON": _npz(header=np.frombuffer(b"\x80\x81", dtype=np.uint8)),
         "header a JSON list": _npz(header=np.frombuffer(b"[1, 2]", dtype=np.uint8)),
-        "other format": _npz(header=_header(format_version=2)),
+        "other format": _npz(header=_header(format_version=3)),
         "header lacks a field": _npz(header=_header(epoch=None)),
         "another network": blob,
     }
@@ -282,6 +281,58 @@ def test_files_that_are_not_checkpoints_are_refused_without_running_code(saved, 
     assert "another network" in str(error.value)
     pickle.loads(cases["pickle"])  # the control: the planted payload is live
     assert marker.exists()
+
+
+GOOD_RECORD = {"pixels": "standardize", "options": {"per_map": True},
+               "statistics": {"mean": [33.3, 40.0], "std": [78.5, 80.0]},
+               "full_scale": 255.0, "crop": [0, 0, 0, 0], "pad": 2}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("preprocess", {"pixels": "range"}),
+    ("preprocess", [1, 2]),
+    ("preprocess.pixels", "whiten"),
+    ("preprocess.options", {"lo": "0"}),
+    ("preprocess.statistics", {"mean": 1.0}),
+    ("preprocess.statistics.std", [78.5, 0.0]),
+    ("preprocess.statistics.std", 80.0),           # a number beside a list of means
+    ("preprocess.statistics.mean", [33.3, None]),
+    ("preprocess.statistics.mean", []),
+    ("preprocess.full_scale", 0),
+    ("preprocess.full_scale", True),
+    ("preprocess.crop", [1, 1, 1]),
+    ("preprocess.crop", [1, 1, 1, -1]),
+    ("preprocess.pad", 1.5),
+    ("preprocess.pad", False),
+    ("run", [2]),
+    ("run.shards", 0),
+    ("run.shards", "2"),
+    ("run.ranks", 2),
+])
+def test_format_2_fields_are_checked_naming_the_file_and_field(field, value, tmp_path):
+    """Every field format 2 added (preprocess, run) is checked on load; a wrong one is
+    refused with the file's name and the field's path in the header."""
+    record = json.loads(json.dumps(GOOD_RECORD))
+    header = {"format_version": 2, "preprocess": record, "run": {"shards": 2}}
+    top, _, rest = field.partition(".")
+    if not rest:
+        header[top] = value
+    else:
+        *path, last = rest.split(".")
+        holder = header[top]
+        for key in path:
+            holder = holder[key]
+        holder[last] = value
+    target = tmp_path / "tampered.npz"
+    target.write_bytes(_npz(header=_header(**header)))
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(target)
+    assert error.value.where == str(target) and f"'{field}'" in error.value.message
+    good = tmp_path / "good.npz"
+    good.write_bytes(_npz(header=_header(format_version=2, preprocess=GOOD_RECORD,
+                                         run={"shards": 2})))
+    ckpt = load_checkpoint(good)
+    assert (ckpt.version, ckpt.run, ckpt.preprocessing.pad) == (2, {"shards": 2}, 2)
 
 
 def test_checkpoint_of_another_shape_is_refused(saved, tmp_path):

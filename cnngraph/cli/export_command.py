@@ -36,9 +36,10 @@ def add_export(sub):
     sub.add_argument("-o", "--output", required=True, metavar="FILE.onnx",
                      help="the ONNX file to write (replaced atomically)")
     sub.add_argument("--data", metavar="PATH",
-                     help="the data set, as 'run' takes it, read only for a model with "
-                          "pixels = standardize: the mean and spread of its training images "
-                          "(the training set less the train block's val images) (default: "
+                     help="the data set, as 'run' takes it, read only for a checkpoint that "
+                          "records no preprocessing (format 1) of a model with pixels = "
+                          "standardize: the mean and spread of its training images (the "
+                          "training set less the train block's val images) (default: "
                           "the train block's data, then $CNNGRAPH_DATA, then "
                           "~/.cache/cnngraph/mnist)")
 
@@ -49,7 +50,8 @@ def cmd_export(args) -> int:
     require_onnx()
     model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
-    pixels = pixel_scale_offset(model, _training_images(args, model))
+    pixels = (ckpt.preprocessing.scale_offset() if ckpt.preprocessing is not None
+              else pixel_scale_offset(model, _training_images(args, model)))
     proto = export_onnx(model, ckpt.params, pixels=pixels,
                         metadata={"cnngraph.checkpoint": Path(args.checkpoint).name})
     path = save_onnx(proto, args.output)
@@ -65,14 +67,13 @@ def cmd_export(args) -> int:
 
 
 def _training_images(args, model):
-    """The (cropped) training images the model was trained on, read as 'run' reads its
-    data, when its pixels are standardized (their mean and spread); else None, and
-    no data is read."""
+    """For a checkpoint that records no preprocessing (format 1), the training images
+    as format 1's export took them (the training set less the train block's val
+    images), when the model's pixels are standardized (their mean and spread); else
+    None, and no data is read."""
     pre, cfg = model.settings.preprocess, model.settings.train
     if pre.pixels[0] != "standardize":
         return None
     from ..training.datasets import load_data, resolve_data
-    from ..training.preprocess import crop_images
     data = load_data(resolve_data(args.data, cfg.data, model.file))
-    kept = data.train_images[:len(data.train_images) - cfg.val]
-    return crop_images(kept, tuple(pre.crop))
+    return data.train_images[:len(data.train_images) - cfg.val]

@@ -43,7 +43,7 @@ import numpy as np
 from ..compiler.schedule import schedule
 from ..core.errors import CnnError, RuleError, UsageError
 from ..training.checkpoint import write_atomically
-from ..training.preprocess import pixel_transform
+from ..training.preprocess import fit_preprocessing
 
 #: The ONNX operator set the lowerings are written for.
 OPSET = 17
@@ -222,28 +222,28 @@ class OnnxGraph:
 
 
 def pixel_scale_offset(model, train_images=None, full_scale: float = 255.0):
-    """(scale, offset) with x = pixel·scale + offset, as training used it: from the
-    model's ``pixels`` range for pixels 0..``full_scale`` (8-bit images), or, for
-    ``standardize``, from the (cropped) training images the model was trained on
-    (the training set less the train block's validation images); per-map
-    standardization gives one scale and offset per map."""
-    pixels = model.settings.preprocess.pixels
-    if pixels[0] == "standardize":
-        if train_images is None:
-            raise UsageError("the model standardizes its pixels with the training images' "
-                             "mean and spread, so exporting it needs those images",
-                             hint="pass pixels=(scale, offset), or the images (the CLI reads "
-                                  "them from --data)")
-        return pixel_transform(pixels, train_images)
-    lo, hi = pixels[1].get("lo", 0.0), pixels[1].get("hi", 1.0)
-    return (hi - lo) / full_scale, lo
+    """(scale, offset) with x = pixel·scale + offset, computed as a run computes them:
+    from the model's ``pixels`` range for pixels 0..``full_scale`` (8-bit images),
+    or, for ``standardize``, from ``train_images``, the training images as the data
+    set holds them (the training set less the train block's validation images, or
+    the subset a run trained on); per-map standardization gives one scale and
+    offset per map.  A checkpoint's own constants are its ``preprocessing``
+    (``ckpt.preprocessing.scale_offset()``), recorded since checkpoint format 2."""
+    pre = model.settings.preprocess
+    if pre.pixels[0] == "standardize" and train_images is None:
+        raise UsageError("the model standardizes its pixels with the training images' "
+                         "mean and spread, so exporting it needs those images",
+                         hint="pass pixels=ckpt.preprocessing.scale_offset() (a checkpoint's "
+                              "record), or the training images")
+    return fit_preprocessing(pre, train_images, full_scale).scale_offset()
 
 
 def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
                 fold_constants: bool = True, metadata=None):
     """The forward graph (input -> prediction) of ``model`` with ``params`` as a
     checked onnx.ModelProto in float32.  ``pixels``: (scale, offset) of the pixel
-    transform, numbers or one per input map (default: from the model's ``pixels``
+    transform, numbers or one per input map: a checkpoint's record,
+    ``ckpt.preprocessing.scale_offset()`` (default: from the model's ``pixels``
     range for 8-bit pixels; required for ``standardize``, see `pixel_scale_offset`);
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)

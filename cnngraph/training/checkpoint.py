@@ -6,22 +6,35 @@ generator's state, where in training it was taken, and the metrics so far.
 It may also hold the model's text and file name (``model_text``, ``model_file``),
 so that ``eval`` and ``export`` can take the checkpoint alone: the text is
 compiled and must hash to the checkpoint's network hash (`embedded_model`).
-These two header fields are optional, so the format stays 1: checkpoints written
-without them still load, and older readers ignore them.
+
+Format 2 adds ``preprocess``, every constant the run mapped its pixels with
+(`preprocess.Preprocessing`; null when the caller made the splits), so that
+``eval`` and ``export`` map images exactly as training did, and ``run``, the
+run's own settings beyond the model and its train block (`RUN_FIELDS`).  Each is
+checked on load.  Format 2 reads format 1, whose checkpoints record neither:
+their ``preprocessing`` is None and their ``run`` empty, and ``eval`` and
+``export`` compute the constants from the training data as format 1's cnngraph
+did (the one case where they are recomputed).
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import CheckpointError
+from .preprocess import STATISTICS, Preprocessing
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The formats this cnngraph reads: 1 (before preprocess and run) and 2.
+READABLE = (1, 2)
+#: What a checkpoint's ``run`` may hold: name -> the least value of that whole number.
+RUN_FIELDS = {"shards": 1}
 
 
 @dataclass
@@ -35,6 +48,9 @@ class Checkpoint:
     meta: dict           # metrics so far and partial-epoch sums
     model_text: str | None = None  # the model file's text, when embedded
     model_file: str | None = None  # the name it was compiled from (for messages)
+    preprocessing: Preprocessing | None = None  # the run's constants; None: not recorded
+    run: dict = field(default_factory=dict)     # the run's own settings (`RUN_FIELDS`)
+    version: int = FORMAT_VERSION               # the format it was read from
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
@@ -45,7 +61,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     arrays.update({f"optim/{k}": v for k, v in ckpt.optimizer.items()})
     header = {"format_version": FORMAT_VERSION, "network_hash": ckpt.network_hash,
               "rng_state": ckpt.rng_state, "epoch": ckpt.epoch, "step": ckpt.step,
-              "meta": ckpt.meta, "arrays": sorted(arrays)}
+              "meta": ckpt.meta, "arrays": sorted(arrays), "run": ckpt.run,
+              "preprocess": ckpt.preprocessing and ckpt.preprocessing.record()}
     if ckpt.model_text is not None:
         header.update(model_text=ckpt.model_text, model_file=ckpt.model_file)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -111,7 +128,9 @@ def load_checkpoint(path: Path, network_hash: str | None = None) -> Checkpoint:
     optimizer = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     return Checkpoint(header["network_hash"], params, optimizer, header["rng_state"],
                       header["epoch"], header["step"], header["meta"],
-                      header.get("model_text"), header.get("model_file"))
+                      header.get("model_text"), header.get("model_file"),
+                      _read_preprocessing(header.get("preprocess"), path),
+                      _read_run(header.get("run", {}), path), header["format_version"])
 
 
 def embedded_model(path: Path, registry=None, backend: str = "numpy"):
@@ -171,22 +190,91 @@ def _read_header(array: np.ndarray, path: Path) -> dict:
         version = header["format_version"]
     except (ValueError, KeyError, TypeError):
         raise CheckpointError("corrupt checkpoint header", where=str(path)) from None
-    if version != FORMAT_VERSION:
+    if version not in READABLE:
         raise CheckpointError(f"checkpoint format {version}, this cnngraph reads "
-                              f"{FORMAT_VERSION}", where=str(path))
-    for field, kind in HEADER_FIELDS.items():
-        if not isinstance(header.get(field), kind):
-            raise CheckpointError(f"corrupt checkpoint header: '{field}' is missing or not "
+                              f"{' and '.join(map(str, READABLE))}", where=str(path))
+    fields = HEADER_FIELDS if version == 1 else {**HEADER_FIELDS, "run": dict}
+    for name, kind in fields.items():
+        if not isinstance(header.get(name), kind):
+            raise CheckpointError(f"corrupt checkpoint header: '{name}' is missing or not "
                                   f"a JSON {kind.__name__}", where=str(path))
+    if version > 1 and "preprocess" not in header:
+        raise CheckpointError("corrupt checkpoint header: 'preprocess' is missing",
+                              where=str(path))
     listed = header.get("arrays", [])  # absent from checkpoints written before it was added
     if not (isinstance(listed, list) and all(isinstance(name, str) for name in listed)):
         raise CheckpointError("corrupt checkpoint header: 'arrays' is not a list of names",
                               where=str(path))
-    for field in ("model_text", "model_file"):  # optional: absent from older checkpoints
-        if not isinstance(header.get(field, ""), (str, type(None))):
-            raise CheckpointError(f"corrupt checkpoint header: '{field}' is not a JSON string",
+    for name in ("model_text", "model_file"):  # optional: absent from older checkpoints
+        if not isinstance(header.get(name, ""), (str, type(None))):
+            raise CheckpointError(f"corrupt checkpoint header: '{name}' is not a JSON string",
                                   where=str(path))
     return header
+
+
+def _read_run(run: dict, path: Path) -> dict:
+    """The header's ``run``: each field one of `RUN_FIELDS`, a whole number at least
+    its least value."""
+    for name, value in run.items():
+        if name not in RUN_FIELDS:
+            raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' is not a run "
+                                  f"field (they are {', '.join(RUN_FIELDS)})", where=str(path))
+        if not _whole(value) or value < RUN_FIELDS[name]:
+            raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' must be a whole "
+                                  f"number of at least {RUN_FIELDS[name]}, found "
+                                  f"{json.dumps(value)}", where=str(path))
+    return dict(run)
+
+
+def _read_preprocessing(record, path: Path) -> Preprocessing | None:
+    """The header's ``preprocess`` (`Preprocessing.record`), every field checked."""
+    if record is None:
+        return None
+
+    def bad(name: str, need: str, value) -> CheckpointError:
+        return CheckpointError(f"corrupt checkpoint header: 'preprocess.{name}' must be "
+                               f"{need}, found {json.dumps(value)}", where=str(path))
+    keys = ("pixels", "options", "statistics", "full_scale", "crop", "pad")
+    if not isinstance(record, dict) or sorted(record) != sorted(keys):
+        raise CheckpointError("corrupt checkpoint header: 'preprocess' must be null or an "
+                              f"object of {', '.join(keys)}", where=str(path))
+    kind, options, statistics = record["pixels"], record["options"], record["statistics"]
+    if kind not in STATISTICS:
+        raise bad("pixels", " or ".join(STATISTICS), kind)
+    if not (isinstance(options, dict)
+            and all(_number(v) or isinstance(v, bool) for v in options.values())):
+        raise bad("options", "an object of numbers and booleans", options)
+    if not isinstance(statistics, dict) or sorted(statistics) != sorted(STATISTICS[kind]):
+        raise bad("statistics", f"an object of {', '.join(STATISTICS[kind]) or 'nothing'} "
+                  f"for {kind}", statistics)
+    forms = [len(v) if isinstance(v, list) else None for v in statistics.values()]
+    for (name, value), form in zip(statistics.items(), forms):
+        numbers = value if isinstance(value, list) else [value]
+        if (form != forms[0] or not numbers or not all(_number(v) for v in numbers)
+                or (name == "std" and min(numbers) <= 0)):
+            raise bad(f"statistics.{name}", "a finite number, or a list of one per map, as "
+                      "the other statistics" + (", above 0" if name == "std" else ""), value)
+    if not (_number(record["full_scale"]) and record["full_scale"] > 0):
+        raise bad("full_scale", "a number above 0", record["full_scale"])
+    crop, pad = record["crop"], record["pad"]
+    if not (isinstance(crop, list) and len(crop) == 4 and all(_whole(c) and c >= 0
+                                                               for c in crop)):
+        raise bad("crop", "a list of 4 whole numbers (top, bottom, left, right), 0 or more",
+                  crop)
+    if not (_whole(pad) and pad >= 0):
+        raise bad("pad", "a whole number, 0 or more", pad)
+    return Preprocessing((kind, dict(options)), dict(statistics), float(record["full_scale"]),
+                         tuple(crop), pad)
+
+
+def _number(value) -> bool:
+    """A finite JSON number (not a boolean)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_param_arrays(arrays: dict, shapes: dict, where: str) -> None:

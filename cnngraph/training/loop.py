@@ -194,6 +194,7 @@ class Trainer:
         cfg = self.cfg
         check_split(train, self.dtype, "training")
         check_split(validation, self.dtype, "validation")
+        self.preprocessing = train.preprocessing  # the constants each checkpoint records
         steps = math.ceil(len(train) / cfg.batch)
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
@@ -312,7 +313,8 @@ class Trainer:
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
             self.hash, self.params, state, rng_state, self.epoch, self.step,
             {"epochs": self.history, "sums": self.sums, "shards": self.cfg.shards},
-            model_text=self.model.spec.text, model_file=self.model.file))
+            model_text=self.model.spec.text, model_file=self.model.file,
+            preprocessing=self.preprocessing))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg

@@ -9,6 +9,12 @@ images' mean and spread (seed 2.1), over all maps together or, with
 border of the background value, what a 0 pixel maps to in each map (28x28 ->
 32x32 with pad = 2; LeNet-5's border is −0.1).
 Targets are one-of-c codes with 0/1 or ±1 entries (seed 2.1).
+
+Every constant of that mapping (the pixel scheme and what it measured on the
+training images, the full-scale pixel, crop and pad) is a `Preprocessing`,
+which the splits carry and a checkpoint records: evaluating or exporting a
+trained model maps images with its run's constants, never with ones recomputed
+from whatever training images are at hand then.
 """
 from __future__ import annotations
 
@@ -19,11 +25,69 @@ import numpy as np
 from ..core.errors import DataError
 
 
+#: What each pixel scheme measures on the training images (`Preprocessing.statistics`).
+STATISTICS = {"range": (), "standardize": ("mean", "std")}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The constants that map a data set's pixels onto what the model reads, as a run
+    computed them: ``pixels``, the model's scheme (kind, options); ``statistics``,
+    what it measured on the (cropped) training images (standardize: ``mean`` and
+    ``std``, numbers or one per map; range: nothing); ``full_scale``, a full pixel
+    (255 for integer images, 1 for floats); ``crop`` (top, bottom, left, right) and
+    ``pad``."""
+    pixels: tuple
+    statistics: dict
+    full_scale: float
+    crop: tuple
+    pad: int
+
+    def scale_offset(self):
+        """(scale, offset) with x = pixel · scale + offset: numbers, or arrays of one
+        per map for ``standardize(per_map=true)``."""
+        kind, args = self.pixels
+        if kind == "standardize":
+            mean, std = self.statistics["mean"], self.statistics["std"]
+            if isinstance(mean, list):
+                mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+            return 1.0 / std, -mean / std
+        lo, hi = args.get("lo", 0.0), args.get("hi", 1.0)
+        return (hi - lo) / self.full_scale, lo
+
+    def record(self) -> dict:
+        """As JSON (a checkpoint's ``preprocess``); `checkpoint` reads it back."""
+        kind, args = self.pixels
+        return {"pixels": kind, "options": dict(args), "statistics": dict(self.statistics),
+                "full_scale": self.full_scale, "crop": list(self.crop), "pad": self.pad}
+
+
+def fit_preprocessing(pre, train_images: np.ndarray | None, full: float) -> Preprocessing:
+    """The `Preprocessing` of settings ``pre`` (the model's preprocess section) for
+    these training images (uncropped; read only by schemes that measure them;
+    ``full``: their full-scale pixel)."""
+    kind, args = pre.pixels
+    statistics = {}
+    if kind == "standardize":
+        x = crop_images(train_images, tuple(pre.crop))
+        if args.get("per_map"):
+            means, stds = [], []
+            for c in range(x.shape[1]):
+                means.append(float(x[:, c].mean(dtype=np.float64)))
+                stds.append(float(x[:, c].std(dtype=np.float64)) or 1.0)
+            statistics = {"mean": means, "std": stds}
+        else:
+            statistics = {"mean": float(x.mean()), "std": float(x.std()) or 1.0}
+    return Preprocessing((kind, dict(args)), statistics, float(full), tuple(pre.crop),
+                         int(pre.pad))
+
+
 @dataclass(frozen=True)
 class Split:
     images: np.ndarray   # (N, maps, H, W), model dtype
     labels: np.ndarray   # (N,), int64
     targets: np.ndarray  # (N, classes), model dtype
+    preprocessing: Preprocessing | None = None  # how images were made (None: elsewhere)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,27 +108,6 @@ def crop_images(images: np.ndarray, crop=(0, 0, 0, 0)) -> np.ndarray:
     top, bottom, left, right = crop
     x = as_maps(images)
     return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
-
-
-def pixel_transform(pixels: tuple, train_images: np.ndarray, scale_of: float | None = None):
-    """(scale, offset) such that x = pixel · scale + offset: floats, or with
-    ``standardize(per_map=true)`` one of each per map (arrays of the map count).
-    ``scale_of``: what a full pixel is (default: 255 for integers, 1 for floats)."""
-    kind, args = pixels
-    if kind == "standardize":
-        if args.get("per_map"):
-            x = as_maps(train_images)
-            means, stds = np.empty(x.shape[1]), np.empty(x.shape[1])
-            for c in range(x.shape[1]):
-                means[c] = float(x[:, c].mean(dtype=np.float64))
-                stds[c] = float(x[:, c].std(dtype=np.float64)) or 1.0
-            return 1.0 / stds, -means / stds
-        mean = float(train_images.mean())
-        std = float(train_images.std()) or 1.0
-        return 1.0 / std, -mean / std
-    lo, hi = args.get("lo", 0.0), args.get("hi", 1.0)
-    full = full_scale(train_images) if scale_of is None else scale_of
-    return (hi - lo) / full, lo
 
 
 def prepare_images(raw: np.ndarray, scale, offset, pad: int, dtype,
@@ -98,13 +141,12 @@ def _check_classes(model, found: int, absent=()) -> None:
     outputs = model.classes
     if outputs == found:
         return
-    network = model.network
-    loss = network.graph.nodes[network.data_loss]
-    span = next((layer.span for layer in network.spec.layers if layer.name == loss["layer"]),
-                loss["span"])
-    output = next((ref.name for layer in network.spec.layers if layer.name == loss["layer"]
+    layers = model.spec.layers
+    loss = model.graph.nodes[model.roles.data_loss]
+    span = next((layer.span for layer in layers if layer.name == loss["layer"]), loss["span"])
+    output = next((ref.name for layer in layers if layer.name == loss["layer"]
                    for ref in layer.sources), "the output layer")
-    kind = next((layer.kind for layer in network.spec.layers if layer.name == output), None)
+    kind = next((layer.kind for layer in layers if layer.name == output), None)
     hint = (f"set units={found} on '{output}'" if kind == "full"
             else f"make '{output}' give {found} values, one per class")
     more = outputs > found
@@ -113,8 +155,7 @@ def _check_classes(model, found: int, absent=()) -> None:
                     f"{found - 1}): " + ("the extra outputs would never be a target"
                                          if more else "some labels have no output")
                     + _absent(absent),
-                    span, hint=hint,
-                    where=network.spec.file)
+                    span, hint=hint, where=model.file)
 
 
 def _absent(absent) -> str:
@@ -129,20 +170,24 @@ def _size(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None):
+def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
+                preprocessing: Preprocessing | None = None):
     """(train, validation or None, test) for the model; the validation images are
-    the last ``val`` training images, so the test set is untouched until the end."""
+    the last ``val`` training images, so the test set is untouched until the end.
+    ``preprocessing``: the constants to map pixels with (a checkpoint's record);
+    None fits them to the training images (the first ``limit_train`` of those
+    left after the validation images are taken out), as a run does."""
     pre = model.settings.preprocess
     want = tuple(model.input_shape)
     n_train = len(data.train_labels)
     if val >= n_train:
         raise DataError(f"--val {val} leaves no training images (the set has {n_train})",
                         where="--val")
-    crop = tuple(getattr(pre, "crop", (0, 0, 0, 0)))
+    crop = tuple(pre.crop)
     maps, height, width = as_maps(data.train_images).shape[1:]
     top, bottom, left, right = crop
-    source = f" of {data.source}" if getattr(data, "source", None) else ""
-    spec = model.network.spec
+    source = f" of {data.source}" if data.source else ""
+    spec = model.spec
     at = spec.inputs[0].span if spec.inputs else None
     if top + bottom >= height or left + right >= width:
         raise DataError(f"crop [{top}, {bottom}, {left}, {right}] (top, bottom, left, right) "
@@ -161,8 +206,12 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None)
     train_raw, train_labels = data.train_images[:n_train - val], data.train_labels[:n_train - val]
     if limit_train:
         train_raw, train_labels = train_raw[:limit_train], train_labels[:limit_train]
-    scale, offset = pixel_transform(pre.pixels, crop_images(train_raw, crop),
-                                    full_scale(data.train_images))
+    full = full_scale(data.train_images)
+    if preprocessing is None:
+        preprocessing = fit_preprocessing(pre, train_raw, full)
+    else:
+        _check_recorded(preprocessing, pre, full, maps, source)
+    scale, offset = preprocessing.scale_offset()
     classes, coding = model.classes, model.target_coding
     found = int(max(data.train_labels.max(), data.test_labels.max())) + 1
     if found != classes:
@@ -172,7 +221,7 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None)
     def split(raw, labels):
         labels = labels.astype(np.int64)
         return Split(prepare_images(raw, scale, offset, pre.pad, dtype, crop), labels,
-                     one_of_c(labels, classes, coding, dtype))
+                     one_of_c(labels, classes, coding, dtype), preprocessing)
 
     validation = split(data.train_images[n_train - val:], data.train_labels[n_train - val:]) \
         if val else None
@@ -180,3 +229,28 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None)
     if limit_test:
         test_raw, test_labels = test_raw[:limit_test], test_labels[:limit_test]
     return split(train_raw, train_labels), validation, split(test_raw, test_labels)
+
+
+def _check_recorded(recorded: Preprocessing, pre, full: float, maps: int, source: str):
+    """A recorded preprocessing must be the model's settings (the network hash
+    covers them, so only an altered record differs), with statistics for each of
+    the images' ``maps`` when it has them per map, and its run must have read
+    pixels of the same scale as these images."""
+    for name, value in recorded.statistics.items():
+        if isinstance(value, list) and len(value) != maps:
+            raise DataError(f"the recorded preprocessing has {len(value)} {name} values, "
+                            f"one per map, but the images{source} have {maps} map"
+                            f"{'s' if maps != 1 else ''}", where="preprocess")
+    settings = {"pixels": (pre.pixels[0], dict(pre.pixels[1])), "crop": tuple(pre.crop),
+                "pad": pre.pad}
+    for field, want in settings.items():
+        if getattr(recorded, field) != want:
+            raise DataError(f"the recorded preprocessing's {field} {getattr(recorded, field)} "
+                            f"is not the model's {want}", where="preprocess",
+                            hint="evaluate the checkpoint with the model it was trained with")
+    if recorded.full_scale != full:
+        kinds = {255.0: "integer pixels 0 to 255", 1.0: "float pixels 0 to 1"}
+        read = kinds.get(recorded.full_scale, f"pixels 0 to {recorded.full_scale}")
+        raise DataError(f"the images{source} hold {kinds[full]} but the run that made the "
+                        f"checkpoint read {read}", where="preprocess",
+                        hint="give the data in the form the model was trained on")
