@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import sys
@@ -35,3 +36,9 @@ except ImportError:
     HAVE_MPI = False
 needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="no MPI: pip install -e '.[mpi]' brings "
                                "mpi4py and mpiexec")
+
+#: the numba backend's own kernels run only where numba is installed; without it their
+#: tests are skipped (the backend would fail, or fall back on NumPy, and prove nothing)
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="no numba: pip install -e '.[fast]' "
+                                 "brings it (the numba backend's kernels are not run)")

@@ -3,7 +3,7 @@ curvatures and training step through the reference backend, whose kernels are th
 ops' definitions written plainly, as through the fast NumPy and numba backends."""
 import numpy as np
 import pytest
-from conftest import MODELS, ROOT
+from conftest import MODELS, ROOT, needs_numba
 
 from cnngraph import compile_model, default_registry
 from cnngraph.core.plugins import load_plugin
@@ -31,10 +31,12 @@ def _close(got, want, what):
 
 #: (backend, batch): numba's direct convolutions at 4 and 37 (two chunks), its
 #: matrix-product paths at 1
-BACKENDS = [("numpy", 4), ("numba", 1), ("numba", 4), ("numba", 37)]
+BACKENDS = [pytest.param(backend, batch, id=f"{backend}-{batch}",
+                         marks=needs_numba if backend == "numba" else ())
+            for backend, batch in [("numpy", 4), ("numba", 1), ("numba", 4), ("numba", 37)]]
 
 
-@pytest.mark.parametrize("backend,batch", BACKENDS, ids=lambda c: str(c))
+@pytest.mark.parametrize("backend,batch", BACKENDS)
 @pytest.mark.parametrize("path,registry", CASES, ids=lambda c: getattr(c, "stem", ""))
 def test_reference_and_fast_backends_agree(path, registry, backend, batch):
     registry = registry()
@@ -66,6 +68,7 @@ def test_reference_plans_are_unfused_one_step_per_node():
     assert all("+" not in op for op in ops) and "im2col" not in ops
 
 
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numba_backend_bits_do_not_depend_on_its_thread_count(dtype):
     """Chunks depend on the batch alone and partial sums are added in chunk order."""
@@ -80,6 +83,7 @@ def test_numba_backend_bits_do_not_depend_on_its_thread_count(dtype):
         assert runs[0][name].tobytes() == runs[1][name].tobytes() == runs[2][name].tobytes()
 
 
+@needs_numba
 def test_numba_backend_falls_back_on_numpy_kernels_plugins_included():
     registry = _plugins()
     model = compile_model(ROOT / "examples" / "maxpool.cnn", registry, backend="numba")
@@ -95,14 +99,17 @@ def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(numba_backend, "available", lambda: False)
     numba_backend._compiled.cache_clear()
     try:
+        model = compile_model(ROOT / "models" / "dlt.cnn", backend="numba")  # pure: no numba yet
+        x, _ = synthetic_batch(model, 1, np.float64, np.random.default_rng(0))
         with pytest.raises(CnnError, match="numba package") as caught:
-            compile_model(ROOT / "models" / "dlt.cnn", backend="numba")
+            model.forward(model.init_params(0, np.float64), x)
         assert "cnngraph[fast]" in caught.value.hint
         assert numba_backend.default_backend() == "numpy"
     finally:
         numba_backend._compiled.cache_clear()
 
 
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
     """conv_valid and conv_full cut small batches into one chunk per thread: each output
@@ -118,13 +125,15 @@ def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
         assert outs[0] == outs[1] == outs[2] == outs[3]
 
 
+@needs_numba
 @pytest.mark.parametrize("shape", [(9, 3, 9, 11, 4, 3, 3), (5, 2, 13, 13, 3, 7, 7),
                                    (40, 6, 12, 12, 12, 5, 5), (7, 1, 10, 12, 6, 3, 5),
-                                   (3, 4, 8, 9, 9, 1, 1)],
+                                   (3, 4, 8, 9, 9, 1, 1), (1, 5, 9, 40, 6, 3, 5)],
                          ids=lambda s: "n{}c{}h{}w{}o{}k{}x{}".format(*s))
 def test_numba_convolutions_equal_numerics_for_any_kernel_shape(shape):
     """Kernel widths of five take the four-map paths, the others the generic rows;
-    both, in every direction, against runtime/numerics.py in float64."""
+    both, in every direction, against runtime/numerics.py in float64.  One image
+    with rows 36 wide is convolved directly too (one chunk)."""
     from cnngraph.runtime import numba_conv, numerics
     n, c, h, w, c_out, kh, kw = shape
     rng = np.random.default_rng(1)

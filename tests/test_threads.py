@@ -2,6 +2,7 @@
 lets a collapsing count (another process holding a core) cost more than its budget.
 The clock here is simulated: a step's time is what the test says it is."""
 import pytest
+from conftest import needs_numba
 
 from cnngraph.training import threads as threads_module
 from cnngraph.training.threads import BUDGET, TRIAL, AutoThreads
@@ -91,6 +92,7 @@ def test_threads_option_says_what_it_expects(text, capsys):
     assert "expected a positive whole number or auto" in capsys.readouterr().err
 
 
+@needs_numba
 def test_auto_threads_train_the_same_bits_as_one_thread():
     """The numba backend's bits do not depend on its thread count, so neither do auto's."""
     import numpy as np
