@@ -1,4 +1,8 @@
-"""Checks generated from the registry: every op, built-in or added later, is covered."""
+"""Checks generated from the registry: every op, built-in or added later, is covered.
+
+The rules (shape, gradient, curvature, adjoint) are checked here on each op's
+reference maths, its definition; every backend's own kernels are checked against
+that reference in tests/test_backend_kernels.py."""
 import dataclasses
 
 import numpy as np
@@ -13,18 +17,15 @@ OPS = sorted(REGISTRY.ops)
 DIFFERENTIABLE = [n for n in OPS if not isinstance(REGISTRY.ops[n].gradient, NotDifferentiable)]
 
 
-@pytest.mark.parametrize("backend", sorted(REGISTRY.backends))
 @pytest.mark.parametrize("op", OPS)
-def test_op_rules_agree_with_finite_differences(op, backend):
-    reports = verify_op(REGISTRY, op, backend=backend)
+def test_op_rules_agree_with_finite_differences(op):
+    reports = verify_op(REGISTRY, op, backend="reference")
     bad = [r for r in reports if not r.ok]
     assert not bad, bad
     checks = {r.check for r in reports}
     assert "shape" in checks
     if op in DIFFERENTIABLE:
         assert "gradient" in checks
-    has_in_place = REGISTRY.backend(backend).kernel(op).in_place is not None
-    assert ("in_place" in checks) == has_in_place
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -10,16 +10,22 @@ identity: <f(x), r> = <x_s, g_s> for each slot s of a product-like op (degree
 one in each slot), or = Σ_s <x_s, g_s> for a sum-like one (linear jointly).
 An op with an in-place kernel must give bitwise what its forward gives, in the
 buffer it was handed (fused plans use it; fuse.py).
+
+`verify_kernel` checks one backend's own kernel (an accelerated one, not what the
+backend falls back on) against the op rule's reference, on cases the caller
+chooses: sizes large enough to reach the kernel's fast paths, in float32 and
+float64; its declared in-place and shared-input forms bitwise against its run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
 
 from ..compiler.backward import check_entries, curvature_rule, gradient_rule
 from ..compiler.program import make_plan
+from ..core.backend import Backend
 from ..core.graph import Emitter, node_view
 from ..core.registry import NotDifferentiable, OpRule, Registry
 from ..runtime.execute import run_plan
@@ -181,3 +187,87 @@ def hessian_diagonal(forward, inputs, attrs, position):
         minus = float(_perturbed(forward, inputs, attrs, position, index, -step))
         out[index] = (plus - 2 * centre + minus) / step ** 2
     return out
+
+
+# a backend's own kernels against the op's reference ------------------------------
+
+#: a kernel may differ from the reference by this many units in the last place of
+#: its dtype, times the reference's largest value (float64: 9e-13, float32: 5e-4):
+#: sums are reassociated, but a wrong index or tap is off by a whole term
+KERNEL_ULPS = 4096
+
+
+def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> list[SlotReport]:
+    """``backend``'s own kernel for op ``name`` (its table's, never its fallback's)
+    on each ``(label, Example)`` of ``cases`` in ``dtype``: its result against the
+    rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
+    left unchanged, and its declared in-place and shared-input forms bitwise equal
+    to its run.  Each report's detail names the case."""
+    rule = registry.op(name)
+    reference = registry.backend("reference").kernels[name].run
+    kernel = registry.backend(backend).kernels[name]
+    reports = []
+    for label, example in cases:
+        inputs = [np.asarray(a, dtype) for a in example.inputs]
+        attrs = dict(example.attrs)
+        found = []
+        if kernel.run is not reference:
+            found.append(_check_against_reference(rule, reference, kernel, inputs, attrs))
+        if kernel.in_place is not None:
+            found.append(_check_in_place(rule, kernel, inputs, attrs))
+        if kernel.shared_input is not None:
+            found.append(_check_shared_input(rule, kernel, inputs, attrs))
+        reports += [replace(r, detail=f"{label}: {r.detail}" if r.detail else label)
+                    for r in found]
+    return reports
+
+
+def _check_against_reference(rule, reference, kernel, inputs, attrs) -> SlotReport:
+    before = [a.copy() for a in inputs]
+    try:
+        got = np.asarray(kernel.run(*inputs, **attrs))
+        want = np.asarray(reference(*[a.astype(np.float64) for a in inputs], **attrs))
+    except Exception as e:  # a user's kernel may fail in any way; report it, op named
+        return SlotReport(rule.name, "kernel", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if got.shape != want.shape:
+        return SlotReport(rule.name, "kernel", "-", 1.0, False,
+                          f"kernel gave shape {got.shape}, reference {want.shape}")
+    if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
+        return SlotReport(rule.name, "kernel", "-", 1.0, False, "kernel changed its inputs")
+    error = kernel_error(got, want)
+    ok = error <= KERNEL_ULPS * np.finfo(inputs[0].dtype).eps
+    return SlotReport(rule.name, "kernel", "-", error, ok,
+                      "" if ok else "kernel differs from the reference")
+
+
+def kernel_error(got: np.ndarray, want: np.ndarray) -> float:
+    """max |got − want| / max |want| (the absolute error where want vanishes); NaN
+    anywhere in the difference counts as an error."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        worst = np.max(np.abs(got.astype(np.float64) - want), initial=0.0)
+    scale = np.max(np.abs(want), initial=0.0)
+    return float(np.inf if np.isnan(worst) else worst / scale if scale > 0 else worst)
+
+
+def _check_shared_input(rule, kernel, inputs, attrs) -> SlotReport:
+    """The fused form (compiler/fuse.py): prepare the shared input once, finish
+    from it; the preparation's declared shape must count its real bytes."""
+    shared = kernel.shared_input
+    x = inputs[shared.slot]
+    x_shape = (None,) + x.shape[1:]  # as the graph holds it: batch first, batch unknown
+    others = [a for slot, a in enumerate(inputs) if slot != shared.slot]
+    try:
+        key = shared.key([a.shape for a in inputs], attrs)
+        prepared = shared.prepare(x, key)
+        got = shared.finish(prepared, *others, x_shape=x_shape, key=key, **attrs)
+        want = kernel.run(*inputs, **attrs)
+        declared = Backend.value_bytes(shared.shape(x_shape, key), len(x), x.dtype)
+    except Exception as e:  # a user's kernel may fail in any way; report it, op named
+        return SlotReport(rule.name, "shared_input", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if declared != prepared.nbytes:
+        return SlotReport(rule.name, "shared_input", "-", 1.0, False,
+                          f"its shape rule counts {declared} bytes, prepare made "
+                          f"{prepared.nbytes}")
+    same = np.shape(got) == np.shape(want) and np.array_equal(got, want)
+    return SlotReport(rule.name, "shared_input", "-", 0.0 if same else relative_error(got, want),
+                      same, "" if same else "prepare + finish differs from run")

@@ -1,0 +1,134 @@
+"""Every backend's own kernels (its table, not what it falls back on) against each
+op's reference maths, generated from the registry: a kernel added later, built-in
+or a plugin's, is checked without a new test.
+
+Cases of an op: its rule's example, and every distinct call that the shipped
+models, the example plugins' model and the layers' examples make of it (forward,
+gradients and curvatures) at batch 1 and at batch 37, with the values they compute,
+so each op sees inputs in its domain.  Batch 37 is more than the numba backend's
+CHUNK (two chunks) and carries the models' maps past the sizes below which it
+stays with NumPy (SMALL values, DIRECT_MIN_RUN-long rows); the models bring 5x5
+kernels on 1 to 120 maps (the four-map paths and their remainders), connection
+tables (masks) and odd map sizes, the layers' examples other kernel widths.
+Each case runs in float32 and float64 (tools/check_ops.verify_kernel).
+"""
+import numpy as np
+import pytest
+from conftest import MODELS, ROOT, needs_numba
+
+from cnngraph import compile_model, default_registry
+from cnngraph.core.backend import Backend, Kernel
+from cnngraph.core.plugins import load_plugin
+from cnngraph.core.registry import Example
+from cnngraph.tools.bench import synthetic_batch
+from cnngraph.tools.check_ops import verify_kernel
+
+BATCHES = (1, 37)
+PLUGINS = [ROOT / "examples" / name for name in ("maxpool.py", "relu.py")]
+#: what a backend needs installed before its own kernels can run
+NEEDS = {"numba": needs_numba}
+
+
+def _registry():
+    registry = default_registry()
+    for plugin in PLUGINS:
+        load_plugin(str(plugin), registry)
+    return registry
+
+
+REGISTRY = _registry()
+
+
+def _reference(op):
+    return REGISTRY.backend("reference").kernels[op].run
+
+
+def _own_kernels():
+    """(backend, op) for each kernel a backend holds itself that is not the op's
+    reference, or that declares another form (in place, a shared input)."""
+    for name, backend in sorted(REGISTRY.backends.items()):
+        for op, kernel in sorted(backend.kernels.items()):
+            if kernel.run is not _reference(op) or kernel.in_place \
+                    or kernel.shared_input:
+                yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
+
+
+OWN = list(_own_kernels())
+
+
+def _recorder(op, reference, calls):
+    def run(*inputs, **attrs):
+        key = (op, tuple(np.shape(a) for a in inputs), tuple(sorted(
+            (k, v.tobytes() if isinstance(v, np.ndarray) else repr(v)) for k, v in attrs.items())))
+        calls.setdefault(key, Example(tuple(np.array(a) for a in inputs), dict(attrs)))
+        return reference(*inputs, **attrs)
+    return run
+
+
+def _model_sources():
+    yield from ((path.stem, path) for path in MODELS)
+    yield "maxpool", ROOT / "examples" / "maxpool.cnn"
+    for name, layer in sorted(REGISTRY.layers.items()):
+        if layer.example:
+            yield f"layer {name}", layer.example
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """{op: [(label, Example)]}: the rule's example, then each distinct recorded call."""
+    recording = REGISTRY.copy()
+    calls = {}
+    recording.add_backend(Backend("recording", {
+        op: Kernel(_recorder(op, kernel.run, calls))
+        for op, kernel in recording.backend("reference").kernels.items()}))
+    found = {op: [("example", rule.example(np.random.default_rng(0)))]
+             for op, rule in REGISTRY.ops.items()}
+    for label, source in _model_sources():
+        model = compile_model(source, recording, backend="recording")
+        params = model.init_params(0, np.float64)
+        for batch in BATCHES:
+            x, t = synthetic_batch(model, batch, np.float64, np.random.default_rng(batch))
+            before = set(calls)
+            model.loss_and_grads(params, x, t)
+            model.curvatures(params, x, t)
+            for key in calls.keys() - before:
+                found[key[0]].append((f"{label} batch {batch} {list(key[1])}", calls[key]))
+    return found
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("backend,op", OWN)
+def test_backend_kernel_agrees_with_the_reference(backend, op, dtype, cases):
+    reports = verify_kernel(REGISTRY, backend, op, cases[op], dtype)
+    bad = [r for r in reports if not r.ok]
+    assert reports and not bad, "\n".join(f"{r.check}: error {r.error:.2e} on {r.detail}"
+                                          for r in bad)
+
+
+def test_every_fast_backend_has_kernels_of_its_own():
+    """One whose table went empty would pass every check above by falling back."""
+    for name, backend in REGISTRY.backends.items():
+        assert name == "reference" or backend.kernels, name
+
+
+@needs_numba
+def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
+    """Each compiled entry point of the numba backend (a parallel numba function of its
+    kernel modules) runs on some case, in float32 and in float64: the cases are large
+    enough to leave NumPy's fallback."""
+    from numba.core.registry import CPUDispatcher
+
+    from cnngraph.runtime import numba_conv, numba_maps
+    reached, entries = set(), set()
+    for module in (numba_conv, numba_maps):
+        for name, compiled in list(vars(module).items()):
+            if isinstance(compiled, CPUDispatcher) and compiled.targetoptions.get("parallel"):
+                entries.add(name)
+                monkeypatch.setattr(module, name, lambda *a, _name=name, _run=compiled:
+                                    reached.add((_name, a[0].dtype.name)) or _run(*a))
+    backend = REGISTRY.backend("numba")
+    for op, kernel in backend.kernels.items():
+        for dtype in (np.float32, np.float64):
+            for _, example in cases[op]:
+                kernel.run(*[np.asarray(a, dtype) for a in example.inputs], **example.attrs)
+    assert reached == {(name, dtype) for name in entries for dtype in ("float32", "float64")}
