@@ -1,13 +1,12 @@
 """run_experiment, the library behind `run`: files, events, pictures, interruption.
 Random 8x8 images stand in for MNIST, so nothing here needs the data set."""
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from cnngraph.compiler.program import compile_model
-from cnngraph.core.errors import CheckpointError, UsageError
+from cnngraph.core.errors import CheckpointError, CnnError, DataError, UsageError
 from cnngraph.tools import plots
 from cnngraph.tools.experiment import (
     ConnectionsExported,
@@ -16,7 +15,8 @@ from cnngraph.tools.experiment import (
     Started,
     run_experiment,
 )
-from cnngraph.training.loop import Interrupted, Progress
+from cnngraph.training.checkpoint import load_checkpoint
+from cnngraph.training.loop import Interrupted, Progress, Trainer
 from cnngraph.training.preprocess import Split, one_of_c
 
 NET = """
@@ -80,7 +80,7 @@ def test_writes_metrics_and_checkpoint_reports_events_and_prints_nothing(tmp_pat
 
 def test_config_overrides_the_train_block_and_is_recorded(tmp_path):
     m = model()
-    cfg = dataclasses.replace(m.settings.train, epochs=1, shuffle=False, seed=7)
+    cfg = m.settings.train.replace(epochs=1, shuffle=False, seed=7)
     result = run(m, tmp_path, config=cfg, plots=False)
     assert len(result.metrics["epochs"]) == 1
     assert result.metrics["seed"] == 7 and result.metrics["config"]["shuffle"] is False
@@ -162,3 +162,68 @@ def test_weights_as_arrays_or_a_file(tmp_path):
     assert any(not np.array_equal(given.params[k], seeded.params[k]) for k in start)
     with pytest.raises(CheckpointError, match="cannot read weights"):
         run(m, tmp_path / "d", plots=False, weights=str(tmp_path / "missing.npz"))
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_splits_of_another_dtype_are_refused_before_training(tmp_path, which):
+    """A float64 data set for a float32 run: said at once, naming both dtypes, not
+    after an epoch when the first evaluation meets it."""
+    m = model()
+    splits = list(data(m))
+    wide = splits[which]
+    splits[which] = Split(wide.images.astype(np.float64), wide.labels,
+                          wide.targets.astype(np.float64))
+    events = []
+    with pytest.raises(DataError, match="are float64 but the run trains in float32"):
+        run_experiment(m, *splits, None, tmp_path / "out", plots=False, report=events.append)
+    assert events == [] and not (tmp_path / "out").exists()
+    if which == 0:  # the trainer under the entry says the same
+        trainer = Trainer(m, m.settings.train)
+        trainer.start()
+        with pytest.raises(DataError, match="training images are float64"):
+            trainer.fit(splits[0])
+
+
+def test_changes_to_the_train_block_are_checked_as_flags_and_applied(tmp_path):
+    m = model()
+    with pytest.raises(UsageError, match="--epochs must be at least 1, got 0"):
+        run(m, tmp_path / "a", config={"epochs": 0})
+    with pytest.raises(UsageError, match="not colour"):
+        run(m, tmp_path / "a", config={"colour": "red"})
+    result = run(m, tmp_path / "b", config={"epochs": 1, "seed": 7, "lr": None}, plots=False)
+    assert len(result.metrics["epochs"]) == 1 and result.metrics["seed"] == 7
+    assert result.metrics["config"]["lr"] == m.settings.train.lr   # None: unchanged
+
+
+def test_the_shards_are_recorded_and_a_resume_keeps_them(tmp_path):
+    """Shards define the run: a resume that leaves them out continues with the
+    checkpoint's (bitwise as the whole run), one that names others is refused."""
+    whole = run(model(), tmp_path / "whole", config={"shards": 3}, plots=False)
+    assert load_checkpoint(tmp_path / "whole" / "checkpoint.npz").meta["shards"] == 3
+    run(model(), tmp_path / "cut", config={"shards": 3, "epochs": 1}, plots=False)
+    with pytest.raises(CnnError, match="started with 3 shards .*not 2: the shards are part"):
+        run(model(), tmp_path / "cut", config={"shards": 2}, resume=True, plots=False)
+    resumed = run(model(), tmp_path / "cut", resume=True, plots=False)
+    assert resumed.metrics["config"]["shards"] == 3 and len(resumed.metrics["epochs"]) == 2
+    assert all(np.array_equal(resumed.params[k], whole.params[k]) for k in whole.params)
+
+
+def test_a_model_file_and_a_data_set_are_read_as_run_reads_them(tmp_path):
+    """The entry compiles a path and reads, splits and limits the data itself."""
+    from cnngraph.training.datasets import load_data
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=80)
+    images = (rng.uniform(0, 200, size=(80, 8, 8)) + 10 * labels[:, None, None]).astype(np.uint8)
+    np.savez(tmp_path / "set.npz", x_train=images[:60], y_train=labels[:60],
+             x_test=images[60:], y_test=labels[60:])
+    (tmp_path / "net.cnn").write_text(NET.replace("LEARNED", "").replace("TOP", "C1"))
+    events = []
+    result = run_experiment(tmp_path / "net.cnn", out=tmp_path / "out", data=tmp_path / "set.npz",
+                            config={"val": 10, "epochs": 1}, limit_train=40, limit_test=15,
+                            plots=False, report=events.append)
+    started = events[0]
+    assert (started.images, started.validation, result.confusion.sum()) == (40, 10, 15)
+    again = run_experiment(tmp_path / "net.cnn", out=tmp_path / "again",
+                           data=load_data(tmp_path / "set.npz"), config={"val": 10, "epochs": 1},
+                           limit_train=40, limit_test=15, plots=False)
+    assert all(np.array_equal(again.params[k], result.params[k]) for k in result.params)

@@ -85,6 +85,26 @@ def test_resuming_on_another_rank_count_continues_bitwise(tmp_path, mnist):
     _same_bits(_params(tmp_path, "parts"), _params(tmp_path, "whole"))
 
 
+def test_mpiexec_without_shards_takes_one_per_rank_and_a_resume_keeps_them(tmp_path, mnist):
+    """No --shards under mpiexec -n 2: two shards, recorded in the checkpoint, the bits
+    of one process with --shards 2; one process resuming without --shards continues
+    with them bitwise, and a resume naming other shards is refused."""
+    two = _run(tmp_path, mnist, "two", 2)
+    assert two.returncode == 0, two.stderr
+    assert load_checkpoint(tmp_path / "two" / "checkpoint.npz").meta["shards"] == 2
+    single = _run(tmp_path, mnist, "single", None, "--shards", "2")
+    assert single.returncode == 0, single.stderr
+    _same_bits(_params(tmp_path, "two"), _params(tmp_path, "single"))
+    first = _run(tmp_path, mnist, "parts", 2, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    other = _run(tmp_path, mnist, "parts", None, "--resume", "--shards", "3")
+    assert other.returncode == 2
+    assert "started with 2 shards (its checkpoint records them), not 3" in other.stderr
+    rest = _run(tmp_path, mnist, "parts", None, "--resume")
+    assert rest.returncode == 0, rest.stderr
+    _same_bits(_params(tmp_path, "parts"), _params(tmp_path, "two"))
+
+
 def test_the_allreduce_mode_agrees_to_rounding(tmp_path, mnist):
     ordered = _run(tmp_path, mnist, "ordered", 2, "--shards", "2", "--dtype", "float64")
     fast = _run(tmp_path, mnist, "fast", 2, "--shards", "2", "--dtype", "float64",

@@ -107,15 +107,18 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
                    resume: bool = False, plots: bool | None = None, threshold: float = 0.1,
                    report: Callable | None = None,
                    should_stop: Callable[[], bool] | None = None, world=SINGLE,
-                   reduction: str = "ordered") -> ExperimentResult:
+                   reduction: str = "ordered", order: Callable | None = None
+                   ) -> ExperimentResult:
     """Prepare and run one experiment: train ``model`` (a `Model`, or a .cnn file
     compiled with the default backend), test once and write everything into ``out``.
 
     ``config``: the run's `TrainConfig`, or a mapping of train-block fields to change
     (``{"epochs": 2, "lr": 0.5}``, checked as ``run``'s flags are), or None for the
     model's train block.  The data: the splits ``train``, ``validation`` (None: no
-    validation) and ``test`` as `preprocess.make_splits` makes them, in the config's
-    dtype; or, with ``train`` None, ``data`` is read and split as ``run`` does: a
+    validation) and ``test`` as `preprocess.make_splits` makes them (`Split`:
+    ``images`` (N, maps, H, W) preprocessed, ``labels`` (N,) int64 class numbers,
+    ``targets`` (N, classes) coded as the loss wants, images and targets in the
+    config's dtype); or, with ``train`` None, ``data`` is read and split as ``run`` does: a
     path as ``--data`` takes it (None: the train block's data, then
     $CNNGRAPH_DATA, then the cache) or a data set `datasets.load_data` returned.
     Then the validation images are the last ``val`` training images, and
@@ -126,7 +129,10 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     ``weights`` (named arrays, or an .npz file) replaces the seeded initial
     parameters; ``resume`` continues from ``out``'s checkpoint instead.  ``plots``:
     see `pictures_wanted`.  ``threshold``: learned pairs with at least this
-    strength go into connections.cnn.  When ``should_stop()`` turns true, training
+    strength go into connections.cnn.  ``order(epoch, n)``, if given, returns the
+    indices of the training set in the order epoch ``epoch`` visits them, counting
+    epochs from 0 (metrics and messages number them from 1), instead of the
+    permutation drawn from the seed.  When ``should_stop()`` turns true, training
     stops between two steps, the checkpoint and metrics.json (without a test
     error) are written and `Interrupted` is raised; ``resume=True`` continues bitwise.
 
@@ -152,7 +158,7 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         return _train(model, train, validation, test, cfg, Path(out), draw, workers=workers,
                       weights=weights, resume=resume, plots=plots, threshold=threshold,
                       report=report, should_stop=should_stop, world=world,
-                      reduction=reduction)
+                      reduction=reduction, order=order)
 
 
 def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
@@ -226,7 +232,8 @@ def read_splits(model: Model, cfg: TrainConfig, data=None, limit_train=None, lim
 
 
 def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, resume,
-           plots, threshold, report, should_stop, world, reduction) -> ExperimentResult:
+           plots, threshold, report, should_stop, world, reduction, order
+           ) -> ExperimentResult:
     """Train, test once and write the outputs (`run_experiment`, once prepared)."""
     report = (report if world.is_root else None) or (lambda event: None)
     check_agreement(world, network=model.network_hash(), data=data_fingerprint(train, test),
@@ -234,7 +241,7 @@ def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, 
     trainer = Trainer(model, cfg, out, report=report,
                       should_stop=should_stop or (lambda: False), workers=workers,
                       reduce=reduction_for(cfg, model, world, workers, reduction),
-                      world=world)
+                      order=order, world=world)
     if resume:
         trainer.resume()
     else:

@@ -5,7 +5,12 @@ progress bar for training from the Python API.
     notebook.register()          # compiled models now display themselves
     model                        # the forward graph (SVG) and the summary table
     notebook.show(model)         # the same, without registering
-    result = run_experiment(..., report=notebook.ProgressBar())
+    result = run_experiment(model, out="runs/nb", config={"epochs": 1}, limit_train=2000,
+                            report=notebook.ProgressBar())
+
+Training from a notebook goes through `experiment.run_experiment`, the entry
+``run`` and ``sweep`` use (compile, data, checks, training, outputs): this module
+only shows a model and reports progress.
 
 The display lives here, not on `Model`: the compiler comes before the tools
 (imports flow one way), so ``register`` (or ``%load_ext cnngraph.tools.notebook``)
