@@ -12,13 +12,9 @@ import pytest
 from cnngraph.cli.main import main
 from cnngraph.compiler.program import compile_model
 from cnngraph.core.errors import BuildError, DataError
-from cnngraph.training.datasets import (
-    load_data,
-    load_image_folder,
-    load_npz,
-    resolve_data,
-)
+from cnngraph.training.datasets import load_data, load_npz, resolve_data
 from cnngraph.training.idx import MNIST_FILES, load_mnist
+from cnngraph.training.image_folder import load_image_folder
 from cnngraph.training.preprocess import make_splits
 
 PIL = pytest.importorskip("PIL.Image", reason="image folders need Pillow (the images extra)")
