@@ -17,6 +17,8 @@ later words are flags.
   in one process), ``benchmark`` (a benchmark script that times the machine for
   minutes and rewrites measured results: never run by the tests).
 - ``python``: run as one script per document, interleaved with its ``sh`` blocks.
+- ``python-fragment``: an excerpt (of a plugin, say) that needs what is around it;
+  it must compile.
 - ``text``, ``json``: output or diagrams, shown and not run.
 
 Every block must carry one of these tags, so none escapes.
@@ -44,7 +46,8 @@ from conftest import HAVE_MPI, MPIEXEC, needs_mpi
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^`\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
-TAGS = {"cnn", "cnn-fragment", "cnn-error", "sh", "python", "text", "json"}
+TAGS = {"cnn", "cnn-fragment", "cnn-error", "sh", "python", "python-fragment", "text",
+        "json"}
 SH_FLAGS = {"mpi", "network", "slurm", "benchmark"}
 #: flags of blocks that test_document_runs leaves out
 NOT_HERE = {"mpi", "network", "benchmark"}
@@ -137,6 +140,15 @@ def test_error_is_the_one_shown(path, line, lang, flags, text):
     with pytest.raises(CnnError) as caught:
         compile_model(parse_text(text, file))
     assert format_error(caught.value).strip() == expected
+
+
+PYTHON_FRAGMENTS = [c for c in ALL if c[2] == "python-fragment"]
+
+
+@pytest.mark.parametrize("path, line, lang, flags, text", PYTHON_FRAGMENTS,
+                         ids=ids(PYTHON_FRAGMENTS))
+def test_python_fragment_compiles(path, line, lang, flags, text):
+    assert compile(at_line(line, text), str(path), "exec")
 
 
 # ---- shell lines and Python blocks -------------------------------------------------
