@@ -414,3 +414,100 @@ def test_make_splits_reads_maps_and_floats():
                      two.test_labels)
     again, _, _ = make_splits(model, floats, 0, np.float64)
     np.testing.assert_allclose(again.images, train.images, atol=1e-12)
+
+
+# --- the first run without data: fetched from a mirror on 127.0.0.1 ----------------
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A small MNIST-like set (four gzip IDX files under MNIST's names) served over
+    HTTP on 127.0.0.1: (base URL, checksums, the arrays, the paths requested)."""
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / "served" / "mnist"
+    served.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {"train-images": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+              "train-labels": np.arange(12, dtype=np.uint8) % 10,
+              "t10k-images": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "t10k-labels": np.arange(5, dtype=np.uint8)}
+    checksums = {}
+    for name in MNIST_FILES:
+        payload = gzip.compress(idx_bytes(arrays[name.rsplit("-", 2)[0]]))
+        (served / name).write_bytes(payload)
+        checksums[name] = hashlib.sha256(payload).hexdigest()
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requested.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(served.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/mnist/", checksums, arrays, requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_first_run_fetches_mnist_into_the_cache(mirror, tmp_path):
+    from cnngraph.training.datasets import load_data, resolve_data
+    url, checksums, arrays, requested = mirror
+    environ = {"HOME": str(tmp_path / "home")}
+    cache = tmp_path / "home" / ".cache" / "cnngraph" / "mnist"
+    said = []
+    download = data.Download(said.append, base_url=url, checksums=checksums)
+    assert resolve_data(None, environ=environ, download=download) == cache
+    assert len(said) == 2 and "MNIST not found" in said[0] and url in said[0]
+    assert str(cache) in said[0] and said[1] == f"MNIST is in {cache}"
+    assert sorted(requested) == sorted(f"/mnist/{name}" for name in MNIST_FILES)
+    got = load_data(cache)
+    assert np.array_equal(got.train_images, arrays["train-images"])
+    assert np.array_equal(got.test_labels, arrays["t10k-labels"])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(MNIST_FILES)  # no temporaries
+    assert resolve_data(None, environ=environ, download=download) == cache  # found now
+    assert len(said) == 2 and len(requested) == 4
+
+
+def test_offline_the_first_run_keeps_the_not_found_error(tmp_path):
+    import socket
+    with socket.socket() as closed:  # a port nothing listens on: the fetch fails at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    said = []
+    download = data.Download(said.append, base_url=f"http://127.0.0.1:{port}/mnist/")
+    with pytest.raises(DataError) as exc:
+        find_data_dir(None, {"HOME": str(tmp_path / "home")}, download)
+    message = exc.value.message
+    assert message.startswith("MNIST data not found; looked in ") and "failed" in message
+    assert f"127.0.0.1:{port}" in message and "python -m cnngraph download" in exc.value.hint
+    assert len(said) == 1
+    cache = tmp_path / "home" / ".cache" / "cnngraph" / "mnist"
+    assert list(cache.iterdir()) == []  # nothing half-written is left
+
+
+def test_a_mirror_serving_other_bytes_is_refused(mirror, tmp_path):
+    url, checksums, _, _ = mirror
+    wrong = {**checksums, "t10k-images-idx3-ubyte.gz": hashlib.sha256(b"other").hexdigest()}
+    download = data.Download(lambda line: None, base_url=url, checksums=wrong)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: checksum: SHA-256"):
+        find_data_dir(None, {"HOME": str(tmp_path / "home")}, download)
+    cache = tmp_path / "home" / ".cache" / "cnngraph" / "mnist"
+    assert "t10k-images-idx3-ubyte.gz" not in {p.name for p in cache.iterdir()}
+
+
+def test_local_data_named_by_the_environment_is_never_fetched(mirror, tmp_path):
+    """$CNNGRAPH_DATA names local files (CI's): missing there, they stay an error, and
+    without a Download nothing is fetched either."""
+    url, checksums, _, requested = mirror
+    download = data.Download(lambda line: None, base_url=url, checksums=checksums)
+    (tmp_path / "local").mkdir()
+    local = {"HOME": str(tmp_path / "home"), "CNNGRAPH_DATA": str(tmp_path / "local")}
+    for environ, given in ((local, download), ({"HOME": str(tmp_path / "home")}, None)):
+        with pytest.raises(DataError, match="MNIST data not found; looked in"):
+            find_data_dir(None, environ, given)
+    assert requested == []

@@ -30,6 +30,7 @@ import numpy as np
 from ..core.errors import DataError
 from .idx import (
     Dataset,
+    Download,
     _fail,
     _missing,
     find_data_dir,
@@ -51,10 +52,12 @@ FORMS = ("--data takes a folder of MNIST's four IDX files, a .json file naming f
 # --- where the data is ---------------------------------------------------------------
 
 def resolve_data(flag: str | None, setting: str | None = None, model_file: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> Path:
+                 environ: Mapping[str, str] | None = None,
+                 download: Download | None = None) -> Path:
     """The data set to read: ``--data`` (relative to the working folder), else the train
     block's ``data`` (relative to the model file's folder), else MNIST in
-    $CNNGRAPH_DATA or the per-user cache (`find_data_dir`)."""
+    $CNNGRAPH_DATA or the per-user cache (`find_data_dir`), fetched into the cache
+    with ``download`` when it is found nowhere."""
     if flag:
         path, origin = Path(flag).expanduser(), "--data"
     elif setting:
@@ -63,7 +66,7 @@ def resolve_data(flag: str | None, setting: str | None = None, model_file: str |
             path = Path(model_file).parent / path
         origin = f"the train block's data (in {model_file})" if model_file else "data"
     else:
-        return find_data_dir(None, environ)
+        return find_data_dir(None, environ, download)
     if not path.exists():
         raise DataError(f"{origin}: {path} does not exist", where=str(path), hint=FORMS)
     if path.is_dir():

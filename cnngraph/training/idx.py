@@ -1,7 +1,10 @@
 """MNIST data: IDX reading with strict validation, locating, loading, downloading.
 
 Every problem a user can cause is raised as a :class:`DataError` whose message
-names the file and the field at fault; nothing here prints.
+names the file and the field at fault; nothing here prints.  MNIST found nowhere
+is fetched into the per-user cache on first use when the caller says how
+(`Download`, as torchvision's ``download=True``), each file checked by SHA-256;
+without a network that fails and the error says where MNIST was looked for.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ import numpy as np
 
 from ..core.errors import DataError
 
-__all__ = ["MNIST_FILES", "DEFAULT_BASE_URL", "Dataset", "read_idx", "sha256_file",
-           "find_data_dir", "default_cache_dir", "load_pair", "load_mnist", "download_mnist"]
+__all__ = ["MNIST_FILES", "DEFAULT_BASE_URL", "Dataset", "Download", "FetchError", "read_idx",
+           "sha256_file", "find_data_dir", "default_cache_dir", "load_pair", "load_mnist",
+           "download_mnist"]
 
 #: SHA-256 of the four canonical MNIST files (as distributed, gzip-compressed).
 MNIST_FILES: Mapping[str, str] = MappingProxyType({
@@ -121,8 +125,11 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return cache / "cnngraph" / "mnist"
 
 
-def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) -> Path:
-    """The MNIST folder: --data DIR, else $CNNGRAPH_DATA, else the per-user cache folder."""
+def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None,
+                  download: Download | None = None) -> Path:
+    """The MNIST folder: --data DIR, else $CNNGRAPH_DATA, else the per-user cache folder.
+    MNIST found in none of them is fetched into the cache with ``download`` when it is
+    given and $CNNGRAPH_DATA is not set (that names local files, as CI's do)."""
     env = os.environ if environ is None else environ
     if flag:
         chosen = Path(flag).expanduser()
@@ -144,8 +151,25 @@ def find_data_dir(flag: str | None, environ: Mapping[str, str] | None = None) ->
             return folder
         state = "missing files" if folder.is_dir() else "does not exist"
         looked.append(f"{folder} ({label}: {state})")
+    if download is not None and not env.get(ENV_VAR):
+        return _fetch_to_cache(candidates[-1][1], download, looked)
     raise DataError("MNIST data not found; looked in " + "; ".join(looked),
                     where="data directory", hint=_HINT)
+
+
+def _fetch_to_cache(cache: Path, download: Download, looked: list[str]) -> Path:
+    """Fetch MNIST into ``cache`` on first use, saying so; without a network, the
+    not-found error with the failed fetch appended."""
+    download.report(f"MNIST not found ({'; '.join(looked)}): fetching its four files from "
+                    f"{download.base_url} into {cache}, each checked by SHA-256")
+    try:
+        download_mnist(cache, download.base_url, download.fetch, download.checksums)
+    except FetchError as e:
+        raise DataError(f"MNIST data not found; looked in {'; '.join(looked)}; fetching it "
+                        f"from {download.base_url} failed: {e.message}",
+                        where="data directory", hint=_HINT) from None
+    download.report(f"MNIST is in {cache}")
+    return cache
 
 
 @dataclass(frozen=True)
@@ -201,27 +225,46 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
     return Dataset(train[0], train[1], test[0], test[1], source=str(data_dir))
 
 
+class FetchError(DataError):
+    """A file could not be fetched: no network, a mirror down, a missing file."""
+
+
 def _urllib_fetch(url: str) -> bytes:
     """GET url and return its body."""
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
             return response.read()
     except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"download failed: {exc}", where=url,
-                        hint=f"download the files by hand and pass --data DIR or set "
-                             f"{ENV_VAR}") from None
+        raise FetchError(f"download failed: {exc}", where=url,
+                         hint=f"download the files by hand and pass --data DIR or set "
+                              f"{ENV_VAR}") from None
+
+
+@dataclass(frozen=True)
+class Download:
+    """How `find_data_dir` fetches MNIST it finds nowhere: ``report(line)`` is told
+    before and after (only the CLI prints); the files come from ``base_url`` and
+    must have the SHA-256 digests of ``checksums`` (file name -> hex digest; None:
+    MNIST's own, `MNIST_FILES`); ``fetch(url)`` returns a file's bytes or raises
+    `FetchError`."""
+    report: Callable[[str], None]
+    base_url: str = DEFAULT_BASE_URL
+    checksums: Mapping[str, str] | None = None
+    fetch: Callable[[str], bytes] = _urllib_fetch
 
 
 def download_mnist(dest_dir: str | os.PathLike[str], base_url: str = DEFAULT_BASE_URL,
-                   fetch: Callable[[str], bytes] = _urllib_fetch) -> list[Path]:
+                   fetch: Callable[[str], bytes] = _urllib_fetch,
+                   checksums: Mapping[str, str] | None = None) -> list[Path]:
     """Fetch the MNIST files into dest_dir, verified by SHA-256 and moved in atomically.
+    ``checksums``: file name -> its SHA-256 (None: `MNIST_FILES`).
 
     Files already present with the right digest are kept. Returns the final paths.
     """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     done = []
-    for name, expected in MNIST_FILES.items():
+    for name, expected in (MNIST_FILES if checksums is None else checksums).items():
         final = dest / name
         if final.is_file() and sha256_file(final) == expected:
             done.append(final)
