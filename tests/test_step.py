@@ -95,12 +95,10 @@ def test_only_an_mpi_launcher_makes_a_world_of_several_processes():
 
 def test_a_trainer_built_directly_uses_the_train_blocks_shards(model):
     """The same reduction decision as `run`: shards = 2 in the config means Shards(2)."""
-    import dataclasses
-
     from cnngraph.training.loop import Trainer
     from cnngraph.training.parallel import Shards
     from cnngraph.training.step import WholeBatch
     cfg = model.settings.train
     assert isinstance(Trainer(model, cfg).reduce, WholeBatch)
-    sharded = Trainer(model, dataclasses.replace(cfg, shards=2)).reduce
+    sharded = Trainer(model, cfg.replace(shards=2)).reduce
     assert isinstance(sharded, Shards) and sharded.count == 2

@@ -1,5 +1,4 @@
 """Training on a few hundred real MNIST images: learning, resume, determinism."""
-import dataclasses
 import json
 
 import numpy as np
@@ -54,7 +53,7 @@ def splits(model, raw, n=400):
 def train(model, raw, out, epochs=None, stop_after=None, resume=False, n=400):
     cfg = model.settings.train
     if epochs:
-        cfg = dataclasses.replace(cfg, epochs=epochs)
+        cfg = cfg.replace(epochs=epochs)
     calls = {"n": 0}
 
     def should_stop():

@@ -266,7 +266,7 @@ def _lower(network, registry, layer):
         at = layer.sources[most].span if most is not None and count > most else layer.span
         raise BuildError(f"'{layer.kind}' reads {_layer_count(least, most)}, got {count}", at)
     values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
-                                 layer.span)
+                                 layer.span, registry)
     network.layer_options[layer.name] = values
     ctx = LowerContext(network, registry, layer, spans)
     sources = [network.layer_outputs[ref.name] for ref in layer.sources]

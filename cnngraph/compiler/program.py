@@ -73,10 +73,9 @@ def compile_model(source: str | Path | ModelSpec, registry: Registry | None = No
 
 
 def read_model_settings(spec: ModelSpec, registry: Registry) -> Settings:
-    """The model file's settings sections, each optimizer a train block may name
-    checked against its rule's options."""
-    return read_settings(spec.sections, {name: rule.options
-                                         for name, rule in registry.optimizers.items()})
+    """The model file's settings sections, the named choices they write (optimizer,
+    schedule, pixels, init schemes) checked against the registry's."""
+    return read_settings(spec.sections, registry)
 
 
 def make_plan(graph: nx.DiGraph, outputs, registry: Registry, backend: Backend,
@@ -213,7 +212,7 @@ class Model:
 
     def init_params(self, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
-        return {name: init_param(info, self.param_shapes[name], rng, dtype)
+        return {name: init_param(info, self.param_shapes[name], rng, dtype, self.registry)
                 for name, info in self.network.params.items()}
 
     # graphs ---------------------------------------------------------------------

@@ -7,11 +7,10 @@ nodes made of other registered ops, an optional curvature rule for SDLM, a DOT
 label, traits, a cost and an example for the generated tests.  How it is
 computed lives in a *backend* (core/backend.py), a table of kernels by op.  A
 *layer rule* is what a ``.cnn`` file names: typed options and a lowering into
-ops.  An *optimizer rule* is what a train block's ``optimizer`` names.  A
 *lowering* says how an op is written in another format (ONNX: which nodes it
 becomes, runtime/onnx_lowering.py), one table per target beside the backends.
 Built-in and user rules register the same way: `Registry.add_op`,
-`add_kernel`, `add_layer`, `add_optimizer`, `add_lowering`.
+`add_kernel`, `add_layer`, `add_optimizer`, `add_choice`, `add_lowering`.
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .backend import Backend, Kernel
+from .choices import CHOICE_KINDS, Choice
 from .errors import RuleError, close_names
 
 #: Traits a rule may declare; passes look at traits, never at op names.
@@ -143,7 +143,7 @@ class OptimizerRule:
     """
 
     name: str
-    options: Mapping[str, Callable]
+    options: Mapping[str, Option]
     state: Callable
     update: Callable
     slots: Callable
@@ -161,7 +161,7 @@ class Registry:
     def __init__(self):
         self.ops: dict[str, OpRule] = {}
         self.layers: dict[str, LayerRule] = {}
-        self.optimizers: dict[str, OptimizerRule] = {}
+        self.named: dict[str, dict[str, Choice]] = {}   # kind -> {name: Choice}
         self.backends: dict[str, Backend] = {}
         self.lowerings: dict[str, dict[str, Callable]] = {}  # target -> {op: lowering}
 
@@ -214,10 +214,33 @@ class Registry:
                                  f"FUNCTION, target='{target}')") from None
 
     def add_optimizer(self, rule: OptimizerRule) -> OptimizerRule:
-        return _register(self.optimizers, rule.name, rule, "optimizer")
+        """Register an optimizer: the named choice ``rule.name`` of kind 'optimizer'."""
+        self.add_choice(Choice("optimizer", rule.name, rule.options, rule, rule.doc))
+        return rule
 
     def optimizer(self, name: str) -> OptimizerRule:
-        return _lookup(self.optimizers, name, "optimizer")
+        return self.choice("optimizer", name).value
+
+    def add_choice(self, choice: Choice) -> Choice:
+        """Register a named choice (an init scheme, a schedule, ...) after checking it."""
+        if choice.kind not in CHOICE_KINDS:
+            raise RuleError(f"unknown kind of choice '{choice.kind}'; kinds: "
+                            + ", ".join(CHOICE_KINDS), hint=close_names(choice.kind, CHOICE_KINDS))
+        if not isinstance(choice.name, str) or not choice.name.isidentifier():
+            raise RuleError(f"{choice.kind} name {choice.name!r} is not an identifier")
+        wrong = [k for k, o in choice.options.items() if not isinstance(o, Option)]
+        if wrong:
+            raise RuleError(f"{choice.kind} '{choice.name}': options {wrong} must be "
+                            f"Option(checker, default, doc=...)")
+        return _register(self.named.setdefault(choice.kind, {}), choice.name, choice,
+                         choice.kind)
+
+    def choice(self, kind: str, name: str) -> Choice:
+        return _lookup(self.named.get(kind, {}), name, kind)
+
+    def choices(self, kind: str) -> dict[str, Choice]:
+        """The registered choices of ``kind`` by name, in registration order."""
+        return dict(self.named.get(kind, {}))
 
     def add_layer(self, rule: LayerRule) -> LayerRule:
         if not rule.name.isidentifier():
@@ -244,7 +267,7 @@ class Registry:
         other = Registry()
         other.ops = dict(self.ops)
         other.layers = dict(self.layers)
-        other.optimizers = dict(self.optimizers)
+        other.named = {kind: dict(table) for kind, table in self.named.items()}
         other.backends = {name: b.copy() for name, b in self.backends.items()}
         for backend in other.backends.values():  # fall back on the copies, which plugins extend
             if backend.fallback is not None:

@@ -1,7 +1,13 @@
 """Typed checkers for option values: each turns a parsed `Value` into plain data
-or raises a BuildError at the value's position saying what was expected."""
+or raises a BuildError at the value's position saying what was expected.
+
+A checker's ``expects`` attribute says in words what it takes (`describe`, for
+``cnngraph list``).  A checker of a registered named choice (`named`) needs the
+registry: it is a `FromRegistry`, which `read_options` calls with the registry.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from ..core.errors import BuildError, close_names
@@ -15,6 +21,19 @@ def _fail(value: Value, what: str, expected: str) -> BuildError:
     return BuildError(f"option '{what}' expects {expected}, got {value.describe()}", value.span)
 
 
+def _expecting(check: Checker, expects: str) -> Checker:
+    check.expects = expects
+    return check
+
+
+def describe(check) -> str:
+    """What a checker takes, in words: its ``expects``, else its docstring's first line
+    (a plugin's checker), else its name."""
+    expects = getattr(check, "expects", None)
+    doc = (getattr(check, "__doc__", None) or "").strip()
+    return expects or (doc.splitlines()[0] if doc else getattr(check, "__name__", "value"))
+
+
 def integer(low: int = 1, high: int = MAX_SIZE) -> Checker:
     def check(value, what):
         if value.kind != "number" or not isinstance(value.data, int):
@@ -22,7 +41,7 @@ def integer(low: int = 1, high: int = MAX_SIZE) -> Checker:
         if not low <= value.data <= high:
             raise _fail(value, what, f"an integer from {low} to {high}")
         return value.data
-    return check
+    return _expecting(check, f"integer {low}..{high}")
 
 
 def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Checker:
@@ -37,7 +56,11 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
         if high is not None and x > high:
             raise _fail(value, what, f"a number <= {high}")
         return x
-    return check
+    if low is not None and high is not None and not low_open:
+        return _expecting(check, f"number {low:g}..{high:g}")
+    bounds = ([f"{'>' if low_open else '>='} {low:g}"] if low is not None else []) \
+        + ([f"<= {high:g}"] if high is not None else [])
+    return _expecting(check, " ".join(["number", *bounds]))
 
 
 def choice(*names: str) -> Checker:
@@ -48,11 +71,14 @@ def choice(*names: str) -> Checker:
             error.hint = hint
             raise error
         return value.data
-    return check
+    return _expecting(check, " | ".join(names))
 
 
 def boolean(value: Value, what: str) -> bool:
     return choice("true", "false")(value, what) == "true"
+
+
+boolean.expects = "true | false"
 
 
 def size_pair(value: Value, what: str) -> tuple[int, int]:
@@ -65,16 +91,25 @@ def size_pair(value: Value, what: str) -> tuple[int, int]:
     raise _fail(value, what, "an integer or [height, width]")
 
 
+size_pair.expects = "integer or [height, width]"
+
+
 def integer_list(value: Value, what: str) -> tuple[int, ...]:
     if value.kind != "list" or not value.data:
         raise _fail(value, what, "a non-empty list of integers")
     return tuple(integer(0)(v, what) for v in value.data)
 
 
+integer_list.expects = "[integer, ...]"
+
+
 def number_list(value: Value, what: str) -> tuple[float, ...]:
     if value.kind != "list" or not value.data:
         raise _fail(value, what, "a non-empty list of numbers")
     return tuple(number()(v, what) for v in value.data)
+
+
+number_list.expects = "[number, ...]"
 
 
 def call(schemes: dict[str, dict[str, Checker]]) -> Checker:
@@ -108,13 +143,42 @@ def call(schemes: dict[str, dict[str, Checker]]) -> Checker:
                 raise BuildError(f"argument '{key}' of '{name}' is given twice", v.span)
             given[key] = v
         return name, {key: arguments[key](v, f"{what}: {key}") for key, v in given.items()}
-    return check
+    return _expecting(check, " | ".join(f"{name}(...)" if arguments else name
+                                        for name, arguments in schemes.items()))
 
 
-def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, span):
+@dataclass(frozen=True)
+class FromRegistry:
+    """A checker that reads the registry: read(registry, value, what).  `read_options`
+    calls it with the registry it is given."""
+
+    read: Callable
+    expects: str = ""
+
+
+def named(kind: str) -> FromRegistry:
+    """NAME or NAME(option=value, ...) naming a registered choice of ``kind``
+    (`core.registry.Choice`), its options checked by their own checkers; options it
+    marks required must be given.  Returns (name, {option: value}) with only the
+    options written."""
+    def read(registry, value, what):
+        choices = registry.choices(kind)
+        name, args = call({n: {k: o.check for k, o in c.options.items()}
+                           for n, c in choices.items()})(value, what)
+        missing = [k for k, o in choices[name].options.items() if o.required and k not in args]
+        if missing:
+            raise BuildError(f"'{name}' needs option '{missing[0]}' "
+                             f"({choices[name].options[missing[0]].doc})", value.span)
+        return name, args
+    return FromRegistry(read, f"{kind}: NAME or NAME(option=value, ...)")
+
+
+def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, span,
+                 registry=None):
     """Check each option against its declaration; fill defaults; reject unknown,
-    repeated and missing-required options.  ``declared``: name -> `Option`.
-    Returns (values by name, value spans by name for the options given)."""
+    repeated and missing-required options.  ``declared``: name -> `Option`; a
+    `FromRegistry` checker reads ``registry``.  Returns (values by name, value
+    spans by name for the options given)."""
     values, seen = {}, {}
     for option in options:
         if option.name not in declared:
@@ -124,7 +188,10 @@ def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, sp
         if option.name in seen:
             raise BuildError(f"option '{option.name}' is given twice", option.span)
         seen[option.name] = option
-        values[option.name] = declared[option.name].check(option.value, option.name)
+        check = declared[option.name].check
+        values[option.name] = (check.read(registry, option.value, option.name)
+                               if isinstance(check, FromRegistry)
+                               else check(option.value, option.name))
     for name, spec in declared.items():
         if name not in values:
             if spec.required:

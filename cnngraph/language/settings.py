@@ -2,27 +2,38 @@
 ``augment``.
 
 Each is read with the same typed option checkers as layers, into a frozen
-dataclass; command-line flags later override `TrainConfig` fields.
+dataclass whose fields always exist (their defaults where the file is silent).
+The named choices a section writes (``optimizer``, ``schedule``, ``pixels``,
+``weights``, ``bias``) are checked against the registry's entries, the ones
+``cnngraph list`` prints.  To change one field, ``replace``:
+
+    cfg = model.settings.train.replace(epochs=3, lr=0.05)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Mapping
+import dataclasses
+from dataclasses import dataclass, field
 
 from ..core.errors import BuildError, close_names
 from ..core.registry import Option
-from .options import boolean, call, choice, integer, integer_list, number, number_list, read_options
+from .options import FromRegistry, boolean, choice, integer, named, number, read_options
 
-INIT_SCHEMES = {
-    "uniform_fan_in": {"c": number(0, low_open=True)},       # ±c / fan_in (LeCun: 2.4)
-    "glorot_uniform": {},                                      # ±sqrt(6/(fan_in+fan_out))
-    "uniform": {"c": number(0, low_open=True)},               # ±c
-    "normal": {"std": number(0, low_open=True)},
-    "constant": {"value": number()},
-}
+
+class _Replace:
+    """What every settings value can do: change fields in a copy (it is frozen)."""
+
+    def replace(self, **changes):
+        """A copy with the given fields changed: ``cfg.replace(epochs=3)``."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        unknown = [name for name in changes if name not in fields]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field '{unknown[0]}'; its fields: "
+                            + ", ".join(fields))
+        return dataclasses.replace(self, **changes)
+
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Replace):
     epochs: int = 1
     batch: int = 50
     lr: float = 0.1
@@ -37,20 +48,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class Preprocess(_Replace):
     pixels: tuple = ("range", {"lo": 0.0, "hi": 1.0})
     pad: int = 0
     crop: tuple = (0, 0, 0, 0)  # pixels removed at the top, bottom, left and right
 
 
 @dataclass(frozen=True)
-class InitConfig:
+class InitConfig(_Replace):
     weights: tuple = ("glorot_uniform", {})
     bias: tuple = ("constant", {"value": 0.0})
 
 
 @dataclass(frozen=True)
-class Augment:
+class Augment(_Replace):
     """Random distortions of the training images (training/augment.py): each field
     is a (low, high) range drawn uniformly per image; the defaults change nothing."""
     rotation: tuple = (0.0, 0.0)       # degrees
@@ -67,23 +78,21 @@ class Augment:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(_Replace):
     train: TrainConfig = field(default_factory=TrainConfig)
     preprocess: Preprocess = field(default_factory=Preprocess)
     init: InitConfig = field(default_factory=InitConfig)
     augment: Augment = field(default_factory=Augment)
 
 
-def _schedule(value, what):
-    _, args = call({"piecewise": {"epochs": integer_list, "lr": number_list}})(value, what)
-    if set(args) != {"epochs", "lr"} or len(args["epochs"]) != len(args["lr"]):
-        raise BuildError("piecewise needs epochs=[...] and lr=[...] of the same length",
-                         value.span)
-    epochs = args["epochs"]
-    if any(b <= a for a, b in zip(epochs, epochs[1:])) or epochs[0] < 2:
-        raise BuildError("piecewise epochs must increase and start at 2 or later "
-                         "(epoch 1 uses lr)", value.span)
-    return tuple(zip(epochs, args["lr"]))
+def _schedule(registry, value, what):
+    """A registered schedule, as its steps ((first epoch, rate), ...)."""
+    name, args = named("schedule").read(registry, value, what)
+    schedule = registry.choice("schedule", name)
+    try:
+        return tuple(schedule.value(**schedule.arguments(args)))
+    except ValueError as e:
+        raise BuildError(str(e), value.span) from None
 
 
 def _data_path(value, what):
@@ -95,14 +104,13 @@ def _data_path(value, what):
     return value.data
 
 
-def _pixels(value, what):
-    """range(lo, hi), standardize or standardize(per_map=true); per_map=false is
-    plain standardize (one spelling, one network hash)."""
-    kind, args = call({"range": {"lo": number(), "hi": number()},
-                       "standardize": {"per_map": boolean}})(value, what)
-    if kind == "standardize" and not args.get("per_map", True):
-        args = {}
-    return kind, args
+_data_path.expects = "a path in double quotes"
+
+
+def _pixels(registry, value, what):
+    """A registered preprocessing: (name, its arguments in their canonical spelling)."""
+    name, args = named("preprocessing").read(registry, value, what)
+    return name, registry.choice("preprocessing", name).value.canonical(args)
 
 
 def _crop(value, what):
@@ -116,6 +124,9 @@ def _crop(value, what):
         raise BuildError(f"option '{what}' expects an integer or [top, bottom, left, right], "
                          f"got {value.describe()}", value.span)
     return (integer(0, 1024)(value, what),) * 4
+
+
+_crop.expects = "integer or [top, bottom, left, right]"
 
 
 def _range(low: float, high: float, symmetric: bool, low_open: bool = False):
@@ -140,6 +151,7 @@ def _range(low: float, high: float, symmetric: bool, low_open: bool = False):
             return (-x, x)
         x = bounded(value, what)
         return (x, x)
+    check.expects = f"number{' (±)' if symmetric else ''} or [low, high], {low:g}..{high:g}"
     return check
 
 
@@ -148,8 +160,10 @@ SECTIONS = {
         "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
         "batch": Option(integer(1, 1 << 16), 50, doc="1 = online (seed 4.1)"),
         "lr": Option(number(0, low_open=True), 0.1, doc="global learning rate"),
-        "optimizer": Option(None, ("sgd", {}), doc="a registered optimizer: sgd(...), sdlm(...)"),
-        "schedule": Option(_schedule, (), doc="piecewise(epochs=[...], lr=[...])"),
+        "optimizer": Option(named("optimizer"), ("sgd", {}),
+                            doc="a registered optimizer: sgd(...), sdlm(...)"),
+        "schedule": Option(FromRegistry(_schedule, "schedule: NAME(option=value, ...)"), (),
+                           doc="a registered schedule: piecewise(epochs=[...], lr=[...])"),
         "seed": Option(integer(0, 2**32 - 1), 0, doc="random seed"),
         "val": Option(integer(0, 10**7), 0, doc="validation images taken from training"),
         "shuffle": Option(boolean, True, doc="a new permutation each epoch"),
@@ -160,15 +174,16 @@ SECTIONS = {
                        "the model file); --data overrides it"),
     }),
     "preprocess": (Preprocess, {
-        "pixels": Option(_pixels, ("range", {"lo": 0.0, "hi": 1.0}),
+        "pixels": Option(FromRegistry(_pixels, "preprocessing: NAME or NAME(option=value, ...)"),
+                         ("range", {"lo": 0.0, "hi": 1.0}),
                          doc="range(lo, hi), standardize or standardize(per_map=true)"),
         "pad": Option(integer(0, 1024), 0, doc="a border of the background value around each image"),
         "crop": Option(_crop, (0, 0, 0, 0), doc="pixels cut from each border (before pad): "
                        "2 or [top, bottom, left, right]"),
     }),
     "init": (InitConfig, {
-        "weights": Option(call(INIT_SCHEMES), ("glorot_uniform", {}), doc="kernels, weights, beta"),
-        "bias": Option(call(INIT_SCHEMES), ("constant", {"value": 0.0}), doc="additive biases"),
+        "weights": Option(named("init"), ("glorot_uniform", {}), doc="kernels, weights, beta"),
+        "bias": Option(named("init"), ("constant", {"value": 0.0}), doc="additive biases"),
     }),
     "augment": (Augment, {
         "rotation": Option(_range(-180, 180, True), (0.0, 0.0),
@@ -188,9 +203,9 @@ SECTIONS = {
 }
 
 
-def read_settings(sections, optimizers: Mapping[str, Mapping] = None) -> Settings:
-    """Read every section; an unknown or repeated section is an error.  ``optimizers``
-    maps each optimizer a train block may name to its typed options."""
+def read_settings(sections, registry) -> Settings:
+    """Read every section; an unknown or repeated section is an error.  The named
+    choices are checked against ``registry``'s (`core.registry.Choice`)."""
     found = {}
     for section in sections:
         if section.name not in SECTIONS:
@@ -200,10 +215,7 @@ def read_settings(sections, optimizers: Mapping[str, Mapping] = None) -> Setting
         if section.name in found:
             raise BuildError(f"section '{section.name}' is given twice", section.span)
         cls, declared = SECTIONS[section.name]
-        if section.name == "train":
-            declared = {**declared, "optimizer": replace(
-                declared["optimizer"], check=call(dict(optimizers or {})))}
         values, _ = read_options(section.options, declared, f"section '{section.name}'",
-                                 section.span)
+                                 section.span, registry)
         found[section.name] = cls(**values)
     return Settings(**found)

@@ -6,19 +6,35 @@ Each parameter's step is rate · g, or for SDLM rate · g / (mu + h) with h the
 diagonal Gauss-Newton estimate from the derived curvature pass, re-estimated
 on ``samples`` patterns before each epoch; rate is the global learning rate
 times the layer's lr_scale (seed 4.2).  Updates are pure: new arrays, the old
-ones untouched.
+ones untouched.  Each optimizer is a named choice of kind 'optimizer' with typed
+options (`Option`: checker, default, doc); the arguments a train block leaves
+out take those defaults.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.registry import OptimizerRule, Registry
+from ..core.registry import Option, OptimizerRule, Registry
 from ..language.options import integer, number
+
+MOMENTUM = Option(number(0, 1), 0.0, doc="v = momentum · v − rate · g; w += v (0: none)")
+WEIGHT_DECAY = Option(number(0), 0.0, doc="adds weight_decay · w to each gradient")
+OPTIONS = {"sgd": {"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY},
+           "sdlm": {"mu": Option(number(0, low_open=True), 0.02,
+                                 doc="keeps the step bounded where h is small"),
+                    "samples": Option(integer(1), 500,
+                                      doc="patterns the curvature is estimated on per epoch"),
+                    "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY}}
+
+
+def _arg(args, name):
+    """An optimizer argument, or its declared default (both optimizers declare it)."""
+    return args[name] if name in args else OPTIONS["sdlm"][name].default
 
 
 def _descend(params, grads, state, rates, args):
     """w -= rate · (g + weight_decay · w) [/ (mu + h)], through a velocity when momentum > 0."""
-    momentum, decay = args.get("momentum", 0.0), args.get("weight_decay", 0.0)
+    momentum, decay = _arg(args, "momentum"), _arg(args, "weight_decay")
     curvature = state.get("curvature")
     new_params, new_state = dict(params), {slot: dict(v) for slot, v in state.items()}
     for name, g in grads.items():
@@ -26,7 +42,7 @@ def _descend(params, grads, state, rates, args):
         if decay:
             g = g + decay * w
         if curvature is not None:
-            g = g / (args.get("mu", 0.02) + curvature[name])
+            g = g / (_arg(args, "mu") + curvature[name])
         if momentum:
             v = state["velocity"][name] * momentum
             v -= rates[name] * g
@@ -39,20 +55,19 @@ def _descend(params, grads, state, rates, args):
 
 def _velocity(params, args):
     return {"velocity": {n: np.zeros_like(w) for n, w in params.items()}} \
-        if args.get("momentum", 0.0) else {}
+        if _arg(args, "momentum") else {}
 
 
 SGD = OptimizerRule(
-    "sgd", {"momentum": number(0, 1), "weight_decay": number(0)},
+    "sgd", OPTIONS["sgd"],
     state=_velocity, update=_descend,
-    slots=lambda args: ("velocity",) if args.get("momentum", 0.0) else (),
+    slots=lambda args: ("velocity",) if _arg(args, "momentum") else (),
     doc="w -= lr · (g + weight_decay · w), with momentum through a velocity")
 
 SDLM = OptimizerRule(
-    "sdlm", {"mu": number(0, low_open=True), "samples": integer(1),
-             "momentum": number(0, 1), "weight_decay": number(0)},
+    "sdlm", OPTIONS["sdlm"],
     state=_velocity, update=_descend,
-    slots=lambda args: ("curvature",) + (("velocity",) if args.get("momentum", 0.0) else ()),
+    slots=lambda args: ("curvature",) + (("velocity",) if _arg(args, "momentum") else ()),
     curvature=True, doc="w -= lr · g / (mu + h), h the diagonal Gauss-Newton estimate")
 
 

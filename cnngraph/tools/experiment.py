@@ -171,11 +171,11 @@ def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
         cfg = config
     else:
         changes = check_changes(config)
-        cfg = dataclasses.replace(model.settings.train, **changes)
+        cfg = model.settings.train.replace(**changes)
     if "shards" in changes or cfg.shards != 1:
         return cfg
     shards = recorded_shards(out / CHECKPOINT, world) if resume and out else None
-    return dataclasses.replace(cfg, shards=shards or world.size)
+    return cfg.replace(shards=shards or world.size)
 
 
 #: train-block fields a run may change, and what a value must be (None: the train

@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import CnnError, UsageError, format_error
@@ -147,7 +147,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     result.written = write_tables(result, out, model=str(model), grid={
         k: list(dict.fromkeys(c.settings[k] for c in found)) for k in SETTINGS},
         fixed={"dtype": found[0].settings["dtype"],
-               "val": replace(compiled.settings.train, **base).val,
+               "val": compiled.settings.train.replace(**base).val,
                "limit_train": limit_train, "limit_test": limit_test, "data": data_dir},
         draw=draw)
     return result

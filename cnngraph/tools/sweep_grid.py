@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..core.errors import UsageError
 from .sweep_tables import SETTINGS
@@ -31,8 +31,7 @@ def parse_optimizer(text: str, registry) -> tuple:
         raise UsageError(f"--optimizer {text!r} is not one optimizer",
                          hint="write it as in a train block, e.g. 'sgd(momentum=0.9)'")
     spec = parse_text(f"train {{\noptimizer = {text}\n}}\n", "--optimizer")
-    optimizers = {name: rule.options for name, rule in registry.optimizers.items()}
-    return read_settings(spec.sections, optimizers).train.optimizer
+    return read_settings(spec.sections, registry).train.optimizer
 
 
 def optimizer_text(optimizer: tuple) -> str:
@@ -66,11 +65,11 @@ def configurations(model, grid: Mapping[str, Sequence], base: Mapping | None = N
         if values:
             axes[key] = values
     varying = [k for k in SETTINGS if len(axes.get(k, ())) > 1]
-    base_cfg = replace(model.settings.train, **dict(base or {}))
+    base_cfg = model.settings.train.replace(**dict(base or {}))
     found = []
     for combination in itertools.product(*axes.values()):
         overrides = dict(zip(axes, combination))
-        cfg = replace(base_cfg, **overrides)
+        cfg = base_cfg.replace(**overrides)
         settings = {k: _shown(k, getattr(cfg, k)) for k in SETTINGS}
         name = "_".join(f"{k}={_slug(settings[k])}" for k in varying) or "run"
         group = "_".join(f"{k}={_slug(settings[k])}" for k in varying if k != "seed") or "all"

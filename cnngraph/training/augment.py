@@ -189,10 +189,10 @@ def distort_one(image: np.ndarray, d: Draw, background, ndimage=None) -> np.ndar
 def describe(cfg) -> str:
     """The section's non-identity ranges in words, for picture titles."""
     parts = []
-    for name, unit, neutral in (("rotation", "°", (0.0, 0.0)), ("scaling", "", (1.0, 1.0)),
-                                ("shear", "°", (0.0, 0.0)), ("translate", " px", (0.0, 0.0)),
-                                ("elastic_alpha", " px", (0.0, 0.0))):
-        lo, hi = getattr(cfg, name)
+    for name, (lo, hi), unit, neutral in (
+            ("rotation", cfg.rotation, "°", (0.0, 0.0)), ("scaling", cfg.scaling, "", (1.0, 1.0)),
+            ("shear", cfg.shear, "°", (0.0, 0.0)), ("translate", cfg.translate, " px", (0.0, 0.0)),
+            ("elastic_alpha", cfg.elastic_alpha, " px", (0.0, 0.0))):
         if (lo, hi) != neutral:
             parts.append(f"{name} {lo:g}{unit}" if lo == hi else f"{name} ±{hi:g}{unit}"
                          if lo == -hi else f"{name} {lo:g}..{hi:g}{unit}")

@@ -130,12 +130,13 @@ class Trainer:
         self.optimizer = Optimizer.for_model(model, cfg.optimizer)
         # the model file's augment section: training batches distorted on the fly, drawn
         # from (seed, epoch, step); outside the image, what a 0 pixel maps to
-        augment = getattr(getattr(model, "settings", None), "augment", None)
+        augment = model.settings.augment
         self.augment = None
-        if augment is not None and augment.active:
+        if augment.active:
             kind, args = model.settings.preprocess.pixels
+            pixels = model.registry.choice("preprocessing", kind)
             self.augment = Augmenter(augment, cfg.seed, where=model.file,
-                                     background=args.get("lo", 0.0) if kind == "range" else None)
+                                     background=pixels.value.background(**pixels.arguments(args)))
 
     def start(self, weights: dict | None = None):
         """Fresh parameters from the seed, or ``weights`` (named arrays, checked)."""

@@ -1,0 +1,195 @@
+"""The conv layer's lowering: x_j = f(Σ_{i∈M_j} x_i ⋆ k_ij + b_j), one conv_valid
+masked by the connection scheme (seed 3.1), or a learned combination of the
+input maps (seed 3.3)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core.errors import BuildError
+from ..language.options import call, choice, integer, number
+from .activations import apply_activation
+from .lowering import add_bias, require_maps, stack_maps
+
+
+def connectivity(value, what):
+    """(scheme, arguments) with every omitted argument filled from CONNECT_DEFAULTS,
+    so that random and random(k=1, seed=0) read (and hash) the same."""
+    kind, args = call({"all": {}, "one_to_one": {}, "table": {"name": _table_name},
+                       "random": {"k": integer(1), "seed": integer(0)},
+                       "learned": LEARNED})(value, what)
+    return kind, {**CONNECT_DEFAULTS.get(kind, {}), **args}
+
+
+connectivity.expects = "all | one_to_one | table(NAME) | random(k, seed) | learned(...)"
+
+
+#: connect=learned(...) arguments (seed 3.3, 3.3.1).
+LEARNED = {"penalty": choice("none", "l1", "entropy", "power"), "lam": number(0),
+           "p": number(0, 1, low_open=True), "kernels": choice("per_input", "per_pair"),
+           "lr_scale": number(0)}
+
+
+#: The arguments a connect scheme takes when they are not given.
+CONNECT_DEFAULTS = {
+    "random": {"k": 1, "seed": 0},
+    "learned": {"penalty": "none", "lam": 1e-3, "p": 0.5, "kernels": "per_input",
+                "lr_scale": 1.0},
+}
+
+
+def _table_name(value, what):
+    if value.kind != "name":
+        raise BuildError(f"'{what}' expects a table name", value.span)
+    return value.data
+
+
+def connection_mask(ctx, connect, c_out, c_in):
+    """The (C_out, C_in) 0/1 mask of which input maps each output map reads."""
+    kind, args = connect
+    if kind == "all":
+        return None
+    if kind == "one_to_one":
+        if c_out != c_in:
+            raise ctx.error(f"one_to_one needs as many output maps as input maps "
+                            f"({c_in}), got maps={c_out}", "connect")
+        return np.eye(c_out, dtype=np.int8)
+    if kind == "random":
+        k = args.get("k", 1)
+        if k > c_in:
+            raise ctx.error(f"random k={k} is more than the input's {_maps(c_in)}", "connect")
+        rng = np.random.default_rng(args.get("seed", 0))
+        mask = np.zeros((c_out, c_in), dtype=np.int8)
+        for row in mask:
+            row[rng.choice(c_in, size=k, replace=False)] = 1
+        _warn_shared_sets(ctx, mask, k, args.get("seed", 0))
+        return mask
+    if kind == "table":
+        if "name" not in args:
+            raise ctx.error("table(...) needs the name of a table", "connect")
+        return _table_mask(ctx, ctx.table(args["name"], "connect"), c_out, c_in)
+    raise ctx.error(f"connect={kind} has no connection mask", "connect")
+
+
+def _warn_shared_sets(ctx, mask, k, seed):
+    """A build warning naming the output maps that random connectivity gave the
+    same set of input maps (the draw itself is kept: changing it would change
+    every trained model that uses it)."""
+    groups: dict[tuple, list[int]] = {}
+    for j, row in enumerate(mask):
+        groups.setdefault(tuple(np.flatnonzero(row).tolist()), []).append(j)
+    shared = [(inputs, maps) for inputs, maps in groups.items() if len(maps) > 1]
+    if not shared:
+        return
+    c_out, c_in = mask.shape
+    told = "; ".join(f"{_and(maps)} the same input map{'s' if len(inputs) > 1 else ''} "
+                      f"({', '.join(map(str, inputs))})"
+                      for inputs, maps in shared[:4]) + ("; ..." if len(shared) > 4 else "")
+    distinct = math.comb(c_in, k)
+    advice = (f"only {distinct} distinct sets of {k} of {_maps(c_in)} exist for {c_out} "
+              f"output maps" if distinct < c_out
+              else "another seed or a table(NAME) can give every map its own set")
+    ctx.warn(f"random(k={k}, seed={seed}) gives output maps {told} ({advice})", "connect")
+
+
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _connection_rows(mask, c_out, c_in) -> list[list[int]]:
+    """Per output map, the input maps it reads (for summary --json)."""
+    if mask is None:
+        return [list(range(c_in)) for _ in range(c_out)]
+    return [np.flatnonzero(row).tolist() for row in mask]
+
+
+def _maps(n: int) -> str:
+    return f"{n} map" + ("" if n == 1 else "s")
+
+
+def _table_mask(ctx, table, c_out, c_in):
+    mask = np.zeros((c_out, c_in), dtype=np.int8)
+    for row in table.rows:
+        if row.output >= c_out:
+            raise BuildError(f"table '{table.name}': output map {row.output} is out of range "
+                             f"(layer '{ctx.layer.name}' has {_maps(c_out)}, 0 to {c_out - 1})",
+                             row.span)
+        for i in row.inputs:
+            if i >= c_in:
+                raise BuildError(f"table '{table.name}': input map {i} is out of range "
+                                 f"(layer '{ctx.layer.name}' reads {_maps(c_in)}, 0 to "
+                                 f"{c_in - 1})", row.span)
+            mask[row.output, i] = 1
+    empty = [j for j in range(c_out) if not mask[j].any()]
+    if empty:
+        listed = ", ".join(map(str, empty[:8])) + (", ..." if len(empty) > 8 else "")
+        raise ctx.error(f"table '{table.name}' gives output map{'s' if len(empty) > 1 else ''} "
+                        f"{listed} no input map", "connect")
+    return mask
+
+
+def lower_conv(ctx, opts, sources):
+    require_maps(ctx, sources)
+    x = stack_maps(ctx, sources)
+    _, c_in, h, w = ctx.shape(x)
+    kh, kw = opts["kernel"]
+    if kh > h or kw > w:
+        raise ctx.error(f"kernel {kh}x{kw} is larger than input map {h}x{w}", "kernel",
+                        f"use a kernel of at most {min(h, w)}")
+    c_out = opts["maps"]
+    ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, kh, kw), "maps")
+    if opts["connect"][0] == "learned":
+        u = _learned_combination(ctx, opts, x, c_in, c_out, kh, kw)
+        u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
+        return apply_activation(ctx, u, opts["activation"])
+    mask = connection_mask(ctx, opts["connect"], c_out, c_in)
+    ctx.annotate("connections", _connection_rows(mask, c_out, c_in))
+    reads = np.full(c_out, c_in) if mask is None else mask.sum(axis=1)
+    readers = c_out if mask is None else max(1.0, mask.sum() / c_in)
+    kernel = ctx.param("kernel", (c_out, c_in, kh, kw), opts["init"] or ctx.settings.init.weights,
+                       fan_in=reads * kh * kw, fan_out=readers * kh * kw,
+                       lr_scale=opts["lr_scale"],
+                       trainable=None if mask is None else mask[:, :, None, None] != 0)
+    u = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=mask)
+    u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
+    return apply_activation(ctx, u, opts["activation"])
+
+
+def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
+    """u_j = Σ_i alpha_ij (x_i ⋆ k_i), alpha_·j = softmax(c_·j) (seed 3.3).
+
+    per_input (the seed's form): one kernel per input map, a one-to-one
+    conv_valid, then alpha as a 1x1 convolution.  per_pair: kernels k_ij
+    scaled by alpha_ij, one conv_valid.  The penalty on alpha joins the loss.
+    """
+    args = opts["connect"][1]
+    kernels, penalty = args.get("kernels", "per_input"), args.get("penalty", "none")
+    weights = opts["init"] or ctx.settings.init.weights
+    c = ctx.param("c", (c_out, c_in), ("normal", {"std": 0.1}), fan_in=c_in, fan_out=c_out,
+                  lr_scale=opts["lr_scale"] * args.get("lr_scale", 1.0))
+    alpha = ctx.emit("softmax_rows", (c,), at="connect")
+    ctx.annotate("learned", {"kernels": kernels, "c": c, "kernel": f"{ctx.layer.name}.kernel"})
+    ctx.annotate("connections", _connection_rows(None, c_out, c_in))
+    if kernels == "per_input":
+        eye = np.eye(c_in, dtype=np.int8)
+        kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,
+                           fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"],
+                           trainable=eye[:, :, None, None] != 0)  # k_i is entry (i, i)
+        z = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=eye)
+        mixing = ctx.emit("reshape", (alpha,), shape=(c_in, 1, 1))
+        u = ctx.emit("conv_valid", (z, mixing))
+    else:
+        kernel = ctx.param("kernel", (c_out, c_in, kh, kw), weights, fan_in=kh * kw,
+                           fan_out=kh * kw, lr_scale=opts["lr_scale"])
+        u = ctx.emit("conv_valid", (x, ctx.emit("scale_pairs", (kernel, alpha))), at="kernel")
+    if penalty != "none":
+        lam = args.get("lam", 1e-3)
+        extra = {"p": args.get("p", 0.5)} if penalty == "power" else {}
+        ctx.add_penalty(ctx.emit(f"penalty_{penalty}", (alpha,), at="connect", lam=lam, **extra))
+        if penalty == "l1":
+            ctx.warn("the seed's l1 penalty is constant on softmax weights (each alpha_·j "
+                     "sums to 1), so its gradient is zero and it cannot make alpha sparse; "
+                     "use penalty=entropy or penalty=power", "connect")
+    return u
