@@ -343,10 +343,21 @@ def test_every_command_and_option_is_in_commands_md():
     assert not missing, "docs/commands.md does not document: " + ", ".join(missing)
 
 
-def test_links_point_at_files():
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a document's headings (fenced blocks left out)."""
+    headings = re.findall(r"^#{1,6} (.+)$", FENCE.sub("", path.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_point_at_files_and_headings():
     broken = []
     for path in DOCS:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
-            if "://" not in target and not (path.parent / target).exists():
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", path.read_text()):
+            file = path.parent / target if target else path
+            if "://" in target:
+                continue
+            if not file.exists():
                 broken.append(f"{name(path)}: {target}")
-    assert not broken, "links to missing files: " + ", ".join(broken)
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+                broken.append(f"{name(path)}: {target}#{anchor}")
+    assert not broken, "links to missing files or headings: " + ", ".join(broken)
