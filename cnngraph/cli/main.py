@@ -18,6 +18,7 @@ from .dot_command import add_dot, cmd_dot
 from .download_command import add_download, cmd_download
 from .eval_command import add_eval, cmd_eval
 from .export_command import add_export, cmd_export
+from .list_command import add_list, cmd_list
 from .run_command import add_run, cmd_run
 from .summary_command import add_summary, cmd_summary
 from .sweep_command import add_sweep, cmd_sweep
@@ -39,6 +40,8 @@ COMMANDS = [
      add_summary),
     ("export", cmd_export, "write a trained model's forward graph as an ONNX file (float32)",
      add_export),
+    ("list", cmd_list, "the registry's named choices (layers, ops, init schemes, losses, "
+     "optimizers, ...) with their options", add_list),
 ]
 
 
