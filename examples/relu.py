@@ -4,7 +4,8 @@ Its gradient uses the escape hatch `add_vjp_op`: a NumPy function computing
 delta ∘ [u > 0], which becomes its own backward node (relu_vjp_u) in the graph.
 Its kernel also declares an in-place form, so the plan fuses it after the bias
 add it reads (add_bias+relu), as it does the built-in activations, without
-any change to the fusion pass.
+any change to the fusion pass.  ``relu`` is the op's reference (what every
+backend runs), and ``lowering`` says how ``export`` writes it.
 
     python -m cnngraph check-ops --ops examples/relu.py
     ... activation=relu   in a model, run with --ops examples/relu.py
@@ -12,7 +13,7 @@ any change to the fusion pass.
 import numpy as np
 
 from cnngraph import Example
-from cnngraph.core.registry import add_vjp_op
+from cnngraph.core.vjp import add_vjp_op
 
 
 def relu(u):
@@ -43,6 +44,5 @@ def example(rng):
 
 def register(registry):
     add_vjp_op(registry, "relu", ("u",), lambda u: u, relu, relu_vjp, example,
-               curvature_vjp=relu_curvature, in_place=relu_in_place,
+               curvature_vjp=relu_curvature, in_place=relu_in_place, lowering=relu_onnx,
                traits=frozenset({"elementwise"}), label=lambda a: "relu", doc="max(0, u)")
-    registry.add_lowering("relu", relu_onnx, target="onnx")

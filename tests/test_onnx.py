@@ -1,7 +1,8 @@
 """Exporting to ONNX: every shipped model (and the plugin example), exported in
 float32 and run in onnxruntime on the real MNIST test set, gives cnngraph's own
-outputs; every lowering agrees with its op's kernel; ops without a lowering and
+outputs; every lowering agrees with its op's reference; ops without a lowering and
 bad checkpoints are refused with located messages."""
+import dataclasses
 import math
 import os
 
@@ -13,7 +14,7 @@ from cnngraph import CnnError, Example, compile_model, default_registry
 from cnngraph.cli.main import main
 from cnngraph.core.errors import RuleError, format_error
 from cnngraph.core.plugins import load_plugin
-from cnngraph.core.registry import add_vjp_op
+from cnngraph.core.vjp import add_vjp_op
 from cnngraph.tools.export import OnnxGraph, export_onnx, pixel_scale_offset, save_onnx
 from cnngraph.training.checkpoint import Checkpoint, save_checkpoint
 from cnngraph.training.idx import load_mnist
@@ -132,7 +133,7 @@ def _lowered_ops():
     registry = default_registry()
     for plugin in PLUGINS:
         load_plugin(plugin, registry)
-    return registry, sorted(registry.lowerings["onnx"])
+    return registry, sorted(op for op, rule in registry.ops.items() if rule.lowering)
 
 
 REGISTRY, LOWERED = _lowered_ops()
@@ -140,15 +141,14 @@ REGISTRY, LOWERED = _lowered_ops()
 
 @pytest.mark.parametrize("known", [False, True], ids=["inputs", "constants"])
 @pytest.mark.parametrize("op", LOWERED)
-def test_every_lowering_agrees_with_its_kernel(op, known):
-    """Each op's example through its lowering and onnxruntime, against the NumPy
-    kernel in float32: with its operands as graph inputs, and as constants (what a
-    lowering may fold, as a masked kernel)."""
+def test_every_lowering_agrees_with_its_reference(op, known):
+    """Each op's example through its lowering and onnxruntime, against the op's
+    reference in float32: with its operands as graph inputs, and as constants (what
+    a lowering may fold, as a masked kernel)."""
     rule = REGISTRY.op(op)
     example = rule.example(np.random.default_rng(0))
     inputs = [np.asarray(a, np.float32) for a in example.inputs]
-    want = REGISTRY.backend("numpy").kernel(op).run(*[a.copy() for a in inputs],
-                                                    **example.attrs)
+    want = rule.reference(*[a.copy() for a in inputs], **example.attrs)
     graph = OnnxGraph()
     names = [graph.add_constant(f"in{i}", a) if known else graph.add_input(f"in{i}", a.shape)
              for i, a in enumerate(inputs)]
@@ -175,22 +175,20 @@ def test_an_op_without_a_lowering_is_refused_at_its_layer():
         export_onnx(model, model.init_params())
     message = format_error(caught.value)
     assert "op 'cube' has no ONNX lowering" in message and "layer 'H'" in message
-    assert ":2:" in message and "registry.add_lowering('cube'" in message
+    assert ":2:" in message and "give the OpRule of 'cube' lowering=FUNCTION" in message
 
 
-def test_lowerings_are_registered_like_kernels():
+def test_a_lowering_is_part_of_its_rule():
     registry = default_registry()
+    add = registry.op("add")
+    assert registry.lowering("add") is add.lowering
     with pytest.raises(RuleError, match="unknown op 'nope'"):
-        registry.add_lowering("nope", lambda graph, x: x)
-    with pytest.raises(RuleError, match="two lowerings"):
-        registry.add_lowering("add", lambda graph, a, b: a)
+        registry.lowering("nope")
     with pytest.raises(RuleError, match="required positional"):
-        registry.add_lowering("sum_taps", lambda x: x)  # no graph argument
-    other = registry.copy()
-    other.lowerings["onnx"].pop("add")
-    assert "add" in registry.lowerings["onnx"]
-    with pytest.raises(RuleError, match="op 'add' has no lowering to onnx"):
-        other.lowering("add")
+        registry.add_op(dataclasses.replace(add, name="plus", lowering=lambda a, b: a))
+    registry.add_op(dataclasses.replace(add, name="plus", lowering=None, traits=frozenset()))
+    with pytest.raises(RuleError, match="op 'plus' has no lowering to onnx"):
+        registry.lowering("plus")
 
 
 def _checkpoint(model, path):

@@ -1,6 +1,7 @@
 """User ops: loading, the generated checks on them, registration errors, use in models."""
 import dataclasses
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -68,15 +69,15 @@ def test_unknown_activation_suggests_close_names(tmp_path, capsys):
 def _rule(**changes):
     fields = dict(name="twice", slots=("x",), shape=lambda x: x,
                   gradient=lambda emit, node, delta: (emit.emit("scale", (delta,), c=2.0),),
-                  example=lambda rng: Example((rng.normal(size=(2, 3)),)))
+                  example=lambda rng: Example((rng.normal(size=(2, 3)),)),
+                  reference=lambda x: 2 * x)
     fields.update(changes)
     return OpRule(**fields)
 
 
-def _with_kernel(rule, registry=None):
-    registry = registry or default_registry()
+def _registered(rule):
+    registry = default_registry()
     registry.add_op(rule)
-    registry.add_kernel(rule.name, lambda x: 2 * x)
     return registry
 
 
@@ -88,6 +89,9 @@ def _with_kernel(rule, registry=None):
     ({"shape": lambda x, y: x}, "shape takes 2 required positional"),
     ({"traits": frozenset({"fast"})}, "unknown traits"),
     ({"slots": ("x", "x")}, "slots must be distinct"),
+    ({"reference": 2.0}, "field 'reference' must be callable or None"),
+    ({"reference": lambda x, y: x}, "reference takes 2 required positional"),
+    ({"lowering": lambda x: x}, "lowering takes 1 required positional"),
 ])
 def test_registration_validates_rules_up_front(changes, message):
     with pytest.raises(RuleError, match=message):
@@ -100,6 +104,8 @@ def test_registration_validates_rules_up_front(changes, message):
     (lambda r: r.add_kernel("thrice", lambda x: x), "unknown op 'thrice'"),
     (lambda r: (r.add_kernel("twice", lambda x: x), r.add_kernel("twice", lambda x: x)),
      "two kernels in backend 'numpy'"),
+    (lambda r: r.add_kernel("twice", lambda x: x, backend="reference"),
+     "the reference backend runs the op rule's reference"),
 ])
 def test_kernel_registration_is_checked(register, message):
     registry = default_registry()
@@ -108,18 +114,35 @@ def test_kernel_registration_is_checked(register, message):
         register(registry)
 
 
+MYSTERY = ("input x : 1 x 4 x 4\nfull out <- x : units=2, activation=mystery\n"
+           "loss L <- out : function=squared_error\n")
+
+
+def test_an_op_with_a_reference_runs_on_every_backend():
+    """The rule alone suffices: NumPy's and numba's tables fall back on its reference."""
+    registry = default_registry()
+    registry.add_op(dataclasses.replace(registry.op("sigmoid"), name="mystery"))
+    reference = registry.backend("reference").kernel("mystery")
+    assert reference.run is registry.op("mystery").reference
+    assert registry.backend("numpy").kernel("mystery") is reference
+    assert registry.backend("numba").kernel("mystery") is reference
+    plain, fast = (compile_model(MYSTERY, registry, backend=b) for b in ("reference", "numpy"))
+    params = plain.init_params(seed=0, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(3, 1, 4, 4))
+    np.testing.assert_allclose(fast.forward(params, x), plain.forward(params, x), rtol=1e-12)
+
+
 def test_an_op_without_a_kernel_is_refused_before_running():
     """Binding a plan to a backend names the op and the backend that lacks it."""
     registry = default_registry()
-    registry.add_op(dataclasses.replace(registry.op("sigmoid"), name="mystery"))
-    model_text = ("input x : 1 x 4 x 4\nfull out <- x : units=2, activation=mystery\n"
-                  "loss L <- out : function=squared_error\n")
-    with pytest.raises(RuleError, match="op 'mystery' has no kernel in backend 'numpy'"):
-        compile_model(model_text, registry)
+    registry.add_op(dataclasses.replace(registry.op("sigmoid"), name="mystery", reference=None))
+    with pytest.raises(RuleError, match="op 'mystery' has no kernel in backend 'numpy' nor in "
+                                        "its fallback 'reference'"):
+        compile_model(MYSTERY, registry)
     registry.add_kernel("mystery", registry.backend("numpy").kernel("sigmoid").run)
     with pytest.raises(RuleError, match="op 'mystery' has no kernel in backend 'reference'"):
-        compile_model(model_text, registry, backend="reference")
-    assert compile_model(model_text, registry).plans.forward.backend == "numpy"
+        compile_model(MYSTERY, registry, backend="reference")
+    assert compile_model(MYSTERY, registry).plans.forward.backend == "numpy"
 
 
 @pytest.mark.parametrize("gradient, detail", [
@@ -128,7 +151,7 @@ def test_an_op_without_a_kernel_is_refused_before_running():
     (lambda emit, node, delta: ("nowhere",), "not a node"),
 ])
 def test_a_gradient_of_the_wrong_form_fails_the_checks(gradient, detail):
-    registry = _with_kernel(_rule(gradient=gradient))
+    registry = _registered(_rule(gradient=gradient))
     from cnngraph.tools.check_ops import verify_op
     reports = [r for r in verify_op(registry, "twice") if not r.ok]
     assert reports and detail in reports[0].detail

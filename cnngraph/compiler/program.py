@@ -28,8 +28,6 @@ from ..rules import register_builtin_rules
 from ..runtime.execute import run_plan
 from ..runtime.numba_backend import default_backend, numba_backend
 from ..runtime.numpy_backend import numpy_backend
-from ..runtime.onnx_lowering import register_onnx_lowerings
-from ..runtime.reference_backend import reference_backend
 from .backward import Derived, derive_backward, derive_curvature
 from .build import Network, build_network
 from .fuse import fuse_steps
@@ -39,13 +37,12 @@ from .schedule import bind_kernels, mark_lifetimes, schedule
 
 
 def default_registry() -> Registry:
-    """A fresh registry holding the built-in rules, the NumPy, reference and numba
-    backends and the ONNX lowerings."""
+    """A fresh registry holding the built-in rules (whose references make the
+    "reference" backend) and the NumPy and numba backends, which fall back on them."""
     registry = Registry()
-    numpy = registry.add_backend(numpy_backend())
-    registry.add_backend(reference_backend())
+    numpy = registry.add_backend(numpy_backend(fallback=registry.backend("reference")))
     registry.add_backend(numba_backend(fallback=numpy))
-    return register_onnx_lowerings(register_builtin_rules(registry))
+    return register_builtin_rules(registry)
 
 
 def compile_model(source: str | Path | ModelSpec, registry: Registry | None = None,

@@ -1,10 +1,12 @@
-"""Backends: how ops run.
+"""Backends: how ops run fast.
 
-An op rule says what an op *is* (slots, shape, gradient, curvature); a backend
-says how to compute it: a table from op name to `Kernel`, plus how the
-backend sizes buffers and sets up its allocator.  A plan is bound to one
-backend when it is made (compiler/program.py), and an op without a kernel
-there is an error before anything runs.  Kernels also *declare* what the
+An op rule says what an op *is* (slots, shape, gradient, curvature, and its
+reference: the definition in plain NumPy); a backend says how to compute it
+faster: a table from op name to `Kernel`, a fallback backend for the other ops
+(in the end the registry's "reference" backend, which runs the references),
+plus how the backend sets up its allocator.  A plan is bound to one backend
+when it is made (compiler/program.py), and an op without a kernel there is an
+error before anything runs.  Kernels also *declare* what the
 fusion pass may do with them (compiler/fuse.py), so a new op fuses by
 declaring, never by being named in the pass:
 
@@ -66,8 +68,8 @@ class Kernel:
 class Backend:
     """A named table of kernels, and how its buffers are sized and allocated.
 
-    An op missing from the table is looked up in ``fallback`` (a compiled backend
-    keeps NumPy's kernels for the ops it does not compile, plugins' included).
+    An op missing from the table is looked up in ``fallback`` (numba's falls back on
+    NumPy's, NumPy's on the ops' references, plugins' included).
     ``set_threads(n)``, where given, makes the kernels themselves use n threads;
     without it they are single-threaded and training splits the batch instead.
     """
@@ -92,8 +94,9 @@ class Backend:
             raise RuleError(f"op '{op}' has no kernel in backend '{self.name}'"
                             + (f" nor in its fallback '{self.fallback.name}'"
                                if self.fallback else ""),
-                            hint=f"register one with registry.add_kernel('{op}', FUNCTION, "
-                                 f"backend='{self.name}')")
+                            hint="give its OpRule a reference (the definition every backend "
+                                 "falls back on), or accelerate it with registry.add_kernel("
+                                 f"'{op}', FUNCTION, backend='{self.name}')")
         return found
 
     def _find(self, op: str) -> Kernel | None:

@@ -4,21 +4,22 @@ through one public API.
 An *op rule* is a primitive of the computation graph: what the op *is* — its
 input slots and attributes, a shape rule, a gradient rule that emits backward
 nodes made of other registered ops, an optional curvature rule for SDLM, a DOT
-label, traits, a cost and an example for the generated tests.  How it is
-computed lives in a *backend* (core/backend.py), a table of kernels by op.  A
+label, traits, a cost, an example for the generated tests, its *reference*
+(the definition in plain NumPy) and its ONNX *lowering*.  The registry keeps
+the references as the "reference" backend; any other *backend*
+(core/backend.py) is a table of faster kernels by op that falls back on it.  A
 *layer rule* is what a ``.cnn`` file names: typed options and a lowering into
-*lowering* says how an op is written in another format (ONNX: which nodes it
-becomes, runtime/onnx_lowering.py), one table per target beside the backends.
+ops.  A *named choice* (`Choice`) is what an option names from an open set:
+an activation, loss, init scheme, optimizer, schedule or preprocessing, with
+typed options and a one-line doc (an optimizer's value is its `OptimizerRule`).
 Built-in and user rules register the same way: `Registry.add_op`,
-`add_kernel`, `add_layer`, `add_optimizer`, `add_choice`, `add_lowering`.
+`add_kernel`, `add_layer`, `add_optimizer`, `add_choice`.
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
-
-import numpy as np
 
 from .backend import Backend, Kernel
 from .choices import CHOICE_KINDS, Choice
@@ -162,13 +163,16 @@ class Registry:
         self.ops: dict[str, OpRule] = {}
         self.layers: dict[str, LayerRule] = {}
         self.named: dict[str, dict[str, Choice]] = {}   # kind -> {name: Choice}
-        self.backends: dict[str, Backend] = {}
-        self.lowerings: dict[str, dict[str, Callable]] = {}  # target -> {op: lowering}
+        # the rules' references, kept by add_op; the other backends fall back on it
+        self.backends: dict[str, Backend] = {"reference": Backend("reference")}
 
     def add_op(self, rule: OpRule) -> OpRule:
-        """Register an op rule after checking it is complete and well formed."""
+        """Register an op rule after checking it is complete and well formed; its
+        ``reference`` becomes its kernel in the "reference" backend."""
         _validate_op(rule, self.ops)
         self.ops[rule.name] = rule
+        if rule.reference is not None:
+            self.backends["reference"].add(rule.name, Kernel(rule.reference))
         return rule
 
     def add_backend(self, backend: Backend) -> Backend:
@@ -179,39 +183,29 @@ class Registry:
 
     def add_kernel(self, op: str, run: Callable, backend: str = "numpy",
                    **declared) -> Kernel:
-        """Register how ``backend`` computes a registered op: run(*inputs, **attrs),
-        and what it declares for fusion (`Kernel`'s in_place, fresh, shared_input)."""
+        """Accelerate a registered op: ``run(*inputs, **attrs)`` is how ``backend``
+        computes it faster than the rule's reference (the same values; the generated
+        checks compare them), with what it declares for fusion (`Kernel`'s in_place,
+        fresh, shared_input)."""
         rule = self.op(op)
         kernel = Kernel(run, **declared)
         _check_arity(rule, "kernel", run)
         if kernel.in_place is not None and "elementwise" not in rule.traits:
             raise RuleError(f"op '{op}': an in_place kernel needs an elementwise op")
+        if backend == "reference":
+            raise RuleError(f"op '{op}': the reference backend runs the op rule's reference",
+                            hint="give the OpRule reference=FUNCTION")
         self.backend(backend).add(op, kernel)
         return kernel
 
-    def add_lowering(self, op: str, lower: Callable, target: str = "onnx") -> Callable:
-        """Register how a registered op is written for an export ``target``.  For
-        "onnx": lower(graph, *inputs, **attrs) -> the name of the op's output, where
-        inputs are the ONNX names of the op's inputs and ``graph`` emits nodes and
-        constants (`cnngraph.tools.export.OnnxGraph`)."""
-        rule = self.op(op)
-        if not callable(lower):
-            raise RuleError(f"op '{op}': the {target} lowering must be callable")
-        _check_arity(rule, f"{target} lowering", lower, leading=("graph",))
-        table = self.lowerings.setdefault(target, {})
-        if op in table:
-            raise RuleError(f"op '{op}' has two lowerings to {target}")
-        table[op] = lower
+    def lowering(self, op: str) -> Callable:
+        """The op's ONNX lowering (`OpRule.lowering`), or an error naming the op."""
+        lower = self.op(op).lowering
+        if lower is None:
+            raise RuleError(f"op '{op}' has no lowering to onnx",
+                            hint=f"give the OpRule of '{op}' lowering=FUNCTION "
+                                 f"(docs/adding-an-op.md)")
         return lower
-
-    def lowering(self, op: str, target: str = "onnx") -> Callable:
-        """The op's lowering to ``target``, or an error naming the op."""
-        try:
-            return self.lowerings.get(target, {})[op]
-        except KeyError:
-            raise RuleError(f"op '{op}' has no lowering to {target}",
-                            hint=f"a plugin registers one with registry.add_lowering('{op}', "
-                                 f"FUNCTION, target='{target}')") from None
 
     def add_optimizer(self, rule: OptimizerRule) -> OptimizerRule:
         """Register an optimizer: the named choice ``rule.name`` of kind 'optimizer'."""
@@ -272,7 +266,6 @@ class Registry:
         for backend in other.backends.values():  # fall back on the copies, which plugins extend
             if backend.fallback is not None:
                 backend.fallback = other.backends.get(backend.fallback.name, backend.fallback)
-        other.lowerings = {target: dict(table) for target, table in self.lowerings.items()}
         return other
 
 
@@ -334,61 +327,3 @@ def _check_arity(rule: OpRule, name: str, fn: Callable, leading: tuple = ()) -> 
         wants = (f"it reads {', '.join(leading)}, then the op's" if leading else "the op has")
         raise RuleError(f"op '{rule.name}': {name} takes {len(positional)} required positional "
                         f"arguments but {wants} {len(rule.slots)} slots {rule.slots}")
-
-
-def add_vjp_op(registry: Registry, name: str, slots: tuple[str, ...], shape: Callable,
-               forward: Callable, vjp: Callable, example: Callable,
-               curvature_vjp: Callable | None = None, backends=("numpy", "reference"),
-               in_place: Callable | None = None, **fields) -> list[str]:
-    """The escape hatch: register an op whose gradient is a NumPy function, not
-    emitted ops, with ``forward`` as its kernel in each of ``backends``.
-
-    ``vjp(*inputs, delta, **attrs)`` returns one array (or None) per slot; each
-    slot's entry becomes its own backward node, op ``{name}_vjp_{slot}``, which
-    is drawn, scheduled and checked like any other.  ``curvature_vjp`` does the
-    same for the SDLM recursion (op ``{name}_curvature_{slot}``).  ``in_place``
-    is the forward kernel's in-place form (`Kernel.in_place`).  Returns the
-    names of the ops registered.
-    """
-    backward = _slot_ops(name, "vjp", slots, shape, vjp, example)
-    curvature = _slot_ops(name, "curvature", slots, shape, curvature_vjp, example) \
-        if curvature_vjp else {}
-
-    def emitter(ops):
-        def rule(emit, node, delta):
-            return tuple(emit.emit(ops[s][0].name, node.inputs + (delta,), **node.attrs)
-                         if s in ops else None for s in slots)
-        return rule
-
-    registry.add_op(OpRule(name, slots, shape, emitter(backward), example,
-                           curvature=emitter(curvature) if curvature_vjp else None, **fields))
-    for backend in backends:
-        registry.add_kernel(name, forward, backend, in_place=in_place)
-    for rule, kernel in (*backward.values(), *curvature.values()):
-        registry.add_op(rule)
-        for backend in backends:
-            registry.add_kernel(rule.name, kernel, backend)
-    return [name] + [rule.name for rule, _ in (*backward.values(), *curvature.values())]
-
-
-def _slot_ops(name, kind, slots, shape, fn, example):
-    """{slot: (op rule, kernel)} of one backward node per slot."""
-    reason = NotDifferentiable(f"backward node of '{name}', computed by a NumPy function")
-    ops = {}
-    for index, slot in enumerate(slots):
-        def kernel(*args, _index=index, **attrs):
-            out = fn(*args[:-1], args[-1], **attrs)[_index]
-            return np.zeros_like(args[_index]) if out is None else out
-
-        def slot_shape(*shapes, _index=index, **attrs):
-            return shapes[_index]
-
-        def slot_example(rng):
-            base = example(rng)
-            forward_shape = shape(*[np.shape(a) for a in base.inputs], **base.attrs)
-            return Example(tuple(base.inputs) + (rng.normal(size=forward_shape),), base.attrs)
-
-        ops[slot] = (OpRule(f"{name}_{kind}_{slot}", slots + ("delta",), slot_shape, reason,
-                            slot_example, curvature=reason,
-                            doc=f"{kind} of '{name}' for slot '{slot}'"), kernel)
-    return ops

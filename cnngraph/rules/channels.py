@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from ..runtime.numerics import per_map
+from .onnx_support import per_map as per_map_onnx
 
 LINEAR = frozenset({"multilinear"})
 
@@ -18,8 +22,20 @@ def _same_with_vector(x, v):
     return x
 
 
+def add_bias_reference(x, bias):
+    return x + per_map(bias, x.ndim)
+
+
 def add_bias_gradient(emit, node, delta):
     return delta, emit.emit("sum_bias", (delta,))
+
+
+def add_bias_onnx(graph, x, bias):
+    return graph.op("Add", [x, per_map_onnx(graph, bias, len(graph.shape(x)))])
+
+
+def scale_maps_reference(x, beta):
+    return x * per_map(beta, x.ndim)
 
 
 def scale_maps_gradient(emit, node, delta):
@@ -28,25 +44,40 @@ def scale_maps_gradient(emit, node, delta):
             emit.emit("sum_bias", (emit.emit("mul", (delta, x)),)))
 
 
+def scale_maps_onnx(graph, x, beta):
+    return graph.op("Mul", [x, per_map_onnx(graph, beta, len(graph.shape(x)))])
+
+
+def sum_bias_reference(d):
+    return d.reshape(d.shape[0], d.shape[1], -1).sum(axis=(0, 2))
+
+
+def expand_bias_reference(b, like):
+    return np.ones_like(like) * per_map(b, like.ndim)
+
+
 def _example_bias(rng):
     return Example((rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(3,))))
 
 
 RULES = (
-    OpRule("add_bias", ("x", "bias"), _same_with_vector,
-           add_bias_gradient, _example_bias, label=lambda a: "+ bias", traits=LINEAR,
+    OpRule("add_bias", ("x", "bias"), _same_with_vector, add_bias_gradient, _example_bias,
+           reference=add_bias_reference, lowering=add_bias_onnx,
+           label=lambda a: "+ bias", traits=LINEAR,
            doc="u = x + b_j (seed eq. 2); dE/db = sum of delta (eq. 3)"),
-    OpRule("scale_maps", ("x", "beta"), _same_with_vector,
-           scale_maps_gradient, _example_bias, label=lambda a: "× beta", traits=LINEAR,
-           macs=lambda x, beta: math.prod(x[1:]),
+    OpRule("scale_maps", ("x", "beta"), _same_with_vector, scale_maps_gradient, _example_bias,
+           reference=scale_maps_reference, lowering=scale_maps_onnx,
+           label=lambda a: "× beta", traits=LINEAR, macs=lambda x, beta: math.prod(x[1:]),
            doc="beta_j · x_j; dE/dbeta_j = sum delta ∘ d (seed 3.2.1)"),
     OpRule("sum_bias", ("delta",), lambda d: (d[1],),
            lambda emit, node, delta: (emit.emit("expand_bias", (delta, node.inputs[0])),),
-           lambda rng: Example((rng.normal(size=(2, 3, 4, 4)),)), label=lambda a: "Σ per map",
-           traits=LINEAR, doc="sum over batch and pixels, one value per map"),
+           lambda rng: Example((rng.normal(size=(2, 3, 4, 4)),)), reference=sum_bias_reference,
+           label=lambda a: "Σ per map", traits=LINEAR,
+           doc="sum over batch and pixels, one value per map"),
     OpRule("expand_bias", ("bias", "like"), lambda b, like: _same_with_vector(like, b),
            lambda emit, node, delta: (emit.emit("sum_bias", (delta,)), None),
            lambda rng: Example((rng.normal(size=(3,)), rng.normal(size=(2, 3, 4, 4)))),
-           label=lambda a: "expand per map", traits=LINEAR | {"shape_only"},
-           shape_slots=("like",), doc="tile a per-map vector to the shape of 'like'"),
+           reference=expand_bias_reference, label=lambda a: "expand per map",
+           traits=LINEAR | {"shape_only"}, shape_slots=("like",),
+           doc="tile a per-map vector to the shape of 'like'"),
 )

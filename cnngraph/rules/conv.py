@@ -6,10 +6,14 @@ every op multiplies its kernel operand by the mask and the kernel gradient is
 masked too.  The three ops are the three bilinear faces of one form,
 <conv_valid(x, k), delta> = <x, conv_full(delta, k)> = <k, conv_grad_kernel(x, delta)>,
 so each one's gradient is made of the other two.
+
+The references are einsums over sliding windows; the NumPy backend computes
+the same sums as im2col matrix products, the numba one directly in blocks.
 """
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
@@ -29,7 +33,19 @@ def _label(name):
     return label
 
 
+def _connected(kernel, mask):
+    return kernel if mask is None else kernel * mask[:, :, None, None]
+
+
 # conv_valid ---------------------------------------------------------------
+
+def conv_valid_reference(x, kernel, *, mask=None):
+    """y[n, o] = Σ_i x[n, i] ⋆ k[o, i] (valid cross-correlation, seed 3.1)."""
+    kh, kw = kernel.shape[2:]
+    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))   # n i h w a b
+    return np.einsum("nihwab,oiab->nohw", windows, _connected(kernel, mask))
+
+
 
 def conv_valid_shape(x, kernel, *, mask=None):
     n, c_in, h, w = x
@@ -54,7 +70,27 @@ def conv_valid_example(rng):
                    {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
 
 
+def conv_valid_onnx(graph, x, kernel, *, mask=None):
+    """Conv (valid, stride 1); a masked kernel is written densely as kernel·mask."""
+    if mask is not None:
+        pairs = mask[:, :, None, None]
+        known = graph.value(kernel)
+        kernel = graph.const(known * pairs, kernel) if known is not None else \
+            graph.op("Mul", [kernel, graph.const(pairs.astype(np.float64), "mask")])
+    return graph.op("Conv", [x, kernel])
+
+
 # conv_full ----------------------------------------------------------------
+
+def conv_full_reference(delta, kernel, *, mask=None):
+    """dx[n, i] = Σ_o delta[n, o] * k[o, i] (full true convolution, seed 3.2.1):
+    the valid correlation of zero-padded delta with the rotated kernel."""
+    kh, kw = kernel.shape[2:]
+    padded = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    rotated = _connected(kernel, mask)[:, :, ::-1, ::-1]
+    return conv_valid_reference(padded, rotated.transpose(1, 0, 2, 3))
+
+
 
 def conv_full_shape(delta, kernel, *, mask=None):
     n, c_out, h, w = delta
@@ -78,6 +114,12 @@ def conv_full_example(rng):
 
 
 # conv_grad_kernel ---------------------------------------------------------
+
+def conv_grad_kernel_reference(x, delta, *, size, mask=None):
+    """dE/dk[o, i] = Σ_n x[n, i] ⋆ delta[n, o], valid (seed eq. 7)."""
+    windows = sliding_window_view(x, delta.shape[2:], axis=(2, 3))   # n i a b h w
+    return _connected(np.einsum("niabhw,nohw->oiab", windows, delta), mask)
+
 
 def conv_grad_kernel_shape(x, delta, *, size, mask=None):
     _, c_in, h, w = x
@@ -121,15 +163,17 @@ def conv_grad_kernel_macs(x, delta, *, size, mask=None):
 
 RULES = (
     OpRule("conv_valid", ("x", "kernel"), conv_valid_shape,
-           conv_valid_gradient, conv_valid_example, label=_label("conv_valid"),
-           traits=MULTILINEAR, macs=conv_valid_macs,
+           conv_valid_gradient, conv_valid_example, reference=conv_valid_reference,
+           lowering=conv_valid_onnx, label=_label("conv_valid"), traits=MULTILINEAR,
+           macs=conv_valid_macs,
            doc="sum_i x_i ⋆ kernel_ij over connected pairs (seed 3.1)"),
     OpRule("conv_full", ("delta", "kernel"), conv_full_shape,
-           conv_full_gradient, conv_full_example, label=_label("conv_full"),
-           traits=MULTILINEAR, macs=conv_full_macs,
+           conv_full_gradient, conv_full_example, reference=conv_full_reference,
+           label=_label("conv_full"), traits=MULTILINEAR, macs=conv_full_macs,
            doc="full true convolution of delta with the kernel (seed 3.2.1)"),
     OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape,
-           conv_grad_kernel_gradient, conv_grad_kernel_example, label=_label("conv_grad_kernel"),
+           conv_grad_kernel_gradient, conv_grad_kernel_example,
+           reference=conv_grad_kernel_reference, label=_label("conv_grad_kernel"),
            traits=MULTILINEAR, macs=conv_grad_kernel_macs,
            doc="valid correlation of x with delta, summed over the batch (eq. 7)"),
 )

@@ -23,6 +23,10 @@ def matmul_shape(a, b, *, transpose_a=False, transpose_b=False):
     return (m, n)
 
 
+def matmul_reference(a, b, *, transpose_a=False, transpose_b=False):
+    return (a.T if transpose_a else a) @ (b.T if transpose_b else b)
+
+
 def matmul_gradient(emit, node, delta):
     """Gradients of C = op(A) op(B), each again one matmul."""
     a, b = node.inputs
@@ -46,6 +50,11 @@ def matmul_macs(a, b, *, transpose_a=False, transpose_b=False):
     return rows * columns if inner is None else inner * columns
 
 
+def matmul_onnx(graph, a, b, *, transpose_a=False, transpose_b=False):
+    flags = {k: 1 for k, on in (("transA", transpose_a), ("transB", transpose_b)) if on}
+    return graph.op("Gemm", [a, b], **flags)
+
+
 def matmul_example(rng):
     return Example((rng.normal(size=(3, 4)), rng.normal(size=(5, 4))), {"transpose_b": True})
 
@@ -58,7 +67,8 @@ def _label(attrs):
 
 RULES = (
     OpRule("matmul", ("a", "b"), matmul_shape, matmul_gradient, matmul_example,
-           label=_label, traits=frozenset({"multilinear"}),
+           reference=matmul_reference, lowering=matmul_onnx, label=_label,
+           traits=frozenset({"multilinear"}),
            macs=matmul_macs, attrs={"transpose_a": False, "transpose_b": False},
            doc="op(a) @ op(b); a fully connected layer is matmul(x, W, transpose_b=True)"),
 )

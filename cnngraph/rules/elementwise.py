@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..core.graph import ShapeError, shapes_equal
 from ..core.registry import REQUIRED, Example, OpRule
+from .onnx_support import scalar
 
 ELEMENTWISE = frozenset({"elementwise"})
 LINEAR_ELEMENTWISE = frozenset({"elementwise", "multilinear"})
@@ -47,10 +50,11 @@ def _poly_slope(emit, node):
     return emit.emit("poly", node.inputs, coeffs=derivative_coeffs(node.attrs["coeffs"]))
 
 
-def activation_rule(name, defaults, slope_in_output, doc, example=_unary, check=None):
-    """An activation taking attributes ``defaults`` (name -> default) whose slope f'(u) is the
-    polynomial ``slope_in_output(**attrs)`` of y.  ``check(**attrs)`` may raise
-    ShapeError for attribute values the op cannot take."""
+def activation_rule(name, defaults, slope_in_output, doc, reference, lowering=None,
+                    example=_unary, check=None):
+    """An activation y = reference(u, **attrs) taking attributes ``defaults`` (name ->
+    default) whose slope f'(u) is the polynomial ``slope_in_output(**attrs)`` of y.
+    ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take."""
 
     def shape(u, **attrs):
         if check:
@@ -64,8 +68,35 @@ def activation_rule(name, defaults, slope_in_output, doc, example=_unary, check=
         name, ("u",), shape,
         lambda emit, node, delta: _through_slope(emit, delta, slope(emit, node)), example,
         curvature=lambda emit, node, h: _through_slope_squared(emit, h, slope(emit, node)),
+        reference=reference, lowering=lowering,
         label=lambda given: name + "".join(f" {k}={v:.4g}" for k, v in given.items()),
         traits=ELEMENTWISE, attrs=defaults, doc=doc)
+
+
+def sigmoid_reference(u, *, gain=1.0):
+    return 1 / (1 + np.exp(-gain * u))
+
+
+def sigmoid_onnx(graph, u, *, gain=1.0):
+    if gain != 1.0:
+        u = graph.op("Mul", [u, scalar(graph, gain, "gain")])
+    return graph.op("Sigmoid", [u])
+
+
+def tanh_reference(u, *, a=1.0, b=1.0):
+    return a * np.tanh(b * u)
+
+
+def tanh_onnx(graph, u, *, a=1.0, b=1.0):
+    """a·tanh(b·u)."""
+    if b != 1.0:
+        u = graph.op("Mul", [u, scalar(graph, b, "b")])
+    y = graph.op("Tanh", [u])
+    return graph.op("Mul", [y, scalar(graph, a, "a")]) if a != 1.0 else y
+
+
+def poly_reference(x, *, coeffs):
+    return sum(c * x ** k for k, c in enumerate(coeffs)) + np.zeros_like(x)
 
 
 def _check_tanh(a=1.0, b=1.0):
@@ -77,30 +108,41 @@ def _scale_gradient(emit, node, delta):
     return (emit.emit("scale", (delta,), **node.attrs),)
 
 
+def _scale_onnx(graph, x, *, c):
+    return graph.op("Mul", [x, scalar(graph, c, "c")])
+
+
 RULES = (
     activation_rule("sigmoid", {"gain": 1.0}, lambda gain=1.0: (0.0, gain, -gain),
-                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)"),
+                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)", sigmoid_reference, sigmoid_onnx),
     activation_rule("tanh", {"a": 1.0, "b": 1.0}, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
-                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", check=_check_tanh),
+                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", tanh_reference, tanh_onnx,
+                    check=_check_tanh),
     OpRule("poly", ("x",), lambda x, *, coeffs: x,
            lambda emit, node, delta: _through_slope(emit, delta, _poly_slope(emit, node)),
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),
            curvature=lambda emit, node, h: _through_slope_squared(emit, h, _poly_slope(emit, node)),
+           reference=poly_reference,
            label=lambda a: "poly " + " ".join(f"{c:+.3g}x^{k}" for k, c in enumerate(a["coeffs"])),
            traits=ELEMENTWISE, attrs={"coeffs": REQUIRED},
            doc="sum_k coeffs[k] x^k (activation slopes)"),
     OpRule("mul", ("a", "b"), _same,
            lambda emit, node, delta: (emit.emit("mul", (delta, node.inputs[1])),
                                       emit.emit("mul", (delta, node.inputs[0]))),
-           _binary, label=lambda a: "∘", traits=LINEAR_ELEMENTWISE | {"product"},
+           _binary, reference=lambda a, b: a * b,
+           lowering=lambda graph, a, b: graph.op("Mul", [a, b]), label=lambda a: "∘",
+           traits=LINEAR_ELEMENTWISE | {"product"},
            doc="elementwise product"),
     OpRule("add", ("a", "b"), _same,
            lambda emit, node, delta: (delta, delta),
-           _binary, label=lambda a: "+", traits=LINEAR_ELEMENTWISE | {"sum"},
+           _binary, reference=lambda a, b: a + b,
+           lowering=lambda graph, a, b: graph.op("Add", [a, b]), label=lambda a: "+",
+           traits=LINEAR_ELEMENTWISE | {"sum"},
            doc="sum; the backward pass sums fan-out gradients with it"),
     OpRule("scale", ("x",), lambda x, *, c: x, _scale_gradient,
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"c": 0.25}),
            curvature=lambda emit, node, h: (emit.emit("scale", (h,), c=node.attrs["c"] ** 2),),
+           reference=lambda x, *, c: c * x, lowering=_scale_onnx,
            label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE, attrs={"c": REQUIRED},
            macs=lambda x, *, c: math.prod(x[1:]),
            doc="multiply by a fixed constant (e.g. a fixed beta)"),

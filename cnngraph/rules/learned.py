@@ -17,9 +17,13 @@ import numpy as np
 
 from ..core.graph import ShapeError
 from ..core.registry import REQUIRED, Example, NotDifferentiable, OpRule
-from ..runtime import numerics
+from ..runtime.numerics import softmax
+from .onnx_support import ints
 
 BACKWARD_ONLY = NotDifferentiable("backward-only op of the learned combination")
+TINY = 1e-30  # keeps log alpha finite where alpha underflows to zero
+
+
 def _matrix(c):
     if len(c) != 2:
         raise ShapeError(f"expects a (maps out, maps in) matrix, got shape {c}")
@@ -31,10 +35,10 @@ def _example_matrix(rng):
 
 
 def _example_alpha_and(rng):
-    return Example((numerics.softmax(rng.normal(size=(3, 4))), rng.normal(size=(3, 4))))
+    return Example((softmax(rng.normal(size=(3, 4))), rng.normal(size=(3, 4))))
 
 
-def _penalty_rule(name, doc, **defaults):
+def _penalty_rule(name, phi, phi_slope, doc, **defaults):
     """A scalar penalty λ·Σ φ(alpha); its gradient, delta·λ·φ'(alpha), is an op."""
     grad_name = f"{name}_grad"
     example_attrs = {"lam": 0.3, **defaults}
@@ -42,15 +46,17 @@ def _penalty_rule(name, doc, **defaults):
         OpRule(name, ("alpha",), lambda a, **k: (),
                lambda emit, node, delta: (emit.emit(grad_name, (node.inputs[0], delta),
                                                     **node.attrs),),
-               lambda rng: Example((numerics.softmax(rng.normal(size=(3, 4))),), example_attrs),
-               curvature=lambda emit, node, h: (None,), traits=frozenset({"loss"}),
-               label=lambda a: f"{name} λ={a['lam']:g}", attrs={"lam": REQUIRED, **defaults},
-               doc=doc),
+               lambda rng: Example((softmax(rng.normal(size=(3, 4))),), example_attrs),
+               curvature=lambda emit, node, h: (None,),
+               reference=lambda a, *, lam, **attrs: np.asarray(lam * phi(a, **attrs).sum()),
+               traits=frozenset({"loss"}), label=lambda a: f"{name} λ={a['lam']:g}",
+               attrs={"lam": REQUIRED, **defaults}, doc=doc),
         OpRule(grad_name, ("alpha", "delta"), lambda a, d, **k: a, BACKWARD_ONLY,
-               lambda rng: Example((numerics.softmax(rng.normal(size=(3, 4))), np.asarray(0.7)),
+               lambda rng: Example((softmax(rng.normal(size=(3, 4))), np.asarray(0.7)),
                                    example_attrs),
-               curvature=BACKWARD_ONLY, attrs={"lam": REQUIRED, **defaults},
-               doc=f"gradient of {name}"),
+               curvature=BACKWARD_ONLY,
+               reference=lambda a, d, *, lam, **attrs: d * lam * phi_slope(a, **attrs),
+               attrs={"lam": REQUIRED, **defaults}, doc=f"gradient of {name}"),
     )
 
 
@@ -66,33 +72,67 @@ def _scale_pairs_gradient(emit, node, delta):
             emit.emit("sum_taps", (emit.emit("mul", (delta, kernel)),)))
 
 
+def _scale_pairs_onnx(graph, kernel, alpha):
+    """kernel_ij · alpha_ij, alpha reshaped to (C_out, C_in, 1, 1)."""
+    pairs = graph.op("Reshape", [alpha, ints(graph, [0, 0, 1, 1], "pairs_shape")])
+    return graph.op("Mul", [kernel, pairs])
+
+
 def _example_kernel(rng):
     return Example((rng.normal(size=(3, 2, 2, 3)), rng.normal(size=(3, 2))))
 
 
+def _softmax_jacobian(alpha):
+    """d alpha_jk / d c_ji for each row j: diag(alpha_j) − alpha_j alpha_jᵀ."""
+    return (np.einsum("jk,ik->jik", alpha, np.eye(alpha.shape[1]))
+            - np.einsum("ji,jk->jik", alpha, alpha))
+
+
+def _softmax_rows_grad(alpha, delta):
+    """seed eq. 10: dE/dc_ji = Σ_k dE/dalpha_jk · dalpha_jk/dc_ji."""
+    return np.einsum("ji,jik->jk", delta, _softmax_jacobian(alpha))
+
+
+def _softmax_rows_curvature(alpha, h):
+    """Gauss-Newton: h_c = Σ_k h_k (dalpha_k/dc_i)²."""
+    return np.einsum("ji,jik->jk", h, _softmax_jacobian(alpha) ** 2)
+
+
 RULES = (
     OpRule("scale_pairs", ("kernel", "alpha"), _pairs_shape, _scale_pairs_gradient,
-           _example_kernel, traits=frozenset({"multilinear"}), label=lambda a: "k_ij · α_ij",
+           _example_kernel,
+           reference=lambda kernel, alpha: np.einsum("oiab,oi->oiab", kernel, alpha),
+           lowering=_scale_pairs_onnx, traits=frozenset({"multilinear"}),
+           label=lambda a: "k_ij · α_ij",
            doc="the per-pair variant's effective kernel alpha_ij k_ij"),
     OpRule("sum_taps", ("x",), lambda x: tuple(x[:2]),
            lambda emit, node, delta: (emit.emit("expand_taps", (delta, node.inputs[0])),),
-           lambda rng: Example((rng.normal(size=(3, 2, 2, 3)),)), traits=frozenset({"multilinear"}),
+           lambda rng: Example((rng.normal(size=(3, 2, 2, 3)),)),
+           reference=lambda x: np.einsum("oiab->oi", x), traits=frozenset({"multilinear"}),
            label=lambda a: "Σ over taps", doc="sum over each kernel's taps"),
     OpRule("expand_taps", ("x", "like"), lambda x, like: like,
            lambda emit, node, delta: (emit.emit("sum_taps", (delta,)), None),
            lambda rng: Example((rng.normal(size=(3, 2)), rng.normal(size=(3, 2, 2, 3)))),
+           reference=lambda x, like: np.einsum("oi,oiab->oiab", x, np.ones_like(like)),
            traits=frozenset({"multilinear", "shape_only"}), shape_slots=("like",),
            label=lambda a: "expand over taps", doc="tile (C_out, C_in) over kernel taps"),
     OpRule("softmax_rows", ("c",), _matrix,
            lambda emit, node, delta: (emit.emit("softmax_rows_grad", (node.id, delta)),),
            _example_matrix,
            curvature=lambda emit, node, h: (emit.emit("softmax_rows_curvature", (node.id, h)),),
-           label=lambda a: "α = softmax(c)", doc="alpha_ij = exp c_ij / Σ_k exp c_kj (seed 3.3)"),
+           reference=softmax, lowering=lambda graph, c: graph.op("Softmax", [c], axis=1),
+           label=lambda a: "α = softmax(c)",
+           doc="alpha_ij = exp c_ij / Σ_k exp c_kj (seed 3.3)"),
     OpRule("softmax_rows_grad", ("alpha", "delta"), lambda a, d: a, BACKWARD_ONLY,
-           _example_alpha_and, curvature=BACKWARD_ONLY, doc="seed eq. 10"),
-    OpRule("softmax_rows_curvature", ("alpha", "h"), lambda a, h: a, BACKWARD_ONLY, _example_alpha_and, curvature=BACKWARD_ONLY,
+           _example_alpha_and, curvature=BACKWARD_ONLY, reference=_softmax_rows_grad,
+           doc="seed eq. 10"),
+    OpRule("softmax_rows_curvature", ("alpha", "h"), lambda a, h: a, BACKWARD_ONLY,
+           _example_alpha_and, curvature=BACKWARD_ONLY, reference=_softmax_rows_curvature,
            doc="Gauss-Newton recursion through the softmax"),
-    *_penalty_rule("penalty_l1", "the seed's λ Σ|alpha| (eq. 11): constant on softmax weights"),
-    *_penalty_rule("penalty_entropy", "λ Σ_j entropy(alpha_·j)"),
-    *_penalty_rule("penalty_power", "λ Σ alpha^p, p < 1", p=0.5),
+    *_penalty_rule("penalty_l1", np.abs, np.sign,
+                   "the seed's λ Σ|alpha| (eq. 11): constant on softmax weights"),
+    *_penalty_rule("penalty_entropy", lambda a: -a * np.log(a + TINY),
+                   lambda a: -np.log(a + TINY) - 1, "λ Σ_j entropy(alpha_·j)"),
+    *_penalty_rule("penalty_power", lambda a, p=0.5: (a + TINY) ** p,
+                   lambda a, p=0.5: p * (a + TINY) ** (p - 1), "λ Σ alpha^p, p < 1", p=0.5),
 )

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from .onnx_support import ints
 
 LINEAR = frozenset({"multilinear"})
 
@@ -19,8 +22,17 @@ def reshape_shape(x, *, shape):
     return (x[0],) + tuple(shape)
 
 
+def reshape_reference(x, *, shape):
+    return x.reshape((x.shape[0],) + tuple(shape))
+
+
 def reshape_gradient(emit, node, delta):
     return (emit.emit("reshape", (delta,), shape=emit.shape(node.inputs[0])[1:]),)
+
+
+def reshape_onnx(graph, x, *, shape):
+    """The leading axis (the batch) kept: ONNX's 0 copies it."""
+    return graph.op("Reshape", [x, ints(graph, (0, *shape), "shape")])
 
 
 def concat_shape(a, b):
@@ -42,14 +54,23 @@ def slice_shape(x, *, start, stop):
     return (x[0], stop - start) + tuple(x[2:])
 
 
-def pad_shape(x, *, before, after):
-    return (x[0], before + x[1] + after) + tuple(x[2:])
-
-
 def _slice_gradient(emit, node, delta):
     total = emit.shape(node.inputs[0])[1]
     return (emit.emit("pad_range", (delta,), before=node.attrs["start"],
                       after=total - node.attrs["stop"]),)
+
+
+def _slice_onnx(graph, x, *, start, stop):
+    return graph.op("Slice", [x, ints(graph, [start], "starts"), ints(graph, [stop], "ends"),
+                              ints(graph, [1], "axes")])
+
+
+def pad_shape(x, *, before, after):
+    return (x[0], before + x[1] + after) + tuple(x[2:])
+
+
+def _pad_reference(x, *, before, after):
+    return np.pad(x, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
 
 
 def _pad_gradient(emit, node, delta):
@@ -59,16 +80,24 @@ def _pad_gradient(emit, node, delta):
 
 
 RULES = (
-    OpRule("reshape", ("x",), reshape_shape, reshape_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2, 2)),), {"shape": (12,)}),
-           label=lambda a: "reshape to " + "x".join(map(str, a["shape"])), traits=LINEAR | {"view"},
+    OpRule("reshape", ("x",), reshape_shape, reshape_gradient,
+           lambda rng: Example((rng.normal(size=(2, 3, 2, 2)),), {"shape": (12,)}),
+           reference=reshape_reference, lowering=reshape_onnx,
+           label=lambda a: "reshape to " + "x".join(map(str, a["shape"])),
+           traits=LINEAR | {"view"},
            doc="same values, new per-sample shape (flatten: maps -> vector)"),
     OpRule("concat", ("a", "b"), concat_shape, concat_gradient,
            lambda rng: Example((rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 4, 2)))),
+           reference=lambda a, b: np.concatenate((a, b), axis=1),
+           lowering=lambda graph, a, b: graph.op("Concat", [a, b], axis=1),
            label=lambda a: "concat", traits=LINEAR, doc="join along axis 1 (maps or units)"),
-    OpRule("slice_range", ("x",), slice_shape, _slice_gradient, lambda rng: Example((rng.normal(size=(2, 5, 2)),), {"start": 1, "stop": 4}),
+    OpRule("slice_range", ("x",), slice_shape, _slice_gradient,
+           lambda rng: Example((rng.normal(size=(2, 5, 2)),), {"start": 1, "stop": 4}),
+           reference=lambda x, *, start, stop: x[:, start:stop], lowering=_slice_onnx,
            label=lambda a: f"slice {a['start']}:{a['stop']}", traits=LINEAR | {"view"},
            doc="entries start:stop of axis 1 (concat's adjoint)"),
-    OpRule("pad_range", ("x",), pad_shape, _pad_gradient, lambda rng: Example((rng.normal(size=(2, 3, 2)),), {"before": 1, "after": 2}),
-           label=lambda a: f"pad {a['before']}+{a['after']}", traits=LINEAR,
-           doc="zeros before and after along axis 1 (slice's adjoint)"),
+    OpRule("pad_range", ("x",), pad_shape, _pad_gradient,
+           lambda rng: Example((rng.normal(size=(2, 3, 2)),), {"before": 1, "after": 2}),
+           reference=_pad_reference, label=lambda a: f"pad {a['before']}+{a['after']}",
+           traits=LINEAR, doc="zeros before and after along axis 1 (slice's adjoint)"),
 )

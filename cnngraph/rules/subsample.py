@@ -1,10 +1,19 @@
-"""Subsampling ops (seed 3.2) and their upsampling adjoints, by reshaping."""
+"""Subsampling ops (seed 3.2) and their upsampling adjoints.
+
+down(x) sums each distinct factor x factor block, up(x) = x ⊗ 1_{n×n} tiles
+each value over one; decimation keeps every factor-th sample and its adjoint
+scatters values back to the kept positions.  The references reshape; the
+NumPy backend adds and writes factor² strided slices instead (numerics.py).
+"""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from .onnx_support import END, ints, scalar
 
 LINEAR = frozenset({"multilinear"})
 
@@ -19,6 +28,40 @@ def _down_shape(x, *, factor):
 def _up_shape(x, *, factor):
     n, c, h, w = x
     return (n, c, h * factor, w * factor)
+
+
+def subsample_sum_reference(x, *, factor):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // factor, factor, w // factor, factor).sum(axis=(3, 5))
+
+
+def upsample_kron_reference(x, *, factor):
+    return np.kron(x, np.ones((1, 1, factor, factor), dtype=x.dtype))
+
+
+def subsample_decimate_reference(x, *, factor):
+    return x[:, :, ::factor, ::factor]
+
+
+def upsample_scatter_reference(x, *, factor):
+    """Each value at the top-left of its factor x factor block, zeros elsewhere."""
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h * factor, w * factor), dtype=x.dtype)
+    out[:, :, ::factor, ::factor] = x
+    return out
+
+
+def subsample_sum_onnx(graph, x, *, factor):
+    """The block sum as the block mean times factor² (exact for factors 2 and 4)."""
+    mean = graph.op("AveragePool", [x], kernel_shape=[factor, factor],
+                    strides=[factor, factor])
+    return graph.op("Mul", [mean, scalar(graph, factor * factor, "block_size")])
+
+
+def subsample_decimate_onnx(graph, x, *, factor):
+    """Every factor-th row and column from the first: a Slice with steps."""
+    return graph.op("Slice", [x, ints(graph, [0, 0], "starts"), ints(graph, [END, END], "ends"),
+                              ints(graph, [2, 3], "axes"), ints(graph, [factor, factor], "steps")])
 
 
 def _example_down(rng):
@@ -38,17 +81,19 @@ def _label(name):
 
 
 RULES = (
-    OpRule("subsample_sum", ("x",), _down_shape,
-           _by("upsample_kron"), _example_down, label=_label("subsample_sum"), traits=LINEAR,
+    OpRule("subsample_sum", ("x",), _down_shape, _by("upsample_kron"), _example_down,
+           reference=subsample_sum_reference, lowering=subsample_sum_onnx,
+           label=_label("subsample_sum"), traits=LINEAR,
            macs=lambda x, *, factor: math.prod(x[1:]),  # each value added once into its block
            doc="down(x): sum over distinct factor x factor blocks (seed 3.2)"),
-    OpRule("upsample_kron", ("x",), _up_shape,
-           _by("subsample_sum"), _example_up, label=_label("upsample_kron"), traits=LINEAR,
+    OpRule("upsample_kron", ("x",), _up_shape, _by("subsample_sum"), _example_up,
+           reference=upsample_kron_reference, label=_label("upsample_kron"), traits=LINEAR,
            doc="up(x) = x ⊗ 1_{n×n} (seed 3.1.1)"),
-    OpRule("subsample_decimate", ("x",), _down_shape,
-           _by("upsample_scatter"), _example_down, label=_label("subsample_decimate"),
-           traits=LINEAR | {"view"}, doc="keep every factor-th sample both ways (seed 3.2)"),
-    OpRule("upsample_scatter", ("x",), _up_shape,
-           _by("subsample_decimate"), _example_up, label=_label("upsample_scatter"),
+    OpRule("subsample_decimate", ("x",), _down_shape, _by("upsample_scatter"), _example_down,
+           reference=subsample_decimate_reference, lowering=subsample_decimate_onnx,
+           label=_label("subsample_decimate"), traits=LINEAR | {"view"},
+           doc="keep every factor-th sample both ways (seed 3.2)"),
+    OpRule("upsample_scatter", ("x",), _up_shape, _by("subsample_decimate"), _example_up,
+           reference=upsample_scatter_reference, label=_label("upsample_scatter"),
            traits=LINEAR, doc="scatter delta back to the kept positions, zeros elsewhere"),
 )

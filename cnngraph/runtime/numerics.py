@@ -164,6 +164,11 @@ def upsample_kron(x: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
+def per_map(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-map vector (C,) shaped to broadcast over (N, C, ...) arrays of ``ndim`` axes."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
 def log_softmax(u: np.ndarray) -> np.ndarray:
     """log softmax over the last axis, shifted by the max so it never overflows."""
     shifted = u - u.max(axis=-1, keepdims=True)

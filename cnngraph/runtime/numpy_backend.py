@@ -1,9 +1,13 @@
-"""The NumPy backend: the default, fast kernel for every built-in op.
+"""The NumPy backend, the default: faster kernels than the ops' references where
+there are any, the references (the rules' definitions) for every other op.
 
 Batch-first arrays (N, maps, H, W).  Convolutions are matrix products over
 im2col patch matrices (runtime/numerics.py); activations are computed in place
-where the plan allows (`Kernel.in_place`).  Its allocator setting keeps freed
-buffers in malloc's heap (`reuse_freed_buffers`).
+where the plan allows (`Kernel.in_place`).  Some kernels round differently from
+their reference (a loss gradient scales delta/N once instead of dividing every
+entry, a sigmoid negates in place): their values agree to round-off, as the
+generated checks test.  Its allocator setting keeps freed buffers in malloc's
+heap (`reuse_freed_buffers`).
 """
 from __future__ import annotations
 
@@ -135,19 +139,7 @@ def poly(x, *, coeffs):
     return y
 
 
-# per-map vectors and shapes ----------------------------------------------------------
-
-def _per_map(v, ndim):
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
-def _scatter(x, *, factor):
-    """Each value at the top-left of its factor x factor block, zeros elsewhere."""
-    n, c, h, w = x.shape
-    out = np.zeros((n, c, h * factor, w * factor), dtype=x.dtype)
-    out[:, :, ::factor, ::factor] = x
-    return out
-
+# matrices ------------------------------------------------------------------------------
 
 def _matmul(a, b, *, transpose_a=False, transpose_b=False):
     # np.dot, not @: at batch 1 the weight gradient is an outer product (inner
@@ -155,31 +147,11 @@ def _matmul(a, b, *, transpose_a=False, transpose_b=False):
     return np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
 
 
-def _pad(x, *, before, after):
-    return np.pad(x, [(0, 0), (before, after)] + [(0, 0)] * (x.ndim - 2))
-
-
 # losses and learned combinations --------------------------------------------------------
 
-TINY = 1e-30  # keeps log alpha finite where alpha underflows to zero
-
-#: penalty op -> (φ, φ'), for λ·Σ φ(alpha) and its gradient delta·λ·φ'(alpha)
-PENALTIES = {
-    "penalty_l1": (lambda a: np.abs(a), lambda a: np.sign(a)),
-    "penalty_entropy": (lambda a: -a * np.log(a + TINY), lambda a: -(np.log(a + TINY) + 1)),
-    "penalty_power": (lambda a, p=0.5: (a + TINY) ** p,
-                      lambda a, p=0.5: p * (a + TINY) ** (p - 1)),
-}
-
-
-def _penalty_kernels(name):
-    value, slope = PENALTIES[name]
-    return {name: lambda alpha, *, lam, **attrs: np.asarray(lam * np.sum(value(alpha, **attrs))),
-            f"{name}_grad": lambda alpha, delta, *, lam, **attrs: delta * lam * slope(alpha,
-                                                                                    **attrs)}
-
-
 def _softmax_rows(c):
+    """Divides by the row sums, where the reference (numerics.softmax) takes exp of the
+    log-softmax: the two differ in the last bits, so each backend keeps its own."""
     shifted = c - c.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
@@ -193,26 +165,16 @@ KERNELS = {
         _conv_grad_kernel_from_columns, lambda shapes, attrs: tuple(attrs["size"]))),
     "subsample_sum": Kernel(lambda x, *, factor: numerics.block_sum(x, factor)),
     "upsample_kron": Kernel(lambda x, *, factor: numerics.upsample_kron(x, factor)),
-    "subsample_decimate": Kernel(lambda x, *, factor: x[:, :, ::factor, ::factor]),
-    "upsample_scatter": Kernel(_scatter),
-    "add_bias": Kernel(lambda x, bias: x + _per_map(bias, x.ndim), fresh=True),
-    "scale_maps": Kernel(lambda x, beta: x * _per_map(beta, x.ndim)),
+    "add_bias": Kernel(lambda x, bias: x + numerics.per_map(bias, x.ndim), fresh=True),
     "sum_bias": Kernel(lambda d: d.sum(axis=(0,) + tuple(range(2, d.ndim)))),
-    "expand_bias": Kernel(lambda b, like: np.broadcast_to(_per_map(b, like.ndim),
+    "expand_bias": Kernel(lambda b, like: np.broadcast_to(numerics.per_map(b, like.ndim),
                                                           like.shape).astype(b.dtype)),
     "matmul": Kernel(_matmul),
     "sigmoid": Kernel(sigmoid, in_place=sigmoid_in_place),
     "tanh": Kernel(tanh, in_place=tanh_in_place),
     "poly": Kernel(poly, fresh=True),
     "mul": Kernel(np.multiply, in_place=lambda a, b: np.multiply(a, b, out=a)),
-    "add": Kernel(np.add),
     "scale": Kernel(lambda x, *, c: x * np.asarray(c, x.dtype)),
-    "reshape": Kernel(lambda x, *, shape: x.reshape((len(x),) + tuple(shape))),
-    "concat": Kernel(lambda a, b: np.concatenate((a, b), axis=1)),
-    "slice_range": Kernel(lambda x, *, start, stop: x[:, start:stop]),
-    "pad_range": Kernel(_pad),
-    "squared_error": Kernel(lambda y, t: 0.5 * np.sum((y - t) ** 2) / len(y)),
-    "softmax_cross_entropy": Kernel(lambda y, t: -np.sum(t * numerics.log_softmax(y)) / len(y)),
     "squared_error_grad": Kernel(lambda y, t, delta: (y - t) * (delta / len(y))),
     "softmax_cross_entropy_grad": Kernel(
         lambda y, t, delta: (numerics.softmax(y) - t) * (delta / len(y))),
@@ -229,9 +191,9 @@ KERNELS = {
     # Σ_k (dalpha_k/dc_i)² h_k = alpha_i² (h_i (1 − 2 alpha_i) + Σ_k alpha_k² h_k)
     "softmax_rows_curvature": Kernel(lambda alpha, h: alpha ** 2 * (
         h * (1 - 2 * alpha) + np.sum(alpha ** 2 * h, axis=1, keepdims=True))),
-    **{op: Kernel(fn) for name in PENALTIES for op, fn in _penalty_kernels(name).items()},
 }
 
 
-def numpy_backend() -> Backend:
-    return Backend("numpy", KERNELS, setup=reuse_freed_buffers)
+def numpy_backend(fallback: Backend) -> Backend:
+    """The NumPy kernels, on ``fallback`` (the registry's references) for other ops."""
+    return Backend("numpy", KERNELS, setup=reuse_freed_buffers, fallback=fallback)

@@ -12,12 +12,12 @@ What is written is the forward graph from the input to the prediction (the
 values the loss reads: logits under softmax cross-entropy, the outputs
 compared with the targets under squared error), never the loss.  The walk is
 the forward graph's nodes in schedule order (not the fused plan, whose steps
-are kernels, not ops); each op is written by its lowering from the registry's
-"onnx" table (runtime/onnx_lowering.py; plugins add theirs with
-``registry.add_lowering``), and an op without one is an error naming it and
-the layer that uses it.  Values that depend on parameters only (a learned
-combination's alpha = softmax(c), its 1x1 mixing kernel, kernels scaled by
-alpha) are computed here with the model's own kernels and written as
+are kernels, not ops); each op is written by its rule's lowering
+(`OpRule.lowering`; rules/onnx_support.py says how a lowering is called), and
+an op without one is an error naming it and the layer that uses it.  Values
+that depend on parameters only (a learned combination's alpha = softmax(c),
+its 1x1 mixing kernel, kernels scaled by alpha) are computed here
+with the model's own kernels and written as
 constants (``fold_constants=False`` writes their ops instead).  Parameters
 become initializers.
 
@@ -47,8 +47,6 @@ from ..training.preprocess import fit_preprocessing
 
 #: The ONNX operator set the lowerings are written for.
 OPSET = 17
-#: The registry's lowering table for ONNX.
-TARGET = "onnx"
 #: Exports are float32 (onnxruntime's CPU Conv has no float64 kernel).
 DTYPE = np.float32
 #: The free batch axis of the graph's input and output.
@@ -68,7 +66,7 @@ def require_onnx():
 
 class OnnxGraph:
     """An ONNX graph being written: what lowerings emit nodes and constants into
-    (runtime/onnx_lowering.py describes their side), and what the exporter fills
+    (rules/onnx_support.py describes their side), and what the exporter fills
     with the input, the parameters and the lowered ops."""
 
     def __init__(self):
@@ -228,14 +226,18 @@ def pixel_scale_offset(model, train_images=None, full_scale: float = 255.0):
     set holds them (the training set less the train block's validation images, or
     the subset a run trained on); per-map standardization gives one scale and
     offset per map.  A checkpoint's own constants are its ``preprocessing``
-    (``ckpt.preprocessing.scale_offset()``), recorded since checkpoint format 2."""
+    (``ckpt.preprocessing.scale_offset(model.registry)``), recorded since checkpoint
+    format 2."""
     pre = model.settings.preprocess
-    if pre.pixels[0] == "standardize" and train_images is None:
-        raise UsageError("the model standardizes its pixels with the training images' "
-                         "mean and spread, so exporting it needs those images",
-                         hint="pass pixels=ckpt.preprocessing.scale_offset() (a checkpoint's "
-                              "record), or the training images")
-    return fit_preprocessing(pre, train_images, full_scale).scale_offset()
+    measured = model.registry.choice("preprocessing", pre.pixels[0]).value.statistics
+    if measured and train_images is None:
+        raise UsageError(f"the model standardizes its pixels with the training images' "
+                         f"{' and '.join(measured)} ({pre.pixels[0]}), so exporting it needs "
+                         f"those images",
+                         hint="pass pixels=ckpt.preprocessing.scale_offset(model.registry) "
+                              "(a checkpoint's record), or the training images")
+    return fit_preprocessing(pre, train_images, full_scale,
+                             model.registry).scale_offset(model.registry)
 
 
 def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
@@ -243,7 +245,7 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     """The forward graph (input -> prediction) of ``model`` with ``params`` as a
     checked onnx.ModelProto in float32.  ``pixels``: (scale, offset) of the pixel
     transform, numbers or one per input map: a checkpoint's record,
-    ``ckpt.preprocessing.scale_offset()`` (default: from the model's ``pixels``
+    ``ckpt.preprocessing.scale_offset(model.registry)`` (default: from the model's ``pixels``
     range for 8-bit pixels; required for ``standardize``, see `pixel_scale_offset`);
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)
@@ -299,7 +301,7 @@ def _umask() -> int:
 def _lowering(model, step):
     """The step's op's ONNX lowering, or an error at the layer that uses the op."""
     try:
-        return model.registry.lowering(step.op, TARGET)
+        return model.registry.lowering(step.op)
     except RuleError as e:
         data = model.graph.nodes[step.node]
         layer = data.get("layer")
