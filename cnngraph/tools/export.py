@@ -226,18 +226,14 @@ def pixel_scale_offset(model, train_images=None, full_scale: float = 255.0):
     set holds them (the training set less the train block's validation images, or
     the subset a run trained on); per-map standardization gives one scale and
     offset per map.  A checkpoint's own constants are its ``preprocessing``
-    (``ckpt.preprocessing.scale_offset(model.registry)``), recorded since checkpoint
-    format 2."""
+    (``ckpt.preprocessing.scale_offset()``), recorded since checkpoint format 2."""
     pre = model.settings.preprocess
-    measured = model.registry.choice("preprocessing", pre.pixels[0]).value.statistics
-    if measured and train_images is None:
-        raise UsageError(f"the model standardizes its pixels with the training images' "
-                         f"{' and '.join(measured)} ({pre.pixels[0]}), so exporting it needs "
-                         f"those images",
-                         hint="pass pixels=ckpt.preprocessing.scale_offset(model.registry) "
-                              "(a checkpoint's record), or the training images")
-    return fit_preprocessing(pre, train_images, full_scale,
-                             model.registry).scale_offset(model.registry)
+    if pre.pixels[0] == "standardize" and train_images is None:
+        raise UsageError("the model standardizes its pixels with the training images' "
+                         "mean and spread, so exporting it needs those images",
+                         hint="pass pixels=ckpt.preprocessing.scale_offset() (a checkpoint's "
+                              "record), or the training images")
+    return fit_preprocessing(pre, train_images, full_scale).scale_offset()
 
 
 def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
@@ -245,7 +241,7 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     """The forward graph (input -> prediction) of ``model`` with ``params`` as a
     checked onnx.ModelProto in float32.  ``pixels``: (scale, offset) of the pixel
     transform, numbers or one per input map: a checkpoint's record,
-    ``ckpt.preprocessing.scale_offset(model.registry)`` (default: from the model's ``pixels``
+    ``ckpt.preprocessing.scale_offset()`` (default: from the model's ``pixels``
     range for 8-bit pixels; required for ``standardize``, see `pixel_scale_offset`);
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)
