@@ -102,3 +102,21 @@ def test_a_trainer_built_directly_uses_the_train_blocks_shards(model):
     assert isinstance(Trainer(model, cfg).reduce, WholeBatch)
     sharded = Trainer(model, cfg.replace(shards=2)).reduce
     assert isinstance(sharded, Shards) and sharded.count == 2
+
+
+def test_compiling_is_pure_and_the_first_run_sets_the_backend_up():
+    """compile_model makes graphs and plans and nothing else; the backend's setup (the
+    allocator, compiled kernels) runs once, when a plan is first fed."""
+    from cnngraph import default_registry
+    from cnngraph.core.backend import Backend
+    calls = []
+    registry = default_registry()
+    registry.add_backend(Backend("probe", setup=lambda: calls.append("setup"),
+                                 fallback=registry.backend("numpy")))
+    probed = compile_model(DLT, registry, backend="probe")
+    assert calls == []
+    params = probed.init_params(0, np.float64)
+    x, t = synthetic_batch(probed, 3, np.float64, np.random.default_rng(0))
+    probed.forward(params, x)
+    probed.loss_and_grads(params, x, t)
+    assert calls == ["setup"]
