@@ -119,7 +119,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     has ``interrupted`` set.  Returns None on MPI ranks other than 0.
     """
     from ..training.datasets import resolve_data
-    from .experiment import pictures_wanted
+    from .outputs import pictures_wanted
     for flag, value in (("limit-train", limit_train), ("limit-test", limit_test),
                         ("jobs", jobs)):
         if value is not None and value < 1:
