@@ -4,9 +4,9 @@ there are any, the references (the rules' definitions) for every other op.
 Batch-first arrays (N, maps, H, W).  Convolutions are matrix products over
 im2col patch matrices (runtime/numerics.py); activations are computed in place
 where the plan allows (`Kernel.in_place`).  Some kernels round differently from
-their reference (a loss gradient scales delta/N once instead of dividing every
-entry, a sigmoid negates in place): their values agree to round-off, as the
-generated checks test.  Its allocator setting keeps freed buffers in malloc's
+their reference (a loss gradient multiplies by delta/N once where the reference
+multiplies and divides every entry; poly uses Horner's rule): their values agree
+to round-off, as the generated checks test.  Its allocator setting keeps freed buffers in malloc's
 heap (`reuse_freed_buffers`).
 """
 from __future__ import annotations
