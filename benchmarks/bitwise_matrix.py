@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +27,14 @@ MODELS = sorted((ROOT / "models").glob("*.cnn"))
 TIMING = ("seconds", "images_per_s", "time", "elapsed")
 
 
-def sdlm_variant(tmp: Path) -> Path:
+def sdlm_variant(folder: Path) -> Path:
     """LeNet-5 trained with SDLM, the one optimizer no shipped model uses."""
     text = (ROOT / "models" / "lenet5.cnn").read_text()
     text = text.replace("optimizer = sgd(momentum=0.9, weight_decay=5e-4)",
                         "optimizer = sdlm(mu=0.02, samples=100)")
-    path = tmp / "lenet5_sdlm.cnn"
+    path = folder / "lenet5_sdlm.cnn"
     path.write_text(text)
-    return path
+    return path.relative_to(ROOT)
 
 
 def untimed(value):
@@ -47,6 +47,7 @@ def untimed(value):
 
 def fingerprint(out: Path) -> dict:
     found = {}
+    out = ROOT / out
     with np.load(out / "checkpoint.npz", allow_pickle=False) as archive:
         for key in sorted(archive.files):
             a = archive[key]
@@ -69,12 +70,13 @@ def run(model: Path, backend: str, dtype: str, out: Path, data: str) -> dict:
             "--dtype", dtype, "--out", str(out), "--limit-train", "320", "--limit-test", "100",
             "--val", "64", "--threads", "1", "--no-plots", "--quiet", "--data", data]
     env = dict(os.environ, PYTHONHASHSEED="0")
-    first = subprocess.run(base + ["--epochs", "2"], capture_output=True, text=True, env=env)
+    first = subprocess.run(base + ["--epochs", "2"], capture_output=True, text=True, env=env,
+                           cwd=ROOT)
     if first.returncode:
         return {"error": first.stderr[-400:]}
     prints = {"after 2 epochs": fingerprint(out)}
     resumed = subprocess.run(base + ["--epochs", "3", "--resume"], capture_output=True,
-                             text=True, env=env)
+                             text=True, env=env, cwd=ROOT)
     if resumed.returncode:
         return {"error": resumed.stderr[-400:]}
     prints["resumed to 3"] = fingerprint(out)
@@ -90,15 +92,19 @@ def main() -> int:
     parser.add_argument("--backends", default="numpy,numba,reference")
     args = parser.parse_args()
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        models = MODELS + [sdlm_variant(Path(tmp))]
-        for model in models:
-            for backend in args.backends.split(","):
-                for dtype in ("float32", "float64"):
-                    key = f"{model.stem} {backend} {dtype}"
-                    results[key] = run(model, backend, dtype, Path(tmp) / key.replace(" ", "-"),
-                                       args.data)
-                    print(key, "error" if "error" in results[key] else "ok", flush=True)
+    # paths relative to the checkout and outputs at a fixed place: the model's path is
+    # recorded in the checkpoint and metrics, so two checkouts must name it alike
+    folder = ROOT / "runs" / "bitwise"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    models = [m.relative_to(ROOT) for m in MODELS] + [sdlm_variant(folder)]
+    for model in models:
+        for backend in args.backends.split(","):
+            for dtype in ("float32", "float64"):
+                key = f"{model.stem} {backend} {dtype}"
+                results[key] = run(model, backend, dtype,
+                                   folder.relative_to(ROOT) / key.replace(" ", "-"), args.data)
+                print(key, "error" if "error" in results[key] else "ok", flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     if not args.compare:
         return 0
