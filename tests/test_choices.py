@@ -15,6 +15,7 @@ from cnngraph.language.options import number
 from cnngraph.language.settings import Augment, Settings, TrainConfig
 from cnngraph.rules.choices import Loss
 from cnngraph.training.loop import learning_rate
+from cnngraph.training.preprocess import fit_preprocessing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ from cnngraph.rules.choices import Loss, Pixels
 
 
 def ones(shape, fan_in, fan_out, rng, dtype, *, times):
-    return np.full(shape, times / fan_in, dtype=dtype) * np.ones(shape, dtype)
+    return np.broadcast_to(times / fan_in, shape).astype(dtype)
 
 
 def halving(*, every, until):
@@ -37,11 +38,12 @@ def register(registry):
     registry.add_choice(Choice("init", "ones", {"times": Option(number(), 1.0, doc="scale")},
                                ones, "times / fan_in everywhere"))
     registry.add_choice(Choice("schedule", "halving",
-                               {"every": Option(integer(1), required=True, doc="epochs between halvings"),
+                               {"every": Option(integer(1), required=True,
+                                                doc="epochs between halvings"),
                                 "until": Option(integer(1), 100, doc="last step")},
                                halving, "halve the rate every few epochs"))
     registry.add_choice(Choice("preprocessing", "invert", {},
-                               Pixels((), lambda images: {}, lambda stats, full: (-1.0 / full, 1.0),
+                               Pixels((), None, lambda statistics, full: (-1.0 / full, 1.0),
                                       background=lambda: 1.0), "1 - pixel / full"))
     registry.add_choice(Choice("loss", "squares", {}, Loss("squared_error"), "squared error"))
 '''
@@ -79,6 +81,8 @@ def test_a_plugin_adds_an_init_scheme_a_schedule_a_preprocessing_and_a_loss(regi
     assert cfg.schedule == ((3, 0.5), (5, 0.25))
     assert [learning_rate(cfg, e) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
     assert model.settings.preprocess.pixels == ("invert", {})
+    fitted = fit_preprocessing(model.settings.preprocess, None, 255.0, registry)  # no images read
+    assert fitted.scale_offset(registry) == (-1 / 255, 1.0)
     with pytest.raises(BuildError, match="option 'schedule': unknown 'halving'; expected one "
                                          "of piecewise"):
         compile_model(MODEL)  # without the plugin

@@ -72,7 +72,8 @@ def test_export_of_a_subset_run_gives_cnngraphs_outputs(path, trained, mnist, tm
     train, _, test = make_splits(model, data, 0, np.float32, limit_train=SUBSET,
                                  limit_test=500)
     assert ckpt.preprocessing == train.preprocessing  # the subset's constants
-    whole = fit_preprocessing(model.settings.preprocess, data.train_images, 255.0)
+    whole = fit_preprocessing(model.settings.preprocess, data.train_images, 255.0,
+                              model.registry)
     assert whole.statistics != ckpt.preprocessing.statistics
     exported = tmp_path / "model.onnx"  # --data names no data set: none is read
     assert main(["export", "--checkpoint", str(out / "checkpoint.npz"), "-o", str(exported),
@@ -91,7 +92,8 @@ def test_export_of_a_subset_run_gives_cnngraphs_outputs(path, trained, mnist, tm
     # the constants the whole training set gives, as export used before they were
     # recorded, miss by far more than round-off
     before = session.run(None, {"x": _as_the_metadata_says(raw, props,
-                                                           whole.scale_offset())})[0]
+                                                           whole.scale_offset(
+                                                               model.registry))})[0]
     assert _relative_error(before, want) > 1e-4
 
 
@@ -133,7 +135,8 @@ def test_the_record_survives_the_checkpoint_exactly(trained):
     for model, ckpt, out in trained.values():
         again = load_checkpoint(out / "checkpoint.npz")
         assert again.preprocessing == ckpt.preprocessing
-        for a, b in zip(again.preprocessing.scale_offset(), ckpt.preprocessing.scale_offset()):
+        for a, b in zip(again.preprocessing.scale_offset(model.registry),
+                        ckpt.preprocessing.scale_offset(model.registry)):
             assert np.array_equal(a, b)
         with np.load(out / "checkpoint.npz") as archive:
             header = json.loads(archive["header"].tobytes().decode())

@@ -50,7 +50,7 @@ def cmd_export(args) -> int:
     require_onnx()
     model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
-    pixels = (ckpt.preprocessing.scale_offset() if ckpt.preprocessing is not None
+    pixels = (ckpt.preprocessing.scale_offset(model.registry) if ckpt.preprocessing is not None
               else pixel_scale_offset(model, _training_images(args, model)))
     proto = export_onnx(model, ckpt.params, pixels=pixels,
                         metadata={"cnngraph.checkpoint": Path(args.checkpoint).name})
@@ -72,7 +72,7 @@ def _training_images(args, model):
     images), when the model's pixels are standardized (their mean and spread); else
     None, and no data is read."""
     pre, cfg = model.settings.preprocess, model.settings.train
-    if pre.pixels[0] != "standardize":
+    if not model.registry.choice("preprocessing", pre.pixels[0]).value.statistics:
         return None
     from ..training.datasets import load_data, resolve_data
     data = load_data(resolve_data(args.data, cfg.data, model.file))

@@ -226,14 +226,18 @@ def pixel_scale_offset(model, train_images=None, full_scale: float = 255.0):
     set holds them (the training set less the train block's validation images, or
     the subset a run trained on); per-map standardization gives one scale and
     offset per map.  A checkpoint's own constants are its ``preprocessing``
-    (``ckpt.preprocessing.scale_offset()``), recorded since checkpoint format 2."""
+    (``ckpt.preprocessing.scale_offset(model.registry)``), recorded since checkpoint
+    format 2."""
     pre = model.settings.preprocess
-    if pre.pixels[0] == "standardize" and train_images is None:
-        raise UsageError("the model standardizes its pixels with the training images' "
-                         "mean and spread, so exporting it needs those images",
-                         hint="pass pixels=ckpt.preprocessing.scale_offset() (a checkpoint's "
-                              "record), or the training images")
-    return fit_preprocessing(pre, train_images, full_scale).scale_offset()
+    measured = model.registry.choice("preprocessing", pre.pixels[0]).value.statistics
+    if measured and train_images is None:
+        raise UsageError(f"the model standardizes its pixels with the training images' "
+                         f"{' and '.join(measured)} ({pre.pixels[0]}), so exporting it needs "
+                         f"those images",
+                         hint="pass pixels=ckpt.preprocessing.scale_offset(model.registry) "
+                              "(a checkpoint's record), or the training images")
+    return fit_preprocessing(pre, train_images, full_scale,
+                             model.registry).scale_offset(model.registry)
 
 
 def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
@@ -241,7 +245,7 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     """The forward graph (input -> prediction) of ``model`` with ``params`` as a
     checked onnx.ModelProto in float32.  ``pixels``: (scale, offset) of the pixel
     transform, numbers or one per input map: a checkpoint's record,
-    ``ckpt.preprocessing.scale_offset()`` (default: from the model's ``pixels``
+    ``ckpt.preprocessing.scale_offset(model.registry)`` (default: from the model's ``pixels``
     range for 8-bit pixels; required for ``standardize``, see `pixel_scale_offset`);
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)
@@ -329,7 +333,7 @@ def _metadata(model, scale, offset, input_name, output_name) -> dict:
     kind, args = pre.pixels
     pixels = f"range({args.get('lo', 0.0):g}, {args.get('hi', 1.0):g})" if kind == "range" \
         else kind + "".join(f"({k}={str(v).lower()})" for k, v in args.items())
-    crop = tuple(getattr(pre, "crop", (0, 0, 0, 0)))  # (top, bottom, left, right)
+    crop = tuple(pre.crop)  # (top, bottom, left, right)
     shape = "x".join(map(str, model.input_shape))
     scale, offset = _number_text(scale), _number_text(offset)
     how = f"Input '{input_name}' is float32 (N, {', '.join(map(str, model.input_shape))}): "

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import DataError
+from ..rules.choices import PREPROCESSINGS
 
 
-#: What each pixel scheme measures on the training images (`Preprocessing.statistics`).
-STATISTICS = {"range": (), "standardize": ("mean", "std")}
+#: What each built-in pixel scheme measures on the training images
+#: (`Preprocessing.statistics`), for checking a checkpoint's record.
+STATISTICS = {choice.name: choice.value.statistics for choice in PREPROCESSINGS}
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,14 @@ class Preprocessing:
     crop: tuple
     pad: int
 
-    def scale_offset(self):
+    def scale_offset(self, registry):
         """(scale, offset) with x = pixel · scale + offset: numbers, or arrays of one
-        per map for ``standardize(per_map=true)``."""
+        per map for ``standardize(per_map=true)``; the scheme is ``registry``'s
+        preprocessing of that name (rules/choices.py, `Pixels`)."""
         kind, args = self.pixels
-        if kind == "standardize":
-            mean, std = self.statistics["mean"], self.statistics["std"]
-            if isinstance(mean, list):
-                mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-            return 1.0 / std, -mean / std
-        lo, hi = args.get("lo", 0.0), args.get("hi", 1.0)
-        return (hi - lo) / self.full_scale, lo
+        scheme = registry.choice("preprocessing", kind)
+        return scheme.value.scale_offset(self.statistics, self.full_scale,
+                                         **scheme.arguments(args))
 
     def record(self) -> dict:
         """As JSON (a checkpoint's ``preprocess``); `checkpoint` reads it back."""
@@ -62,22 +61,15 @@ class Preprocessing:
                 "full_scale": self.full_scale, "crop": list(self.crop), "pad": self.pad}
 
 
-def fit_preprocessing(pre, train_images: np.ndarray | None, full: float) -> Preprocessing:
+def fit_preprocessing(pre, train_images: np.ndarray | None, full: float,
+                      registry) -> Preprocessing:
     """The `Preprocessing` of settings ``pre`` (the model's preprocess section) for
     these training images (uncropped; read only by schemes that measure them;
-    ``full``: their full-scale pixel)."""
+    ``full``: their full-scale pixel), the scheme ``registry``'s."""
     kind, args = pre.pixels
-    statistics = {}
-    if kind == "standardize":
-        x = crop_images(train_images, tuple(pre.crop))
-        if args.get("per_map"):
-            means, stds = [], []
-            for c in range(x.shape[1]):
-                means.append(float(x[:, c].mean(dtype=np.float64)))
-                stds.append(float(x[:, c].std(dtype=np.float64)) or 1.0)
-            statistics = {"mean": means, "std": stds}
-        else:
-            statistics = {"mean": float(x.mean()), "std": float(x.std()) or 1.0}
+    scheme = registry.choice("preprocessing", kind)
+    statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop)),
+                                      **scheme.arguments(args)) if scheme.value.statistics else {}
     return Preprocessing((kind, dict(args)), statistics, float(full), tuple(pre.crop),
                          int(pre.pad))
 
@@ -208,10 +200,10 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
         train_raw, train_labels = train_raw[:limit_train], train_labels[:limit_train]
     full = full_scale(data.train_images)
     if preprocessing is None:
-        preprocessing = fit_preprocessing(pre, train_raw, full)
+        preprocessing = fit_preprocessing(pre, train_raw, full, model.registry)
     else:
         _check_recorded(preprocessing, pre, full, maps, source)
-    scale, offset = preprocessing.scale_offset()
+    scale, offset = preprocessing.scale_offset(model.registry)
     classes, coding = model.classes, model.target_coding
     found = int(max(data.train_labels.max(), data.test_labels.max())) + 1
     if found != classes:
