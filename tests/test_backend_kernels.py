@@ -39,16 +39,12 @@ def _registry():
 REGISTRY = _registry()
 
 
-def _reference(op):
-    return REGISTRY.backend("reference").kernels[op].run
-
-
 def _own_kernels():
     """(backend, op) for each kernel a backend holds itself that is not the op's
     reference, or that declares another form (in place, a shared input)."""
     for name, backend in sorted(REGISTRY.backends.items()):
         for op, kernel in sorted(backend.kernels.items()):
-            if kernel.run is not _reference(op) or kernel.in_place \
+            if kernel.run is not REGISTRY.op(op).reference or kernel.in_place \
                     or kernel.shared_input:
                 yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
 
@@ -79,8 +75,8 @@ def cases():
     recording = REGISTRY.copy()
     calls = {}
     recording.add_backend(Backend("recording", {
-        op: Kernel(_recorder(op, kernel.run, calls))
-        for op, kernel in recording.backend("reference").kernels.items()}))
+        op: Kernel(_recorder(op, rule.reference, calls))
+        for op, rule in recording.ops.items() if rule.reference is not None}))
     found = {op: [("example", rule.example(np.random.default_rng(0)))]
              for op, rule in REGISTRY.ops.items()}
     for label, source in _model_sources():

@@ -20,8 +20,9 @@ def _plugins():
     return registry
 
 
-CASES = [(path, default_registry) for path in MODELS] + \
-    [(ROOT / "examples" / "maxpool.cnn", _plugins)]
+CASES = [pytest.param(path, registry, id=path.stem) for path, registry in
+         [(path, default_registry) for path in MODELS]
+         + [(ROOT / "examples" / "maxpool.cnn", _plugins)]]
 
 
 def _close(got, want, what):
@@ -37,7 +38,7 @@ BACKENDS = [pytest.param(backend, batch, id=f"{backend}-{batch}",
 
 
 @pytest.mark.parametrize("backend,batch", BACKENDS)
-@pytest.mark.parametrize("path,registry", CASES, ids=lambda c: getattr(c, "stem", ""))
+@pytest.mark.parametrize("path,registry", CASES)
 def test_reference_and_fast_backends_agree(path, registry, backend, batch):
     registry = registry()
     fast = compile_model(path, registry, backend=backend)
