@@ -1,9 +1,12 @@
-"""The built-in rules: ops, layers and optimizers, declared through the same
+"""The built-in rules: ops, layers and named choices (activations, losses, init
+schemes, optimizers, schedules, preprocessings), declared through the same
 public API as a plugin's."""
 from __future__ import annotations
 
 from ..core.registry import Registry
 from . import channels, conv, dense, elementwise, learned, loss, shape, subsample
+from .activations import register_builtin_activations
+from .choices import register_builtin_choices
 from .layers import register_builtin_layers
 from .optimizers import register_builtin_optimizers
 
@@ -18,5 +21,8 @@ def register_builtin_ops(registry: Registry) -> Registry:
 
 
 def register_builtin_rules(registry: Registry) -> Registry:
-    """Ops, layers and optimizers; the registry's backends hold their kernels."""
-    return register_builtin_optimizers(register_builtin_layers(register_builtin_ops(registry)))
+    """Ops, layers and named choices; the registry's backends hold their kernels."""
+    for register in (register_builtin_ops, register_builtin_layers, register_builtin_activations,
+                     register_builtin_choices, register_builtin_optimizers):
+        register(registry)
+    return registry

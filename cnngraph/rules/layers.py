@@ -6,8 +6,8 @@ full       x = f(W x + b), maps flattened first            (seed 2)
 concat     maps (or vectors) side by side
 loss       a registered loss function (rules/choices.py)  (seed 4.3)
 
-Registering them registers the named choices their options name too: activations,
-losses, init schemes (and the settings' schedules and preprocessings).
+Their options name registered choices (activations, losses, init schemes), read
+against the registry when a model is built.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 
 from ..core.registry import LayerRule, Option, Registry
 from ..language.options import FromRegistry, choice, integer, named, number, size_pair
-from .activations import ACTIVATION, apply_activation, register_builtin_activations
-from .choices import CODINGS, register_builtin_choices
+from .activations import ACTIVATION, apply_activation
+from .choices import CODINGS
 from .conv_layer import connectivity, lower_conv
 from .lowering import add_bias, flatten, require_maps, stack_maps
 
@@ -184,4 +184,4 @@ def register_builtin_layers(registry: Registry) -> Registry:
                 "loss L <- out : function=softmax_cross_entropy, targets=zero_one\n")),
     ):
         registry.add_layer(rule)
-    return register_builtin_activations(register_builtin_choices(registry))
+    return registry
