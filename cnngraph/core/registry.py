@@ -104,9 +104,10 @@ class OpRule:
 
 @dataclass(frozen=True)
 class Option:
-    """A typed option of a layer: a checker turning a parsed value into data."""
+    """A typed option of a layer, a settings section or a named choice: a checker
+    turning a parsed value into data, its default and a one-line doc."""
 
-    check: Callable  # (value, span) -> python value; raises BuildError
+    check: Callable  # (value, what) -> data, raising BuildError; or a language.options.FromRegistry
     default: Any = None
     required: bool = False
     doc: str = ""
