@@ -54,8 +54,9 @@ class Optimizer:
 
     @property
     def samples(self) -> int:
-        """Patterns for each curvature estimate."""
-        return int(self.args.get("samples", 500))
+        """Patterns for each curvature estimate (the option's declared default where
+        the train block leaves it out)."""
+        return int(self.args.get("samples", self.rule.options["samples"].default))
 
 
 @dataclass(frozen=True)
