@@ -250,12 +250,12 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)
     scale, offset = pixels if pixels is not None else pixel_scale_offset(model)
-    net, graph = model.network, model.graph
-    plan = schedule(graph, model.registry, [net.prediction])
+    roles, graph = model.roles, model.graph
+    plan = schedule(graph, model.registry, [roles.prediction])
     g = OnnxGraph()
     known = {name: np.asarray(params[name], DTYPE) for name in plan.sources if name in params}
     known.update((name, np.asarray(value, DTYPE)) for name, value in plan.constants.items())
-    names = {net.input: g.add_input(net.input, graph.nodes[net.input]["shape"])}
+    names = {roles.input: g.add_input(roles.input, graph.nodes[roles.input]["shape"])}
 
     def name_of(value: str) -> str:
         if value not in names:
@@ -271,12 +271,12 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
         lowering = _lowering(model, step)
         names[step.node] = g.lower(lowering, step.node, step.op,
                                    [name_of(i) for i in step.inputs], step.attrs, step.shape)
-    output = g.name_output(name_of(net.prediction), _output_name(net))
-    info = _metadata(model, scale, offset, net.input, output)
+    output = g.name_output(name_of(roles.prediction), _output_name(model))
+    info = _metadata(model, scale, offset, roles.input, output)
     info.update(metadata or {})
-    doc = (f"cnngraph export of {info['cnngraph.model_file']}: {net.input} -> {output} "
+    doc = (f"cnngraph export of {info['cnngraph.model_file']}: {roles.input} -> {output} "
            f"(what the loss reads).  {info['cnngraph.preprocess']}")
-    return g.model(_graph_name(net), [output], doc, info)
+    return g.model(_graph_name(model), [output], doc, info)
 
 
 def save_onnx(proto, path) -> Path:
@@ -308,23 +308,23 @@ def _lowering(model, step):
         raise RuleError(f"op '{step.op}' has no ONNX lowering, so "
                         + (f"layer '{layer}'" if layer else f"node '{step.node}'")
                         + " cannot be exported", data.get("span"), hint=e.hint,
-                        where=model.network.spec.file) from None
+                        where=model.file) from None
 
 
-def _output_name(net) -> str:
+def _output_name(model) -> str:
     """The layer whose output the loss reads (the loss layer's source)."""
-    for layer, node in net.layer_outputs.items():
-        if node == net.prediction:
+    for layer, node in model.layer_nodes.items():
+        if node == model.roles.prediction:
             return layer
-    loss_layer = net.graph.nodes[net.data_loss].get("layer")
-    for layer in net.spec.layers:
+    loss_layer = model.graph.nodes[model.roles.data_loss].get("layer")
+    for layer in model.spec.layers:
         if layer.name == loss_layer and layer.sources:
             return layer.sources[0].name
     return "y"
 
 
-def _graph_name(net) -> str:
-    file = net.spec.file or ""
+def _graph_name(model) -> str:
+    file = model.file or ""
     return Path(file).stem if file and not file.startswith("<") else "cnngraph"
 
 
@@ -343,9 +343,9 @@ def _metadata(model, scale, offset, input_name, output_name) -> dict:
             + (" per map" if scale.startswith("[") else "") + f" ({pixels})")
     if pre.pad:
         how += f", then a border of {pre.pad} pixels of the offset on each side"
-    data_loss = model.graph.nodes[model.network.data_loss]
+    data_loss = model.graph.nodes[model.roles.data_loss]
     return {
-        "cnngraph.model_file": Path(model.network.spec.file).name,
+        "cnngraph.model_file": Path(model.file).name,
         "cnngraph.network_hash": model.network_hash(),
         "cnngraph.input": input_name,
         "cnngraph.input_shape": shape,
