@@ -167,3 +167,11 @@ def test_the_cycle_check_sees_imports():
     graph = import_graph()
     assert graph.has_edge("cnngraph.cli.main", "cnngraph.cli.run_command")
     assert graph.has_edge("cnngraph.cli.run_command", "cnngraph.tools.experiment")
+
+
+def test_only_the_compiler_reads_the_built_network():
+    """Other modules use Model's documented surface (roles, layer_nodes, spec, ...),
+    so the network's layout can change without a walk through the tools."""
+    reads = {str(p.relative_to(PACKAGE)) for p in ALL_MODULES
+             if p.parent.name != "compiler" and re.search(r"\.network\b", p.read_text())}
+    assert reads == set()
