@@ -32,6 +32,17 @@ def test_a_broken_plugin_fails_check_ops_naming_op_and_slot(tmp_path, capsys):
     assert "maxpool (gradient, slot 'x'" in failed
 
 
+def test_check_ops_checks_a_plugins_faster_kernel_against_its_reference(tmp_path, capsys):
+    """The accelerated kernel is a second implementation: a slip in it (here a
+    block's last row and column never read) fails against the rule's reference."""
+    broken = tmp_path / "slow_maxpool.py"
+    text = open(MAXPOOL).read()
+    broken.write_text(text.replace("for b in range(factor):", "for b in range(factor - 1):"))
+    assert main(["check-ops", "--ops", str(broken)]) == 1
+    failed = capsys.readouterr().out.split("FAILED:")[1]
+    assert "maxpool (kernel, slot 'numpy/float64'" in failed
+
+
 def test_plugin_loads_as_a_module(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     registry = default_registry()

@@ -223,6 +223,17 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     return reports
 
 
+def verify_own_kernels(registry: Registry, name: str, seed: int = 0) -> list[SlotReport]:
+    """Every backend's own kernel for op ``name`` (an accelerated plugin kernel)
+    against the rule's reference on its example, in float64 and float32; the slot
+    column names the backend and dtype."""
+    example = registry.op(name).example(np.random.default_rng(seed))
+    return [replace(r, slot=f"{backend.name}/{np.dtype(dtype).name}")
+            for backend in registry.backends.values() if name in backend.kernels
+            for dtype in (np.float64, np.float32)
+            for r in verify_kernel(registry, backend.name, name, [("example", example)], dtype)]
+
+
 def _check_against_reference(rule, kernel, inputs, attrs) -> SlotReport:
     before = [a.copy() for a in inputs]
     try:
