@@ -44,7 +44,8 @@ class SharedInput:
         value (a kernel size); steps with the same ``name``, input and key share it.
     prepare(x, key) -> the prepared value; shape(x shape, key) -> its shape, with
         the batch axis None, for the memory estimate.
-    finish(prepared, *other inputs, **attrs) -> the op's output.
+    finish(prepared, *other inputs, x_shape=, key=, **attrs) -> the op's output, told the
+        prepared input's shape and the key it was prepared for.
     """
 
     slot: int
