@@ -1,6 +1,6 @@
 """parse: model text -> `ModelSpec`, with Lark's errors turned into located ones.
 
-The grammar lives in ``grammar/cnn.lark`` (installed as ``cnngraph.grammar``).
+The grammar lives in ``cnngraph/grammar/cnn.lark`` (package data).
 The transformer only builds data; every semantic check is the build stage's.
 """
 from __future__ import annotations
@@ -38,11 +38,8 @@ TERMINAL_TEXT = {
 
 
 def grammar_text() -> str:
-    """The grammar, from the installed package or, in a source checkout, from grammar/."""
-    try:
-        return resources.files("cnngraph.grammar").joinpath("cnn.lark").read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
-        return (Path(__file__).resolve().parents[2] / "grammar" / "cnn.lark").read_text()
+    """The grammar, cnngraph/grammar/cnn.lark (package data)."""
+    return resources.files("cnngraph.grammar").joinpath("cnn.lark").read_text()
 
 
 @functools.lru_cache(maxsize=1)
