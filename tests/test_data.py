@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -511,3 +512,75 @@ def test_local_data_named_by_the_environment_is_never_fetched(mirror, tmp_path):
         with pytest.raises(DataError, match="MNIST data not found; looked in"):
             find_data_dir(None, environ, given)
     assert requested == []
+
+
+
+@pytest.fixture
+def first_run(tmp_path, monkeypatch):
+    """No MNIST anywhere ($CNNGRAPH_DATA unset, HOME and XDG_CACHE_HOME in tmp_path):
+    cli(url, checksums, *argv) -> (exit status, stdout, stderr) of the command line,
+    MNIST fetched from ``url``; and the cache folder."""
+    import functools
+
+    from cnngraph.cli.main import main
+    monkeypatch.delenv("CNNGRAPH_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def cli(capsys, url, checksums, *argv):
+        monkeypatch.setattr(data, "Download", functools.partial(
+            data.Download, base_url=url, checksums=checksums))
+        status = main(list(argv))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return cli, tmp_path / "xdg" / "cnngraph" / "mnist"
+
+
+MLP = str(Path(__file__).resolve().parent.parent / "models" / "mlp.cnn")
+
+
+def test_run_without_data_fetches_mnist_and_trains(first_run, mirror, tmp_path, capsys):
+    cli, cache = first_run
+    url, checksums, arrays, requested = mirror
+    argv = ["run", MLP, "--epochs", "1", "--val", "0", "--no-plots", "--out", str(tmp_path / "out")]
+    status, out, err = cli(capsys, url, checksums, *argv)
+    assert status == 0, err
+    said = err.splitlines()
+    assert said[0].startswith("MNIST not found (") and f"from {url} into {cache}" in said[0]
+    assert said[1] == f"MNIST is in {cache}"
+    assert sorted(requested) == sorted(f"/mnist/{name}" for name in MNIST_FILES)
+    assert "training " in out and "12 images, 1 epochs" in out
+    assert "test error" in out and "on 5 images" in out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 1 and metrics["test_error"] is not None
+    status, out, err = cli(capsys, url, checksums, *argv)  # found in the cache now
+    assert status == 0 and "MNIST" not in err and len(requested) == 4
+
+
+def test_run_without_data_offline_keeps_the_not_found_error(first_run, tmp_path, capsys):
+    import socket
+    cli, cache = first_run
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    status, out, err = cli(capsys, f"http://127.0.0.1:{port}/mnist/", None, "run", MLP,
+                           "--epochs", "1", "--no-plots", "--out", str(tmp_path / "out"))
+    assert status == 2 and out == ""
+    assert err.startswith("MNIST not found (") and "error: MNIST data not found; looked in " in err
+    assert f"fetching it from http://127.0.0.1:{port}/mnist/ failed" in err
+    assert "python -m cnngraph download" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_without_data_fetches_mnist_first(first_run, mirror, tmp_path, capsys):
+    cli, cache = first_run
+    url, checksums, _, requested = mirror
+    status, out, err = cli(capsys, url, checksums, "sweep", MLP, "--seed", "1", "--epochs", "1",
+                           "--val", "0", "--jobs", "1", "--no-plots", "--quiet",
+                           "--out", str(tmp_path / "sweep"))
+    assert status == 0, out + err
+    assert err.splitlines()[1] == f"MNIST is in {cache}" and len(requested) == 4
+    table = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert table["fixed"]["data"] == str(cache)
+    assert [row["status"] for row in table["runs"]] == ["ok"]

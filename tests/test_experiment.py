@@ -199,7 +199,7 @@ def test_the_shards_are_recorded_and_a_resume_keeps_them(tmp_path):
     """Shards define the run: a resume that leaves them out continues with the
     checkpoint's (bitwise as the whole run), one that names others is refused."""
     whole = run(model(), tmp_path / "whole", config={"shards": 3}, plots=False)
-    assert load_checkpoint(tmp_path / "whole" / "checkpoint.npz").meta["shards"] == 3
+    assert load_checkpoint(tmp_path / "whole" / "checkpoint.npz").run == {"shards": 3}
     run(model(), tmp_path / "cut", config={"shards": 3, "epochs": 1}, plots=False)
     with pytest.raises(CnnError, match="started with 3 shards .*not 2: the shards are part"):
         run(model(), tmp_path / "cut", config={"shards": 2}, resume=True, plots=False)
@@ -227,3 +227,39 @@ def test_a_model_file_and_a_data_set_are_read_as_run_reads_them(tmp_path):
                            data=load_data(tmp_path / "set.npz"), config={"val": 10, "epochs": 1},
                            limit_train=40, limit_test=15, plots=False)
     assert all(np.array_equal(again.params[k], result.params[k]) for k in result.params)
+
+
+def test_a_format_1_checkpoint_counts_as_one_shard():
+    """Checkpoints written before the shards were recorded (format 1) ran one."""
+    from conftest import ROOT
+
+    from cnngraph.tools.experiment import recorded_shards
+    path = ROOT / "tests" / "data" / "format1" / "dlt.npz"
+    assert load_checkpoint(path).run == {} and recorded_shards(path) == 1
+
+
+class _Rank:
+    """One rank of a world of two whose bcast hands out ``sent`` (rank 0's value)."""
+
+    def __init__(self, rank, sent=None):
+        self.rank, self.sent, self.is_root = rank, sent, rank == 0
+
+    def bcast(self, value):
+        return value if self.is_root else self.sent
+
+
+def test_root_first_reads_on_rank_0_first_and_shares_its_error():
+    from cnngraph.tools.experiment import root_first
+    read = []
+    assert root_first(_Rank(0), lambda root: read.append(root) or "splits") == "splits"
+    assert root_first(_Rank(1), lambda root: read.append(root) or "splits") == "splits"
+    assert read == [True, False]  # rank 0 may fetch; the others only read
+
+    def fails(root):
+        raise DataError("MNIST data not found", where="data directory", hint="pass --data")
+    with pytest.raises(DataError, match="MNIST data not found"):
+        root_first(_Rank(0), fails)
+    sent = (DataError, "MNIST data not found", "data directory", "pass --data")
+    with pytest.raises(DataError, match="MNIST data not found") as exc:
+        root_first(_Rank(1, sent), lambda root: pytest.fail("rank 1 read after rank 0 failed"))
+    assert (exc.value.where, exc.value.hint) == ("data directory", "pass --data")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MPIEXEC, ROOT, needs_mpi
+from test_data import mirror  # noqa: F401  (a fixture: MNIST-like files on 127.0.0.1)
 
 from cnngraph.training.checkpoint import load_checkpoint
 
@@ -91,7 +92,7 @@ def test_mpiexec_without_shards_takes_one_per_rank_and_a_resume_keeps_them(tmp_p
     with them bitwise, and a resume naming other shards is refused."""
     two = _run(tmp_path, mnist, "two", 2)
     assert two.returncode == 0, two.stderr
-    assert load_checkpoint(tmp_path / "two" / "checkpoint.npz").meta["shards"] == 2
+    assert load_checkpoint(tmp_path / "two" / "checkpoint.npz").run == {"shards": 2}
     single = _run(tmp_path, mnist, "single", None, "--shards", "2")
     assert single.returncode == 0, single.stderr
     _same_bits(_params(tmp_path, "two"), _params(tmp_path, "single"))
@@ -147,6 +148,47 @@ def _rank_pid(marker: str, rank: int):
         except (OSError, ValueError):
             continue
     return None
+
+
+def _first_run(tmp_path, url, checksums):
+    """`mpiexec -n 2 cnngraph run` without --data, $CNNGRAPH_DATA nor a cache, MNIST
+    fetched from ``url`` (files with these ``checksums``)."""
+    (tmp_path / "model.cnn").write_text(MODEL)
+    script = ("import functools, sys\n"
+              "from cnngraph.training import idx\n"
+              f"idx.Download = functools.partial(idx.Download, base_url={url!r}, "
+              f"checksums={checksums!r})\n"
+              "from cnngraph.cli.main import main\n"
+              "sys.exit(main(sys.argv[1:]))")
+    env = {k: v for k, v in os.environ.items() if k != "CNNGRAPH_DATA"}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"),
+               PYTHONUNBUFFERED="1")
+    return subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-c", script, "run",
+                           str(tmp_path / "model.cnn"), "--epochs", "1", "--val", "0",
+                           "--no-plots", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
+def test_a_first_run_under_mpiexec_fetches_mnist_once(tmp_path, mirror):  # noqa: F811
+    """Rank 0 fetches (and says so), the other rank then finds MNIST in the cache."""
+    url, checksums, _, requested = mirror
+    done = _first_run(tmp_path, url, checksums)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("MNIST not found (") == 1
+    assert done.stderr.count("MNIST is in ") == 1
+    assert len(requested) == 4 and "test error" in done.stdout
+    assert load_checkpoint(tmp_path / "out" / "checkpoint.npz").run == {"shards": 2}
+
+
+def test_a_first_run_under_mpiexec_offline_fails_on_every_rank(tmp_path):
+    """Rank 0's fetch fails: every rank stops with its error, none waits for it."""
+    import socket
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = _first_run(tmp_path, f"http://127.0.0.1:{port}/mnist/", None)
+    assert done.returncode == 2
+    assert "error: MNIST data not found; looked in " in done.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

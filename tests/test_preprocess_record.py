@@ -15,6 +15,7 @@ from cnngraph.cli.main import main
 from cnngraph.core.errors import DataError
 from cnngraph.training.checkpoint import embedded_model, load_checkpoint
 from cnngraph.training.datasets import load_data
+from cnngraph.training.loop import evaluate
 from cnngraph.training.preprocess import fit_preprocessing, make_splits
 
 #: plain standardize (one mean and spread), and per map with crop and pad
@@ -108,6 +109,20 @@ def test_eval_prepares_images_with_the_recorded_constants(path, trained, mnist):
     _, _, again = make_splits(model, data, 0, np.float32, limit_test=200,
                               preprocessing=ckpt.preprocessing)
     np.testing.assert_array_equal(again.images, run_test.images)
+
+
+def test_cli_eval_uses_the_recorded_constants(trained, mnist, capsys):
+    """eval of a subset run gives what the run's own test split gives, not what
+    constants fitted to the whole training set would."""
+    model, ckpt, out = trained["mlp.cnn"]
+    assert main(["eval", "--checkpoint", str(out / "checkpoint.npz"), "--data", str(mnist),
+                 "--limit-test", "200", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    _, _, test = make_splits(model, load_data(mnist), 0, np.float32, limit_train=SUBSET,
+                             limit_test=200)
+    params = {k: v.astype(np.float32) for k, v in ckpt.params.items()}
+    error, _, loss = evaluate(model, params, test)
+    assert (got["test_error"], got["test_loss"]) == (error, loss)
 
 
 def test_a_record_that_is_not_the_models_is_refused(trained, mnist):

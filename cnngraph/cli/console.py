@@ -59,8 +59,9 @@ class Printer:
 
 
 class RunPrinter:
-    """What ``run`` shows, from `run_experiment`'s events: the training line, the
-    epochs (through `Printer`), the test result, learned connections, the pictures.
+    """What ``run`` shows, from `run_experiment`'s events: MNIST being fetched on
+    first use (on stderr, even with ``quiet``), the training line, the epochs
+    (through `Printer`), the test result, learned connections, the pictures.
     With ``quiet``, only the test error."""
 
     def __init__(self, model: str, quiet: bool = False):
@@ -68,8 +69,11 @@ class RunPrinter:
         self.epochs = None if quiet else Printer()
 
     def __call__(self, event):
-        from ..tools.experiment import ConnectionsExported, Evaluated, PicturesWritten, Started
-        if isinstance(event, Evaluated):
+        from ..tools.experiment import (ConnectionsExported, Evaluated, FetchingData,
+                                        PicturesWritten, Started)
+        if isinstance(event, FetchingData):
+            print(event.line, file=sys.stderr, flush=True)
+        elif isinstance(event, Evaluated):
             print(f"test error {100 * event.error:.2f}% on {event.images} images")
             if not self.quiet:
                 print(format_confusion(event.confusion))

@@ -34,7 +34,7 @@ def cmd_eval(args) -> int:
     cfg = model.settings.train
     check_evaluation_memory(model, cfg.dtype)
     _, _, test = read_splits(model, dataclasses.replace(cfg, val=0), args.data,
-                             limit_test=args.limit_test)
+                             limit_test=args.limit_test, preprocessing=ckpt.preprocessing)
     params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
     with one_blas_thread():
         chooser = forward_threads(model, args.threads)

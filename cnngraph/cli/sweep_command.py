@@ -42,7 +42,8 @@ def add_sweep(sub):
                      help="runs at once in the local pool (default: the number of cores; "
                           "under mpiexec the ranks but rank 0 run them)")
     sub.add_argument("--data", metavar="DIR", help="folder with the MNIST IDX files "
-                     "(default: $CNNGRAPH_DATA, then ~/.cache/cnngraph/mnist)")
+                     "(default: $CNNGRAPH_DATA, then ~/.cache/cnngraph/mnist, where MNIST "
+                     "found nowhere is fetched)")
     sub.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images")
     sub.add_argument("--limit-test", type=int, metavar="N",
                      help="evaluate on the first N test images")
@@ -89,17 +90,20 @@ def cmd_sweep(args) -> int:
 
 
 class SweepPrinter:
-    """A line when the sweep starts and one per finished configuration (not with
-    ``quiet``)."""
+    """MNIST being fetched on first use (on stderr, even with ``quiet``); a line when
+    the sweep starts and one per finished configuration (not with ``quiet``)."""
 
     def __init__(self, model: str, quiet: bool = False):
         self.model, self.quiet = model, quiet
 
     def __call__(self, event):
+        from ..tools.experiment import FetchingData
         from ..tools.sweep import RunFinished, SweepStarted
-        if self.quiet:
+        if isinstance(event, FetchingData):
+            print(event.line, file=sys.stderr, flush=True)
+        elif self.quiet:
             return
-        if isinstance(event, SweepStarted):
+        elif isinstance(event, SweepStarted):
             print(f"sweep of {self.model}: {event.configurations} configuration"
                   f"{'s' if event.configurations != 1 else ''} on {event.workers} "
                   f"{event.where}", flush=True)

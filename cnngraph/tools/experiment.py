@@ -10,7 +10,8 @@ through `run_experiment`.
 
 Nothing here prints.  Progress goes to ``report``: the trainer's events (a
 `Progress` now and then, one dict per finished epoch) and this module's
-`Started`, `Evaluated`, `ConnectionsExported` and `PicturesWritten`, in that order.
+`FetchingData` (MNIST found nowhere is fetched on first use), `Started`,
+`Evaluated`, `ConnectionsExported` and `PicturesWritten`, in that order.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
@@ -44,6 +45,13 @@ from .outputs import (  # ConnectionsExported: one of this module's events
     write_augment_picture,
     write_pictures,
 )
+
+
+@dataclass(frozen=True)
+class FetchingData:
+    """A line about MNIST found nowhere and fetched into the per-user cache: one
+    before the fetch and one after (`idx.Download`)."""
+    line: str
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,9 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     ``targets`` (N, classes) coded as the loss wants, images and targets in the
     config's dtype); or, with ``train`` None, ``data`` is read and split as ``run`` does: a
     path as ``--data`` takes it (None: the train block's data, then
-    $CNNGRAPH_DATA, then the cache) or a data set `datasets.load_data` returned.
+    $CNNGRAPH_DATA, then the cache, where MNIST found nowhere is fetched, as
+    ``run`` does, saying so through `FetchingData`) or a data set
+    `datasets.load_data` returned.
     Then the validation images are the last ``val`` training images, and
     ``limit_train``/``limit_test`` keep the first N training (after the validation
     images are taken out) and test images.  Splits of another dtype than the
@@ -132,7 +142,10 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         model = compile_model(model, backend="auto")
     cfg = run_config(model, config, world, Path(out), resume)
     if train is None:
-        train, validation, test = read_splits(model, cfg, data, limit_train, limit_test)
+        from ..training.idx import Download
+        fetch = Download(lambda line: (report or _ignore)(FetchingData(line)))
+        train, validation, test = root_first(world, lambda root: read_splits(
+            model, cfg, data, limit_train, limit_test, download=fetch if root else None))
     for what, split in (("training", train), ("validation", validation), ("test", test)):
         check_split(split, cfg.dtype, what)
     from ..training.resources import check_training_memory
@@ -196,29 +209,61 @@ def recorded_shards(path: Path, world=SINGLE) -> int | None:
     found = None
     if world.is_root:
         try:
-            found = load_checkpoint(path).meta.get("shards", 1)
+            found = load_checkpoint(path).run.get("shards", 1)
         except CnnError:
             found = None
     return world.bcast(found)
 
 
-def read_splits(model: Model, cfg: TrainConfig, data=None, limit_train=None, limit_test=None):
-    """(train, validation or None, test) as ``run`` makes them (see `run_experiment`)."""
+def read_splits(model: Model, cfg: TrainConfig, data=None, limit_train=None, limit_test=None,
+                preprocessing=None, download=None):
+    """(train, validation or None, test) as ``run`` makes them (see `run_experiment`).
+    ``preprocessing``: the constants to map pixels with (a checkpoint's record; None:
+    fitted to the training images); ``download`` (`idx.Download`): how to fetch MNIST
+    found nowhere (None: it is an error)."""
     from ..training.datasets import load_data, resolve_data
     from ..training.preprocess import make_splits
     for flag, value in (("limit-train", limit_train), ("limit-test", limit_test)):
         if value is not None and value < 1:
             raise UsageError(f"--{flag} must be at least 1, got {value}")
     if data is None or isinstance(data, (str, os.PathLike)):
-        data = load_data(resolve_data(data and str(data), cfg.data, model.file))
-    return make_splits(model, data, cfg.val, np.dtype(cfg.dtype), limit_train, limit_test)
+        data = load_data(resolve_data(data and str(data), cfg.data, model.file,
+                                      download=download))
+    return make_splits(model, data, cfg.val, np.dtype(cfg.dtype), limit_train, limit_test,
+                       preprocessing)
+
+
+T = TypeVar("T")
+
+
+def root_first(world, read: Callable[[bool], T]) -> T:
+    """``read(is_root)`` on every rank, rank 0 first, so that it alone fetches what is
+    missing and the others then find it; an error on rank 0 stops every rank (none
+    waits forever)."""
+    found = failed = None
+    if world.is_root:
+        try:
+            found = read(True)
+        except CnnError as e:
+            failed = e
+    # sent as its parts (an exception's pickle drops them); bcast waits for rank 0
+    sent = world.bcast(failed and (type(failed), failed.message, failed.where, failed.hint))
+    if failed is not None:
+        raise failed
+    if sent is not None:
+        raise sent[0](sent[1], where=sent[2], hint=sent[3])
+    return found if world.is_root else read(False)
+
+
+def _ignore(event) -> None:
+    pass
 
 
 def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, resume,
            plots, threshold, report, should_stop, world, reduction, order
            ) -> ExperimentResult:
     """Train, test once and write the outputs (`run_experiment`, once prepared)."""
-    report = (report if world.is_root else None) or (lambda event: None)
+    report = (report if world.is_root else None) or _ignore
     check_agreement(world, network=model.network_hash(), data=data_fingerprint(train, test),
                     settings=dataclasses.asdict(cfg), resume=resume)
     trainer = Trainer(model, cfg, out, report=report,

@@ -21,7 +21,8 @@ a bug) becomes a row with status ``failed`` and its message; the others finish.
 After all runs: OUT/sweep.csv (one row per configuration), OUT/summary.csv (per
 configuration over seeds: median, min and max test error, counts), OUT/sweep.json
 (both, with the grid) and, with matplotlib, OUT/sweep.png.  Nothing here prints;
-progress goes to ``report`` as `SweepStarted` and `RunFinished` events.
+progress goes to ``report`` as `SweepStarted` and `RunFinished` events, after
+`experiment.FetchingData` when MNIST, found nowhere, is fetched first.
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     ``grid``'s values, each run in ``out``/<name>, and write the tables into ``out``.
 
     ``dtype`` and ``val`` apply to every run; ``data`` is the data set, as ``run``'s
-    ``--data`` (`datasets.resolve_data`: else the train block's, else MNIST); ``limit_train``/``limit_test`` as ``run``'s flags.
+    ``--data`` (`datasets.resolve_data`: else the train block's, else MNIST, fetched
+    on first use as ``run`` does); ``limit_train``/``limit_test`` as ``run``'s flags.
     ``plots``: None draws sweep.png when matplotlib is installed, True also each
     run's pictures (matplotlib required), False nothing.  ``executor``: any
     `concurrent.futures` executor of processes to use instead of the local pool or
@@ -119,6 +121,8 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     has ``interrupted`` set.  Returns None on MPI ranks other than 0.
     """
     from ..training.datasets import resolve_data
+    from ..training.idx import Download
+    from .experiment import FetchingData, root_first
     from .outputs import pictures_wanted
     for flag, value in (("limit-train", limit_train), ("limit-test", limit_test),
                         ("jobs", jobs)):
@@ -130,11 +134,14 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
     found = configurations(compiled, grid, base)
-    data_dir = str(resolve_data(data, compiled.settings.train.data, compiled.file).resolve())
+    report = report or (lambda event: None)
+    fetch = Download(lambda line: report(FetchingData(line)))
+    data_dir = str(root_first(detect_world(), lambda root: resolve_data(
+        data, compiled.settings.train.data, compiled.file,
+        download=fetch if root else None)).resolve())
     out = Path(out)
     jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
                      limit_train, limit_test, bool(plots)) for c in found]
-    report = report or (lambda event: None)
     with _executor(executor, jobs, len(found)) as (pool, stop_event, workers, where):
         if pool is None:  # an MPI rank that served the manager
             return None

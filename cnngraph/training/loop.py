@@ -168,7 +168,7 @@ class Trainer:
         for key, value in ckpt.optimizer.items():
             slot, name = key.split("/", 1)
             self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
-        recorded = ckpt.meta.get("shards")  # None: written before shards were recorded
+        recorded = ckpt.run.get("shards")  # None: format 1, written before they were recorded
         if recorded is not None and recorded != self.cfg.shards:
             raise CnnError(f"this run was started with {recorded} shard"
                            f"{'s' if recorded != 1 else ''} (its checkpoint records them), not "
@@ -313,9 +313,9 @@ class Trainer:
                  for name, value in arrays.items()}
         save_checkpoint(self.out / CHECKPOINT, Checkpoint(
             self.hash, self.params, state, rng_state, self.epoch, self.step,
-            {"epochs": self.history, "sums": self.sums, "shards": self.cfg.shards},
+            {"epochs": self.history, "sums": self.sums},
             model_text=self.model.spec.text, model_file=self.model.file,
-            preprocessing=self.preprocessing))
+            preprocessing=self.preprocessing, run={"shards": self.cfg.shards}))
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg
