@@ -157,3 +157,18 @@ def test_the_record_survives_the_checkpoint_exactly(trained):
             header = json.loads(archive["header"].tobytes().decode())
         assert header["format_version"] == 2
         assert header["preprocess"]["statistics"]["std"] == ckpt.preprocessing.statistics["std"]
+
+
+def test_a_resume_on_another_subset_keeps_the_recorded_constants(trained, mnist, tmp_path):
+    """Refitting on the new subset would change the pixels under the run's feet."""
+    import shutil
+    model, ckpt, out = trained["mlp.cnn"]
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    assert main(["run", str(STANDARDIZED[0]), "--epochs", "2", "--limit-train", "200",
+                 "--limit-test", "10", "--no-plots", "--quiet", "--out", str(again),
+                 "--data", str(mnist), "--resume"]) == 0
+    assert load_checkpoint(again / "checkpoint.npz").preprocessing == ckpt.preprocessing
+    refit = fit_preprocessing(model.settings.preprocess, load_data(mnist).train_images[:200],
+                              255.0, model.registry)
+    assert refit.statistics != ckpt.preprocessing.statistics  # the test can tell them apart

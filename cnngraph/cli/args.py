@@ -59,7 +59,8 @@ def data_args(sub) -> None:
                           "IDX files, an .npz with x_train, y_train, x_test, y_test, or a "
                           "folder with train/ and test/ folders of images, one per class "
                           "(default: the train block's data, then $CNNGRAPH_DATA, then "
-                          "~/.cache/cnngraph/mnist)")
+                          "~/.cache/cnngraph/mnist, where run fetches MNIST, checked by "
+                          "SHA-256, when it is found nowhere)")
     threads_arg(sub)
     sub.add_argument("--limit-test", type=int, metavar="N",
                      help="evaluate on the first N test images")

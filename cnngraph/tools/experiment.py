@@ -144,8 +144,12 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     if train is None:
         from ..training.idx import Download
         fetch = Download(lambda line: (report or _ignore)(FetchingData(line)))
+        # a resume maps pixels with the constants the run started with, whatever subset
+        # it is given now
+        recorded = recorded_preprocessing(Path(out) / CHECKPOINT, world) if resume else None
         train, validation, test = root_first(world, lambda root: read_splits(
-            model, cfg, data, limit_train, limit_test, download=fetch if root else None))
+            model, cfg, data, limit_train, limit_test, preprocessing=recorded,
+            download=fetch if root else None))
     for what, split in (("training", train), ("validation", validation), ("test", test)):
         check_split(split, cfg.dtype, what)
     from ..training.resources import check_training_memory
@@ -206,10 +210,21 @@ def recorded_shards(path: Path, world=SINGLE) -> int | None:
     """The shards a run's checkpoint records (rank 0 reads it): 1, the default then,
     for a checkpoint written before they were recorded; None without a readable
     checkpoint (the resume says why)."""
+    return _from_checkpoint(path, world, lambda ckpt: ckpt.run.get("shards", 1))
+
+
+def recorded_preprocessing(path: Path, world=SINGLE):
+    """The preprocessing constants a run's checkpoint records (rank 0 reads it); None
+    for a format-1 checkpoint (they are fitted again, as that run did) or without a
+    readable one (the resume says why)."""
+    return _from_checkpoint(path, world, lambda ckpt: ckpt.preprocessing)
+
+
+def _from_checkpoint(path: Path, world, read):
     found = None
     if world.is_root:
         try:
-            found = load_checkpoint(path).run.get("shards", 1)
+            found = read(load_checkpoint(path))
         except CnnError:
             found = None
     return world.bcast(found)
