@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import gc
 import re
+import stat
 from importlib import resources
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from .spec import (
     TableSpec,
     Value,
 )
+
+#: The largest model file read (16 MiB; the shipped models are under 2 KB, and parsing
+#: takes about a second per MB).
+MAX_MODEL_BYTES = 16 << 20
 
 #: How Lark's terminal names read in a message.
 TERMINAL_TEXT = {
@@ -49,14 +54,25 @@ def _parser() -> lark.Lark:
 
 
 def parse_file(path: str | Path) -> ModelSpec:
-    """Read and parse a model file; unreadable files are a ParseError naming them."""
+    """Read and parse a model file, a regular file of at most MAX_MODEL_BYTES;
+    unreadable files are a ParseError naming them."""
     path = Path(path)
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ParseError("is a directory, not a model file", where=str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise ParseError("is a device, pipe or socket, not a model file", where=str(path))
+        if info.st_size > MAX_MODEL_BYTES:
+            raise ParseError(f"{info.st_size} bytes: larger than the {MAX_MODEL_BYTES} bytes "
+                             "a model file may hold", where=str(path))
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ParseError("no such model file", where=str(path)) from None
-    except IsADirectoryError:
-        raise ParseError("is a directory, not a model file", where=str(path)) from None
+    except PermissionError:
+        raise ParseError("cannot be read: permission denied", where=str(path)) from None
+    except OSError as e:
+        raise ParseError(f"cannot be read: {e.strerror or e}", where=str(path)) from None
     except UnicodeDecodeError as e:
         raise ParseError(f"not UTF-8 text (byte {e.start})", _byte_span(e.object, e.start, path),
                          hint="save the model file as UTF-8") from None

@@ -133,6 +133,9 @@ class Pixels:
     background(**options) -> what a 0 pixel becomes, or None where that depends on
         the images (then the training images' per-map minimum).
     canonical(arguments) -> the arguments as stored and hashed: one spelling per meaning.
+    floats: (low, high), the range float pixels must lie in (range reads floats on a
+        0..1 scale, so floats outside it are refused before training); None: any
+        finite floats.
     """
 
     statistics: tuple
@@ -140,6 +143,7 @@ class Pixels:
     scale_offset: Callable
     background: Callable = lambda **options: None
     canonical: Callable = lambda arguments: arguments
+    floats: tuple | None = None
 
 
 def _range_scale_offset(statistics, full, *, lo, hi):
@@ -167,14 +171,20 @@ PREPROCESSINGS = (
     Choice("preprocessing", "range", {"lo": Option(number(), 0.0, doc="what a 0 pixel becomes"),
                                       "hi": Option(number(), 1.0, doc="what a full pixel becomes")},
            Pixels((), lambda train_images, **options: {}, _range_scale_offset,
-                  background=lambda *, lo, hi: lo),
-           "pixels mapped linearly from 0..full onto [lo, hi] (LeNet-5: -0.1, 1.175)"),
+                  background=lambda *, lo, hi: lo, floats=(0.0, 1.0)),
+           "pixels 0..255 (floats: 0..1, others refused) mapped linearly onto [lo, hi] "
+           "(LeNet-5: -0.1, 1.175)"),
     Choice("preprocessing", "standardize",
            {"per_map": Option(boolean, False, doc="each input map on its own")},
            # per_map=false is plain standardize: one spelling, one network hash
            Pixels(("mean", "std"), _measure_spread, _standard_scale_offset,
                   canonical=lambda arguments: arguments if arguments.get("per_map") else {}),
            "the training images' mean to 0 and spread to 1 (seed 2.1)"),
+    Choice("preprocessing", "as_is", {},
+           Pixels((), lambda train_images: {}, lambda statistics, full: (1.0, 0.0),
+                  background=lambda: 0.0),
+           "pixels fed unchanged, integers or floats (already standardized data, 1-D or 3-D "
+           "signals)"),
 )
 
 

@@ -10,8 +10,10 @@
   images per class (read with Pillow, the ``images`` extra; `image_folder`).
 
 Images are ``N x H x W`` (one map) or ``N x maps x H x W``: integers 0..255
-(uint8, or any integer type whose values fit) or floats, which are taken to be on
-a 0..1 scale.  Labels are integers 0..K-1 and K, the number of classes, is the
+(uint8, or any integer type whose values fit) or finite floats (how the model reads
+those is its ``pixels``: `preprocess`).  Every file is read only if it is a regular
+file of a sane size, and an array's declared size is checked against the bytes
+that hold it before anything is allocated.  Labels are integers 0..K-1 and K, the number of classes, is the
 largest label + 1 (a number below it that no image carries is allowed: a subset
 may lack a class).  Anything malformed is an error whose message names the file
 and the field (array, shape, dtype, label), and nothing here prints.
@@ -19,6 +21,7 @@ and the field (array, shape, dtype, label), and nothing here prints.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from .idx import (
+    MAX_DATA_BYTES,
     Dataset,
     Download,
     _fail,
@@ -36,6 +40,7 @@ from .idx import (
     find_data_dir,
     load_mnist,
     read_idx,
+    regular_file,
 )
 from .image_folder import load_image_folder
 
@@ -44,6 +49,11 @@ __all__ = ["Dataset", "FORMS", "NPZ_ARRAYS", "MANIFEST_KEYS", "resolve_data", "l
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 MANIFEST_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+#: The largest JSON manifest read (it names four files: a few hundred bytes).
+MAX_MANIFEST_BYTES = 1 << 20
+_OBJECTS = "an object array (Python objects, which are not unpickled); store numbers"
+#: The most deflate expands its input (1032 to 1), with room for the member's header.
+_DEFLATE_RATIO = 1040
 FORMS = ("--data takes a folder of MNIST's four IDX files, a .json file naming four IDX "
          "files, an .npz file with x_train, y_train, x_test and y_test, or a folder with "
          "train/ and test/ folders of images, one folder per class")
@@ -78,6 +88,7 @@ def resolve_data(flag: str | None, setting: str | None = None, model_file: str |
                             f"(it lacks {', '.join(missing)}) nor train/ and test/ image "
                             f"folders", where=str(path), hint=FORMS)
         return path
+    regular_file(path, hint=FORMS)
     if _kind(path) is None:
         raise DataError(f"{path.name}: file: not a data set (expected an .npz or a .json "
                         f"file, or a folder)", where=str(path), hint=FORMS)
@@ -87,6 +98,8 @@ def resolve_data(flag: str | None, setting: str | None = None, model_file: str |
 def _kind(path: Path) -> str | None:
     if path.is_dir():
         return "images" if (path / "train").is_dir() or (path / "test").is_dir() else "idx"
+    if not path.is_file():
+        return None  # a device or a pipe is never opened (`regular_file` says what it is)
     suffix = path.suffix.lower()
     if suffix in (".npz", ".json"):
         return suffix[1:]
@@ -101,6 +114,8 @@ def _kind(path: Path) -> str | None:
 def load_data(path: str | os.PathLike[str]) -> Dataset:
     """Read any of the four forms (see the module's docstring) into a checked Dataset."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        regular_file(path, hint=FORMS)
     kind = _kind(path) if path.exists() else None
     if kind == "npz":
         return load_npz(path)
@@ -137,7 +152,7 @@ def _check_images(field: _Field) -> np.ndarray:
     x = field.array
     if x.dtype.kind not in "uif":
         raise field.fail(f"dtype {x.dtype}: images must be integers 0 to 255 (uint8) or "
-                         "floats (0 to 1)")
+                         "floats")
     if x.ndim not in (3, 4):
         raise field.fail(f"shape {_shape(x.shape)}: images must be N x H x W or "
                          f"N x maps x H x W, found {x.ndim} dimension"
@@ -174,7 +189,7 @@ def _check_labels(field: _Field, images: _Field) -> np.ndarray:
     y = field.array
     if y.ndim != 1:
         hint = ("one-hot rows? store y.argmax(axis=1)" if y.ndim == 2 and y.shape[-1] > 1
-                else "store y.ravel()" if y.size == y.shape[0] else None)
+                else "store y.ravel()" if y.ndim and y.size == y.shape[0] else None)
         raise field.fail(f"shape {_shape(y.shape)}: labels must be one class number per "
                          "image (1 dimension)", hint=hint)
     if y.dtype.kind not in "ui":
@@ -206,14 +221,18 @@ def check_dataset(x_train: _Field, y_train: _Field, x_test: _Field, y_test: _Fie
         raise x_test.fail(f"dtype {xs[1].dtype}: {x_train.label} holds "
                           f"{'floats' if xs[0].dtype.kind == 'f' else 'integers'} "
                           f"({xs[0].dtype}); both must be integers 0 to 255 or both floats")
-    return Dataset(xs[0], ys[0], xs[1], ys[1], classes=classes, source=source)
+    return Dataset(xs[0], ys[0], xs[1], ys[1], classes=classes, source=source,
+                   names=(x_train.label, y_train.label, x_test.label, y_test.label))
 
 
 # --- .npz ------------------------------------------------------------------------------
 
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
-    """x_train, y_train, x_test, y_test from an .npz archive (read without pickle)."""
+    """x_train, y_train, x_test, y_test from an .npz archive (read without pickle);
+    each array's declared shape is checked against its size in the archive
+    (`_check_member`) before it is read."""
     path = Path(path)
+    regular_file(path, hint=FORMS)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -235,16 +254,48 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         arrays = {}
         for name in NPZ_ARRAYS:
             try:
+                _check_member(archive.zip, path, name)
                 arrays[name] = archive[name]
             except ValueError as exc:
-                detail = ("an object array (Python objects, which are not unpickled); "
-                          "store numbers" if "allow_pickle" in str(exc)
-                          else f"cannot read ({exc})")
+                detail = _OBJECTS if "allow_pickle" in str(exc) else f"cannot read ({exc})"
                 raise _fail(path, name, detail) from None
             except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise _fail(path, name, f"cannot read ({exc})") from None
     fields = {name: _Field(arrays[name], path, name) for name in NPZ_ARRAYS}
     return check_dataset(*fields.values(), source=str(path))
+
+
+def _check_member(archive: zipfile.ZipFile, path: Path, name: str) -> None:
+    """The .npy header of array ``name``: its shape x item size must be the bytes the
+    archive holds for it, and those at most MAX_DATA_BYTES (for a compressed member,
+    also at most what its compressed bytes can expand to); no Python objects."""
+    member = f"{name}.npy" if f"{name}.npy" in archive.NameToInfo else name
+    info = archive.getinfo(member)
+    if info.file_size > MAX_DATA_BYTES:
+        raise _fail(path, name, f"{info.file_size} bytes uncompressed: larger than the "
+                    f"{MAX_DATA_BYTES} bytes an array may hold")
+    if (info.compress_type == zipfile.ZIP_DEFLATED
+            and info.file_size > _DEFLATE_RATIO * info.compress_size + 1024):
+        raise _fail(path, name, f"the archive declares {info.file_size} bytes uncompressed "
+                    f"from {info.compress_size} compressed bytes, more than deflate expands "
+                    "to: the archive is damaged or forged")
+    with archive.open(member) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError:
+            raise _fail(path, name, "not a NumPy array (.npy) in the archive",
+                        hint="store arrays with np.savez") from None
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        start = f.tell()
+    if dtype.hasobject:
+        raise _fail(path, name, _OBJECTS)
+    declared = math.prod(shape) * dtype.itemsize
+    if start + declared != info.file_size:
+        raise _fail(path, name, f"shape {_shape(shape)} of {dtype} declares {declared} bytes "
+                    f"but the archive holds {info.file_size - start} bytes for it: the archive is "
+                    "damaged or forged")
 
 
 # --- four IDX files named in a .json file ------------------------------------------------
@@ -254,6 +305,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Dataset:
     "train_labels": FILE, "test_images": FILE, "test_labels": FILE}; relative paths
     start at the JSON file's folder."""
     path = Path(path)
+    regular_file(path, MAX_MANIFEST_BYTES, hint=FORMS)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import math
 import os
+import stat
 import tempfile
 import urllib.error
 import urllib.request
@@ -25,7 +26,8 @@ import numpy as np
 
 from ..core.errors import DataError
 
-__all__ = ["MNIST_FILES", "DEFAULT_BASE_URL", "Dataset", "Download", "FetchError", "read_idx",
+__all__ = ["MNIST_FILES", "DEFAULT_BASE_URL", "MAX_DATA_BYTES", "Dataset", "Download",
+           "FetchError", "read_idx", "regular_file",
            "sha256_file", "find_data_dir", "default_cache_dir", "load_pair", "load_mnist",
            "download_mnist"]
 
@@ -44,6 +46,11 @@ _HINT = (f"pass --data DIR, set {ENV_VAR}=DIR, or run 'python -m cnngraph downlo
 _IDX_DTYPES: Mapping[int, str] = MappingProxyType(
     {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"})
 _MAX_ELEMENTS = 2 ** 31
+#: The largest data file read, in bytes (16 GiB): MNIST's IDX files are 55 MB, as floats
+#: in an .npz 220 MB.
+MAX_DATA_BYTES = 2 ** 34
+#: The most deflate expands its input (1032 to 1, zlib's technical notes), with room to spare.
+_GZIP_RATIO = 1040
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -52,35 +59,61 @@ def _fail(path: Path, field: str, detail: str, hint: str | None = None) -> DataE
     return DataError(f"{path.name}: {field}: {detail}", where=str(path), hint=hint)
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an IDX file (raw or gzip, detected by magic bytes) into a native-endian array."""
-    path = Path(path)
+def regular_file(path: Path, limit: int = MAX_DATA_BYTES, hint: str | None = None) -> int:
+    """The size of ``path`` if it is a regular file (links followed) of at most ``limit``
+    bytes; else a DataError naming it: a folder, a device such as /dev/zero or a pipe
+    is never read, nor a file larger than any data set this reads."""
     try:
-        blob = path.read_bytes()
+        info = path.stat()
     except FileNotFoundError:
-        raise _fail(path, "file", "not found", hint=_HINT) from None
+        raise _fail(path, "file", "not found", hint=hint) from None
     except OSError as exc:
         raise _fail(path, "file", f"cannot read: {exc.strerror or exc}") from None
-    if blob[:2] == _GZIP_MAGIC:
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError, zlib.error) as exc:
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise _fail(path, "file", f"is {kind}, not a regular file", hint=hint)
+    if info.st_size > limit:
+        raise _fail(path, "file", f"{info.st_size} bytes: larger than the {limit} bytes a "
+                    "data file may hold")
+    return info.st_size
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (raw or gzip, detected by magic bytes) into a native-endian array.
+    The header's dimensions are checked against the file's size (a gzip file's against
+    the most it can expand to) before any data is read."""
+    path = Path(path)
+    size = regular_file(path, hint=_HINT)
+    try:
+        with open(path, "rb") as f:
+            packed = f.read(2) == _GZIP_MAGIC
+        with (gzip.open(path, "rb") if packed else open(path, "rb")) as f:
+            return _read_idx(f, path, size, packed)
+    except (OSError, EOFError, zlib.error) as exc:
+        if packed:
             raise _fail(path, "gzip stream", f"corrupt or truncated gzip data ({exc})") from None
-    if len(blob) < 4:
-        raise _fail(path, "magic number", f"file too short for an IDX header ({len(blob)} bytes)")
-    if blob[0] != 0 or blob[1] != 0:
+        raise _fail(path, "file", f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_idx(f, path: Path, size: int, packed: bool) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4:
+        raise _fail(path, "magic number", f"file too short for an IDX header ({len(head)} bytes)")
+    if head[0] != 0 or head[1] != 0:
         raise _fail(path, "magic number", f"expected the first two bytes to be 0, found "
-                    f"0x{blob[:4].hex()}; not an IDX file")
-    code, ndim = blob[2], blob[3]
+                    f"0x{head.hex()}; not an IDX file")
+    code, ndim = head[2], head[3]
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
         raise _fail(path, "magic number", f"unknown data type code 0x{code:02X} (known: {known})")
     if not 1 <= ndim <= 4:
         raise _fail(path, "magic number", f"number of dimensions is {ndim}, expected 1..4")
     header = 4 + 4 * ndim
-    if len(blob) < header:
-        raise _fail(path, "header", f"truncated: expected {header} header bytes, found {len(blob)}")
-    dims = [int.from_bytes(blob[4 + 4 * i: 8 + 4 * i], "big", signed=True) for i in range(ndim)]
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise _fail(path, "header", f"truncated: expected {header} header bytes, found "
+                    f"{4 + len(sizes)}")
+    dims = [int.from_bytes(sizes[4 * i: 4 + 4 * i], "big", signed=True) for i in range(ndim)]
     for i, d in enumerate(dims):
         if d <= 0:
             raise _fail(path, f"dimension {i}", f"size must be positive, found {d}")
@@ -89,15 +122,31 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         raise _fail(path, "dimensions", f"{' x '.join(map(str, dims))} = {count} elements "
                     f"exceeds the limit of {_MAX_ELEMENTS}")
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected, found = count * dtype.itemsize, len(blob) - header
+    expected = count * dtype.itemsize
+    if packed and header + expected > _GZIP_RATIO * size:
+        raise _fail(path, "dimensions", f"{' x '.join(map(str, dims))} declares {expected} "
+                    f"bytes of data, more than a {size}-byte gzip file can hold "
+                    f"(at most {_GZIP_RATIO} x {size} bytes)")
+    found = size - header if not packed else None
+    data = f.read(expected) if packed or found == expected else b""
+    if packed:
+        found = len(data) + (_count_rest(f) if len(data) == expected else 0)
     if found < expected:
         raise _fail(path, "data", f"truncated: expected {expected} bytes of data after the "
                     f"header, found {found}")
     if found > expected:
         raise _fail(path, "data", f"{found - expected} extra trailing bytes: expected "
                     f"{expected} bytes of data after the header, found {found}")
-    array = np.frombuffer(blob, dtype=dtype, count=count, offset=header).reshape(dims)
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)  # native, writable
+
+
+def _count_rest(f) -> int:
+    """How many bytes are left in the stream, read a chunk at a time."""
+    total = 0
+    while chunk := f.read(1 << 20):
+        total += len(chunk)
+    return total
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -162,8 +211,10 @@ def _fetch_to_cache(cache: Path, download: Download, looked: list[str]) -> Path:
     not-found error with the failed fetch appended."""
     download.report(f"MNIST not found ({'; '.join(looked)}): fetching its four files from "
                     f"{download.base_url} into {cache}, each checked by SHA-256")
+    from ..core.outputs import writing
     try:
-        download_mnist(cache, download.base_url, download.fetch, download.checksums)
+        with writing(cache, "the MNIST files into the cache"):
+            download_mnist(cache, download.base_url, download.fetch, download.checksums)
     except FetchError as e:
         raise DataError(f"MNIST data not found; looked in {'; '.join(looked)}; fetching it "
                         f"from {download.base_url} failed: {e.message}",
@@ -177,7 +228,9 @@ class Dataset:
     """A data set's arrays.  Images (N, H, W) for one map or (N, maps, H, W): uint8
     pixels 0..255, or floats on a 0..1 scale; labels integers 0..K-1, (N,).  MNIST's
     are uint8 (N, 28, 28) and uint8 labels.  ``classes``: the class names, when the
-    source has them (image folders); ``source``: where it was read from."""
+    source has them (image folders); ``source``: where it was read from; ``names``:
+    what the source calls the four arrays (an .npz's keys, IDX file names), for
+    messages."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -185,6 +238,8 @@ class Dataset:
     test_labels: np.ndarray
     classes: tuple | None = None
     source: str | None = None
+    names: tuple = ("the training images", "the training labels", "the test images",
+                    "the test labels")
 
 
 def load_pair(images_path: str | os.PathLike[str], labels_path: str | os.PathLike[str],
@@ -222,7 +277,9 @@ def load_mnist(data_dir: str | os.PathLike[str]) -> Dataset:
         paths[name.rsplit("-", 2)[0]] = found  # e.g. "train-images"
     train = load_pair(paths["train-images"], paths["train-labels"])
     test = load_pair(paths["t10k-images"], paths["t10k-labels"])
-    return Dataset(train[0], train[1], test[0], test[1], source=str(data_dir))
+    names = tuple(paths[key].name for key in ("train-images", "train-labels", "t10k-images",
+                                              "t10k-labels"))
+    return Dataset(train[0], train[1], test[0], test[1], source=str(data_dir), names=names)
 
 
 class FetchError(DataError):

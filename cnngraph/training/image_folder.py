@@ -6,6 +6,7 @@ Anything malformed is an error naming the file and the field; nothing here print
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ import numpy as np
 from ..core.errors import DataError
 from .idx import Dataset
 
+#: The largest image file read (64 MiB: a 4096x4096 RGB image uncompressed is 48 MiB);
+#: Pillow's own limit on decoded pixels (``Image.MAX_IMAGE_PIXELS``) guards the rest.
+MAX_IMAGE_BYTES = 1 << 26
 _IMAGES_HINT = "pip install 'cnngraph[images]' (Pillow reads the image folders)"
 _LAYOUT = ("an image data set is a folder holding train/ and test/, each with one folder "
            "of images per class: train/CLASS/*.png")
@@ -132,7 +136,17 @@ def load_image_folder(root: str | os.PathLike[str]) -> Dataset:
 
 
 def _read_image(Image, file: Path, fail) -> np.ndarray:
-    """(H, W) or (H, W, 3) uint8 pixels of one image file."""
+    """(H, W) or (H, W, 3) uint8 pixels of one image file, a regular file of at most
+    MAX_IMAGE_BYTES."""
+    try:
+        info = file.stat()
+    except OSError as exc:
+        raise fail(file, "image", f"cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise fail(file, "image", "is a device, pipe or socket, not a regular file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise fail(file, "image", f"{info.st_size} bytes: larger than the "
+                   f"{MAX_IMAGE_BYTES} bytes an image file may hold")
     try:
         with Image.open(file) as image:
             image.load()

@@ -1,11 +1,12 @@
 """From a data set's arrays to what a model reads: preprocessing, targets, splits.
 
 Preprocessing is the model file's.  Images are (N, H, W) or (N, maps, H, W),
-uint8 pixels 0..255 or floats on a 0..1 scale.  First ``crop`` cuts pixels from
-the borders; then the pixels are mapped linearly from 0..255 (floats: 0..1) onto
-[lo, hi] (LeNet-5: −0.1 to 1.175), or standardised with the (cropped) training
-images' mean and spread (seed 2.1), over all maps together or, with
-``standardize(per_map=true)``, each input map on its own; then ``pad`` adds a
+uint8 pixels 0..255 or floats.  First ``crop`` cuts pixels from the borders;
+then the pixels are mapped linearly from 0..255 (floats: 0..1; floats outside
+that are refused) onto [lo, hi] (LeNet-5: −0.1 to 1.175), or standardised with
+the (cropped) training images' mean and spread (seed 2.1), over all maps
+together or, with ``standardize(per_map=true)``, each input map on its own, or
+fed as they are (``as_is``: already standardized data); then ``pad`` adds a
 border of the background value, what a 0 pixel maps to in each map (28x28 ->
 32x32 with pad = 2; LeNet-5's border is −0.1).
 Targets are one-of-c codes with 0/1 or ±1 entries (seed 2.1).
@@ -70,6 +71,11 @@ def fit_preprocessing(pre, train_images: np.ndarray | None, full: float,
     scheme = registry.choice("preprocessing", kind)
     statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop)),
                                       **scheme.arguments(args)) if scheme.value.statistics else {}
+    for name, value in statistics.items():
+        if not np.all(np.isfinite(value)):
+            raise DataError(f"the training images' {name} is {value}: their pixels are too "
+                            f"large for {kind} to measure", where="preprocess",
+                            hint="scale the images down first")
     return Preprocessing((kind, dict(args)), statistics, float(full), tuple(pre.crop),
                          int(pre.pad))
 
@@ -195,6 +201,7 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
                 "set 'pad' or 'crop' in the preprocess section, or change the input shape")
         raise DataError(f"the model's input is {_size(want)} but the images{source} are "
                         f"{_size(got)} {how}", at, hint=hint, where=spec.file)
+    _check_floats(model, data, source)
     train_raw, train_labels = data.train_images[:n_train - val], data.train_labels[:n_train - val]
     if limit_train:
         train_raw, train_labels = train_raw[:limit_train], train_labels[:limit_train]
@@ -221,6 +228,40 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
     if limit_test:
         test_raw, test_labels = test_raw[:limit_test], test_labels[:limit_test]
     return split(train_raw, train_labels), validation, split(test_raw, test_labels)
+
+
+def _check_floats(model, data, source: str) -> None:
+    """Float pixels must lie in the range the model's pixel scheme reads floats on
+    (`Pixels.floats`; range: 0 to 1), else an error naming the array, the values
+    found and the schemes that read any floats."""
+    kind, args = model.settings.preprocess.pixels
+    bounds = model.registry.choice("preprocessing", kind).value.floats
+    if bounds is None:
+        return
+    for images, name in ((data.train_images, data.names[0]), (data.test_images, data.names[2])):
+        if images.dtype.kind != "f":
+            continue
+        lo, hi = float(images.min()), float(images.max())
+        if bounds[0] <= lo and hi <= bounds[1]:
+            continue
+        at = _setting_span(model.spec, "preprocess", "pixels")
+        written = kind + ("(" + ", ".join(f"{v:g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in args.items()) + ")" if args else "")
+        others = [other for other, choice in model.registry.choices("preprocessing").items()
+                  if choice.value.floats is None]
+        raise DataError(f"{name}{source}: float pixels run from {lo:g} to {hi:g}, but "
+                        f"pixels = {written}{'' if at else ' (the default)'} reads floats on "
+                        f"a {bounds[0]:g} to {bounds[1]:g} scale", at, where=model.file,
+                        hint=f"pixels 0..255 stored as floats: divide them by 255, or store "
+                             f"uint8; to read floats otherwise, set pixels = "
+                             f"{' or '.join(others)} in the preprocess section")
+
+
+def _setting_span(spec, section: str, option: str):
+    """Where ``option`` of ``section`` is written in the model file, or None."""
+    return next((written.span for written_section in spec.sections
+                 if written_section.name == section
+                 for written in written_section.options if written.name == option), None)
 
 
 def _check_recorded(recorded: Preprocessing, pre, full: float, maps: int, source: str):
