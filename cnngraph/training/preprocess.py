@@ -69,8 +69,11 @@ def fit_preprocessing(pre, train_images: np.ndarray | None, full: float,
     ``full``: their full-scale pixel), the scheme ``registry``'s."""
     kind, args = pre.pixels
     scheme = registry.choice("preprocessing", kind)
-    statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop)),
-                                      **scheme.arguments(args)) if scheme.value.statistics else {}
+    statistics = {}
+    if scheme.value.statistics:
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, not warned
+            statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop)),
+                                              **scheme.arguments(args))
     for name, value in statistics.items():
         if not np.all(np.isfinite(value)):
             raise DataError(f"the training images' {name} is {value}: their pixels are too "
