@@ -11,7 +11,6 @@ import numpy as np
 from hostile_harness import TINY, Case, images, metrics
 
 DATA, MODEL = "data files (.npz, IDX, JSON manifests)", "model files"
-H3 = "issue 21: H3 (bounded reads, float pixels)"
 
 
 def arrays(**changes) -> dict:
@@ -21,21 +20,21 @@ def arrays(**changes) -> dict:
     return {k: v for k, v in held.items() if v is not None}
 
 
-def npz(id, says, code=2, check=None, fixme=None, model=None, **changes) -> Case:
+def npz(id, says, code=2, check=None, model=None, **changes) -> Case:
     def make(env):
         path = env.tmp / "data.npz"
         np.savez(path, **arrays(**changes))
         text = env.write("model.cnn", model) if model else None
         return env.base.train_argv(env.tmp / "out", model=text, data=path)
-    return Case(f"npz-{id}", DATA, make, code, says, check, fixme=fixme)
+    return Case(f"npz-{id}", DATA, make, code, says, check)
 
 
-def raw(id, content, says, name="data.npz", fixme=None) -> Case:
+def raw(id, content, says, name="data.npz") -> Case:
     """--data a file of these bytes (``content(env)`` when callable)."""
     def make(env):
         path = env.write(name, content(env) if callable(content) else content)
         return env.base.train_argv(env.tmp / "out", data=path)
-    return Case(f"file-{id}", DATA, make, 2, says, fixme=fixme)
+    return Case(f"file-{id}", DATA, make, 2, says)
 
 
 def huge_npz(env) -> bytes:
@@ -65,7 +64,7 @@ def idx(array: np.ndarray, count: int | None = None) -> bytes:
         array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
-def manifest(id, says, edit=None, files=None, text=None, fixme=None, code=2, check=None):
+def manifest(id, says, edit=None, files=None, text=None, code=2, check=None):
     """A JSON manifest of four IDX files; ``files``: name -> bytes replacing one file,
     ``edit(m, env)``: changes to the manifest's object, ``text``: the JSON text itself."""
     def make(env):
@@ -81,7 +80,7 @@ def manifest(id, says, edit=None, files=None, text=None, fixme=None, code=2, che
             edit(body, env)
         path = env.write("data.json", text if text is not None else json.dumps(body))
         return env.base.train_argv(env.tmp / "out", data=path)
-    return Case(f"json-{id}", DATA, make, code, says, check, fixme=fixme)
+    return Case(f"json-{id}", DATA, make, code, says, check)
 
 
 def same_as_base_run(env, result):
@@ -121,11 +120,11 @@ DATA_CASES = [
         x_test=np.zeros((32, 2, 6, 6), np.uint8)),
     npz("label-beyond-classes", r"label|class", y_train=np.where(y == 0, 7, y)),
     npz("float-0-255", r"x_train.*(0 ?(to|\.\.) ?1|range|\[0, ?1\])",
-        x_train=x.astype(np.float32), x_test=xt.astype(np.float32), fixme=H3),
+        x_train=x.astype(np.float32), x_test=xt.astype(np.float32)),
     npz("float-centered", r"x_train.*(0 ?(to|\.\.) ?1|range|\[0, ?1\])",
-        x_train=SCALED[0] - 0.5, x_test=SCALED[1] - 0.5, fixme=H3),
+        x_train=SCALED[0] - 0.5, x_test=SCALED[1] - 0.5),
     npz("float-0-1", "", 0, same_as_base_run, x_train=SCALED[0], x_test=SCALED[1]),
-    npz("float-as-is", "", 0, trained, fixme=H3, model=TINY + AS_IS,
+    npz("float-as-is", "", 0, trained, model=TINY + AS_IS,
         x_train=SCALED[0] - 0.5, x_test=SCALED[1] - 0.5),
     npz("float-255-standardize", "", 0, trained, model=TINY + STANDARDIZE,
         x_train=x.astype(np.float32), x_test=xt.astype(np.float32)),
@@ -136,7 +135,7 @@ DATA_CASES = [
         b"'fortran_order': False, 'shape': (3,), }".ljust(117) + b"\n" + bytes(3),
         r"data\.npz"),
     raw("bad-crc", bad_crc, r"data\.npz.*x_train"),
-    raw("declares-1e12-images", huge_npz, r"data\.npz.*x_train", fixme=H3),
+    raw("declares-1e12-images", huge_npz, r"data\.npz.*x_train"),
     raw("text-file", "hello", r"data\.txt", name="data.txt"),
     manifest("syntax", r"data\.json.*line 1", text="{\"train_images\": "),
     manifest("not-object", r"data\.json.*object", text="[1, 2]"),
@@ -148,8 +147,7 @@ DATA_CASES = [
         train_images="nothere.idx")),
     manifest("folder-file", r"adir", edit=lambda m, env: (
         (env.tmp / "adir").mkdir(), m.update(train_images="adir"))),
-    manifest("dev-zero", r"/dev/zero", edit=lambda m, env: m.update(train_images="/dev/zero"),
-             fixme=H3),
+    manifest("dev-zero", r"/dev/zero", edit=lambda m, env: m.update(train_images="/dev/zero")),
     manifest("bad-magic", r"train_images\.idx.*magic", files={"train_images": b"\x01\x02\x03"
                                                                             b"\x04" + bytes(40)}),
     manifest("truncated-idx", r"train_images\.idx",
@@ -204,8 +202,7 @@ MODEL_CASES = [
     model("long-line", lambda env: TINY.replace(
         "units=8", "units=8" + " " * 1_000_000 + "oops"), r"model\.cnn:2", check=short_message,
         fixme="issue 21: H1 (long source lines cut around the caret)"),
-    Case("model-dev-zero", MODEL, lambda env: ["summary", "/dev/zero"], 2, r"/dev/zero",
-         fixme=H3),
+    Case("model-dev-zero", MODEL, lambda env: ["summary", "/dev/zero"], 2, r"/dev/zero"),
     Case("model-folder", MODEL, lambda env: ["summary", str(env.write("m.cnn/x", "")
                                                              .parent)], 2, r"m\.cnn"),
     model("unknown-option", TINY.replace("units=8", "units=8, colour=red"),
