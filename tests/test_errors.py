@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cnngraph.cli.main import main
+from cnngraph.core.errors import around_caret
 from cnngraph.language.parse import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +52,10 @@ def check_report(path: Path, err: str, line: int, column: int, fragment: str,
     assert fragment in head[len(prefix):]
     source = path.read_bytes().decode("utf-8", "replace").split("\n")
     if line <= len(source) and (line < len(source) or source[line - 1]):
-        assert rest[0] == f"{line:>5} | {source[line - 1].rstrip(chr(13))}"
+        shown, at = around_caret(source[line - 1].rstrip(chr(13)), column)  # long lines cut
+        assert rest[0] == f"{line:>5} | {shown}"
         assert CARET.match(rest[1]), rest[1]
-        assert rest[1].index("^") - len("      | ") == column - 1
+        assert rest[1].index("^") - len("      | ") == at - 1
         rest = rest[2:]
     assert all(r.startswith("hint: ") for r in rest), rest
     if hint is not None:

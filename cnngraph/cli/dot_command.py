@@ -24,7 +24,10 @@ def add_dot(sub):
 
 
 def cmd_dot(args) -> int:
-    from ..tools.dot import to_dot, write_graph
+    from ..core.outputs import check_output_file
+    from ..tools.dot import check_format, to_dot, write_graph
+    if args.output is not None:  # before any work
+        check_format(check_output_file(args.output, "-o"))
     model = compiled(args)
     if args.training:
         derived, _ = model.training_graph()
@@ -34,7 +37,7 @@ def cmd_dot(args) -> int:
     else:
         graph, what = model.graph, "forward graph"
     text = to_dot(graph, model.registry, f"{args.model}: {what}")
-    if args.output:
+    if args.output is not None:
         write_graph(text, args.output)
     else:
         sys.stdout.write(text)

@@ -3,8 +3,6 @@ work is `cnngraph.training.idx.download_mnist`).  Part of the CLI (only the CLI
 prints)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 EXAMPLE = "example: python -m cnngraph download --dir ~/mnist"
 
 
@@ -15,8 +13,11 @@ def add_download(sub):
 
 
 def cmd_download(args) -> int:
+    from ..core.outputs import check_output_dir, writing
     from ..training.idx import default_cache_dir, download_mnist
-    target = Path(args.dir) if args.dir else default_cache_dir()
-    for path in download_mnist(target):
+    target = check_output_dir(default_cache_dir() if args.dir is None else args.dir, "--dir")
+    with writing(target, "the MNIST files"):
+        paths = download_mnist(target)
+    for path in paths:
         print(f"ok  {path}")
     return 0

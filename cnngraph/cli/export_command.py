@@ -47,7 +47,9 @@ def add_export(sub):
 def cmd_export(args) -> int:
     from ..tools.export import OPSET, export_onnx, pixel_scale_offset, require_onnx, save_onnx
     from ..training.checkpoint import check_param_arrays
+    from ..core.outputs import check_output_file
     require_onnx()
+    check_output_file(args.output, "-o")  # before any work
     model, ckpt = model_and_checkpoint(args)
     check_param_arrays(ckpt.params, model.param_shapes, args.checkpoint)
     pixels = (ckpt.preprocessing.scale_offset(model.registry) if ckpt.preprocessing is not None

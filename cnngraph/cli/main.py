@@ -3,14 +3,19 @@
 One module per command (``cli/<command>_command.py``, each an ``add_<command>``
 that declares its flags and a ``cmd_<command>`` that runs it); this module holds
 the table of commands.  Only the CLI prints or exits: user mistakes exit 2 with a
-located message; a failed gradient check exits 1.
+located message, as does a place that cannot be written (`core.outputs`), stdout
+included (a closed pipe, a full disk); a failed gradient check exits 1; Ctrl-C at
+any moment exits 130 with one line.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 
 from ..core.errors import CnnError, format_error
+from ..core.outputs import output_error
 from .bench_command import add_bench, cmd_bench
 from .check_command import add_check, cmd_check
 from .check_ops_command import add_check_ops, cmd_check_ops
@@ -46,18 +51,70 @@ COMMANDS = [
 
 
 def main(argv=None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # before a command's own handling starts, or a second Ctrl-C
+        print("interrupted", file=sys.stderr)
+        # one that escaped an exec() of a string (dataclasses make their methods so)
+        # leaves CPython set to end the process by SIGINT at exit, whatever status is
+        # returned; an exec that completes clears that
+        exec("")
+        return 130
+
+
+def _run(argv) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    stdout = sys.stdout = GuardedStdout(sys.stdout)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+        return code
     except CnnError as e:
         print(format_error(e), file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return 0
+    finally:
+        if sys.stdout is stdout:
+            sys.stdout = stdout.stream
+        stdout.close_if_failed()
+
+
+class GuardedStdout:
+    """``sys.stdout`` while a command runs: a write that fails (a closed pipe, a full
+    disk) is an `OutputError` naming stdout, and later output is dropped."""
+
+    def __init__(self, stream):
+        self.stream, self.failed = stream, False
+
+    def write(self, text: str) -> int:
+        return self._guard(self.stream.write, text)
+
+    def flush(self) -> None:
+        self._guard(self.stream.flush)
+
+    def _guard(self, call, *args):
+        if self.failed:
+            return len(args[0]) if args else None
+        try:
+            return call(*args)
+        except OSError as e:
+            self.failed = True
+            raise output_error(e, "stdout", "the output") from None
+
+    def close_if_failed(self) -> None:
+        """After a failure, point the stream at the null device, so that exiting
+        (which flushes what it still holds) does not fail once more."""
+        if self.failed:
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (OSError, ValueError, io.UnsupportedOperation):
+                pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,8 @@ def add_run(sub):
 
 
 def cmd_run(args) -> int:
-    from ..tools.experiment import run_experiment
+    from ..core.outputs import check_output_dir
+    from ..tools.experiment import root_first, run_experiment
     from ..training.loop import CHECKPOINT, Interrupted
     from ..training.world import detect_world
     world = detect_world()
@@ -69,6 +70,8 @@ def cmd_run(args) -> int:
         print(f"data-parallel on {world.size} ranks (pids " +
               ", ".join(f"rank {rank}: {pid}" for rank, pid in enumerate(pids)) + ")",
               flush=True)
+    # where it writes, before any work (run_experiment checks it again, for the API)
+    root_first(world, lambda root: root and check_output_dir(args.out, "--out"))
     model = compiled(args)
     changes = {flag[2:]: getattr(args, flag[2:]) for flag, _, _ in CHANGES}
     changes.update(dtype=args.dtype, shuffle=args.shuffle)

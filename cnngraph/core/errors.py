@@ -66,6 +66,10 @@ class UsageError(CnnError):
     """A command-line flag is wrong."""
 
 
+class OutputError(CnnError):
+    """A place to write is unusable, or writing failed (no space, read-only, ...)."""
+
+
 class ParameterError(CnnError):
     """Parameters handed to a model do not fit it (names, shapes, dtypes)."""
 
@@ -82,14 +86,30 @@ def format_error(error: CnnError, label: str = "error") -> str:
         lines = [f"{span.file}:{span.line}:{span.column}: {label}: {error.message}"]
         source = span.source_line()
         if source is not None:
+            shown, column = around_caret(source, span.column)
             gutter = f"{span.line:>5} | "
-            lines.append(gutter + source.rstrip("\n"))
-            width = max(1, min(span.length, len(source) - span.column + 1))
-            indent = "".join(c if c == "\t" else " " for c in source[:span.column - 1])
+            lines.append(gutter + shown)
+            width = max(1, min(span.length, len(shown) - column + 1))
+            indent = "".join(c if c == "\t" else " " for c in shown[:column - 1])
             lines.append(" " * (len(gutter) - 2) + "| " + indent + "^" * width)
     if error.hint:
         lines.append(f"hint: {error.hint}")
     return "\n".join(lines)
+
+
+#: the most characters of a source line an error shows, around the caret
+SHOWN = 120
+
+
+def around_caret(line: str, column: int) -> tuple[str, int]:
+    """At most `SHOWN` characters of ``line`` around ``column`` (1-based), cut ends
+    marked with '…', and the column within them."""
+    if len(line) <= SHOWN:
+        return line, column
+    start = min(max(0, column - 1 - SHOWN // 2), len(line) - SHOWN)
+    shown = ("…" if start else "") + line[start:start + SHOWN]
+    shown += "…" if start + SHOWN < len(line) else ""
+    return shown, column - start + (1 if start else 0)
 
 
 def close_names(name: str, candidates, n: int = 3) -> str | None:

@@ -6,15 +6,14 @@ the shape of the value it moves (batch axis shown as N).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import networkx as nx
 
 from ..core.errors import UsageError
+from ..core.outputs import usual_mode, write_atomically
 from ..core.registry import Registry
 
 STYLE = {
@@ -75,14 +74,14 @@ def _label(node, data, registry) -> str:
 
 
 def write_graph(dot_text: str, path: Path) -> None:
-    """Write .dot as is; render .svg/.png/.pdf with Graphviz.  Written atomically."""
+    """Write .dot as is; render .svg/.png/.pdf with Graphviz.  Written atomically
+    (`outputs.write_atomically`: a failure leaves no file behind)."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt in ("dot", "gv"):
-        _atomic_write(path, dot_text.encode())
+        write_atomically(path, lambda f: f.write(dot_text.encode()), usual_mode(), "the graph")
         return
-    if fmt not in ("svg", "png", "pdf"):
-        raise UsageError(f"cannot write '{path.name}': use a .dot, .svg, .png or .pdf name")
+    check_format(path)
     exe = shutil.which("dot")
     if exe is None:
         raise UsageError("rendering needs Graphviz's 'dot' program, which is not installed",
@@ -91,15 +90,11 @@ def write_graph(dot_text: str, path: Path) -> None:
     done = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True)
     if done.returncode != 0:
         raise UsageError(f"Graphviz failed: {done.stderr.decode(errors='replace').strip()}")
-    _atomic_write(path, done.stdout)
+    write_atomically(path, lambda f: f.write(done.stdout), usual_mode(), "the graph")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-        tmp = Path(f.name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp.replace(path)
+def check_format(path: Path) -> None:
+    """A file name `write_graph` can write (.dot, .gv, .svg, .png, .pdf)."""
+    if Path(path).suffix.lstrip(".").lower() not in ("dot", "gv", "svg", "png", "pdf"):
+        raise UsageError(f"cannot write '{Path(path).name}': use a .dot, .svg, .png or "
+                         ".pdf name")

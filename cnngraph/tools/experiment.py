@@ -25,6 +25,7 @@ import numpy as np
 
 from ..compiler.program import Model, compile_model
 from ..core.errors import CnnError, UsageError
+from ..core.outputs import check_output_dir
 from ..language.settings import TrainConfig
 from ..training.checkpoint import load_checkpoint
 from ..training.loop import (
@@ -138,6 +139,8 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     """
     from threadpoolctl import threadpool_limits
     draw = pictures_wanted(plots)  # before any work: a missing matplotlib fails fast
+    out = root_first(world, lambda root: check_output_dir(
+        out, "--out", files=(CHECKPOINT, METRICS)) if root else Path(out))
     if not isinstance(model, Model):
         model = compile_model(model, backend="auto")
     cfg = run_config(model, config, world, Path(out), resume)

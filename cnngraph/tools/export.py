@@ -35,14 +35,13 @@ onnx 1.23.2 and onnxruntime 1.32.0 (the CPU provider).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ..compiler.schedule import schedule
 from ..core.errors import CnnError, RuleError, UsageError
-from ..training.checkpoint import write_atomically
+from ..core.outputs import usual_mode, write_atomically
 from ..training.preprocess import fit_preprocessing
 
 #: The ONNX operator set the lowerings are written for.
@@ -284,18 +283,9 @@ def save_onnx(proto, path) -> Path:
     fsync, then a rename over ``path``."""
     path = Path(path)
     data = proto.SerializeToString()
-    try:  # mkstemp's file is private; an exported model is for sharing
-        write_atomically(path, lambda f: f.write(data), mode=0o666 & ~_umask())
-    except OSError as e:
-        raise UsageError(f"cannot write the ONNX file: {e.strerror or e}",
-                         where=str(path)) from None
+    # mkstemp's file is private; an exported model is for sharing
+    write_atomically(path, lambda f: f.write(data), usual_mode(), "the ONNX file")
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _lowering(model, step):

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UsageError
+from ..core.outputs import usual_mode, write_atomically
 
 
 def have_matplotlib() -> bool:
@@ -27,10 +28,12 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
+    """Write ``fig`` atomically (`outputs.write_atomically`), in the format its suffix
+    names."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
+    write_atomically(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=110,
+                                                 bbox_inches="tight"),
+                     usual_mode(), f"the picture {path.name}")
 
 
 def alpha_heatmaps(found: dict, path: Path) -> None:

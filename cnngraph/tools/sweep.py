@@ -40,7 +40,14 @@ from pathlib import Path
 from ..core.errors import CnnError, UsageError, format_error
 from ..training.world import detect_world
 from .sweep_grid import configurations
-from .sweep_tables import SETTINGS, summarize, write_tables
+from .sweep_tables import (
+    RUNS_CSV,
+    SETTINGS,
+    SUMMARY_CSV,
+    SWEEP_JSON,
+    summarize,
+    write_tables,
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     saved (status ``interrupted``); the tables are still written and the result
     has ``interrupted`` set.  Returns None on MPI ranks other than 0.
     """
+    from ..core.outputs import check_output_dir
     from ..training.datasets import resolve_data
     from ..training.idx import Download
     from .experiment import FetchingData, root_first
@@ -131,6 +139,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     if val is not None and val < 0:
         raise UsageError(f"--val must not be negative, got {val}")
     draw = pictures_wanted(plots)
+    out = check_output_dir(out, "--out", files=(RUNS_CSV, SUMMARY_CSV, SWEEP_JSON))
     compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
     found = configurations(compiled, grid, base)
@@ -139,7 +148,6 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     data_dir = str(root_first(detect_world(), lambda root: resolve_data(
         data, compiled.settings.train.data, compiled.file,
         download=fetch if root else None)).resolve())
-    out = Path(out)
     jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
                      limit_train, limit_test, bool(plots)) for c in found]
     with _executor(executor, jobs, len(found)) as (pool, stop_event, workers, where):

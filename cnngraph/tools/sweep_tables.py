@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.outputs import usual_mode, write_atomically
 from ..training.loop import write_json, write_text
 
 if TYPE_CHECKING:
@@ -106,7 +107,9 @@ def draw_sweep(result: SweepResult, model: str, path: Path) -> None:
            title=f"{Path(model).name}: test error per configuration")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110,
+                                                     bbox_inches="tight"),
+                         usual_mode(), f"the picture {path.name}")
+    finally:
+        plt.close(fig)

@@ -19,8 +19,6 @@ did (the one case where they are recomputed).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import CheckpointError
+from ..core.outputs import write_atomically, writing
 from .preprocess import STATISTICS, Preprocessing
 
 FORMAT_VERSION = 2
@@ -66,33 +65,9 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
     if ckpt.model_text is not None:
         header.update(model_text=ckpt.model_text, model_file=ckpt.model_file)
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    write_atomically(path, lambda f: np.savez(f, **arrays))
-    _remove_temporaries(path)
-
-
-def write_atomically(path: Path, write, mode: int | None = None) -> None:
-    """``write(file)`` into a temporary file beside ``path``, fsync it, rename it over
-    ``path`` and fsync the folder: a reader sees the old file or the whole new one,
-    never part of one.  ``mode``: the new file's permissions (default: private)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, lambda f: np.savez(f, **arrays), what="the checkpoint")
+    with writing(path, "the checkpoint"):
+        _remove_temporaries(path)
 
 
 def _remove_temporaries(path: Path) -> None:

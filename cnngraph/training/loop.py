@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..compiler.program import make_plan
+from ..core import outputs
 from ..core.errors import CnnError, DataError
 from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
@@ -360,9 +361,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write text atomically (temporary file, then rename): never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write text atomically (`outputs.write_atomically`): never half a file, and a
+    failure is an `OutputError` naming the file."""
+    outputs.write_text(path, text, f"the file {Path(path).name}")
