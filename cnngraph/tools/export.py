@@ -329,8 +329,11 @@ def _metadata(model, scale, offset, input_name, output_name) -> dict:
     how = f"Input '{input_name}' is float32 (N, {', '.join(map(str, model.input_shape))}): "
     if any(crop):
         how += f"images cropped by {list(crop)} pixels (top, bottom, left, right), "
-    how += (f"pixels (0..255 in 8-bit images) mapped as pixel * {scale} + {offset}"
-            + (" per map" if scale.startswith("[") else "") + f" ({pixels})")
+    if (scale, offset) == ("1.0", "0.0"):
+        how += f"pixels fed as they are ({pixels})"
+    else:
+        how += (f"pixels (0..255 in 8-bit images) mapped as pixel * {scale} + {offset}"
+                + (" per map" if scale.startswith("[") else "") + f" ({pixels})")
     if pre.pad:
         how += f", then a border of {pre.pad} pixels of the offset on each side"
     data_loss = model.graph.nodes[model.roles.data_loss]
