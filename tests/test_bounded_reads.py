@@ -234,3 +234,19 @@ def test_a_model_file_just_below_the_limit_is_read(tmp_path):
     path = tmp_path / "long.cnn"
     path.write_text(TINY + "#" * (MAX_MODEL_BYTES - len(TINY) - 1) + "\n")
     assert parse_file(path).layers[-1].name == "L"
+
+
+def test_arrays_that_do_not_fit_in_memory_are_named(tmp_path, monkeypatch):
+    """Below the limits a file may still not fit in this machine's memory: the error
+    names it (a MemoryError injected where the arrays are allocated)."""
+    data = npz(tmp_path / "set.npz")
+    manifest_path = manifest(tmp_path)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", no_memory)
+    with pytest.raises(DataError, match="set.npz: x_train: does not fit in memory"):
+        load_data(data)
+    monkeypatch.setattr(np, "frombuffer", no_memory)
+    with pytest.raises(DataError, match="ti: data: does not fit in memory"):
+        load_data(manifest_path)

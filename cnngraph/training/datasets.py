@@ -261,6 +261,9 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
                 raise _fail(path, name, detail) from None
             except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise _fail(path, name, f"cannot read ({exc})") from None
+            except MemoryError:
+                raise _fail(path, name, "does not fit in memory", hint="use a smaller subset "
+                            "of the data, or a machine with more memory") from None
     fields = {name: _Field(arrays[name], path, name) for name in NPZ_ARRAYS}
     return check_dataset(*fields.values(), source=str(path))
 

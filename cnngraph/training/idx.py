@@ -89,6 +89,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             packed = f.read(2) == _GZIP_MAGIC
         with (gzip.open(path, "rb") if packed else open(path, "rb")) as f:
             return _read_idx(f, path, size, packed)
+    except MemoryError:
+        raise _fail(path, "data", "does not fit in memory", hint="use a smaller subset of "
+                    "the data, or a machine with more memory") from None
     except (OSError, EOFError, zlib.error) as exc:
         if packed:
             raise _fail(path, "gzip stream", f"corrupt or truncated gzip data ({exc})") from None
