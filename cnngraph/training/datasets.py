@@ -45,7 +45,7 @@ from .idx import (
 from .image_folder import load_image_folder
 
 __all__ = ["Dataset", "FORMS", "NPZ_ARRAYS", "MANIFEST_KEYS", "resolve_data", "load_data",
-           "load_npz", "load_manifest", "check_dataset"]
+           "load_npz", "load_manifest", "check_dataset", "check_npz_member"]
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 MANIFEST_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
@@ -230,7 +230,7 @@ def check_dataset(x_train: _Field, y_train: _Field, x_test: _Field, y_test: _Fie
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
     """x_train, y_train, x_test, y_test from an .npz archive (read without pickle);
     each array's declared shape is checked against its size in the archive
-    (`_check_member`) before it is read."""
+    (`check_npz_member`) before it is read."""
     path = Path(path)
     regular_file(path, hint=FORMS)
     try:
@@ -254,7 +254,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
         arrays = {}
         for name in NPZ_ARRAYS:
             try:
-                _check_member(archive.zip, path, name)
+                check_npz_member(archive.zip, path, name)
                 arrays[name] = archive[name]
             except ValueError as exc:
                 detail = _OBJECTS if "allow_pickle" in str(exc) else f"cannot read ({exc})"
@@ -268,10 +268,12 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     return check_dataset(*fields.values(), source=str(path))
 
 
-def _check_member(archive: zipfile.ZipFile, path: Path, name: str) -> None:
+def check_npz_member(archive: zipfile.ZipFile, path: Path, name: str) -> None:
     """The .npy header of array ``name``: its shape x item size must be the bytes the
     archive holds for it, and those at most MAX_DATA_BYTES (for a compressed member,
-    also at most what its compressed bytes can expand to); no Python objects."""
+    also at most what its compressed bytes can expand to); no Python objects.  A
+    DataError names ``path`` and ``name``.  Any .npz reader can call it before
+    ``archive[name]`` (``archive.zip`` is an NpzFile's ZipFile)."""
     member = f"{name}.npy" if f"{name}.npy" in archive.NameToInfo else name
     info = archive.getinfo(member)
     if info.file_size > MAX_DATA_BYTES:
