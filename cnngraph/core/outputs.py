@@ -60,22 +60,27 @@ def writing(path, what: str = "the file", kept: bool = False):
 
 
 def check_output_dir(path, what: str = "--out", files=()) -> Path:
-    """The folder ``path``, made if missing, once it is known to be writable: a sane
-    name, not a file or a special file, not under /proc, /sys or /dev, on a writable
-    file system.  ``files``: names that will be written in it, which must not be
-    folders or special files.  An `OutputError` otherwise."""
+    """The folder ``path`` once it is known that it can be written, without making
+    it (the first write does): a sane name, not a file or a special file, not under
+    /proc, /sys or /dev, and its nearest existing folder writable on a writable file
+    system.  ``files``: names that will be written in it, which must not be folders
+    or special files.  An `OutputError` otherwise."""
     path = _sane_name(path, what)
     if _special(path):
         raise OutputError(f"{what} is on a special file system, not a place for files",
                           where=str(path), hint="choose a folder on a disk")
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"{what} is {_kind(path)}, not a folder", where=str(path),
-                          hint="remove it or choose another folder")
     with writing(path, f"into {what}"):
-        path.mkdir(parents=True, exist_ok=True)
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
+        existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+        if existing == path and not path.is_dir():
+            raise OutputError(f"{what} is {_kind(path)}, not a folder", where=str(path),
+                              hint="remove it or choose another folder")
+        if not existing.is_dir():
+            raise OutputError(f"{what} goes through {existing}, which is {_kind(existing)}, "
+                              "not a folder", where=str(path),
+                              hint="remove that file or choose another folder")
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES))
     for name in files:
         _replaceable(path / name, f"{what}'s {name}")
