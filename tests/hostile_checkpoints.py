@@ -9,10 +9,9 @@ import numpy as np
 from hostile_harness import SQUARED, Case, edit_checkpoint, metrics, same_arrays
 
 CKPT = "checkpoints (resume, eval, export)"
-H2 = "issue 21: H2 (checkpoint fields validated on load)"
 
 
-def resume(id, says, header=None, arrays=None, fixme=None, code=2, check=None, which="run2",
+def resume(id, says, header=None, arrays=None, code=2, check=None, which="run2",
            epochs="3") -> Case:
     """run --resume from a copy of ``which`` whose checkpoint was edited."""
     def make(env):
@@ -22,10 +21,10 @@ def resume(id, says, header=None, arrays=None, fixme=None, code=2, check=None, w
         return env.base.train_argv(out, "--resume", "--epochs", epochs)
     says = says and r"checkpoint\.npz[\s\S]*(?:" + says + ")"
     return Case(f"resume-{id}", CKPT, make, code, says,
-                check, fixme=fixme)
+                check)
 
 
-def read_by(command, id, says, header=None, arrays=None, fixme=None, code=2, check=None,
+def read_by(command, id, says, header=None, arrays=None, code=2, check=None,
             damage=None, model=True) -> Case:
     """``eval`` or ``export`` of a copy of run2's checkpoint, edited (or ``damage(path)``)."""
     def make(env):
@@ -39,7 +38,7 @@ def read_by(command, id, says, header=None, arrays=None, fixme=None, code=2, che
         tail = (["--data", str(env.base.data), "--backend", "numpy", "--threads", "1"]
                 if command == "eval" else ["-o", str(env.tmp / "model.onnx")])
         return [*head, "--checkpoint", str(path), *tail]
-    return Case(f"{command}-{id}", CKPT, make, code, says, check, fixme=fixme)
+    return Case(f"{command}-{id}", CKPT, make, code, says, check)
 
 
 def rng(**fields):
@@ -101,37 +100,36 @@ def nothing_left(env, result):
 VELOCITY = "optim/velocity/H.weight"
 CHECKPOINT_CASES = [
     resume("bitwise", "", code=0, check=as_uninterrupted, which="run1", epochs="2"),
-    resume("rng-negative", "rng", rng_state(state=-5), fixme=H2),
-    resume("rng-string", "rng", rng_state(state="12345"), fixme=H2),
-    resume("rng-2e200", "rng", rng_state(state=2 ** 200), fixme=H2),
-    resume("rng-1.5", "rng", rng_state(state=1.5), fixme=H2),
-    resume("rng-inc-negative", "rng", rng_state(inc=-1), fixme=H2),
+    resume("rng-negative", "rng", rng_state(state=-5)),
+    resume("rng-string", "rng", rng_state(state="12345")),
+    resume("rng-2e200", "rng", rng_state(state=2 ** 200)),
+    resume("rng-1.5", "rng", rng_state(state=1.5)),
+    resume("rng-inc-negative", "rng", rng_state(inc=-1)),
     resume("rng-missing", "rng_state", lambda h: h.pop("rng_state")),
-    resume("rng-empty", "rng", setting("rng_state", {}), fixme=H2),
-    resume("rng-mt19937", "rng|bit.generator|MT19937", rng(bit_generator="MT19937"), fixme=H2),
-    resume("rng-unknown-generator", "rng|bit.generator", rng(bit_generator="Nope"), fixme=H2),
-    resume("rng-has-uint32-string", "rng|has_uint32", rng(has_uint32="yes"), fixme=H2),
-    resume("rng-uinteger-negative", "rng|uinteger", rng(uinteger=-7), fixme=H2),
-    resume("epoch-negative", "epoch", setting("epoch", -3), fixme=H2),
-    resume("epoch-1e9", "epoch", setting("epoch", 10 ** 9), fixme=H2),
+    resume("rng-empty", "rng", setting("rng_state", {})),
+    resume("rng-mt19937", "rng|bit.generator|MT19937", rng(bit_generator="MT19937")),
+    resume("rng-unknown-generator", "rng|bit.generator", rng(bit_generator="Nope")),
+    resume("rng-has-uint32-string", "rng|has_uint32", rng(has_uint32="yes")),
+    resume("rng-uinteger-negative", "rng|uinteger", rng(uinteger=-7)),
+    resume("epoch-negative", "epoch", setting("epoch", -3)),
+    resume("epoch-1e9", "epoch", setting("epoch", 10 ** 9)),
     resume("epoch-string", "epoch", setting("epoch", "2")),
     resume("epoch-float", "epoch", setting("epoch", 1.0)),
-    resume("step-negative", "step", setting("step", -1), fixme=H2),
-    resume("step-huge", "step", setting("step", 10 ** 30), fixme=H2),
-    resume("step-beyond-epoch", "step", setting("step", 100), fixme=H2),
+    resume("step-negative", "step", setting("step", -1)),
+    resume("step-huge", "step", setting("step", 10 ** 30)),
+    resume("step-beyond-epoch", "step", setting("step", 100)),
     resume("step-after-finished-epoch", "step|epoch",
-           lambda h: h.update(epoch=0, step=1), which="run1", fixme=H2),
-    resume("meta-empty", "meta", setting("meta", {}), fixme=H2),
-    resume("meta-epochs-string", "meta", lambda h: h["meta"].update(epochs="many"), fixme=H2),
-    resume("meta-epochs-missing-rows", "meta|epoch", lambda h: h["meta"].update(epochs=[]),
-           fixme=H2),
+           lambda h: h.update(epoch=0, step=1), which="run1"),
+    resume("meta-empty", "meta", setting("meta", {})),
+    resume("meta-epochs-string", "meta", lambda h: h["meta"].update(epochs="many")),
+    resume("meta-epochs-missing-rows", "meta|epoch", lambda h: h["meta"].update(epochs=[])),
     resume("optim-key-without-slash", "optim|velocity|optimizer",
-           arrays=rename(f"{VELOCITY}", "optim/velocityHweight"), fixme=H2),
+           arrays=rename(f"{VELOCITY}", "optim/velocityHweight")),
     resume("velocity-shape", "velocity|optim|shape",
-           arrays=change(VELOCITY, lambda v: v[:1]), fixme=H2),
-    resume("velocity-missing", "velocity|optim|momentum", arrays=without("optim/"), fixme=H2),
+           arrays=change(VELOCITY, lambda v: v[:1])),
+    resume("velocity-missing", "velocity|optim|momentum", arrays=without("optim/")),
     resume("velocity-nan", "velocity|optim|NaN",
-           arrays=change(VELOCITY, lambda v: np.full_like(v, np.nan)), fixme=H2),
+           arrays=change(VELOCITY, lambda v: np.full_like(v, np.nan))),
     resume("param-missing", "H.bias", arrays=without("param/H.bias")),
     resume("param-shape", "H.weight.*shape", arrays=change("param/H.weight", lambda v: v.T)),
     resume("param-nan", "H.bias.*NaN", arrays=change("param/H.bias",

@@ -55,7 +55,7 @@ class Case:
     argv; the expected exit status ``code`` and a regular expression ``says`` that the
     output must hold (the file and field); ``check(env, result)`` asserts what must be
     true afterwards (for exit 0: that the result is right); ``fault(env)``: a context
-    manager that injects an OS failure; ``fixme``: whose part of issue 21 still fails."""
+    manager that injects an OS failure."""
     id: str
     category: str
     make: Callable
@@ -64,7 +64,6 @@ class Case:
     check: Callable | None = None
     fault: Callable | None = None
     subprocess: bool = False
-    fixme: str | None = None
 
 
 @dataclass
@@ -153,7 +152,8 @@ def run_main(argv: list[str], cwd: Path, fault=None) -> Result:
 def run_process(argv: list[str], cwd: Path, stdout=subprocess.PIPE, sigint_after=(),
                 timeout: float = 60) -> Result:
     """``python -m cnngraph ARGV``; ``sigint_after``: seconds at which to send SIGINT,
-    each measured from the start, or from the first output line when negative."""
+    each measured from the start.  Killed by SIGINT reads as 130, as a shell reports it
+    (Python's own exit on an uncaught KeyboardInterrupt)."""
     proc = subprocess.Popen([sys.executable, "-m", "cnngraph", *argv], cwd=cwd, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
     start = time.monotonic()
@@ -167,7 +167,8 @@ def run_process(argv: list[str], cwd: Path, stdout=subprocess.PIPE, sigint_after
         proc.kill()
         out, err = proc.communicate()
         return Result(None, out or "", err or "", "timed out")
-    return Result(proc.returncode, out or "", err or "")
+    code = 130 if proc.returncode == -signal.SIGINT else proc.returncode
+    return Result(code, out or "", err or "")
 
 
 def run_case(case: Case, base: Base, tmp: Path) -> tuple[Env, Result]:
@@ -233,12 +234,13 @@ def memory_guard(spare: int = 3 << 30):
 def failing_disk(under: Path, code: int):
     """Writes under ``under`` fail with ``code``: EROFS refuses to create or open a file
     for writing, to make a folder or to rename into it (and os.access says so); ENOSPC
-    opens the file but fails its writes and fsync, as a full disk does."""
+    opens the file but fails its writes and fsync, as a full disk does (os.statvfs and
+    os.access tell a read-only file system as the kernel does)."""
     under = os.path.realpath(under)
     message = os.strerror(code)
     doomed: set[int] = set()
     real = {name: getattr(os, name) for name in ("open", "mkdir", "replace", "rename",
-                                                 "access", "fsync", "write")}
+                                                 "access", "fsync", "write", "statvfs")}
     real_io_open = io.open
 
     def inside(path) -> bool:
@@ -286,6 +288,14 @@ def failing_disk(under: Path, code: int):
             return False
         return real["access"](path, mode, *args, **kwargs)
 
+    def statvfs(path):
+        found = real["statvfs"](path)
+        if not (inside(path) and code == errno.EROFS):
+            return found
+        fields = list(found)
+        fields[8] |= os.ST_RDONLY  # f_flag: mounted read-only
+        return os.statvfs_result(fields)
+
     def fd_call(name):
         def call(fd, *args):
             if fd in doomed:
@@ -295,7 +305,7 @@ def failing_disk(under: Path, code: int):
 
     patches = {(os, "open"): os_open, (os, "mkdir"): guarded("mkdir"), (os, "replace"): rename,
                (os, "rename"): rename, (os, "access"): access, (os, "fsync"): fd_call("fsync"),
-               (os, "write"): fd_call("write"), (io, "open"): io_open}
+               (os, "write"): fd_call("write"), (os, "statvfs"): statvfs, (io, "open"): io_open}
     import builtins
     patches[(builtins, "open")] = io_open
     saved = {key: getattr(*key) for key in patches}

@@ -118,6 +118,10 @@ DATA_CASES = [
         x_train=np.zeros((64, 7, 7), np.uint8), x_test=np.zeros((32, 7, 7), np.uint8)),
     npz("maps-vs-model", r"map|shape|channel", x_train=np.zeros((64, 2, 6, 6), np.uint8),
         x_test=np.zeros((32, 2, 6, 6), np.uint8)),
+    npz("bool-images", r"x_train.*bool", x_train=x > 127, x_test=xt > 127),
+    npz("uint16-in-range", "", 0, same_as_base_run, x_train=x.astype(np.uint16),
+        x_test=xt.astype(np.uint16)),
+    npz("extra-arrays", "", 0, same_as_base_run, notes=np.arange(3)),
     npz("label-beyond-classes", r"label|class", y_train=np.where(y == 0, 7, y)),
     npz("float-0-255", r"x_train.*(0 ?(to|\.\.) ?1|range|\[0, ?1\])",
         x_train=x.astype(np.float32), x_test=xt.astype(np.float32)),
@@ -168,11 +172,19 @@ DATA_CASES = [
 ]
 
 
-def model(id, text, says, command="summary", fixme=None, check=None, code=2) -> Case:
+def model(id, text, says, command="summary", check=None, code=2) -> Case:
     def make(env):
         path = env.write("model.cnn", text(env) if callable(text) else text)
         return [command, str(path)]
-    return Case(f"model-{id}", MODEL, make, code, says, check, fixme=fixme)
+    return Case(f"model-{id}", MODEL, make, code, says, check)
+
+
+def plugin(id, text, says) -> Case:
+    """summary with ``--ops`` a plugin file of this text (None: no such file)."""
+    def make(env):
+        path = env.write("p.py", text) if text is not None else env.tmp / "nope.py"
+        return ["summary", str(env.base.model), "--ops", str(path)]
+    return Case(f"plugin-{id}", MODEL, make, 2, says)
 
 
 def short_message(env, result):
@@ -200,12 +212,19 @@ MODEL_CASES = [
           r"model\.cnn:2.*kernel"),
     model("units-zero", TINY.replace("units=8", "units=0"), r"model\.cnn:2.*units"),
     model("long-line", lambda env: TINY.replace(
-        "units=8", "units=8" + " " * 1_000_000 + "oops"), r"model\.cnn:2", check=short_message,
-        fixme="issue 21: H1 (long source lines cut around the caret)"),
+        "units=8", "units=8" + " " * 1_000_000 + "oops"), r"model\.cnn:2", check=short_message),
     Case("model-dev-zero", MODEL, lambda env: ["summary", "/dev/zero"], 2, r"/dev/zero"),
     Case("model-folder", MODEL, lambda env: ["summary", str(env.write("m.cnn/x", "")
                                                              .parent)], 2, r"m\.cnn"),
     model("unknown-option", TINY.replace("units=8", "units=8, colour=red"),
           r"model\.cnn:2.*colour"),
     model("valid", TINY, "", code=0, check=one_layer),
+    model("crlf-lines", TINY.replace("\n", "\r\n"), "", code=0, check=one_layer),
+    model("byte-order-mark", "\ufeff" + TINY, r"model\.cnn:1:1"),
+    model("units-beyond-limit", TINY.replace("units=8", "units=200000000"),
+          r"model\.cnn:2.*units"),
+    plugin("missing", None, r"nope\.py.*no such"),
+    plugin("syntax", "def (:\n", r"p\.py.*SyntaxError"),
+    plugin("raises", "raise RuntimeError('boom')\n", r"p\.py.*boom"),
+    plugin("imports-nothing", "import no_such_module_x\n", r"p\.py.*no_such_module_x"),
 ]
