@@ -216,7 +216,7 @@ def test_write_atomically_cleans_up_after_a_failed_write(tmp_path):
 
 # stdout ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["summary", "run"])
+@pytest.mark.parametrize("command", ["summary", "run", "--help"])
 @pytest.mark.parametrize("stream", ["/dev/full", "closed pipe"])
 def test_stdout_that_cannot_be_written(base, tmp_path, capsys, monkeypatch, command, stream):
     if stream == "/dev/full":
@@ -227,8 +227,8 @@ def test_stdout_that_cannot_be_written(base, tmp_path, capsys, monkeypatch, comm
         read, write = os.pipe()
         os.close(read)
         sink, cause = os.fdopen(write, "w"), "closed pipe"
-    argv = (["summary", str(base / "tiny.cnn")] if command == "summary"
-            else [a for a in run_argv(base, tmp_path / "run") if a != "--quiet"])
+    argv = {"summary": ["summary", str(base / "tiny.cnn")], "--help": ["--help"],
+            "run": [a for a in run_argv(base, tmp_path / "run") if a != "--quiet"]}[command]
     capsys.readouterr()
     monkeypatch.setattr(sys, "stdout", sink)
     code = main(argv)

@@ -63,14 +63,19 @@ def main(argv=None) -> int:
 
 
 def _run(argv) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
     stdout = sys.stdout = GuardedStdout(sys.stdout)
     try:
-        code = args.handler(args)
+        parser = make_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:  # --help, or a wrong flag: argparse printed why
+            sys.stdout.flush()
+            raise
+        if not getattr(args, "command", None):
+            parser.print_help()
+            code = 2
+        else:
+            code = args.handler(args)
         sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
         return code
     except CnnError as e:
