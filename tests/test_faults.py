@@ -246,8 +246,10 @@ class _Planted:
 
 
 def _header(**fields) -> np.ndarray:
-    header = {"format_version": 1, "network_hash": "0" * 64, "rng_state": {}, "epoch": 0,
-              "step": 0, "meta": {}, **fields}
+    header = {"format_version": 1, "network_hash": "0" * 64, "epoch": 0, "step": 0,
+              "rng_state": np.random.default_rng(0).bit_generator.state,
+              "meta": {"epochs": [], "sums": {"loss": 0.0, "errors": 0, "seen": 0,
+                                              "seconds": 0.0}}, **fields}
     return np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
 
 

@@ -101,8 +101,10 @@ def load_checkpoint(path: Path, network_hash: str | None = None) -> Checkpoint:
                               hint="use the model file the checkpoint was trained with")
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
     optimizer = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
-    return Checkpoint(header["network_hash"], params, optimizer, header["rng_state"],
-                      header["epoch"], header["step"], header["meta"],
+    _check_optimizer_arrays(optimizer, params, path)
+    return Checkpoint(header["network_hash"], params, optimizer,
+                      _read_rng_state(header["rng_state"], path), header["epoch"],
+                      header["step"], _read_meta(header["meta"], header, path),
                       header.get("model_text"), header.get("model_file"),
                       _read_preprocessing(header.get("preprocess"), path),
                       _read_run(header.get("run", {}), path), header["format_version"])
@@ -173,6 +175,9 @@ def _read_header(array: np.ndarray, path: Path) -> dict:
         if not isinstance(header.get(name), kind):
             raise CheckpointError(f"corrupt checkpoint header: '{name}' is missing or not "
                                   f"a JSON {kind.__name__}", where=str(path))
+    for name in ("epoch", "step"):  # a JSON true is a Python int
+        if not _whole(header[name]) or header[name] < 0:
+            raise _bad(path, name, "a whole number, 0 or more", header[name])
     if version > 1 and "preprocess" not in header:
         raise CheckpointError("corrupt checkpoint header: 'preprocess' is missing",
                               where=str(path))
@@ -185,6 +190,107 @@ def _read_header(array: np.ndarray, path: Path) -> dict:
             raise CheckpointError(f"corrupt checkpoint header: '{name}' is not a JSON string",
                                   where=str(path))
     return header
+
+
+def _bad(path: Path, name: str, need: str, value) -> CheckpointError:
+    """The error for header field ``name`` (a path: 'meta.sums.seen') that is not ``need``."""
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return CheckpointError(f"corrupt checkpoint header: '{name}' must be {need}, found {shown}",
+                           where=str(path))
+
+
+#: The one bit generator a run draws with (`numpy.random.default_rng`'s), whose state
+#: the header's ``rng_state`` holds as numpy's ``PCG64.state`` gives it.
+BIT_GENERATOR = "PCG64"
+
+
+def _read_rng_state(state: dict, path: Path) -> dict:
+    """The header's ``rng_state``, checked against PCG64's schema: a 128-bit state and
+    odd increment, a 0/1 flag and a 32-bit buffered draw.  numpy would refuse some of
+    these with a traceback and take others (1.5) as another state."""
+    found = state.get("bit_generator")
+    if found != BIT_GENERATOR:
+        raise CheckpointError(f"'rng_state.bit_generator' is {json.dumps(found)}: a run draws "
+                              f"with numpy's {BIT_GENERATOR} and resumes only its state",
+                              where=str(path))
+    keys = ("bit_generator", "has_uint32", "state", "uinteger")
+    if sorted(state) != list(keys):
+        raise _bad(path, "rng_state", f"an object of {', '.join(keys)}", state)
+    inner = state["state"]
+    if not isinstance(inner, dict) or sorted(inner) != ["inc", "state"]:
+        raise _bad(path, "rng_state.state", "an object of state and inc", inner)
+    for name, value in inner.items():
+        if not (_whole(value) and 0 <= value < 2 ** 128):
+            raise _bad(path, f"rng_state.state.{name}", "a whole number from 0 to 2**128 - 1",
+                       value)
+    if inner["inc"] % 2 == 0:
+        raise _bad(path, "rng_state.state.inc", "odd (PCG64 steps by an odd increment)",
+                   inner["inc"])
+    if state["has_uint32"] not in (0, 1) or not _whole(state["has_uint32"]):
+        raise _bad(path, "rng_state.has_uint32", "0 or 1", state["has_uint32"])
+    if not (_whole(state["uinteger"]) and 0 <= state["uinteger"] < 2 ** 32):
+        raise _bad(path, "rng_state.uinteger", "a whole number from 0 to 2**32 - 1",
+                   state["uinteger"])
+    return state
+
+
+#: Each done epoch's entry in ``meta.epochs``: the numbers it must hold (besides its
+#: 1-based ``epoch``, ``val_error``, a number or null, and ``layers``, an object).
+HISTORY_NUMBERS = ("train_loss", "train_error", "seconds", "images_per_s", "lr")
+
+
+def _read_meta(meta: dict, header: dict, path: Path) -> dict:
+    """The header's ``meta``: one entry per done epoch (``epoch`` of them, numbered from
+    1) and the sums of the epoch in progress, which are zero at its start (step 0)."""
+    for name, kind in (("epochs", list), ("sums", dict)):
+        if not isinstance(meta.get(name), kind):
+            raise _bad(path, f"meta.{name}", f"a JSON {'array' if kind is list else 'object'}",
+                       meta.get(name))
+    history, sums, epoch = meta["epochs"], meta["sums"], header["epoch"]
+    if len(history) != epoch:
+        raise CheckpointError(f"corrupt checkpoint header: 'epoch' says {epoch} epochs are "
+                              f"done, 'meta.epochs' records {len(history)}", where=str(path))
+    for k, entry in enumerate(history):
+        if not isinstance(entry, dict) or entry.get("epoch") != k + 1:
+            raise _bad(path, f"meta.epochs[{k}]", f"an object of epoch {k + 1}", entry)
+        for name in HISTORY_NUMBERS:
+            if not _number(entry.get(name)):
+                raise _bad(path, f"meta.epochs[{k}].{name}", "a finite number", entry.get(name))
+        if entry.get("val_error") is not None and not _number(entry["val_error"]):
+            raise _bad(path, f"meta.epochs[{k}].val_error", "a finite number or null",
+                       entry["val_error"])
+        if not isinstance(entry.get("layers"), dict):
+            raise _bad(path, f"meta.epochs[{k}].layers", "a JSON object", entry.get("layers"))
+    if sorted(sums) != ["errors", "loss", "seconds", "seen"]:
+        raise _bad(path, "meta.sums", "an object of loss, errors, seen, seconds", sums)
+    for name, whole in (("loss", False), ("errors", True), ("seen", True), ("seconds", False)):
+        if not ((_whole if whole else _number)(sums[name]) and sums[name] >= 0):
+            raise _bad(path, f"meta.sums.{name}", "a whole number, 0 or more" if whole else
+                       "a finite number, 0 or more", sums[name])
+    if sums["errors"] > sums["seen"] or (sums["seen"] == 0) != (header["step"] == 0):
+        raise CheckpointError(f"corrupt checkpoint header: 'meta.sums' counts {sums['seen']} "
+                              f"images and {sums['errors']} errors at 'step' {header['step']} "
+                              "of the epoch", where=str(path))
+    return meta
+
+
+def _check_optimizer_arrays(optimizer: dict, params: dict, path: Path) -> None:
+    """Each optimizer array is a 'slot/parameter' of a parameter in the checkpoint, of
+    its shape and dtype, and finite."""
+    for key, value in optimizer.items():
+        slot, _, name = key.partition("/")
+        if not slot or name not in params:
+            raise CheckpointError(f"optimizer array 'optim/{key}' is not 'slot/parameter' "
+                                  "for a parameter the checkpoint holds", where=str(path))
+        for what, mine, its in (("shape", value.shape, params[name].shape),
+                                ("dtype", value.dtype, params[name].dtype)):
+            if mine != its and params[name].dtype.kind == "f":  # else check_param_arrays
+                raise CheckpointError(f"optimizer array '{key}' has {what} {mine}, its "
+                                      f"parameter '{name}' has {what} {its}", where=str(path))
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"optimizer array '{key}' holds NaN or infinite values",
+                                  where=str(path))
 
 
 def _read_run(run: dict, path: Path) -> dict:

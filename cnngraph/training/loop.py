@@ -31,6 +31,7 @@ from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .parallel import reduction_for
+from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
 from .world import SINGLE
 
@@ -164,6 +165,8 @@ class Trainer:
         if found[0] == "error":
             raise found[1](found[2], where=found[3], hint=found[4])
         ckpt = found[1]
+        check_resumable(ckpt, self.model, self.cfg, self.optimizer,
+                        str(self._checkpoint_path()))
         self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
         self.state = self.optimizer.start(self.params)
         for key, value in ckpt.optimizer.items():
@@ -198,6 +201,9 @@ class Trainer:
         check_split(validation, self.dtype, "validation")
         self.preprocessing = train.preprocessing  # the constants each checkpoint records
         steps = math.ceil(len(train) / cfg.batch)
+        if self.step:  # resumed mid-epoch
+            check_step(self.epoch, self.step, self.sums["seen"], len(train), cfg.batch,
+                       str(self._checkpoint_path()))
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
             sample, order = self._draw(len(train))
