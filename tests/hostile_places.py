@@ -39,7 +39,13 @@ def out_case(id, out, says, prepare=None, check=None, code=2) -> Case:
 
 def disk(id, code, argv, says, under=lambda env: env.tmp / "out", check=None):
     """``argv(env)`` with the disk under ``under(env)`` failing with ``code``."""
-    return Case(f"{id}", OUT, argv, 2, says, check, lambda env: failing_disk(under(env), code))
+    return Case(f"{id}", OUT, argv, 2, says, check, lambda env: mounted(under(env), code))
+
+
+def mounted(folder, code):
+    """A failing disk mounted on ``folder`` (made first: a mount point exists)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return failing_disk(folder, code)
 
 
 def no_network():
@@ -157,7 +163,7 @@ OUT_CASES = [
     Case("download-under-file", OUT, lambda env: (taken(env), ["download", "--dir", str(
         env.tmp / "taken" / "m")])[1], 2, r"taken", fault=lambda env: no_network()),
     Case("download-rofs", OUT, lambda env: ["download", "--dir", str(env.tmp / "m")], 2,
-         r"read-only", fault=lambda env: _both(failing_disk(env.tmp / "m", ROFS), no_network())),
+         r"read-only", fault=lambda env: _both(mounted(env.tmp / "m", ROFS), no_network())),
     Case("export-under-file", OUT, lambda env: (taken(env), export(
         lambda e: e.tmp / "taken" / "m.onnx")(env))[1], 2, r"taken"),
     disk("export-rofs", ROFS, export(lambda env: env.tmp / "x" / "m.onnx"),
