@@ -83,7 +83,7 @@ def test_run_refuses_a_bad_place_before_any_work(base, tmp_path, capsys, monkeyp
         "empty": ("", "--out", "--out is empty"),
         "file": ("a file", "a file", "not a folder"),
         "under a file": ("a file/run", "a file/run", "which is a file, not a folder"),
-        "long name": ("r" * 300, "r" * 60 + "…", "more than the file system's 255"),
+        "long name": ("r" * 300, "r" * 59 + "…" + "r" * 59, "more than the file system's 255"),
         "proc": ("/proc/cnngraph-run", "/proc/cnngraph-run", "special file system"),
         "dev null": ("/dev/null", "/dev/null", "special file system"),
         "checkpoint a folder": ("ck", "ck/checkpoint.npz", "is a folder, not a file"),

@@ -46,7 +46,7 @@ def output_error(error: OSError, path, what: str = "the file", kept: bool = Fals
                                            "choose another place to write"))
     if kept:
         todo += f"; any earlier {Path(path).name} is left as it was"
-    return OutputError(f"cannot write {what}: {cause}", where=os.fspath(path) or "''",
+    return OutputError(f"cannot write {what}: {cause}", where=shown(path),
                        hint=todo)
 
 
@@ -68,15 +68,15 @@ def check_output_dir(path, what: str = "--out", files=()) -> Path:
     path = _sane_name(path, what)
     if _special(path):
         raise OutputError(f"{what} is on a special file system, not a place for files",
-                          where=str(path), hint="choose a folder on a disk")
+                          where=shown(path), hint="choose a folder on a disk")
     with writing(path, f"into {what}"):
         existing = next(p for p in [path, *path.absolute().parents] if p.exists())
         if existing == path and not path.is_dir():
-            raise OutputError(f"{what} is {_kind(path)}, not a folder", where=str(path),
+            raise OutputError(f"{what} is {_kind(path)}, not a folder", where=shown(path),
                               hint="remove it or choose another folder")
         if not existing.is_dir():
             raise OutputError(f"{what} goes through {existing}, which is {_kind(existing)}, "
-                              "not a folder", where=str(path),
+                              "not a folder", where=shown(path),
                               hint="remove that file or choose another folder")
         if os.statvfs(existing).f_flag & os.ST_RDONLY:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
@@ -92,11 +92,11 @@ def check_output_file(path, what: str = "-o") -> Path:
     if there, is a regular file (an atomic write replaces it)."""
     path = _sane_name(path, what)
     if path.name in ("", ".", ".."):
-        raise OutputError(f"{what} names a folder, not a file", where=str(path),
+        raise OutputError(f"{what} names a folder, not a file", where=shown(path),
                           hint="give a file name")
     if _special(path):
         raise OutputError(f"{what} is on a special file system, not a place for files",
-                          where=str(path), hint="choose a file on a disk")
+                          where=shown(path), hint="choose a file on a disk")
     check_output_dir(path.parent, f"{what}'s folder")
     _replaceable(path, what)
     return path
@@ -142,6 +142,13 @@ def usual_mode() -> int:
     return 0o666 & ~umask
 
 
+def shown(path, most: int = 120) -> str:
+    """``path`` as messages show it: a long one cut in its middle."""
+    text = os.fspath(path)
+    half = (most - 1) // 2
+    return text if len(text) <= most else f"{text[:half]}…{text[-half:]}"
+
+
 def _sane_name(path, what: str) -> Path:
     text = os.fspath(path) if path is not None else ""
     if not str(text).strip():
@@ -152,7 +159,7 @@ def _sane_name(path, what: str) -> Path:
     for part in path.parts:
         if len(os.fsencode(part)) > limit:
             raise OutputError(f"{what} has a name of {len(os.fsencode(part))} bytes, more "
-                              f"than the file system's {limit}", where=f"{str(text)[:60]}…",
+                              f"than the file system's {limit}", where=shown(text),
                               hint="choose a shorter name")
     return path
 
@@ -178,8 +185,8 @@ def _kind(path: Path) -> str:
 
 def _replaceable(path: Path, what: str) -> None:
     if path.is_dir():
-        raise OutputError(f"{what} is a folder, not a file", where=str(path),
+        raise OutputError(f"{what} is a folder, not a file", where=shown(path),
                           hint="remove that folder or choose another place")
     if path.exists() and not path.is_file():
-        raise OutputError(f"{what} is {_kind(path)}, not a plain file", where=str(path),
+        raise OutputError(f"{what} is {_kind(path)}, not a plain file", where=shown(path),
                           hint="writing would replace it: choose another name")
