@@ -150,12 +150,17 @@ def run_main(argv: list[str], cwd: Path, fault=None) -> Result:
 
 
 def run_process(argv: list[str], cwd: Path, stdout=subprocess.PIPE, sigint_after=(),
-                timeout: float = 60) -> Result:
+                once: Path | None = None, timeout: float = 60) -> Result:
     """``python -m cnngraph ARGV``; ``sigint_after``: seconds at which to send SIGINT,
-    each measured from the start.  Killed by SIGINT reads as 130, as a shell reports it
-    (Python's own exit on an uncaught KeyboardInterrupt)."""
+    measured from the start, or, with ``once``, from when that file appears.  Killed by
+    SIGINT reads as 130, as a shell reports it (Python's own exit on an uncaught
+    KeyboardInterrupt)."""
     proc = subprocess.Popen([sys.executable, "-m", "cnngraph", *argv], cwd=cwd, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
+    start = time.monotonic()
+    while once and not once.exists() and proc.poll() is None \
+            and time.monotonic() < start + timeout:
+        time.sleep(0.02)
     start = time.monotonic()
     for at in sigint_after:
         time.sleep(max(0.0, start + at - time.monotonic()))
