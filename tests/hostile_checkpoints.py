@@ -145,6 +145,10 @@ CHECKPOINT_CASES = [
     resume("preprocess-bogus", "preprocess", lambda h: h["preprocess"].update(pixels="bogus")),
     resume("preprocess-missing", "preprocess", lambda h: h.pop("preprocess")),
     resume("finished", "", code=0, check=as_uninterrupted, epochs="2"),
+    resume("fewer-epochs-than-done", "epoch", epochs="1"),
+    Case("resume-other-dtype", CKPT, lambda env: env.base.train_argv(
+        env.copy_run("run1"), "--resume", "--epochs", "2", "--dtype", "float64"), 2,
+        r"checkpoint\.npz.*float32"),
     Case("resume-truncated", CKPT, lambda env: (
         truncate(env.copy_run() / "checkpoint.npz", env),
         env.base.train_argv(env.tmp / "out", "--resume"))[1], 2, r"checkpoint\.npz"),

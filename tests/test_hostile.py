@@ -22,20 +22,10 @@ from hostile_inputs import DATA_CASES, MODEL_CASES  # noqa: E402
 from hostile_places import FLAG_CASES, INTERRUPT_CASES, OUT_CASES  # noqa: E402
 
 CASES = DATA_CASES + CHECKPOINT_CASES + OUT_CASES + FLAG_CASES + INTERRUPT_CASES + MODEL_CASES
-H2 = "issue 21: H2 (checkpoint fields validated on load)"
 H4 = "issue 21: H4 (divergence without NaN, --lr finite and positive)"
 #: rows that still fail, and whose part of issue 21 fixes them (strict xfails: a row that
 #: starts to pass fails the suite until it is taken off this list)
-OPEN = {**dict.fromkeys(
-    ["resume-rng-negative", "resume-rng-string", "resume-rng-2e200", "resume-rng-1.5",
-     "resume-rng-inc-negative", "resume-rng-empty", "resume-rng-mt19937",
-     "resume-rng-unknown-generator", "resume-rng-has-uint32-string",
-     "resume-rng-uinteger-negative", "resume-epoch-negative", "resume-epoch-1e9",
-     "resume-step-negative", "resume-step-huge", "resume-step-beyond-epoch",
-     "resume-step-after-finished-epoch", "resume-meta-empty", "resume-meta-epochs-string",
-     "resume-meta-epochs-missing-rows", "resume-optim-key-without-slash",
-     "resume-velocity-shape", "resume-velocity-missing", "resume-velocity-nan"], H2),
-        **dict.fromkeys(["flag-lr-inf", "flag-lr-1e3-saturates", "flag-lr-1e6-saturates",
+OPEN = {**dict.fromkeys(["flag-lr-inf", "flag-lr-1e3-saturates", "flag-lr-1e6-saturates",
                          "flag-lr-1e8-saturates", "flag-sweep-lr-1e6"], H4),
         "flag-threshold-nan": "issue 21: no helper's part (reported to the lead)"}
 
