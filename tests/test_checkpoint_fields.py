@@ -225,6 +225,7 @@ ROWS = [
      "'velocity/H.weight'", ()),
     ("optim-inf", "done", poison("optim/velocity/out.bias", np.inf), [],
      "'velocity/out.bias'", ()),
+    ("array-of-no-kind", "done", rename("param/H.bias", "H.bias"), [], "'H.bias'", ("eval",)),
     ("param-nan", "done", poison("param/H.weight", np.nan), [], "'H.weight'", ("eval", "export")),
     ("param-other-dtype", "done", retype("", np.float64), [], "float64", ()),
 ]

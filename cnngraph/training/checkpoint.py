@@ -15,6 +15,12 @@ checked on load.  Format 2 reads format 1, whose checkpoints record neither:
 their ``preprocessing`` is None and their ``run`` empty, and ``eval`` and
 ``export`` compute the constants from the training data as format 1's cnngraph
 did (the one case where they are recomputed).
+
+Every field is checked on load, by itself and against the others, and a wrong one
+is a `CheckpointError` naming the file and the field: the generator's state by
+PCG64's schema, ``epoch`` and ``step`` against ``meta``'s history and sums, each
+optimizer array against its parameter.  What needs the run to check (its dtype,
+optimizer, epochs, data and batch) is `resume.check_resumable`'s.
 """
 from __future__ import annotations
 
@@ -99,6 +105,10 @@ def load_checkpoint(path: Path, network_hash: str | None = None) -> Checkpoint:
                               f"{header['network_hash'][:12]} differs from this model's "
                               f"{network_hash[:12]})", where=str(path),
                               hint="use the model file the checkpoint was trained with")
+    stray = sorted(k for k in arrays if not k.startswith(("param/", "optim/")))
+    if stray:
+        raise CheckpointError(f"array '{stray[0]}' is neither a parameter ('param/') nor "
+                              "optimizer state ('optim/')", where=str(path))
     params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
     optimizer = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     _check_optimizer_arrays(optimizer, params, path)
