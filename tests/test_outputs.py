@@ -242,7 +242,7 @@ def test_stdout_that_cannot_be_written(base, tmp_path, capsys, monkeypatch, comm
 
 # Ctrl-C ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("moment", [0.15, 0.4, "training"])
+@pytest.mark.parametrize("moment", [0.2, 0.4, "training"])
 def test_ctrl_c_at_any_moment_exits_130_with_one_line(base, tmp_path, moment):
     argv = run_argv(base, tmp_path / "run", "--epochs", "10000")
     argv.remove("--quiet")
