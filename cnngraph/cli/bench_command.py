@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
-
 from .args import backend_arg, compiled, model_arg, one_blas_thread, threads_arg
 
 EXAMPLE = "example: python -m cnngraph bench models/lenet5.cnn --batch 1 16 50 --threads 1"
@@ -39,6 +37,7 @@ def cmd_bench(args) -> int:
     compile_s = time.perf_counter() - started
     if min(args.batch) < 1 or args.seconds <= 0:
         raise UsageError("--batch sizes must be at least 1 and --seconds positive")
+    import numpy as np
     dtype = np.dtype(args.dtype)
     with one_blas_thread():
         machine = machine_facts()  # inside the limits: the thread counts timing runs with

@@ -6,8 +6,7 @@ Exit status: 0 when every gradient agrees within tolerance, 1 when one does not,
 from __future__ import annotations
 
 import json
-
-import numpy as np
+import math
 
 from .args import backend_arg, compiled, model_arg
 
@@ -70,7 +69,7 @@ def cmd_check(args) -> int:
 
 def _finite(value):
     """JSON has no NaN."""
-    return value if np.isfinite(value) else None
+    return value if math.isfinite(value) else None
 
 
 def _print_row(r):
