@@ -2,8 +2,9 @@
 rank of ``mpiexec -n N`` (the work is `cnngraph.tools.experiment.run_experiment`).
 
 Exit status: 0 when trained, 2 for a wrong flag, model or data set, 130 when
-stopped with Ctrl-C (the checkpoint is saved).  Part of the CLI (only the CLI
-prints)."""
+stopped with Ctrl-C (the checkpoint is saved), 3 when training diverged
+(`divergence`: metrics.json says where; the checkpoint of the last good epoch is
+kept).  Part of the CLI (only the CLI prints)."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,8 @@ from pathlib import Path
 
 from .args import backend_arg, compiled, data_args, model_arg, plots_args
 from .console import RunPrinter, StopFlag
+
+DIVERGED = 3  # run's exit status when training diverged
 
 EXAMPLE = (
     "example: python -m cnngraph run models/dlt.cnn --data ../shared/data/mnist --out runs/dlt\n"
@@ -58,9 +61,10 @@ def add_run(sub):
 
 
 def cmd_run(args) -> int:
+    from ..core.errors import format_error
     from ..core.outputs import check_output_dir
     from ..tools.experiment import root_first, run_experiment
-    from ..training.loop import CHECKPOINT, Interrupted
+    from ..training.loop import CHECKPOINT, METRICS, Diverged, Interrupted
     from ..training.world import detect_world
     world = detect_world()
     if not world.is_root:  # under mpiexec only rank 0 speaks
@@ -87,4 +91,9 @@ def cmd_run(args) -> int:
             print(f"\n{e}; checkpoint saved in {Path(args.out) / CHECKPOINT}; continue "
                   "with --resume", file=sys.stderr)
             return 130
+        except Diverged as e:
+            print(format_error(e), file=sys.stderr)
+            print(f"the good epochs and the divergence are in {Path(args.out) / METRICS}",
+                  file=sys.stderr)
+            return DIVERGED
     return 0

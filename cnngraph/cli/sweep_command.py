@@ -2,8 +2,9 @@
 runs in a local pool of processes, or across MPI ranks under ``mpiexec``, then
 one table of their results (the work is `cnngraph.tools.sweep.run_sweep`).
 
-Exit status: 0 when every configuration ran, 1 when any failed, 2 for a wrong
-flag or model, 130 when stopped with Ctrl-C.  Part of the CLI (only the CLI
+Exit status: 0 when every configuration ran (a diverged one, marked ``diverged``,
+ran: it is what that setting gives), 1 when any failed, 2 for a wrong flag or
+model, 130 when stopped with Ctrl-C.  Part of the CLI (only the CLI
 prints).
 """
 from __future__ import annotations
@@ -134,10 +135,11 @@ def format_sweep(result) -> str:
                  _percent(s["test_error_min"]), _percent(s["test_error_max"])]
                 for s in result.summary]
         parts.append("test error over seeds\n" + _table(head, body))
-    failed = [r for r in result.rows if r["status"] == "failed"]
-    if failed:
-        parts.append(f"{len(failed)} of {len(result.rows)} configurations failed:\n" + "\n".join(
-            f"{r['name']}:\n" + _indent(r["error"]) for r in failed))
+    for status in ("failed", "diverged"):
+        rows = [r for r in result.rows if r["status"] == status]
+        if rows:
+            parts.append(f"{len(rows)} of {len(result.rows)} configurations {status}:\n"
+                         + "\n".join(f"{r['name']}:\n" + _indent(r["error"]) for r in rows))
     return "\n\n".join(parts)
 
 

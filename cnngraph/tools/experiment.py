@@ -16,6 +16,7 @@ Nothing here prints.  Progress goes to ``report``: the trainer's events (a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..training.checkpoint import load_checkpoint
 from ..training.loop import (
     CHECKPOINT,
     METRICS,
+    Diverged,
     Interrupted,
     Trainer,
     check_split,
@@ -129,6 +131,9 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     permutation drawn from the seed.  When ``should_stop()`` turns true, training
     stops between two steps, the checkpoint and metrics.json (without a test
     error) are written and `Interrupted` is raised; ``resume=True`` continues bitwise.
+    When training diverges (`training.divergence`, or a NaN), metrics.json gets the good
+    epochs with ``"diverged": true`` and a ``divergence`` record, the checkpoint of
+    the last good epoch is kept, and `Diverged` is raised.
 
     ``world`` (training/world.py) runs it data-parallel: every rank calls this with
     the same arguments and the ranks share each batch's ``shards`` pieces
@@ -184,7 +189,8 @@ def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
 #: train-block fields a run may change, and what a value must be (None: the train
 #: block's own checks, as for the optimizer)
 CHANGES = {"epochs": (1, "at least 1"), "batch": (1, "at least 1"), "shards": (1, "at least 1"),
-           "lr": (0, "positive"), "seed": (0, "0 or more"), "val": (0, "0 or more"),
+           "lr": (0, "a finite positive number"), "seed": (0, "0 or more"),
+           "val": (0, "0 or more"),
            "dtype": None, "shuffle": None, "optimizer": None, "schedule": None, "data": None}
 
 
@@ -201,7 +207,7 @@ def check_changes(changes: Mapping) -> dict:
             continue
         least, need = CHANGES[key]
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not number or value < least or (key == "lr" and not value > 0):
+        if not number or value < least or (key == "lr" and not 0 < value < math.inf):
             raise UsageError(f"--{key} must be {need}, got {value}")
     dtype = changes.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
@@ -298,6 +304,11 @@ def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, 
     except Interrupted:
         if world.is_root:
             write_json(out / METRICS, trainer.metrics())
+        raise
+    except Diverged as e:  # the good epochs, and where and how training diverged
+        if world.is_root:
+            write_json(out / METRICS, {**trainer.metrics(), "diverged": True,
+                                       "divergence": e.record})
         raise
     error, confusion, loss = evaluate(model, trainer.params, test, world=world)
     metrics = trainer.metrics(error, confusion)

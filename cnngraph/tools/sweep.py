@@ -16,8 +16,9 @@ writes the table, and `run_sweep` returns None on the other ranks.  A run gets
 exactly what ``python -m cnngraph run MODEL --seed S --lr R ...`` would, so its
 metrics are bitwise those of that command.
 
-A configuration that fails (any exception: a diverged loss, too little memory,
-a bug) becomes a row with status ``failed`` and its message; the others finish.
+A configuration whose training diverges (`divergence.Diverged`) becomes a row with
+status ``diverged`` and its message, one that fails otherwise (too little
+memory, a bug) a row with status ``failed``; the others finish.
 After all runs: OUT/sweep.csv (one row per configuration), OUT/summary.csv (per
 configuration over seeds: median, min and max test error, counts), OUT/sweep.json
 (both, with the grid) and, with matplotlib, OUT/sweep.png.  Nothing here prints;
@@ -88,7 +89,9 @@ class SweepResult:
 
     @property
     def failed(self) -> list:
-        return [r for r in self.rows if r["status"] != "ok"]
+        """The rows that did not end with a result: not ok, and not diverged (a
+        divergence is what that setting gives)."""
+        return [r for r in self.rows if r["status"] not in ("ok", "diverged")]
 
 # running ----------------------------------------------------------------------
 
@@ -274,7 +277,7 @@ def run_configuration(job: Job) -> dict:
     """Run one configuration as ``python -m cnngraph run`` would (`run_experiment`),
     with one BLAS thread; the results as a row's fields.  Never raises for a failed
     run."""
-    from ..training.loop import Interrupted
+    from ..training.loop import Diverged, Interrupted
     from .experiment import run_experiment
     started = time.perf_counter()
     seen = []  # numpy's overflow warnings and the like: kept in the row, not printed
@@ -287,6 +290,9 @@ def run_configuration(job: Job) -> dict:
                                     plots=job.plots, should_stop=_should_stop)
     except Interrupted as e:
         row = {"status": "interrupted", "error": f"{e}; its checkpoint is in {job.out}"}
+    except Diverged as e:
+        row = {"status": "diverged", "error": format_error(e),
+               "train_loss": e.record.get("train_loss")}
     except CnnError as e:
         row = {"status": "failed", "error": format_error(e)}
     except Exception as e:  # a bug, or MemoryError: this row fails, the sweep goes on

@@ -30,6 +30,7 @@ from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
+from .divergence import Diverged, beginning, check_epoch, kept, record
 from .parallel import reduction_for
 from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
@@ -41,10 +42,6 @@ METRICS = "metrics.json"
 
 class Interrupted(Exception):
     """Training stopped on request; a checkpoint was saved."""
-
-
-class Diverged(CnnError):
-    """The loss or a gradient became NaN or infinite."""
 
 
 @dataclass
@@ -151,6 +148,7 @@ class Trainer:
         self.state = self.optimizer.start(self.params)
         self.rng = np.random.default_rng([self.cfg.seed, 1])
         self.epoch, self.step, self.history, self.sums = 0, 0, [], _zero_sums()
+        self.first_batch = None  # its training loss and error (`divergence`)
 
     def resume(self):
         """Continue from ``out``'s checkpoint, where it stopped: rank 0 reads it and
@@ -183,6 +181,7 @@ class Trainer:
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history, self.sums = ckpt.meta["epochs"], ckpt.meta["sums"]
+        self.first_batch = None  # not in the checkpoint (`divergence.beginning`)
 
     def _read_checkpoint(self):
         ckpt = load_checkpoint(self._checkpoint_path(), self.hash)
@@ -246,6 +245,8 @@ class Trainer:
                 raise self._diverged(stats.loss, x, t)
             self.params, self.state = params, state
             self.last_batch = (x, stats.grads)
+            if self.epoch == 0 and self.step == 0:
+                self.first_batch = (stats.loss, stats.errors / stats.size)
             sums["loss"] += stats.loss * stats.size
             sums["errors"] += stats.errors
             sums["seen"] += stats.size
@@ -269,17 +270,23 @@ class Trainer:
         at its layer's place in the model file.  Nothing is saved, so the last good
         checkpoint stays as it was."""
         path = self.out / CHECKPOINT if self.out is not None else None
-        kept = f"the last good checkpoint, {path}, is kept" if path and path.exists() else \
-            "no checkpoint had been written yet"
         graph, node = first_bad_value(self.model, self.params, x, t)
         return Diverged(f"the loss or a gradient became NaN or infinite at epoch "
                         f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
                         f"step, {_describe_bad(graph, node)}",
                         graph.nodes[node]["span"] if node is not None else None,
-                        where=str(path or "training"), hint=f"lower the learning rate; {kept}")
+                        where=str(path or "training"),
+                        hint=f"lower the learning rate; {kept(path)}",
+                        record=record(self.epoch, None, None,
+                                      beginning(self.epoch, self.first_batch, self.history),
+                                      "the loss or a gradient became NaN or infinite"))
 
     def _finish_epoch(self, train, validation, steps):
         sums = self.sums
+        check_epoch(self.epoch, sums["loss"] / sums["seen"], sums["errors"] / sums["seen"],
+                    self.first_batch, self.history, self.last_batch and self.last_batch[1],
+                    self.out / CHECKPOINT if self.out is not None else None,
+                    learning_rate(self.cfg, self.epoch))  # before anything is saved
         val_error = evaluate(self.model, self.params, validation,
                              world=self.world)[0] if validation else None
         self.history.append({
