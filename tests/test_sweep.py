@@ -129,6 +129,20 @@ def test_a_diverged_configuration_is_reported_and_the_others_finish(tmp_path, mn
         ("lr=1e09", 0, None)
 
 
+def test_a_failed_configuration_is_reported_and_the_others_finish(tmp_path, mnist):
+    """A batch of 10⁹ fails its run's memory check inside the worker: the sweep goes
+    on, tabulates the failure with its message and exits 1."""
+    out = tmp_path / "sweep"
+    code, printed = _main(["sweep", "models/mlp.cnn", "--batch", "20", "1000000000", *SMALL,
+                           "--data", mnist, "--jobs", "2", "--no-plots", "--out", out])
+    assert code == 1
+    rows = {r["name"]: r for r in _rows(out / "sweep.csv")}
+    assert rows["batch=20"]["status"] == "ok"
+    assert rows["batch=1000000000"]["status"] == "failed"
+    assert "needs about" in rows["batch=1000000000"]["error"]
+    assert "1 of 2 configurations failed" in printed
+
+
 def test_wrong_values_are_refused_before_any_run(tmp_path, capsys):
     for flags, message in ((["--lr", "0.01", "1e-2"], "--lr lists 0.01 twice"),
                            (["--seed", "-1"], "--seed values must be from 0"),
