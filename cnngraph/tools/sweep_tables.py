@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,10 +81,12 @@ def draw_sweep(result: SweepResult, model: str, path: Path) -> None:
     import matplotlib.pyplot as plt
     groups = [s["name"] for s in result.summary]
     by_group = {g: [] for g in groups}
-    summary_of = {s["name"]: s for s in result.summary}
+    others = {g: Counter() for g in groups}  # diverged, failed ... runs per group
     for row, group in zip(result.rows, result.groups):
         if row["status"] == "ok":
             by_group[group].append(100 * row["test_error"])
+        else:
+            others[group][row["status"]] += 1
     fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(groups) + 2), 4))
     for x, group in enumerate(groups):
         errors = by_group[group]
@@ -94,9 +97,9 @@ def draw_sweep(result: SweepResult, model: str, path: Path) -> None:
         if errors:
             ax.hlines(statistics.median(errors), x - 0.3, x + 0.3, color="#c0392b", lw=2.5,
                       zorder=4, label="median" if x == 0 else None)
-        failed = summary_of[group]["runs"] - summary_of[group]["ok"]
-        if failed:
-            ax.annotate(f"{failed} failed", (x, 0), xycoords=("data", "axes fraction"),
+        if others[group]:
+            note = ", ".join(f"{n} {status}" for status, n in sorted(others[group].items()))
+            ax.annotate(note, (x, 0), xycoords=("data", "axes fraction"),
                         xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8,
                         color="#c0392b")
     ax.set_xticks(range(len(groups)))
