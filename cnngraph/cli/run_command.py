@@ -1,10 +1,11 @@
 """The ``run`` command: train, then evaluate once on the test set; alone or as one
 rank of ``mpiexec -n N`` (the work is `cnngraph.tools.experiment.run_experiment`).
 
-Exit status: 0 when trained, 2 for a wrong flag, model or data set, 130 when
-stopped with Ctrl-C (the checkpoint is saved), 3 when training diverged
-(`divergence`: metrics.json says where; the checkpoint of the last good epoch is
-kept).  Part of the CLI (only the CLI prints)."""
+Exit status: 0 when trained, 2 for a wrong flag, model or data set or a place
+that cannot be written (the last checkpoint written is kept), 130 when stopped
+with Ctrl-C (the checkpoint is saved), 3 when training diverged (`divergence`:
+metrics.json says where; the checkpoint of the last good epoch is kept).  Part of
+the CLI (only the CLI prints)."""
 from __future__ import annotations
 
 import argparse
