@@ -11,6 +11,7 @@ import urllib.request
 from unittest import mock
 
 import numpy as np
+from cnngraph.cli.run_command import DIVERGED
 from hostile_harness import (
     SQUARED,
     Case,
@@ -24,8 +25,6 @@ from hostile_harness import (
 )
 
 OUT, FLAGS, STOP = "output locations", "numerics and flags", "interrupts"
-#: run's exit status when training diverged (docs/reliability.md)
-DIVERGED = 3
 
 
 def out_case(id, out, says, prepare=None, check=None, code=2) -> Case:
@@ -238,6 +237,8 @@ FLAG_CASES = [
          check=diverged, model=SQUARED),
     flag("lr-1e8-saturates", "--lr", "1e8", says=r"learning rate|--lr", code=DIVERGED,
          check=diverged, model=SQUARED),
+    flag("lr-1e308-overflows", "--lr", "1e308", says=r"learning rate", code=DIVERGED,
+         check=diverged),
     flag("sweep-lr-nan", "--lr", "0.1", "nan", says=r"--lr", command=sweep_flags,
          check=lambda env, r: untrained(env, r, "s")),
     flag("sweep-lr-1e6", "--lr", "0.1", "1e6", says="", code=0, check=sweep_diverged,

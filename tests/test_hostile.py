@@ -22,12 +22,9 @@ from hostile_inputs import DATA_CASES, MODEL_CASES  # noqa: E402
 from hostile_places import FLAG_CASES, INTERRUPT_CASES, OUT_CASES  # noqa: E402
 
 CASES = DATA_CASES + CHECKPOINT_CASES + OUT_CASES + FLAG_CASES + INTERRUPT_CASES + MODEL_CASES
-H4 = "issue 21: H4 (divergence without NaN, --lr finite and positive)"
-#: rows that still fail, and whose part of issue 21 fixes them (strict xfails: a row that
-#: starts to pass fails the suite until it is taken off this list)
-OPEN = {**dict.fromkeys(["flag-lr-inf", "flag-lr-1e3-saturates", "flag-lr-1e6-saturates",
-                         "flag-lr-1e8-saturates", "flag-sweep-lr-1e6"], H4),
-        "flag-threshold-nan": "issue 21: no helper's part (reported to the lead)"}
+#: rows that still fail, and why (strict xfails: a row that starts to pass fails the
+#: suite until it is taken off this list)
+OPEN = {"flag-threshold-nan": "issue 21: --threshold is not checked (reported to the lead)"}
 
 
 @pytest.fixture(scope="module")
