@@ -24,7 +24,7 @@ from hostile_places import FLAG_CASES, INTERRUPT_CASES, OUT_CASES  # noqa: E402
 CASES = DATA_CASES + CHECKPOINT_CASES + OUT_CASES + FLAG_CASES + INTERRUPT_CASES + MODEL_CASES
 #: rows that still fail, and why (strict xfails: a row that starts to pass fails the
 #: suite until it is taken off this list)
-OPEN = {"flag-threshold-nan": "issue 21: --threshold is not checked (reported to the lead)"}
+OPEN = {}
 
 
 @pytest.fixture(scope="module")

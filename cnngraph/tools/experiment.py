@@ -144,6 +144,9 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     """
     from threadpoolctl import threadpool_limits
     draw = pictures_wanted(plots)  # before any work: a missing matplotlib fails fast
+    if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+        raise UsageError(f"--threshold must be a learned pair's strength, from 0 to 1, got "
+                         f"{threshold}")
     out = root_first(world, lambda root: check_output_dir(
         out, "--out", files=(CHECKPOINT, METRICS)) if root else Path(out))
     if not isinstance(model, Model):
