@@ -22,9 +22,6 @@ from hostile_inputs import DATA_CASES, MODEL_CASES  # noqa: E402
 from hostile_places import FLAG_CASES, INTERRUPT_CASES, OUT_CASES  # noqa: E402
 
 CASES = DATA_CASES + CHECKPOINT_CASES + OUT_CASES + FLAG_CASES + INTERRUPT_CASES + MODEL_CASES
-#: rows that still fail, and why (strict xfails: a row that starts to pass fails the
-#: suite until it is taken off this list)
-OPEN = {}
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +29,12 @@ def base(tmp_path_factory):
     return Base(tmp_path_factory.mktemp("hostile-base"))
 
 
-def _param(case):
-    marks = [pytest.mark.xfail(strict=True, reason=OPEN[case.id])] if case.id in OPEN else []
-    return pytest.param(case, id=case.id, marks=marks)
-
-
 def test_ids_are_unique_and_categories_known():
     assert len({c.id for c in CASES}) == len(CASES)
-    assert set(OPEN) <= {c.id for c in CASES}
     assert {c.category for c in CASES} <= set(CATEGORIES)
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile(case, base, tmp_path):
     env, result = run_case(case, base, tmp_path)
     found = problems(case, env, result)
