@@ -60,6 +60,9 @@ class Network:
     #: layer -> its options as the layer rule read them: typed, defaults filled
     #: (what `nethash.network_hash` hashes)
     layer_options: dict = field(default_factory=dict)
+    #: layer -> {option: default} of its rule's optional options (the hash leaves
+    #: out an option at its default)
+    layer_defaults: dict = field(default_factory=dict)
     tables_used: set = field(default_factory=set)   # names of the tables layers read
 
 
@@ -268,6 +271,9 @@ def _lower(network, registry, layer):
     values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
                                  layer.span, registry)
     network.layer_options[layer.name] = values
+    network.layer_defaults[layer.name] = {name: option.default
+                                          for name, option in rule.options.items()
+                                          if not option.required}
     ctx = LowerContext(network, registry, layer, spans)
     sources = [network.layer_outputs[ref.name] for ref in layer.sources]
     for ref, node in zip(layer.sources, sources):

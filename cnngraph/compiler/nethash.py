@@ -8,9 +8,12 @@ like another network.  This hash is of a canonical form of the *built* network:
 
 * the input: name and shape;
 * every layer, sorted by name: kind, sources in their written order, and its
-  options as the layer rule read them (typed, defaults filled), so ``kernel=5``
-  and ``kernel=[5, 5]``, or an option left at its default and the same value
-  written out, hash the same;
+  options as the layer rule read them (typed), so ``kernel=5`` and
+  ``kernel=[5, 5]``, or an option left at its default and the same value written
+  out, hash the same.  An option at its default is left out, so adding an option
+  to a layer kind never changes an existing model's hash; the options of the
+  built-in kinds that form 2 hashed with their defaults filled in
+  (`HASHED_AT_DEFAULT`) keep being hashed so, and every hash made before stays;
 * the tables the layers read (rows sorted; a row's input maps as a set);
 * the ``init`` and ``preprocess`` settings that differ from their defaults.
 
@@ -29,6 +32,17 @@ import numpy as np
 #: Bumped when the canonical form changes, so old and new hashes never collide.
 VERSION = "cnngraph-network-2"
 
+#: The layer options canonical form 2 hashed even at their defaults: they stay so,
+#: which keeps every hash made before.  Any other option (a later option of these
+#: kinds, a plugin kind's) is hashed only where a model sets it off its default.
+HASHED_AT_DEFAULT = {
+    "conv": frozenset({"activation", "bias", "connect", "init", "kernel", "lr_scale", "maps"}),
+    "subsample": frozenset({"activation", "beta", "bias", "factor", "init", "lr_scale",
+                            "mode"}),
+    "full": frozenset({"activation", "bias", "init", "lr_scale", "units"}),
+    "loss": frozenset({"function", "targets"}),
+}
+
 
 def network_hash(network) -> str:
     """SHA-256 hex digest of `canonical_form` (a `build.Network`)."""
@@ -43,9 +57,11 @@ def canonical_form(network) -> dict:
     source = spec.inputs[0]
     layers = []
     for layer in sorted(spec.layers, key=lambda layer: layer.name):
+        options = _hashed(layer.kind, network.layer_options.get(layer.name, {}),
+                          network.layer_defaults.get(layer.name, {}))
         layers.append({"name": layer.name, "kind": layer.kind,
                        "sources": [ref.name for ref in layer.sources],
-                       "options": canonical(network.layer_options.get(layer.name, {}))})
+                       "options": canonical(options)})
     tables = {}
     for table in spec.tables:
         if table.name in network.tables_used:
@@ -57,6 +73,14 @@ def canonical_form(network) -> dict:
             "tables": tables,
             "init": canonical(_changed(settings.init)),
             "preprocess": canonical(_changed(settings.preprocess))}
+
+
+def _hashed(kind: str, options: dict, defaults: dict) -> dict:
+    """A layer's options less those at their defaults (`HASHED_AT_DEFAULT` aside)."""
+    kept = HASHED_AT_DEFAULT.get(kind, frozenset())
+    return {name: value for name, value in options.items()
+            if name in kept or name not in defaults
+            or canonical(value) != canonical(defaults[name])}
 
 
 def _changed(section) -> dict:
