@@ -115,6 +115,6 @@ def model_and_checkpoint(args):
 def one_blas_thread():
     """BLAS runs single-threaded: parallelism comes from splitting the batch.  Two
     BLAS threads while another process held a core measured 62-460 images/s for
-    LeNet-5 at batch 50 against 650-1270 with one (benchmarks, README)."""
+    LeNet-5 at batch 50 against 650-1270 with one (benchmarks, docs/performance.md)."""
     from threadpoolctl import threadpool_limits
     return threadpool_limits(1, user_api="blas")
