@@ -4,10 +4,11 @@ Both cores help when they are idle (dlt.cnn at batch 50, float32: 25 500 images/
 on one thread, 36 700 on two), but when another process holds one of them, the
 kernels' OpenMP threads wait for a thread that the scheduler rarely runs: two
 threads then trained at 764 images/s against 25 500 on one (a busy loop pinned on
-one core, docs/performance.md).  Nothing in /proc tells in advance which case holds, so
-`AutoThreads` measures: it tries one thread and all of them on the first steps,
-runs the faster, and now and then tries the other again, each time twice as
-rarely while it keeps losing.  The backend's bits do not depend on its thread
+one core; measured for commit 782575c, benchmarks/busy_core.py reruns it).
+Nothing in /proc tells in advance which case holds, so `AutoThreads` measures:
+it tries one thread and all of them on the first steps, runs the faster, and
+now and then tries the other again, each time twice as rarely while it keeps
+losing.  The backend's bits do not depend on its thread
 count (runtime/numba_conv.py), so switching never changes what is computed.
 """
 from __future__ import annotations
