@@ -281,3 +281,15 @@ def test_large_model_parses():
     last = spec.layers[-2]
     assert (last.name, last.span.line, last.sources[0].name) == (f"F{count - 1}", count + 1,
                                                                 f"F{count - 2}")
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    """Some editors start UTF-8 files with U+FEFF; columns count from after it."""
+    path = tmp_path / "bom.cnn"
+    path.write_bytes("\ufeffinput x : 1 x 8 x 8\nconv C1 <- x : maps=2, kernel=9\n".encode())
+    assert parse_file(path).inputs[0].name == "x"
+    from cnngraph.compiler.program import compile_model
+    from cnngraph.core.errors import BuildError
+    with pytest.raises(BuildError, match="larger than input map") as error:
+        compile_model(path)
+    assert error.value.span.line == 2

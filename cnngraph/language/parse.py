@@ -66,7 +66,8 @@ def parse_file(path: str | Path) -> ModelSpec:
         if info.st_size > MAX_MODEL_BYTES:
             raise ParseError(f"{info.st_size} bytes: larger than the {MAX_MODEL_BYTES} bytes "
                              "a model file may hold", where=str(path))
-        text = path.read_bytes().decode("utf-8")
+        # utf-8-sig: a byte-order mark, as some editors write, is dropped
+        text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise ParseError("no such model file", where=str(path)) from None
     except PermissionError:

@@ -91,7 +91,8 @@ def check_epoch(epoch: int, loss: float, error: float, first_batch: tuple | None
     reason = diverged(loss, error, began, grads)
     if reason is None:
         return
+    written = checkpoint is not None and checkpoint.exists()
     raise Diverged(f"training diverged in epoch {epoch + 1}: {reason}",
-                   where=str(checkpoint or "training"),
+                   where=str(checkpoint) if written else "training",
                    hint=f"lower the learning rate (it was {rate:g}); {kept(checkpoint)}",
                    record=record(epoch, loss, error, began, reason))

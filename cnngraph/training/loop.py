@@ -275,7 +275,7 @@ class Trainer:
                         f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
                         f"step, {_describe_bad(graph, node)}",
                         graph.nodes[node]["span"] if node is not None else None,
-                        where=str(path or "training"),
+                        where=str(path) if path is not None and path.exists() else "training",
                         hint=f"lower the learning rate; {kept(path)}",
                         record=record(self.epoch, None, None,
                                       beginning(self.epoch, self.first_batch, self.history),
