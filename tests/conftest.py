@@ -42,3 +42,22 @@ needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="no MPI: pip install -e '.[m
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="no numba: pip install -e '.[fast]' "
                                  "brings it (the numba backend's kernels are not run)")
+
+
+def fresh_checkpoint(network_hash: str, params: dict, **fields):
+    """A checkpoint as a run writes it before its first step (epoch 0, step 0, the
+    generator's state of seed 0, no history), for tests that need one by hand."""
+    import numpy as np
+
+    from cnngraph.training.checkpoint import Checkpoint
+    meta = {"epochs": [], "sums": {"loss": 0.0, "errors": 0, "seen": 0, "seconds": 0.0}}
+    return Checkpoint(network_hash, params, {}, np.random.default_rng(0).bit_generator.state,
+                      0, 0, meta, **fields)
+
+
+def default_sigint():
+    """``preexec_fn`` for a child that must take Ctrl-C: a shell without job control
+    starts background jobs with SIGINT ignored, and a child inherits that, so a test
+    run launched that way would see its SIGINT lost."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

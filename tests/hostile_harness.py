@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from conftest import default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = ("data files (.npz, IDX, JSON manifests)", "checkpoints (resume, eval, export)",
@@ -156,7 +157,7 @@ def run_process(argv: list[str], cwd: Path, stdout=subprocess.PIPE, sigint_after
     SIGINT reads as 130, as a shell reports it (Python's own exit on an uncaught
     KeyboardInterrupt)."""
     proc = subprocess.Popen([sys.executable, "-m", "cnngraph", *argv], cwd=cwd, stdout=stdout,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     start = time.monotonic()
     while once and not once.exists() and proc.poll() is None \
             and time.monotonic() < start + timeout:

@@ -60,11 +60,14 @@ def _same_bits(a, b):
         assert np.array_equal(state_a[name], state_b[name]), name
 
 
-@pytest.mark.parametrize("dtype,optimizer", [("float64", "sgd(momentum=0.9)"),
-                                             ("float32", "sdlm(mu=0.02, samples=50)")])
-def test_any_rank_count_gives_the_bits_of_one_process(tmp_path, mnist, dtype, optimizer):
-    (tmp_path / "model.cnn").write_text(MODEL.replace("  seed = 5", f"  seed = 5\n  optimizer = "
-                                                      f"{optimizer}\n  dtype = {dtype}"))
+@pytest.mark.parametrize("dtype,optimizer,lr", [("float64", "sgd(momentum=0.9)", 0.05),
+                                                # SDLM's rates are LeCun's, far below SGD's:
+                                                # at 0.05 this net diverges (exit 3)
+                                                ("float32", "sdlm(mu=0.02, samples=50)", 0.002)])
+def test_any_rank_count_gives_the_bits_of_one_process(tmp_path, mnist, dtype, optimizer, lr):
+    (tmp_path / "model.cnn").write_text(
+        MODEL.replace("  lr = 0.05", f"  lr = {lr}").replace(
+            "  seed = 5", f"  seed = 5\n  optimizer = {optimizer}\n  dtype = {dtype}"))
     flags = ("--shards", "4")
     single = _run(tmp_path, mnist, "single", None, *flags)
     assert single.returncode == 0, single.stderr

@@ -7,17 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fresh_checkpoint
 
 from cnngraph.cli.main import main
 from cnngraph.compiler.program import compile_model
 from cnngraph.core.errors import CheckpointError
 from cnngraph.tools import notebook
-from cnngraph.training.checkpoint import (
-    Checkpoint,
-    embedded_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from cnngraph.training.checkpoint import embedded_model, load_checkpoint, save_checkpoint
 from cnngraph.training.loop import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,10 +124,9 @@ def test_the_progress_bar_drives_tqdm_when_importable(monkeypatch, capsys):
 
 def _checkpoint(model, path, text=None, file="models/dlt.cnn", embed=True):
     params = model.init_params(seed=0, dtype=np.float64)
-    save_checkpoint(path, Checkpoint(model.network_hash(), params, {}, {}, 1, 0,
-                                     {"epochs": []},
-                                     model_text=(text or DLT.read_text()) if embed else None,
-                                     model_file=file if embed else None))
+    save_checkpoint(path, fresh_checkpoint(
+        model.network_hash(), params, model_text=(text or DLT.read_text()) if embed else None,
+        model_file=file if embed else None))
     return path
 
 
@@ -140,7 +135,7 @@ def test_the_checkpoint_keeps_the_model_text(dlt, tmp_path):
     ckpt = load_checkpoint(path, dlt.network_hash())
     assert ckpt.model_text == DLT.read_text() and ckpt.model_file == "models/dlt.cnn"
     model, again = embedded_model(path)
-    assert model.network_hash() == dlt.network_hash() and again.epoch == 1
+    assert model.network_hash() == dlt.network_hash() and again.epoch == 0
 
 
 def test_a_checkpoint_without_the_text_still_loads_and_asks_for_the_model(dlt, tmp_path):

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import MODELS, ROOT, mnist_dir
+from conftest import MODELS, ROOT, fresh_checkpoint, mnist_dir
 
 from cnngraph import CnnError, Example, compile_model, default_registry
 from cnngraph.cli.main import main
@@ -16,7 +16,7 @@ from cnngraph.core.errors import RuleError, format_error
 from cnngraph.core.plugins import load_plugin
 from cnngraph.core.vjp import add_vjp_op
 from cnngraph.tools.export import OnnxGraph, export_onnx, pixel_scale_offset, save_onnx
-from cnngraph.training.checkpoint import Checkpoint, save_checkpoint
+from cnngraph.training.checkpoint import save_checkpoint
 from cnngraph.training.idx import load_mnist
 from cnngraph.training.preprocess import make_splits
 from cnngraph.training.step import Optimizer, train_step
@@ -192,8 +192,7 @@ def test_a_lowering_is_part_of_its_rule():
 
 
 def _checkpoint(model, path):
-    save_checkpoint(path, Checkpoint(model.network_hash(), model.init_params(seed=0), {}, {},
-                                     0, 0, {}))
+    save_checkpoint(path, fresh_checkpoint(model.network_hash(), model.init_params(seed=0)))
     return path
 
 

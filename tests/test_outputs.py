@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, default_sigint
 
 from cnngraph.cli.main import main
 from cnngraph.core import outputs
@@ -249,7 +249,7 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(base, tmp_path, moment):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen([sys.executable, "-m", "cnngraph", *argv], cwd=tmp_path,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=default_sigint)
     if moment == "training":
         for line in process.stdout:  # the first epoch's line: training has begun
             if line.startswith("epoch"):
