@@ -22,13 +22,13 @@ def run(tmp_path_factory):
         pytest.skip("real MNIST not found")
     out = tmp_path_factory.mktemp("lenet5")
     figures = {}
-    save = plots._save
+    save = plots.save_figure
 
     def keep(fig, path):
         figures[path.name] = fig
         save(fig, path)
     patch = pytest.MonkeyPatch()
-    patch.setattr(plots, "_save", keep)
+    patch.setattr(plots, "save_figure", keep)
     args = ["run", "models/lenet5.cnn", "--data", str(mnist), "--limit-train", "400",
             "--limit-test", "200", "--epochs", "2", "--val", "100", "--out", str(out),
             "--plots", "--quiet"]

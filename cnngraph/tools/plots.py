@@ -27,7 +27,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     """Write ``fig`` atomically (`outputs.write_atomically`), in the format its suffix
     names."""
     path = Path(path)
@@ -50,7 +50,7 @@ def alpha_heatmaps(found: dict, path: Path) -> None:
         ax.set_xticks(range(s.shape[0]))
         ax.set_yticks(range(s.shape[1]))
         fig.colorbar(image, ax=ax, fraction=0.046)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -77,7 +77,7 @@ def learning_curves(metrics: dict, path: Path) -> None:
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(_integer_locator())
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -131,7 +131,7 @@ def kernel_grid(kernel: np.ndarray, title: str, path: Path, colour: bool | None 
         title += ("\ntop row: each output map's kernels on the R, G and B input maps as one "
                   "colour patch (grey = 0, scaled per patch)")
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -181,7 +181,7 @@ def feature_maps(outputs: dict, label: int, path: Path, input_name: str | None =
     fig.suptitle(f"feature maps of one test image (label {label}): one row per layer, one "
                  "column per map (at most 16); vectors and 1x1 maps as one strip"
                  + ("; the colour input also as one picture" if rgb else ""))
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -198,7 +198,7 @@ def confusion_matrix(confusion, path: Path) -> None:
     ax.set(title="confusion on the test set", xlabel="predicted class", ylabel="true class",
            xticks=range(n), yticks=range(n))
     fig.colorbar(image, ax=ax, fraction=0.046, label="log(1 + count)")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -226,7 +226,7 @@ def layer_statistics(metrics: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         ax.xaxis.set_major_locator(_integer_locator())
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -254,5 +254,5 @@ def augment_grid(original: np.ndarray, distorted: np.ndarray, title: str, path: 
             ax.imshow(picture[0], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title("original" if k == 0 else f"{k}", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)

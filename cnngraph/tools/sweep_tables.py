@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.outputs import usual_mode, write_atomically
 from ..training.loop import write_json, write_text
+from .plots import save_figure
 
 if TYPE_CHECKING:
     from .sweep import SweepResult
@@ -111,8 +111,6 @@ def draw_sweep(result: SweepResult, model: str, path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     try:
-        write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110,
-                                                     bbox_inches="tight"),
-                         usual_mode(), f"the picture {path.name}")
+        save_figure(fig, path)
     finally:
         plt.close(fig)
