@@ -233,9 +233,9 @@ def test_a_format_1_checkpoint_counts_as_one_shard():
     """Checkpoints written before the shards were recorded (format 1) ran one."""
     from conftest import ROOT
 
-    from cnngraph.tools.experiment import recorded_shards
+    from cnngraph.tools.experiment import recorded_run
     path = ROOT / "tests" / "data" / "format1" / "dlt.npz"
-    assert load_checkpoint(path).run == {} and recorded_shards(path) == 1
+    assert load_checkpoint(path).run == {} and recorded_run(path).shards == 1
 
 
 class _Rank:

@@ -40,6 +40,7 @@ from ..training.loop import (
     write_json,
 )
 from ..training.parallel import check_agreement, data_fingerprint, reduction_for
+from ..training.preprocess import Preprocessing
 from ..training.world import SINGLE
 from .outputs import (  # ConnectionsExported: one of this module's events
     ConnectionsExported,
@@ -151,15 +152,16 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         out, "--out", files=(CHECKPOINT, METRICS)) if root else Path(out))
     if not isinstance(model, Model):
         model = compile_model(model, backend="auto")
-    cfg = run_config(model, config, world, Path(out), resume)
+    recorded = recorded_run(Path(out) / CHECKPOINT, world) if resume else None
+    cfg = run_config(model, config, world, recorded)
     if train is None:
         from ..training.idx import Download
         fetch = Download(lambda line: (report or _ignore)(FetchingData(line)))
         # a resume maps pixels with the constants the run started with, whatever subset
         # it is given now
-        recorded = recorded_preprocessing(Path(out) / CHECKPOINT, world) if resume else None
         train, validation, test = root_first(world, lambda root: read_splits(
-            model, cfg, data, limit_train, limit_test, preprocessing=recorded,
+            model, cfg, data, limit_train, limit_test,
+            preprocessing=recorded.preprocessing if recorded else None,
             download=fetch if root else None))
     for what, split in (("training", train), ("validation", validation), ("test", test)):
         check_split(split, cfg.dtype, what)
@@ -172,9 +174,10 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
                       reduction=reduction, order=order)
 
 
-def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
-               resume: bool = False) -> TrainConfig:
-    """The run's `TrainConfig` (see `run_experiment`), its shards settled."""
+def run_config(model: Model, config, world=SINGLE, recorded: Recorded | None = None
+               ) -> TrainConfig:
+    """The run's `TrainConfig` (see `run_experiment`), its shards settled: those
+    ``recorded`` by the checkpoint a resume continues, else one per rank."""
     changes = {}
     if config is None:
         cfg = model.settings.train
@@ -185,8 +188,7 @@ def run_config(model: Model, config, world=SINGLE, out: Path | None = None,
         cfg = model.settings.train.replace(**changes)
     if "shards" in changes or cfg.shards != 1:
         return cfg
-    shards = recorded_shards(out / CHECKPOINT, world) if resume and out else None
-    return cfg.replace(shards=shards or world.size)
+    return cfg.replace(shards=recorded.shards if recorded else world.size)
 
 
 #: train-block fields a run may change, and what a value must be (None: the train
@@ -218,25 +220,24 @@ def check_changes(changes: Mapping) -> dict:
     return changes
 
 
-def recorded_shards(path: Path, world=SINGLE) -> int | None:
-    """The shards a run's checkpoint records (rank 0 reads it): 1, the default then,
-    for a checkpoint written before they were recorded; None without a readable
-    checkpoint (the resume says why)."""
-    return _from_checkpoint(path, world, lambda ckpt: ckpt.run.get("shards", 1))
+@dataclass(frozen=True)
+class Recorded:
+    """What a run's checkpoint says of how the run is set up, which a resume keeps:
+    its ``shards`` (1 for a checkpoint written before they were recorded) and its
+    ``preprocessing`` constants (None for a format-1 checkpoint: they are fitted
+    again, as that run did)."""
+    shards: int
+    preprocessing: Preprocessing | None
 
 
-def recorded_preprocessing(path: Path, world=SINGLE):
-    """The preprocessing constants a run's checkpoint records (rank 0 reads it); None
-    for a format-1 checkpoint (they are fitted again, as that run did) or without a
-    readable one (the resume says why)."""
-    return _from_checkpoint(path, world, lambda ckpt: ckpt.preprocessing)
-
-
-def _from_checkpoint(path: Path, world, read):
+def recorded_run(path: Path, world=SINGLE) -> Recorded | None:
+    """`Recorded` from the checkpoint at ``path``, read once by rank 0 and sent to the
+    others; None without a readable checkpoint (the resume says why)."""
     found = None
     if world.is_root:
         try:
-            found = read(load_checkpoint(path))
+            ckpt = load_checkpoint(path)
+            found = Recorded(ckpt.run.get("shards", 1), ckpt.preprocessing)
         except CnnError:
             found = None
     return world.bcast(found)
