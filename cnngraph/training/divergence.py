@@ -75,9 +75,19 @@ def record(epoch: int, loss: float | None, error: float | None, began, reason: s
 
 def kept(checkpoint: Path | None) -> str:
     """The hint's words about the last good checkpoint."""
-    if checkpoint is not None and checkpoint.exists():
+    if _written(checkpoint):
         return f"the last good checkpoint, {checkpoint}, is kept"
     return "no checkpoint had been written yet"
+
+
+def reported_at(checkpoint: Path | None) -> str:
+    """Where a divergence is reported: the checkpoint once one is written, else
+    'training'."""
+    return str(checkpoint) if _written(checkpoint) else "training"
+
+
+def _written(checkpoint: Path | None) -> bool:
+    return checkpoint is not None and checkpoint.exists()
 
 
 def check_epoch(epoch: int, loss: float, error: float, first_batch: tuple | None,
@@ -91,8 +101,7 @@ def check_epoch(epoch: int, loss: float, error: float, first_batch: tuple | None
     reason = diverged(loss, error, began, grads)
     if reason is None:
         return
-    written = checkpoint is not None and checkpoint.exists()
     raise Diverged(f"training diverged in epoch {epoch + 1}: {reason}",
-                   where=str(checkpoint) if written else "training",
+                   where=reported_at(checkpoint),
                    hint=f"lower the learning rate (it was {rate:g}); {kept(checkpoint)}",
                    record=record(epoch, loss, error, began, reason))

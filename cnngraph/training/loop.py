@@ -30,7 +30,7 @@ from ..language.settings import TrainConfig
 from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
-from .divergence import Diverged, beginning, check_epoch, kept, record
+from .divergence import Diverged, beginning, check_epoch, kept, record, reported_at
 from .parallel import reduction_for
 from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
@@ -275,7 +275,7 @@ class Trainer:
                         f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
                         f"step, {_describe_bad(graph, node)}",
                         graph.nodes[node]["span"] if node is not None else None,
-                        where=str(path) if path is not None and path.exists() else "training",
+                        where=reported_at(path),
                         hint=f"lower the learning rate; {kept(path)}",
                         record=record(self.epoch, None, None,
                                       beginning(self.epoch, self.first_batch, self.history),
