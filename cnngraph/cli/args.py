@@ -77,11 +77,7 @@ def plots_args(sub, draws: str, default: str, never: str = "never draw pictures"
 def registry(args):
     """The built-in rules and backends, and the plugins ``--ops`` names."""
     from ..compiler.program import default_registry
-    from ..core.plugins import load_plugin
-    found = default_registry()
-    for spec in args.ops:
-        load_plugin(spec, found)
-    return found
+    return default_registry(args.ops)
 
 
 def print_warnings(model) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from ..core.backend import Backend
 from ..core.errors import ParameterError
 from ..core.plan import Plan
+from ..core.plugins import load_plugin
 from ..core.registry import Registry
 from ..language.parse import parse_source
 from ..language.settings import Settings, read_settings
@@ -36,13 +37,18 @@ from .nethash import network_hash
 from .schedule import bind_kernels, mark_lifetimes, schedule
 
 
-def default_registry() -> Registry:
+def default_registry(plugins=()) -> Registry:
     """A fresh registry holding the built-in rules (whose references make the
-    "reference" backend) and the NumPy and numba backends, which fall back on them."""
+    "reference" backend) and the NumPy and numba backends, which fall back on them;
+    then the rules of each of ``plugins`` (FILE.py or package.module, as ``--ops``
+    names them)."""
     registry = Registry()
     numpy = registry.add_backend(numpy_backend(fallback=registry.backend("reference")))
     registry.add_backend(numba_backend(fallback=numpy))
-    return register_builtin_rules(registry)
+    register_builtin_rules(registry)
+    for spec in plugins:
+        load_plugin(spec, registry)
+    return registry
 
 
 def compile_model(source: str | Path | ModelSpec, registry: Registry | None = None,

@@ -257,11 +257,7 @@ def load_model(path: str, ops: tuple = ()):
     key = ("model", path, ops)
     if key not in _CACHE:
         from ..compiler.program import compile_model, default_registry
-        from ..core.plugins import load_plugin
-        registry = default_registry()
-        for spec in ops:
-            load_plugin(spec, registry)
-        _CACHE[key] = compile_model(path, registry, "auto")  # as run's default
+        _CACHE[key] = compile_model(path, default_registry(ops), "auto")  # as run's default
     return _CACHE[key]
 
 
