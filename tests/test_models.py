@@ -32,7 +32,7 @@ def test_check_fails_and_names_the_tensor_when_a_rule_is_wrong(monkeypatch, caps
         grad_x, grad_beta = rule.gradient(emit, node, delta)
         return grad_x, emit.emit("scale", (grad_beta,), c=1.01)
     registry.ops["scale_maps"] = dataclasses.replace(rule, gradient=wrong)
-    monkeypatch.setattr("cnngraph.compiler.program.default_registry", lambda: registry)
+    monkeypatch.setattr("cnngraph.compiler.program.default_registry", lambda plugins=(): registry)
     assert main(["check", "models/lenet5.cnn", "--sample", "5"]) == 1
     out = capsys.readouterr().out
     assert "S2.beta" in out and "FAILED" in out
