@@ -39,6 +39,7 @@ from ..training.loop import (
     evaluate,
     write_json,
 )
+from ..training.observe import notify
 from ..training.parallel import check_agreement, data_fingerprint, reduction_for
 from ..training.preprocess import Preprocessing
 from ..training.world import SINGLE
@@ -102,8 +103,8 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
                    resume: bool = False, plots: bool | None = None, threshold: float = 0.1,
                    report: Callable | None = None,
                    should_stop: Callable[[], bool] | None = None, world=SINGLE,
-                   reduction: str = "ordered", order: Callable | None = None
-                   ) -> ExperimentResult:
+                   reduction: str = "ordered", order: Callable | None = None,
+                   observers=()) -> ExperimentResult:
     """Prepare and run one experiment: train ``model`` (a `Model`, or a .cnn file
     compiled with the default backend), test once and write everything into ``out``.
 
@@ -129,7 +130,8 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     strength go into connections.cnn.  ``order(epoch, n)``, if given, returns the
     indices of the training set in the order epoch ``epoch`` visits them, counting
     epochs from 0 (metrics and messages number them from 1), instead of the
-    permutation drawn from the seed.  When ``should_stop()`` turns true, training
+    permutation drawn from the seed.  ``observers`` see every step and epoch
+    (`training.observe`: TensorBoard logs, explorer snapshots).  When ``should_stop()`` turns true, training
     stops between two steps, the checkpoint and metrics.json (without a test
     error) are written and `Interrupted` is raised; ``resume=True`` continues bitwise.
     When training diverges (`training.divergence`, or a NaN), metrics.json gets the good
@@ -171,7 +173,7 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         return _train(model, train, validation, test, cfg, Path(out), draw, workers=workers,
                       weights=weights, resume=resume, plots=plots, threshold=threshold,
                       report=report, should_stop=should_stop, world=world,
-                      reduction=reduction, order=order)
+                      reduction=reduction, order=order, observers=observers)
 
 
 def run_config(model: Model, config, world=SINGLE, recorded: Recorded | None = None
@@ -288,7 +290,7 @@ def _ignore(event) -> None:
 
 
 def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, resume,
-           plots, threshold, report, should_stop, world, reduction, order
+           plots, threshold, report, should_stop, world, reduction, order, observers
            ) -> ExperimentResult:
     """Train, test once and write the outputs (`run_experiment`, once prepared)."""
     report = (report if world.is_root else None) or _ignore
@@ -297,7 +299,7 @@ def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, 
     trainer = Trainer(model, cfg, out, report=report,
                       should_stop=should_stop or (lambda: False), workers=workers,
                       reduce=reduction_for(cfg, model, world, workers, reduction),
-                      order=order, world=world)
+                      order=order, world=world, observers=observers)
     if resume:
         trainer.resume()
     else:
@@ -316,6 +318,7 @@ def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, 
         raise
     error, confusion, loss = evaluate(model, trainer.params, test, world=world)
     metrics = trainer.metrics(error, confusion)
+    notify(observers, "on_end", trainer, metrics)
     if not world.is_root:
         return ExperimentResult(error, loss, confusion, metrics, trainer.params)
     write_json(out / METRICS, metrics)

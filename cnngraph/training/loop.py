@@ -31,6 +31,7 @@ from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .divergence import Diverged, beginning, check_epoch, kept, record, reported_at
+from .observe import StepEvent, notify
 from .parallel import reduction_for
 from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
@@ -116,8 +117,9 @@ class Trainer:
     def __init__(self, model, cfg: TrainConfig, out: Path | None = None,
                  report: Callable = lambda e: None,
                  should_stop: Callable[[], bool] = lambda: False, workers: int | str = 1,
-                 reduce=None, order: Callable | None = None, world=SINGLE):
+                 reduce=None, order: Callable | None = None, world=SINGLE, observers=()):
         self.model, self.cfg, self.out = model, cfg, None if out is None else Path(out)
+        self.observers = tuple(observers)  # `observe`: TensorBoard, snapshots
         self.world = world
         self.report, self.should_stop, self.workers = report, should_stop, workers
         # the train block's shards, the threads, the backend's own threads
@@ -203,6 +205,7 @@ class Trainer:
         if self.step:  # resumed mid-epoch
             check_step(self.epoch, self.step, self.sums["seen"], len(train), cfg.batch,
                        str(self._checkpoint_path()))
+        notify(self.observers, "on_start", self, steps)
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
             sample, order = self._draw(len(train))
@@ -243,7 +246,7 @@ class Trainer:
             if not (math.isfinite(stats.loss)
                     and all(np.isfinite(g).all() for g in stats.grads.values())):
                 raise self._diverged(stats.loss, x, t)
-            self.params, self.state = params, state
+            before, self.params, self.state = self.params, params, state
             self.last_batch = (x, stats.grads)
             if self.epoch == 0 and self.step == 0:
                 self.first_batch = (stats.loss, stats.errors / stats.size)
@@ -251,6 +254,10 @@ class Trainer:
             sums["errors"] += stats.errors
             sums["seen"] += stats.size
             self.step += 1
+            if self.observers:
+                notify(self.observers, "on_step", self, StepEvent(
+                    self.epoch, self.step, steps, x, t, before, params, stats.grads,
+                    stats.loss, stats.errors, lr, epoch_state))
             now = time.perf_counter()
             if now - last_report > 0.5 or self.step == steps:
                 last_report = now
@@ -297,6 +304,7 @@ class Trainer:
         self.epoch, self.step, self.sums = self.epoch + 1, 0, _zero_sums()
         self._save(self.rng.bit_generator.state)
         self.report(self.history[-1])
+        notify(self.observers, "on_epoch", self, self.history[-1])
 
     def _layer_statistics(self) -> dict:
         """Per layer, on the epoch's last batch: activation mean and spread, and the
