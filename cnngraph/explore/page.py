@@ -1,0 +1,62 @@
+"""render: the explorer's data (format 1, see PLAN23.md) -> one self-contained HTML page.
+
+The page's script, style and data are inlined into assets/page.html: it opens from a
+file:// URL with no network.  The data travels as JSON in a ``<script
+type="application/json">`` element, escaped so that no string in it can close that
+element; non-finite numbers (a diverged run's ranges) become the strings "NaN",
+"Infinity" and "-Infinity", which JSON cannot otherwise carry.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from ..core.errors import CnnError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+FORMAT = 1
+#: characters that could end the script element (json.dumps already escapes non-ASCII)
+_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
+
+
+def render(data: dict) -> str:
+    """The whole page for ``data`` (the dict explore.build.collect makes)."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CnnError(f"the explorer's data has format {found!r}; this page reads format "
+                       f"{FORMAT}", where="page data")
+    template = (ASSETS / "page.html").read_text(encoding="utf-8")
+    parts = {"STYLE": (ASSETS / "page.css").read_text(encoding="utf-8"),
+             "SCRIPT": (ASSETS / "page.js").read_text(encoding="utf-8"),
+             "DATA": embed_json(data),
+             "TITLE": _html_text(str(data.get("title", "cnngraph explorer")))}
+    # one pass, so that a marker inside an inserted part is left as it is
+    return re.sub(r"/\*(STYLE|SCRIPT|DATA|TITLE)\*/", lambda m: parts[m.group(1)], template)
+
+
+def embed_json(data) -> str:
+    """JSON text for ``data`` that is safe inside a script element."""
+    text = json.dumps(_finite(data), separators=(",", ":"), allow_nan=False)
+    for raw, escaped in _ESCAPES.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
+def _finite(value):
+    """``value`` with NumPy scalars and arrays as Python ones and non-finite floats as
+    their names."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "tolist"):  # a NumPy array or scalar
+        return _finite(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _html_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,262 @@
+"""The explorer page in a real browser (headless Chromium through Selenium): it opens
+with no console error, and a click on a node, a map or a confusion cell, the step
+slider, the pass toggle and the vital-sign choice each show what the data holds."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from browser import browser, console_errors  # noqa: F401  (browser is a fixture)
+from cnngraph.core.errors import CnnError
+from cnngraph.explore.page import render
+from conftest import ROOT
+
+SCREENSHOT = ROOT / "docs" / "images" / "explorer.png"
+
+
+def png(values) -> str:
+    from PIL import Image
+    pixels = np.asarray(values, dtype=float)
+    pixels = np.uint8(255 * (pixels - pixels.min()) / (np.ptp(pixels) or 1))
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def sample_data() -> dict:
+    """A small hand-made page: a two-layer graph, three positions, one explanation."""
+    rng = np.random.default_rng(0)
+    nodes = [{"id": i, "label": i, "op": op, "layer": layer, "pass": "forward", "shape": [None, 2, 4, 4],
+              "role": "op", "x": 80, "y": 30 + 50 * k, "w": 120, "h": 30}
+             for k, (i, op, layer) in enumerate([("x", None, None), ("C1/conv_valid", "conv_valid", "C1"),
+                                                 ("C1/tanh", "tanh", "C1")])]
+    back = [dict(n, id=n["id"] + "'", **{"pass": "backward"}) for n in nodes[1:]]
+    edges = [{"from": a["id"], "to": b["id"], "points": [[80, a["y"] + 15], [80, b["y"] - 15]]}
+             for a, b in zip(nodes, nodes[1:])]
+
+    def position(g):
+        maps = rng.normal(size=(2, 4, 4))
+        return {"step": g, "epoch": g / 10, "lr": 0.1,
+                "vitals": {n["id"]: {"activation_std": float(rng.random()), "grad_norm": 10 ** -g}
+                           for n in nodes[1:] + back},
+                "maps": {"C1": {"shape": [2, 4, 4], "range": [float(maps.min()), float(maps.max())],
+                                "png": [png(m) for m in maps]}},
+                "deltas": {"C1": {"shape": [2, 4, 4], "range": [-1, 1], "png": [png(m) for m in -maps]}},
+                "kernels": {"C1.kernel": {"shape": [2, 1, 3, 3], "range": [-1, 1],
+                                          "png": [png(rng.normal(size=(3, 3))) for _ in range(2)]}},
+                "scalars": {"C1.bias": [0.1 * g, -0.1 * g]},
+                "explain": {"C1": {"0": {"layer": "C1", "map": 0, "pixel": [1, 2], "value": 0.5 + g,
+                                         "steps": [{"op": "conv_valid", "text": "correlate </script>",
+                                                    "inputs": [{"name": "x", "map": 0, "values": [[1, 2], [3, 4]]}],
+                                                    "weights": [[1, 0], [0, 1]], "partial": 5, "result": 5},
+                                                   {"op": "tanh", "text": "the activation", "result": 0.5 + g}]}}},
+                "explain_delta": {}}
+
+    return {"format": 1, "title": "sample </script><b>page</b>",
+            "model": {"file": "sample.cnn", "hash": "0" * 16, "text": "input x : 1 x 6 x 6\n"},
+            "run": {"dir": "run", "backend": "numpy", "dtype": "float64", "epochs": 1,
+                    "steps_per_epoch": 10, "made_in_s": 0.1},
+            "graphs": {"forward": {"width": 200, "height": 200, "nodes": nodes, "edges": edges},
+                       "backward": {"width": 200, "height": 200, "nodes": back, "edges": []}},
+            "vital_signs": [{"key": "activation_std", "label": "activation std", "scale": "linear"},
+                            {"key": "grad_norm", "label": "gradient norm", "scale": "log"}],
+            "layers": {"C1": {"kind": "conv", "shape": [2, 4, 4], "receptive_field": [3, 3],
+                              "params": ["C1.kernel", "C1.bias"], "connections": [[0], [0]],
+                              "graph_nodes": ["C1/conv_valid", "C1/tanh"]}},
+            "test_images": [{"index": 0, "label": 7, "png": png(rng.random((6, 6)))}],
+            "positions": [position(g) for g in (1, 3, 10)],
+            "gradient_checks": {"C1.kernel": {"rel_error": 1e-9, "ok": True},
+                                "C1.bias": {"rel_error": float("nan"), "ok": False}},
+            "curves": [{"epoch": 1, "train_loss": 0.5, "train_error": 0.2, "val_error": None}],
+            "test_error": 0.25,
+            "confusion": {"matrix": [[3, 1], [2, 4]],
+                          "images": {"1,0": [{"index": 5, "png": png(rng.random((6, 6)))}]}},
+            "mistakes": [{"index": 5, "label": 1, "predicted": 0, "confidence": 0.9,
+                          "png": png(rng.random((6, 6))), "saliency_png": png(rng.random((6, 6))),
+                          "occlusion_png": png(rng.random((6, 6)))}],
+            "alpha_history": {}, "sdlm_steps": {},
+            "divergence": None}
+
+
+# ---- render, without a browser ----------------------------------------------------------------
+
+def embedded(html: str) -> dict:
+    text = re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S).group(1)
+    return json.loads(text)
+
+
+def test_render_is_one_file_with_no_network():
+    html = render(sample_data())
+    assert html.count("</script>") == 2  # the data's and the script's own: no string broke out
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<b>page</b>" not in html and "sample &lt;/script&gt;&lt;b&gt;page" in html
+
+
+def test_render_embeds_the_data_exactly_with_non_finite_numbers_named():
+    data = sample_data()
+    data["positions"][0]["lr"] = np.float32(0.5)
+    data["positions"][0]["scalars"]["C1.bias"] = np.array([math.inf, -math.inf])
+    found = embedded(render(data))
+    assert found["gradient_checks"]["C1.bias"]["rel_error"] == "NaN"
+    assert found["positions"][0]["scalars"]["C1.bias"] == ["Infinity", "-Infinity"]
+    assert found["positions"][0]["lr"] == 0.5
+    assert found["title"] == data["title"]
+    assert found["positions"][2]["explain"] == data["positions"][2]["explain"]
+
+
+def test_render_refuses_another_format():
+    with pytest.raises(CnnError, match="format 2"):
+        render({"format": 2})
+
+
+# ---- the page in Chromium -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def page_data():
+    return sample_data()
+
+
+@pytest.fixture(scope="module")
+def page_url(page_data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("explore") / "explore.html"
+    path.write_text(render(page_data), encoding="utf-8")
+    return path.as_uri()
+
+
+@pytest.fixture
+def page(browser, page_url):  # noqa: F811  (browser is the fixture imported above)
+    """The page freshly opened, its console emptied of what came before."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get_log("browser")
+    browser.get(page_url)
+    WebDriverWait(browser, 10).until(lambda d: d.find_elements("css selector", "#graph .node"))
+    return browser
+
+
+def css(driver, selector):
+    return driver.find_element("css selector", selector)
+
+
+def every(driver, selector):
+    return driver.find_elements("css selector", selector)
+
+
+def chosen_node(data) -> tuple[str, str]:
+    """A forward node with a vital sign and a layer whose maps the page holds, and that sign."""
+    last = data["positions"][-1]
+    for node in data["graphs"]["forward"]["nodes"]:
+        signs = [s["key"] for s in data["vital_signs"]
+                 if isinstance(last["vitals"].get(node["id"], {}).get(s["key"]), (int, float))]
+        if node["layer"] in last["maps"] and node["layer"] in last["explain"] and signs:
+            return node["id"], signs[0]
+    raise AssertionError("no node with maps, an explanation and a vital sign in the data")
+
+
+def shown_value(driver) -> float:
+    return float(css(driver, "#node-value").get_attribute("data-value"))
+
+
+def test_page_opens_without_console_errors(page):
+    assert every(page, "#graph .node")
+    assert console_errors(page) == []
+
+
+def test_a_node_shows_its_maps_kernels_checks_and_value(page, page_data):
+    node, key = chosen_node(page_data)
+    layer = next(n["layer"] for n in page_data["graphs"]["forward"]["nodes"] if n["id"] == node)
+    last = page_data["positions"][-1]
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    maps = every(page, f'.map[data-layer="{layer}"][data-kind="maps"]')
+    assert [m.get_attribute("src") for m in maps] == last["maps"][layer]["png"]
+    assert len(every(page, f'.map[data-layer="{layer}"][data-kind="deltas"]')) == \
+        len(last["deltas"].get(layer, {"png": []})["png"])
+    assert shown_value(page) == last["vitals"][node][key]
+    params = page_data["layers"][layer]["params"]
+    badges = {b.get_attribute("data-param"): b.get_attribute("data-ok") for b in every(page, ".badge")}
+    assert badges == {p: str(bool(page_data["gradient_checks"][p]["ok"])).lower()
+                      for p in params if p in page_data["gradient_checks"]}
+    kernels = [p for p in params if p in last["kernels"]]
+    assert len(every(page, ".kernel")) == sum(len(last["kernels"][p]["png"]) for p in kernels)
+    assert console_errors(page) == []
+
+
+def test_the_slider_shows_each_positions_replayed_values(page, page_data):
+    from selenium.webdriver.common.keys import Keys
+    node, key = chosen_node(page_data)
+    layer = next(n["layer"] for n in page_data["graphs"]["forward"]["nodes"] if n["id"] == node)
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    slider = css(page, "#slider")
+    seen = []
+    for i, keys in [(0, Keys.HOME), (1, Keys.ARROW_RIGHT), (len(page_data["positions"]) - 1, Keys.END)]:
+        slider.send_keys(keys)
+        position = page_data["positions"][i]
+        assert css(page, "#step-label").get_attribute("data-step") == str(position["step"])
+        assert f'epoch {position["epoch"]:.3f}' in css(page, "#step-label").text
+        assert shown_value(page) == position["vitals"][node][key]
+        assert css(page, f'.map[data-layer="{layer}"][data-map="0"]').get_attribute("src") == \
+            position["maps"][layer]["png"][0]
+        seen.append(shown_value(page))
+    assert len(set(seen)) > 1, "the shown value did not change along the slider"
+
+
+def test_the_toggle_shows_the_backward_graph(page, page_data):
+    forward = {n.get_attribute("data-node") for n in every(page, "#graph .node")}
+    assert forward == {n["id"] for n in page_data["graphs"]["forward"]["nodes"]}
+    css(page, "#pass-toggle").click()
+    assert css(page, "#graph svg").get_attribute("data-pass") == "backward"
+    backward = {n.get_attribute("data-node") for n in every(page, "#graph .node")}
+    assert backward == {n["id"] for n in page_data["graphs"]["backward"]["nodes"]}
+    css(page, "#pass-toggle").click()
+    assert css(page, "#graph svg").get_attribute("data-pass") == "forward"
+
+
+def test_another_vital_sign_recolours_the_nodes(page, page_data):
+    from selenium.webdriver.support.ui import Select
+    last = page_data["positions"][-1]
+
+    def colours():
+        return {n.get_attribute("data-node"): n.get_attribute("data-color")
+                for n in every(page, "#graph .node")}
+    before = colours()
+    other = page_data["vital_signs"][1]["key"]
+    Select(css(page, "#vital-select")).select_by_value(other)
+    after = colours()
+    assert before != after
+    for group in every(page, "#graph .node"):
+        value = last["vitals"].get(group.get_attribute("data-node"), {}).get(other)
+        shown = group.get_attribute("data-value")
+        assert (float(shown) if shown else None) == (value if isinstance(value, (int, float)) else None)
+    labels = [t.text for t in every(page, "#legend .tick")]
+    assert len(labels) == 5 and len(set(labels)) > 1
+
+
+def test_a_feature_map_shows_how_it_was_computed(page, page_data):
+    node, _ = chosen_node(page_data)
+    layer = next(n["layer"] for n in page_data["graphs"]["forward"]["nodes"] if n["id"] == node)
+    index, explained = next(iter(page_data["positions"][-1]["explain"][layer].items()))
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    css(page, f'.map[data-layer="{layer}"][data-kind="maps"][data-map="{index}"]').click()
+    assert css(page, "#tab-explain").is_displayed()
+    assert float(css(page, "#explain-value").get_attribute("data-value")) == explained["value"]
+    results = [float(r.get_attribute("data-value")) for r in every(page, ".step-result")]
+    assert results == [s["result"] for s in explained["steps"] if "result" in s]
+    assert f'({explained["pixel"][0]}, {explained["pixel"][1]})' in css(page, "#tab-explain").text
+
+
+def test_a_confusion_cell_shows_its_images(page, page_data):
+    css(page, '#tabs button[data-tab="training"]').click()
+    cell, images = next((k, v) for k, v in page_data["confusion"]["images"].items() if v)
+    true, pred = cell.split(",")
+    css(page, f'#confusion td[data-true="{true}"][data-pred="{pred}"]').click()
+    shown = every(page, "#confusion-images img")
+    assert [int(i.get_attribute("data-index")) for i in shown] == [i["index"] for i in images]
+    assert css(page, f'#confusion td[data-true="{true}"][data-pred="{pred}"]').text == \
+        str(page_data["confusion"]["matrix"][int(true)][int(pred)])
+    assert every(page, "#curve-error polyline, #curve-error circle")
+    assert console_errors(page) == []
