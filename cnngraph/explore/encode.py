@@ -1,0 +1,142 @@
+"""Compact encodings for the explorer page: arrays as 8-bit PNG data URIs and
+numbers rounded to 4 significant digits.
+
+    encode_maps(y[0])            # (maps, H, W) -> {"shape", "range", "png": [...]}
+    png_uri(pixels)              # (H, W) uint8 grey, or (H, W, 3) uint8 colour
+
+Signed data (maps, deltas, kernels, saliency) use a diverging colour map centred
+on 0 over [-m, m], m the largest magnitude, recorded as "range" so that the page
+can draw the legend; images use grey over their own [lo, hi].  The PNG is
+written here (zlib + struct), so the page needs no Pillow: each image is stored
+as an 8-bit palette PNG or as RGB, whichever is the shorter.
+"""
+from __future__ import annotations
+
+import base64
+import math
+import struct
+import zlib
+
+import numpy as np
+
+#: The diverging colour map's ends and middle (blue, white, red: negative, 0, positive).
+COLD, MIDDLE, WARM = (np.array(c, dtype=np.float64) for c in
+                      ((33, 102, 172), (247, 247, 247), (178, 24, 43)))
+#: 255 colours from COLD (index 0, -limit) through MIDDLE (127, zero) to WARM (254,
+#: +limit), and black (255) for a value that is not finite.
+PALETTE = np.vstack([COLD + (MIDDLE - COLD) * np.linspace(0, 1, 128)[:, None],
+                     MIDDLE + (WARM - MIDDLE) * np.linspace(0, 1, 128)[1:, None],
+                     [[0, 0, 0]]]).round().astype(np.uint8)
+#: Significant digits of every number the page shows.
+DIGITS = 4
+
+
+def png_bytes(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
+    """A PNG file of ``pixels``: (H, W) uint8 (grey, or indices into ``palette``, a
+    (K, 3) uint8 array) or (H, W, 3) uint8 RGB."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    colour = 2 if pixels.ndim == 3 else (3 if palette is not None else 0)
+    rows = pixels.reshape(height, -1)
+    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()  # filter 0 per row
+    chunks = [_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))]
+    if colour == 3:
+        chunks.append(_chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes()))
+    chunks += [_chunk(b"IDAT", zlib.compress(raw, 9)), _chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + \
+        struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_uri(pixels: np.ndarray) -> str:
+    """``pixels`` (uint8 grey or RGB) as a PNG data URI."""
+    return data_uri(png_bytes(pixels))
+
+
+def signed_limit(values: np.ndarray) -> float:
+    """The diverging map's half-width: the largest finite magnitude (1 if none)."""
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def diverging_uri(values: np.ndarray, limit: float) -> str:
+    """A 2-D array as a diverging-colour PNG over [-limit, limit] (non-finite: black)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    index = np.clip(np.round(np.where(finite, values, 0) / limit * 127 + 127), 0, 254)
+    index = np.where(finite, index, 255).astype(np.uint8)
+    indexed, rgb = png_bytes(index, PALETTE), png_bytes(PALETTE[index])
+    return data_uri(min(indexed, rgb, key=len))
+
+
+def grey_uri(values: np.ndarray, lo: float, hi: float) -> str:
+    """A 2-D array as grey over [lo, hi] (lo black, hi white)."""
+    span = hi - lo if hi > lo else 1.0
+    scaled = np.clip((np.asarray(values, np.float64) - lo) / span * 255, 0, 255)
+    return png_uri(np.nan_to_num(scaled).round().astype(np.uint8))
+
+
+def encode_maps(maps: np.ndarray) -> dict:
+    """One layer's maps (or deltas) of one image, one PNG per map over a shared
+    diverging range.  Maps of (maps, H, W); a layer of units (units,), or of 1×1 maps,
+    is one 1×units strip with the numbers themselves in "values" (a PNG per unit would
+    cost far more than the number)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    limit = signed_limit(maps)
+    entry = {"shape": list(maps.shape), "range": [round_sig(-limit), round_sig(limit)]}
+    if maps.ndim < 3 or maps.shape[1:] == (1, 1):
+        flat = maps.reshape(1, -1)
+        return {**entry, "png": [diverging_uri(flat, limit)],
+                "values": round_sig(flat[0].tolist())}
+    return {**entry, "png": [diverging_uri(m, limit) for m in maps.reshape(-1, *maps.shape[-2:])]}
+
+
+def encode_kernels(kernel: np.ndarray) -> dict:
+    """A parameter tensor as one mosaic PNG over a diverging range: a conv kernel
+    (out, in, k, k) as out rows of in tiles of k×k, one pixel apart; a weight matrix
+    (out, in) as itself.  "tile" gives the step between tiles in pixels ([k+1, k+1]),
+    so tile (j, i) starts at (j·step, i·step); None for a matrix."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    limit = signed_limit(kernel)
+    entry = {"shape": list(kernel.shape), "range": [round_sig(-limit), round_sig(limit)]}
+    if kernel.ndim != 4:
+        return {**entry, "tile": None,
+                "png": [diverging_uri(kernel.reshape(kernel.shape[0], -1), limit)]}
+    out, inputs, kh, kw = kernel.shape
+    mosaic = np.zeros((out * (kh + 1) - 1, inputs * (kw + 1) - 1))
+    for j in range(out):
+        for i in range(inputs):
+            mosaic[j * (kh + 1):j * (kh + 1) + kh, i * (kw + 1):i * (kw + 1) + kw] = kernel[j, i]
+    return {**entry, "tile": [kh + 1, kw + 1], "png": [diverging_uri(mosaic, limit)]}
+
+
+def round_sig(value, digits: int = DIGITS):
+    """``value`` (a number, array or nested lists/dicts/tuples of them) with every
+    float rounded to ``digits`` significant digits; NaN and infinities become the
+    strings "NaN", "Infinity", "-Infinity" (JSON has no such numbers)."""
+    if isinstance(value, dict):
+        return {k: round_sig(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_sig(v, digits) for v in value]
+    if isinstance(value, np.ndarray):
+        return round_sig(value.tolist(), digits)
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
+        return bool(value) if isinstance(value, np.bool_) else value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        if value == 0:
+            return 0.0
+        return float(f"{value:.{digits - 1}e}")
+    return value

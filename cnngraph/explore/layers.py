@@ -1,0 +1,92 @@
+"""What the page says of each layer: its kind, output shape, receptive field,
+parameters, connection table and graph nodes; and which node holds its u (the
+pre-activation, whose gradient is the seed's δ).
+
+    layer_table(model) -> {name: {"kind", "shape", "receptive_field", "params",
+                                  "connections", "graph_nodes"}}
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..rules.activations import activation_choices
+
+
+def map_layers(model) -> list[str]:
+    """The layers whose outputs the page shows as maps, in model order: every layer
+    the loss depends on, the input first, the loss layer itself left out."""
+    outputs = model.layer_nodes
+    shown = [model.roles.input] + [layer.name for layer in model.spec.layers]
+    return [name for name in shown if name in outputs
+            and outputs[name] not in (model.roles.loss, model.roles.data_loss)
+            and name in _reaching_loss(model)]
+
+
+def _reaching_loss(model) -> set:
+    import networkx as nx
+    ancestors = nx.ancestors(model.graph, model.roles.data_loss)
+    return {name for name, node in model.layer_nodes.items() if node in ancestors}
+
+
+def activation_op(model, layer: str) -> tuple[str, dict] | None:
+    """(op, attrs) of the activation that makes ``layer``'s output, or None."""
+    data = model.graph.nodes[model.layer_nodes[layer]]
+    if data["op"] is None or data["op"] not in activation_choices(model.registry):
+        return None
+    return data["op"], dict(data["attrs"])
+
+
+def pre_activation(model, layer: str) -> str:
+    """The node holding ``layer``'s u: the input of its activation, or its output
+    when it has none (identity)."""
+    node = model.layer_nodes[layer]
+    return model.graph.nodes[node]["inputs"][0] if activation_op(model, layer) else node
+
+
+def layer_table(model) -> dict:
+    graph, info = model.graph, model.param_info
+    kinds = {layer.name: layer.kind for layer in model.spec.layers}
+    fields = receptive_fields(model)
+    table = {}
+    for name in map_layers(model):
+        members = [n for n, d in graph.nodes(data=True) if d.get("layer") == name]
+        table[name] = {"kind": kinds.get(name, "input"),
+                       "shape": list(graph.nodes[model.layer_nodes[name]]["shape"][1:]),
+                       "receptive_field": fields.get(name),
+                       "params": [n for n in members if n in info],
+                       "connections": model.annotations.get(name, {}).get("connections"),
+                       "graph_nodes": members}
+    return table
+
+
+def receptive_fields(model) -> dict:
+    """Per layer, [rows, columns] of input pixels one output value depends on: found by
+    making one input pixel NaN at a time along the input's middle row and column and
+    seeing which of them reach the layer's middle value (NaN passes through every
+    product and sum, so this holds for any op).  A layer of units sees the whole input."""
+    _, height, width = model.input_shape
+    dtype = np.float64
+    params = {k: np.full(s, 0.5, dtype) for k, s in model.param_shapes.items()}
+    probes = []
+    for r in range(height):
+        probes.append((r, width // 2))
+    for c in range(width):
+        probes.append((height // 2, c))
+    reached: dict = {}
+    with np.errstate(all="ignore"):
+        for k, (r, c) in enumerate(probes):
+            x = np.zeros((1, *model.input_shape), dtype)
+            x[0, :, r, c] = np.nan
+            for layer, y in model.layer_outputs(params, x).items():
+                if layer not in reached:
+                    reached[layer] = np.zeros(len(probes), bool)
+                reached[layer][k] = np.isnan(_middle(y)).any()
+    return {layer: [int(hit[:height].sum()), int(hit[height:].sum())]
+            for layer, hit in reached.items()}
+
+
+def _middle(y: np.ndarray) -> np.ndarray:
+    """The middle value of every map (maps) or every unit (a layer of units)."""
+    if y.ndim == 4:
+        return y[0, :, y.shape[2] // 2, y.shape[3] // 2]
+    return y[0]
