@@ -6,7 +6,7 @@
   const POSITIONS = DATA.positions || [];
   const VITALS = DATA.vital_signs || [];
   const state = {pos: Math.max(POSITIONS.length - 1, 0), vital: VITALS.length ? VITALS[0].key : null,
-                 pass: "forward", node: null, map: null, tab: "node"};
+                 pass: "forward", node: null, map: null, tab: "node", zoom: null};
   const VIRIDIS = ["#440154", "#482878", "#3e4a89", "#31688e", "#26828e", "#1f9e89", "#35b779",
                    "#6ece58", "#b5de2b", "#fde725"];
   const NO_VALUE = "#e4e4e4";
@@ -43,6 +43,10 @@
     return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
   }
   function shapeText(shape) { return (shape || []).map(d => (d === null ? "N" : d)).join("×"); }
+  function zoomed(img) {  // small pictures drawn 6 pixels a pixel, at most the panel's width
+    img.addEventListener("load", () => { img.style.width = Math.min(img.naturalWidth * 6, 520) + "px"; });
+    return img;
+  }
   function clear(node) { node.replaceChildren(); return node; }
   function position() { return POSITIONS[state.pos] || {}; }
   function pick(obj, key) { return obj && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined; }
@@ -92,30 +96,42 @@
   // ---- the graph ---------------------------------------------------------------------------
   function drawGraph() {
     const g = graph();
-    const root = svg("svg", {width: g.width, height: g.height, viewBox: `0 0 ${g.width} ${g.height}`,
+    const panel = document.getElementById("graph");
+    if (state.zoom === null) state.zoom = Math.max(0.5, Math.min(1, (panel.clientWidth - 12) / (g.width || 1)));
+    const root = svg("svg", {width: g.width * state.zoom, height: g.height * state.zoom, viewBox: `0 0 ${g.width} ${g.height}`,
                              id: "graph-svg", "data-pass": state.pass});
     for (const c of g.clusters || []) {  // one dashed box per layer, as `cnngraph dot` draws them
       root.append(svg("rect", {class: "cluster", x: c.x, y: c.y, width: c.w, height: c.h, rx: 6}),
         svg("text", {class: "cluster-label", x: c.x + 4, y: c.y + 11, text: c.layer}));
     }
     for (const e of g.edges || []) {
-      root.append(svg("polyline", {class: "edge", points: e.points.map(p => p.join(",")).join(" "),
-                                   "data-from": e.from, "data-to": e.to, "marker-end": "url(#arrow)"}));
+      root.append(svg("path", {class: "edge", d: edgePath(e.points, g.engine === "dot"),
+                               "data-from": e.from, "data-to": e.to, "marker-end": "url(#arrow)"}));
     }
     root.prepend(svg("defs", {}, [svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
       markerWidth: 6, markerHeight: 6, orient: "auto"}, [svg("path", {d: "M0,0L10,5L0,10z", fill: "#999"})])]));
     for (const n of g.nodes || []) {
-      const lines = String(n.label || n.id).split("\n");
+      const lines = String(n.label || n.id).split(/\n|\\n/);  // DOT labels write a break as \n
       const group = svg("g", {class: "node", "data-node": n.id, "data-layer": n.layer, "data-op": n.op,
                               onclick: () => chooseNode(n.id)}, [
         svg("title", {text: n.id}),
         svg("rect", {x: n.x - n.w / 2, y: n.y - n.h / 2, width: n.w, height: n.h, rx: 4})]);
-      lines.forEach((line, i) => group.append(svg("text", {x: n.x, y: n.y + (i - (lines.length - 1) / 2) * 11 + 3,
+      lines.forEach((line, i) => group.append(svg("text", {x: n.x, y: n.y + (i - (lines.length - 1) / 2) * 13 + 4,
         "text-anchor": "middle", text: line})));
       root.append(group);
     }
-    clear(document.getElementById("graph")).append(root);
+    clear(panel).append(root);
     colourGraph();
+    document.getElementById("zoom-label").textContent = `${Math.round(state.zoom * 100)} %`;
+  }
+  function edgePath(points, spline) {
+    // Graphviz: a B-spline's 3n+1 control points, then (when one is drawn) the arrow's tip
+    const xy = p => `${p[0]},${p[1]}`;
+    if (!spline || points.length < 4) return "M" + points.map(xy).join(" L");
+    const controls = points.length - ((points.length - 1) % 3 === 0 ? 0 : 1);
+    let d = "M" + xy(points[0]);
+    for (let i = 1; i + 2 < controls; i += 3) d += ` C${xy(points[i])} ${xy(points[i + 1])} ${xy(points[i + 2])}`;
+    return d + points.slice(controls).map(p => " L" + xy(p)).join("");
   }
   function colourGraph() {
     for (const group of document.querySelectorAll("#graph .node")) {
@@ -161,8 +177,13 @@
       state.pass = state.pass === "forward" ? "backward" : "forward";
       toggle.dataset.pass = state.pass;
       toggle.textContent = state.pass === "forward" ? "show backward graph" : "show forward graph";
+      state.zoom = null;
       drawGraph();
     });
+    const zoom = f => () => { state.zoom = f === null ? null : Math.min(2, Math.max(0.2, state.zoom * f)); drawGraph(); };
+    document.getElementById("zoom-in").addEventListener("click", zoom(1.25));
+    document.getElementById("zoom-out").addEventListener("click", zoom(0.8));
+    document.getElementById("zoom-fit").addEventListener("click", zoom(null));
     for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
     const image = (DATA.test_images || [])[0];
     if (image) {
@@ -190,7 +211,15 @@
   }
   function mapFigures(layer, kind, record) {
     if (!record) return el("p", {class: "muted", text: "none recorded for this layer"});
-    return el("div", {}, [el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, range ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])}`}),
+    const caption = el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, colours over ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])} (blue −, white 0, red +; black: not finite)`});
+    if (record.values) {  // a layer of units: one strip, one pixel per unit; a click picks the unit
+      const units = record.values.length;
+      const strip = el("img", {class: "strip", src: record.png[0], alt: `${layer} ${kind}`, "data-layer": layer, "data-kind": kind,
+                               style: `width:${Math.min(units * 8, 520)}px`,
+                               title: "click a unit", onclick: e => chooseMap(layer, Math.min(units - 1, Math.floor(e.offsetX / e.currentTarget.clientWidth * units)), kind)});
+      return el("div", {}, [caption, strip]);
+    }
+    return el("div", {}, [caption,
       el("div", {class: "maps"}, record.png.map((src, j) => el("figure", {}, [
         el("img", {class: "map", src, alt: `${layer} ${kind} ${j}`, "data-layer": layer, "data-map": j, "data-kind": kind,
                    onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
@@ -229,8 +258,9 @@
     for (const q of layer.params || []) {
       const k = pick(p.kernels, q);
       if (!k) continue;
-      root.append(el("h3", {text: `${q}: shape ${shapeText(k.shape)}, range ${fmt(k.range[0])} … ${fmt(k.range[1])}`}),
-        el("div", {class: "maps"}, k.png.map((src, i) => el("img", {class: "kernel", src, alt: `${q} ${i}`, "data-param": q, "data-index": i, title: `${q} [${i}]`}))));
+      const how = k.tile ? `row j, tile i: the kernel from input map i to output map j` : "rows: outputs, columns: inputs";
+      root.append(el("h3", {text: `${q}: shape ${shapeText(k.shape)}, colours over ${fmt(k.range[0])} … ${fmt(k.range[1])} (${how})`}),
+        el("div", {class: "maps"}, k.png.map((src, i) => zoomed(el("img", {class: "kernel", src, alt: `${q} ${i}`, "data-param": q, "data-index": i})))));
     }
     if (Array.isArray(layer.connections)) {
       const inputs = 1 + Math.max(...layer.connections.flat(), 0);
@@ -239,9 +269,8 @@
         el("table", {class: "grid", id: "connections"}, layer.connections.map((row, j) => el("tr", {class: j === chosen ? "chosen" : null, "data-row": j},
           [el("td", {text: `${j}:`})].concat(Array.from({length: inputs}, (_, i) => el("td", {class: row.includes(i) ? "on" : null, text: row.includes(i) ? String(i) : "·"})))))));
     }
-    for (const q of layer.params || []) {
-      const s = pick(p.scalars, q);
-      if (s !== undefined) root.append(el("h3", {text: q}), el("div", {id: "scalars-" + q}, [grid(s)]));
+    for (const [q, s] of Object.entries(p.scalars || {})) {  // b, beta, and alpha (C3.alpha)
+      if (q.startsWith(n.layer + ".")) root.append(el("h3", {text: q}), el("div", {id: "scalars-" + q}, [grid(s)]));
     }
   }
 
@@ -412,7 +441,14 @@
       (bad.inputs || []).map(i => `${i.name} ${shapeText(i.shape)} in [${fmt(i.min)}, ${fmt(i.max)}]${i.nan ? " NaN" : ""}${i.inf ? " inf" : ""}`).join("; ")]));
   }
 
+  function renderNotes() {  // what the page could not show, and why (no snapshots, ...)
+    const notes = DATA.notes || [], box = document.getElementById("notes");
+    box.hidden = !notes.length;
+    for (const note of notes) box.append(el("div", {text: note}));
+  }
+
   setup();
+  renderNotes();
   renderDivergence();
   drawGraph();
   showStep();
