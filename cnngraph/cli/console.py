@@ -62,11 +62,13 @@ class RunPrinter:
     """What ``run`` shows, from `run_experiment`'s events: MNIST being fetched on
     first use (on stderr, even with ``quiet``), the training line, the epochs
     (through `Printer`), the test result, learned connections, the pictures.
-    With ``quiet``, only the test error."""
+    With ``quiet``, only the test error.  Last, where the TensorBoard logs are
+    (``tensorboard``: their folder, if any) and the command that makes the page."""
 
-    def __init__(self, model: str, quiet: bool = False):
-        self.model, self.quiet = model, quiet
+    def __init__(self, model: str, quiet: bool = False, tensorboard=None):
+        self.model, self.quiet, self.tensorboard = model, quiet, tensorboard
         self.epochs = None if quiet else Printer()
+        self.out = None  # the run folder, known once the test set is evaluated
 
     def __call__(self, event):
         from ..tools.experiment import (ConnectionsExported, Evaluated, FetchingData,
@@ -74,6 +76,7 @@ class RunPrinter:
         if isinstance(event, FetchingData):
             print(event.line, file=sys.stderr, flush=True)
         elif isinstance(event, Evaluated):
+            self.out = event.metrics.parent
             print(f"test error {100 * event.error:.2f}% on {event.images} images")
             if not self.quiet:
                 print(format_confusion(event.confusion))
@@ -97,8 +100,16 @@ class RunPrinter:
         elif isinstance(event, PicturesWritten):
             if event.paths:
                 print("pictures: " + ", ".join(str(p) for p in event.paths))
+            print(where_to_look(self.out, self.tensorboard))
         else:
             self.epochs(event)
+
+
+def where_to_look(out, tensorboard=None) -> str:
+    """The lines saying where a run's TensorBoard logs are and how to make its page."""
+    lines = [f"TensorBoard logs: {tensorboard} (view: tensorboard --logdir {tensorboard})"] \
+        if tensorboard else []
+    return "\n".join(lines + [f"explore: python -m cnngraph explore {out}"])
 
 
 def duration(seconds: float) -> str:
