@@ -27,6 +27,8 @@ COLD, MIDDLE, WARM = (np.array(c, dtype=np.float64) for c in
 PALETTE = np.vstack([COLD + (MIDDLE - COLD) * np.linspace(0, 1, 128)[:, None],
                      MIDDLE + (WARM - MIDDLE) * np.linspace(0, 1, 128)[1:, None],
                      [[0, 0, 0]]]).round().astype(np.uint8)
+#: The most kernels one mosaic draws (`encode_kernels`).
+MOSAIC_TILES = 256
 #: Significant digits of every number the page shows.
 DIGITS = 4
 
@@ -100,22 +102,26 @@ def encode_maps(maps: np.ndarray) -> dict:
 
 
 def encode_kernels(kernel: np.ndarray) -> dict:
-    """A parameter tensor as one mosaic PNG over a diverging range: a conv kernel
-    (out, in, k, k) as out rows of in tiles of k×k, one pixel apart; a weight matrix
-    (out, in) as itself.  "tile" gives the step between tiles in pixels ([k+1, k+1]),
-    so tile (j, i) starts at (j·step, i·step); None for a matrix."""
+    """A parameter tensor as one mosaic PNG over a diverging range (taken over the
+    whole tensor): a conv kernel (out, in, k, k) as rows of in tiles of k×k, one pixel
+    apart, tile (j, i) at (j·tile[0], i·tile[1]); a weight matrix (out, in) as itself,
+    "tile" None.  Only the first "rows" output maps are drawn when the mosaic would
+    pass `MOSAIC_TILES` tiles (C5's 120 × 16 kernels are noise at a glance, and cost
+    70 kB a position)."""
     kernel = np.asarray(kernel, dtype=np.float64)
     limit = signed_limit(kernel)
     entry = {"shape": list(kernel.shape), "range": [round_sig(-limit), round_sig(limit)]}
     if kernel.ndim != 4:
-        return {**entry, "tile": None,
-                "png": [diverging_uri(kernel.reshape(kernel.shape[0], -1), limit)]}
+        matrix = kernel.reshape(kernel.shape[0], -1)
+        return {**entry, "tile": None, "rows": len(matrix),
+                "png": [diverging_uri(matrix, limit)]}
     out, inputs, kh, kw = kernel.shape
-    mosaic = np.zeros((out * (kh + 1) - 1, inputs * (kw + 1) - 1))
-    for j in range(out):
+    rows = max(1, min(out, MOSAIC_TILES // inputs))
+    mosaic = np.zeros((rows * (kh + 1) - 1, inputs * (kw + 1) - 1))
+    for j in range(rows):
         for i in range(inputs):
             mosaic[j * (kh + 1):j * (kh + 1) + kh, i * (kw + 1):i * (kw + 1) + kw] = kernel[j, i]
-    return {**entry, "tile": [kh + 1, kw + 1], "png": [diverging_uri(mosaic, limit)]}
+    return {**entry, "tile": [kh + 1, kw + 1], "rows": rows, "png": [diverging_uri(mosaic, limit)]}
 
 
 def round_sig(value, digits: int = DIGITS):
