@@ -78,6 +78,9 @@ class OpRule:
         writes the op (`cnngraph.tools.export.OnnxGraph`); None where the op has
         no ONNX form.
     macs(*input_shapes, **attrs) -> multiply-adds per image, for ``summary``.
+    explain(inputs, attrs, index) -> dict: the inputs, weights and partial sums
+        that make the output value at ``index`` (`rules/explain_support.py`), for
+        the explorer page; None where the op shows its inputs and output only.
     attrs: the attributes the op takes and their defaults (`REQUIRED` where there
         is none); a model file may name a one-slot elementwise op as an
         activation when every attribute has a default.
@@ -95,6 +98,7 @@ class OpRule:
     traits: frozenset = frozenset()
     shape_slots: tuple[str, ...] = ()  # slots read only for their shape
     macs: Callable | None = None       # (*input_shapes, **attrs) -> multiply-adds per image
+    explain: Callable | None = None    # (inputs, attrs, index) -> how one output value is made
     attrs: Mapping[str, Any] = field(default_factory=dict)
     doc: str = ""
 
@@ -307,6 +311,8 @@ def _validate_op(rule: OpRule, existing: Mapping[str, OpRule]) -> None:
     if set(rule.shape_slots) - set(rule.slots):
         raise RuleError(f"{where}: shape_slots {rule.shape_slots} are not slots {rule.slots}")
     _check_arity(rule, "shape", rule.shape)
+    if rule.explain is not None and not callable(rule.explain):
+        raise RuleError(f"{where}: field 'explain' must be callable or None")
     for name, leading in (("reference", ()), ("lowering", ("graph",))):
         fn = getattr(rule, name)
         if fn is not None and not callable(fn):

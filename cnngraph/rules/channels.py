@@ -11,6 +11,7 @@ import numpy as np
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
 from ..runtime.numerics import per_map
+from .explain_support import element, explained, part
 from .onnx_support import per_map as per_map_onnx
 
 LINEAR = frozenset({"multilinear"})
@@ -48,6 +49,15 @@ def scale_maps_onnx(graph, x, beta):
     return graph.op("Mul", [x, per_map_onnx(graph, beta, len(graph.shape(x)))])
 
 
+def _per_map_explain(text, combine, name):
+    def explain(inputs, attrs, index):
+        x, v = inputs
+        j = index[1]
+        return explained(text, combine, [part("x", element(x, index), "x", index),
+                                         part(f"{name}_{j}", element(v, (j,)), name, (j,))])
+    return explain
+
+
 def sum_bias_reference(d):
     return d.reshape(d.shape[0], d.shape[1], -1).sum(axis=(0, 2))
 
@@ -64,10 +74,13 @@ RULES = (
     OpRule("add_bias", ("x", "bias"), _same_with_vector, add_bias_gradient, _example_bias,
            reference=add_bias_reference, lowering=add_bias_onnx,
            label=lambda a: "+ bias", traits=LINEAR,
+           explain=_per_map_explain("u = x + b_j: the map's additive bias", "sum", "bias"),
            doc="u = x + b_j (seed eq. 2); dE/db = sum of delta (eq. 3)"),
     OpRule("scale_maps", ("x", "beta"), _same_with_vector, scale_maps_gradient, _example_bias,
            reference=scale_maps_reference, lowering=scale_maps_onnx,
            label=lambda a: "× beta", traits=LINEAR, macs=lambda x, beta: math.prod(x[1:]),
+           explain=_per_map_explain("β_j · x: the map's multiplicative coefficient (seed 3.2)",
+                                    "product", "beta"),
            doc="beta_j · x_j; dE/dbeta_j = sum delta ∘ d (seed 3.2.1)"),
     OpRule("sum_bias", ("delta",), lambda d: (d[1],),
            lambda emit, node, delta: (emit.emit("expand_bias", (delta, node.inputs[0])),),

@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from .explain_support import explained, part
 
 MULTILINEAR = frozenset({"multilinear"})
 
@@ -80,6 +81,25 @@ def conv_valid_onnx(graph, x, kernel, *, mask=None):
     return graph.op("Conv", [x, kernel])
 
 
+def conv_valid_explain(inputs, attrs, index):
+    """One output value: each connected map's receptive field ⋆ its kernel, summed."""
+    x, kernel = inputs
+    mask = attrs.get("mask")
+    n, o, r, c = index
+    kh, kw = kernel.shape[2:]
+    parts = []
+    for i in range(x.shape[1]):
+        if mask is not None and not mask[o, i]:
+            continue
+        patch = np.asarray(x[n, i, r:r + kh, c:c + kw], np.float64)
+        k = np.asarray(kernel[o, i], np.float64)
+        parts.append(part(f"x_{i} ⋆ k_{i},{o}", (patch * k).sum(), "x", (n, i, r, c),
+                          values=patch, weights=k, weight_slot="kernel",
+                          weight_index=(o, i, 0, 0)))
+    return explained("Σ over the connected input maps i of x_i ⋆ k_ij: each receptive field "
+                     "times its kernel, summed (seed 3.1)", "sum", parts)
+
+
 # conv_full ----------------------------------------------------------------
 
 def conv_full_reference(delta, kernel, *, mask=None):
@@ -90,6 +110,27 @@ def conv_full_reference(delta, kernel, *, mask=None):
     rotated = _connected(kernel, mask)[:, :, ::-1, ::-1]
     return conv_valid_reference(padded, rotated.transpose(1, 0, 2, 3))
 
+
+
+def conv_full_explain(inputs, attrs, index):
+    """One value of the full convolution: for each map o that read map i, the δ
+    window (zeros outside δ) times the kernel k_io rotated by 180°, summed."""
+    delta, kernel = inputs
+    mask = attrs.get("mask")
+    n, i, r, c = index
+    kh, kw = kernel.shape[2:]
+    padded = np.pad(np.asarray(delta[n], np.float64), ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    parts = []
+    for o in range(delta.shape[1]):
+        if mask is not None and not mask[o, i]:
+            continue
+        window = padded[o, r:r + kh, c:c + kw]
+        rotated = np.asarray(kernel[o, i], np.float64)[::-1, ::-1]
+        parts.append(part(f"δ_{o} ⋆ rot180(k_{i},{o})", (window * rotated).sum(), "delta",
+                          (n, o, r - kh + 1, c - kw + 1), values=window, weights=rotated,
+                          weight_slot="kernel", weight_index=(o, i, 0, 0)))
+    return explained("Σ over the maps o that read this map of δ_o * k_io, the full "
+                     "convolution (zeros outside δ; seed 3.2.1)", "sum", parts)
 
 
 def conv_full_shape(delta, kernel, *, mask=None):
@@ -165,11 +206,12 @@ RULES = (
     OpRule("conv_valid", ("x", "kernel"), conv_valid_shape,
            conv_valid_gradient, conv_valid_example, reference=conv_valid_reference,
            lowering=conv_valid_onnx, label=_label("conv_valid"), traits=MULTILINEAR,
-           macs=conv_valid_macs,
+           macs=conv_valid_macs, explain=conv_valid_explain,
            doc="sum_i x_i ⋆ kernel_ij over connected pairs (seed 3.1)"),
     OpRule("conv_full", ("delta", "kernel"), conv_full_shape,
            conv_full_gradient, conv_full_example, reference=conv_full_reference,
            label=_label("conv_full"), traits=MULTILINEAR, macs=conv_full_macs,
+           explain=conv_full_explain,
            doc="full true convolution of delta with the kernel (seed 3.2.1)"),
     OpRule("conv_grad_kernel", ("x", "delta"), conv_grad_kernel_shape,
            conv_grad_kernel_gradient, conv_grad_kernel_example,

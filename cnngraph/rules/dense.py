@@ -7,7 +7,13 @@ transpose).  Both are matmuls with other transpose flags, so the op is closed.
 from __future__ import annotations
 
 from ..core.graph import ShapeError
+import numpy as np
+
 from ..core.registry import Example, OpRule
+from .explain_support import explained, part
+
+#: The contributions a matmul's explanation lists one by one; the rest are summed.
+LISTED = 8
 
 
 def _oriented(shape, transpose):
@@ -55,6 +61,26 @@ def matmul_onnx(graph, a, b, *, transpose_a=False, transpose_b=False):
     return graph.op("Gemm", [a, b], **flags)
 
 
+def matmul_explain(inputs, attrs, index):
+    """Output (m, n) = Σ_k op(a)[m, k] op(b)[k, n]: the largest terms, then the rest."""
+    a, b = inputs
+    ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
+    m, n = index
+    row = np.asarray(a[:, m] if ta else a[m], np.float64)
+    column = np.asarray(b[n] if tb else b[:, n], np.float64)
+    terms = row * column
+    order = np.argsort(-np.abs(terms), kind="stable")
+    parts = [part(f"a[{k}] · w[{k}]", terms[k], "a", (k, m) if ta else (m, k),
+                  values=row[k], weights=column[k], weight_slot="b",
+                  weight_index=(n, k) if tb else (k, n)) for k in order[:LISTED]]
+    rest = order[LISTED:]
+    if rest.size:
+        parts.append(part(f"the other {rest.size} terms", terms[rest].sum()))
+    return explained(f"Σ_k a_k w_k over {terms.size} inputs: the {min(LISTED, terms.size)} "
+                     f"largest contributions, then the rest (seed eq. 2)", "sum", parts,
+                     terms.sum())
+
+
 def matmul_example(rng):
     return Example((rng.normal(size=(3, 4)), rng.normal(size=(5, 4))), {"transpose_b": True})
 
@@ -69,6 +95,6 @@ RULES = (
     OpRule("matmul", ("a", "b"), matmul_shape, matmul_gradient, matmul_example,
            reference=matmul_reference, lowering=matmul_onnx, label=_label,
            traits=frozenset({"multilinear"}),
-           macs=matmul_macs, attrs={"transpose_a": False, "transpose_b": False},
+           macs=matmul_macs, explain=matmul_explain, attrs={"transpose_a": False, "transpose_b": False},
            doc="op(a) @ op(b); a fully connected layer is matmul(x, W, transpose_b=True)"),
 )

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.graph import ShapeError, shapes_equal
 from ..core.registry import REQUIRED, Example, OpRule
+from .explain_support import element, explained, part
 from .onnx_support import scalar
 
 ELEMENTWISE = frozenset({"elementwise"})
@@ -50,10 +51,35 @@ def _poly_slope(emit, node):
     return emit.emit("poly", node.inputs, coeffs=derivative_coeffs(node.attrs["coeffs"]))
 
 
-def activation_rule(name, defaults, slope_in_output, doc, reference, lowering=None,
+def applied(reference, slot, text):
+    """explain for a one-slot elementwise op: its input value and the op applied to it;
+    ``text(attrs)`` says what the op computes."""
+    def explain(inputs, attrs, index):
+        u = element(inputs[0], index)
+        value = reference(np.asarray(u, np.float64), **attrs)
+        return explained(text(attrs), "apply", [part(slot, u, slot, index)], value)
+    return explain
+
+
+def _two_operands(text, combine):
+    def explain(inputs, attrs, index):
+        a, b = inputs
+        return explained(text, combine, [part("a", element(a, index), "a", index),
+                                         part("b", element(b, index), "b", index)])
+    return explain
+
+
+def _scale_explain(inputs, attrs, index):
+    x = element(inputs[0], index)
+    return explained(f"c · x with the fixed c = {attrs['c']:.4g}", "product",
+                     [part("x", x, "x", index), part("c", attrs["c"])])
+
+
+def activation_rule(name, defaults, slope_in_output, doc, reference, formula, lowering=None,
                     example=_unary, check=None):
     """An activation y = reference(u, **attrs) taking attributes ``defaults`` (name ->
-    default) whose slope f'(u) is the polynomial ``slope_in_output(**attrs)`` of y.
+    default) whose slope f'(u) is the polynomial ``slope_in_output(**attrs)`` of y;
+    ``formula(**attrs)`` writes f(u) for the explorer.
     ``check(**attrs)`` may raise ShapeError for attribute values the op cannot take."""
 
     def shape(u, **attrs):
@@ -69,6 +95,7 @@ def activation_rule(name, defaults, slope_in_output, doc, reference, lowering=No
         lambda emit, node, delta: _through_slope(emit, delta, slope(emit, node)), example,
         curvature=lambda emit, node, h: _through_slope_squared(emit, h, slope(emit, node)),
         reference=reference, lowering=lowering,
+        explain=applied(reference, "u", lambda attrs: f"x = f(u) = {formula(**attrs)}"),
         label=lambda given: name + "".join(f" {k}={v:.4g}" for k, v in given.items()),
         traits=ELEMENTWISE, attrs=defaults, doc=doc)
 
@@ -114,15 +141,18 @@ def _scale_onnx(graph, x, *, c):
 
 RULES = (
     activation_rule("sigmoid", {"gain": 1.0}, lambda gain=1.0: (0.0, gain, -gain),
-                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)", sigmoid_reference, sigmoid_onnx),
+                    "logistic 1/(1+exp(-gain·u)) (seed 2.1)", sigmoid_reference,
+                    lambda gain=1.0: f"1/(1+exp(-{gain:.4g}·u))", sigmoid_onnx),
     activation_rule("tanh", {"a": 1.0, "b": 1.0}, lambda a=1.0, b=1.0: (a * b, 0.0, -b / a),
-                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", tanh_reference, tanh_onnx,
-                    check=_check_tanh),
+                    "a·tanh(b·u); LeCun's a=1.7159, b=2/3 (seed 2.1)", tanh_reference,
+                    lambda a=1.0, b=1.0: f"{a:.4g}·tanh({b:.4g}·u)", tanh_onnx, check=_check_tanh),
     OpRule("poly", ("x",), lambda x, *, coeffs: x,
            lambda emit, node, delta: _through_slope(emit, delta, _poly_slope(emit, node)),
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),
            curvature=lambda emit, node, h: _through_slope_squared(emit, h, _poly_slope(emit, node)),
            reference=poly_reference,
+           explain=applied(poly_reference, "x", lambda attrs: "Σ_k c_k x^k = " + " ".join(
+               f"{c:+.4g}x^{k}" for k, c in enumerate(attrs["coeffs"]))),
            label=lambda a: "poly " + " ".join(f"{c:+.3g}x^{k}" for k, c in enumerate(a["coeffs"])),
            traits=ELEMENTWISE, attrs={"coeffs": REQUIRED},
            doc="sum_k coeffs[k] x^k (activation slopes)"),
@@ -130,12 +160,14 @@ RULES = (
            lambda emit, node, delta: (emit.emit("mul", (delta, node.inputs[1])),
                                       emit.emit("mul", (delta, node.inputs[0]))),
            _binary, reference=lambda a, b: a * b,
+           explain=_two_operands("a ∘ b: the elementwise product", "product"),
            lowering=lambda graph, a, b: graph.op("Mul", [a, b]), label=lambda a: "∘",
            traits=LINEAR_ELEMENTWISE | {"product"},
            doc="elementwise product"),
     OpRule("add", ("a", "b"), _same,
            lambda emit, node, delta: (delta, delta),
            _binary, reference=lambda a, b: a + b,
+           explain=_two_operands("a + b (the backward pass sums fan-out deltas so)", "sum"),
            lowering=lambda graph, a, b: graph.op("Add", [a, b]), label=lambda a: "+",
            traits=LINEAR_ELEMENTWISE | {"sum"},
            doc="sum; the backward pass sums fan-out gradients with it"),
@@ -144,6 +176,6 @@ RULES = (
            curvature=lambda emit, node, h: (emit.emit("scale", (h,), c=node.attrs["c"] ** 2),),
            reference=lambda x, *, c: c * x, lowering=_scale_onnx,
            label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE, attrs={"c": REQUIRED},
-           macs=lambda x, *, c: math.prod(x[1:]),
+           macs=lambda x, *, c: math.prod(x[1:]), explain=_scale_explain,
            doc="multiply by a fixed constant (e.g. a fixed beta)"),
 )

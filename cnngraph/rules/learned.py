@@ -18,6 +18,7 @@ import numpy as np
 from ..core.graph import ShapeError
 from ..core.registry import REQUIRED, Example, NotDifferentiable, OpRule
 from ..runtime.numerics import softmax
+from .explain_support import element, explained, part
 from .onnx_support import ints
 
 BACKWARD_ONLY = NotDifferentiable("backward-only op of the learned combination")
@@ -82,6 +83,27 @@ def _example_kernel(rng):
     return Example((rng.normal(size=(3, 2, 2, 3)), rng.normal(size=(3, 2))))
 
 
+def _scale_pairs_explain(inputs, attrs, index):
+    kernel, alpha = inputs
+    o, i = index[:2]
+    return explained("α_ij · k_ij: the pair's kernel tap scaled by its weight", "product",
+                     [part("k", element(kernel, index), "kernel", index),
+                      part(f"α_{i},{o}", element(alpha, (o, i)), "alpha", (o, i))])
+
+
+def _softmax_rows_explain(inputs, attrs, index):
+    """α_ij = exp c_ij / Σ_k exp c_kj over output map j's row (each exp shifted by
+    the row's largest c, which cancels)."""
+    (c,) = inputs
+    j, i = index
+    row = np.asarray(c[j], np.float64)
+    terms = np.exp(row - row.max())
+    return explained(f"α_{i},{j} = exp c_{i},{j} / Σ_k exp c_k,{j} (seed 3.3; each exp "
+                     f"divided by exp of the row's largest c)", "normalize",
+                     [part(f"exp c_{k},{j}", terms[k], "c", (j, k)) for k in range(row.size)],
+                     terms[i] / terms.sum(), chosen=int(i))
+
+
 def _softmax_jacobian(alpha):
     """d alpha_jk / d c_ji for each row j: diag(alpha_j) − alpha_j alpha_jᵀ."""
     return (np.einsum("jk,ik->jik", alpha, np.eye(alpha.shape[1]))
@@ -103,7 +125,7 @@ RULES = (
            _example_kernel,
            reference=lambda kernel, alpha: np.einsum("oiab,oi->oiab", kernel, alpha),
            lowering=_scale_pairs_onnx, traits=frozenset({"multilinear"}),
-           label=lambda a: "k_ij · α_ij",
+           label=lambda a: "k_ij · α_ij", explain=_scale_pairs_explain,
            doc="the per-pair variant's effective kernel alpha_ij k_ij"),
     OpRule("sum_taps", ("x",), lambda x: tuple(x[:2]),
            lambda emit, node, delta: (emit.emit("expand_taps", (delta, node.inputs[0])),),
@@ -121,7 +143,7 @@ RULES = (
            _example_matrix,
            curvature=lambda emit, node, h: (emit.emit("softmax_rows_curvature", (node.id, h)),),
            reference=softmax, lowering=lambda graph, c: graph.op("Softmax", [c], axis=1),
-           label=lambda a: "α = softmax(c)",
+           label=lambda a: "α = softmax(c)", explain=_softmax_rows_explain,
            doc="alpha_ij = exp c_ij / Σ_k exp c_kj (seed 3.3)"),
     OpRule("softmax_rows_grad", ("alpha", "delta"), lambda a, d: a, BACKWARD_ONLY,
            _example_alpha_and, curvature=BACKWARD_ONLY, reference=_softmax_rows_grad,

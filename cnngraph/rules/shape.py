@@ -11,6 +11,7 @@ import numpy as np
 
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from .explain_support import moved, zero
 from .onnx_support import ints
 
 LINEAR = frozenset({"multilinear"})
@@ -79,25 +80,56 @@ def _pad_gradient(emit, node, delta):
                       stop=start + emit.shape(node.inputs[0])[1]),)
 
 
+def reshape_explain(inputs, attrs, index):
+    (x,) = inputs
+    flat = np.ravel_multi_index(tuple(index[1:]), tuple(attrs["shape"]))
+    return moved("the same value, reshaped", "x",
+                 (index[0], *np.unravel_index(flat, x.shape[1:])), x)
+
+
+def concat_explain(inputs, attrs, index):
+    a, b = inputs
+    if index[1] < a.shape[1]:
+        return moved("taken from the first operand", "a", index, a)
+    return moved("taken from the second operand", "b",
+                 (index[0], index[1] - a.shape[1], *index[2:]), b)
+
+
+def _slice_explain(inputs, attrs, index):
+    return moved("taken from the slice's source", "x",
+                 (index[0], index[1] + attrs["start"], *index[2:]), inputs[0])
+
+
+def _pad_explain(inputs, attrs, index):
+    (x,), before = inputs, attrs["before"]
+    if not before <= index[1] < before + x.shape[1]:
+        return zero("padding: zero")
+    return moved("taken from the padded value", "x",
+                 (index[0], index[1] - before, *index[2:]), x)
+
+
 RULES = (
     OpRule("reshape", ("x",), reshape_shape, reshape_gradient,
            lambda rng: Example((rng.normal(size=(2, 3, 2, 2)),), {"shape": (12,)}),
            reference=reshape_reference, lowering=reshape_onnx,
            label=lambda a: "reshape to " + "x".join(map(str, a["shape"])),
-           traits=LINEAR | {"view"},
+           traits=LINEAR | {"view"}, explain=reshape_explain,
            doc="same values, new per-sample shape (flatten: maps -> vector)"),
     OpRule("concat", ("a", "b"), concat_shape, concat_gradient,
            lambda rng: Example((rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 4, 2)))),
            reference=lambda a, b: np.concatenate((a, b), axis=1),
            lowering=lambda graph, a, b: graph.op("Concat", [a, b], axis=1),
-           label=lambda a: "concat", traits=LINEAR, doc="join along axis 1 (maps or units)"),
+           label=lambda a: "concat", traits=LINEAR, explain=concat_explain,
+           doc="join along axis 1 (maps or units)"),
     OpRule("slice_range", ("x",), slice_shape, _slice_gradient,
            lambda rng: Example((rng.normal(size=(2, 5, 2)),), {"start": 1, "stop": 4}),
            reference=lambda x, *, start, stop: x[:, start:stop], lowering=_slice_onnx,
            label=lambda a: f"slice {a['start']}:{a['stop']}", traits=LINEAR | {"view"},
+           explain=_slice_explain,
            doc="entries start:stop of axis 1 (concat's adjoint)"),
     OpRule("pad_range", ("x",), pad_shape, _pad_gradient,
            lambda rng: Example((rng.normal(size=(2, 3, 2)),), {"before": 1, "after": 2}),
            reference=_pad_reference, label=lambda a: f"pad {a['before']}+{a['after']}",
-           traits=LINEAR, doc="zeros before and after along axis 1 (slice's adjoint)"),
+           traits=LINEAR, explain=_pad_explain,
+           doc="zeros before and after along axis 1 (slice's adjoint)"),
 )

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.graph import ShapeError
 from ..core.registry import Example, OpRule
+from .explain_support import explained, floats, moved, part, zero
 from .onnx_support import END, ints, scalar
 
 LINEAR = frozenset({"multilinear"})
@@ -64,6 +65,38 @@ def subsample_decimate_onnx(graph, x, *, factor):
                               ints(graph, [2, 3], "axes"), ints(graph, [factor, factor], "steps")])
 
 
+def subsample_sum_explain(inputs, attrs, index):
+    (x,), f = inputs, attrs["factor"]
+    n, j, r, c = index
+    block = np.asarray(x[n, j, r * f:(r + 1) * f, c * f:(c + 1) * f], np.float64)
+    return explained(f"down(x): the sum of a {f}x{f} block (seed 3.2)", "sum",
+                     [part("block", block.sum(), "x", (n, j, r * f, c * f), values=block)])
+
+
+def subsample_decimate_explain(inputs, attrs, index):
+    (x,), f = inputs, attrs["factor"]
+    n, j, r, c = index
+    kept = moved(f"keep the first sample of each {f}x{f} block (seed 3.2)", "x",
+                 (n, j, r * f, c * f), x, "select")
+    return {**kept, "block": floats(x[n, j, r * f:(r + 1) * f, c * f:(c + 1) * f])}
+
+
+def upsample_kron_explain(inputs, attrs, index):
+    (x,), f = inputs, attrs["factor"]
+    n, j, r, c = index
+    return moved(f"up(δ) = δ ⊗ 1: each value tiled over its {f}x{f} block (seed 3.1.1)", "x",
+                 (n, j, r // f, c // f), x, "select")
+
+
+def upsample_scatter_explain(inputs, attrs, index):
+    (x,), f = inputs, attrs["factor"]
+    n, j, r, c = index
+    if r % f or c % f:
+        return zero("not the sample decimation kept: zero")
+    return moved("the value of the sample decimation kept", "x", (n, j, r // f, c // f), x,
+                 "select")
+
+
 def _example_down(rng):
     return Example((rng.normal(size=(2, 3, 6, 4)),), {"factor": 2})
 
@@ -83,17 +116,21 @@ def _label(name):
 RULES = (
     OpRule("subsample_sum", ("x",), _down_shape, _by("upsample_kron"), _example_down,
            reference=subsample_sum_reference, lowering=subsample_sum_onnx,
-           label=_label("subsample_sum"), traits=LINEAR,
+           label=_label("subsample_sum"), explain=subsample_sum_explain,
+           traits=LINEAR,
            macs=lambda x, *, factor: math.prod(x[1:]),  # each value added once into its block
            doc="down(x): sum over distinct factor x factor blocks (seed 3.2)"),
     OpRule("upsample_kron", ("x",), _up_shape, _by("subsample_sum"), _example_up,
            reference=upsample_kron_reference, label=_label("upsample_kron"), traits=LINEAR,
+           explain=upsample_kron_explain,
            doc="up(x) = x ⊗ 1_{n×n} (seed 3.1.1)"),
     OpRule("subsample_decimate", ("x",), _down_shape, _by("upsample_scatter"), _example_down,
            reference=subsample_decimate_reference, lowering=subsample_decimate_onnx,
-           label=_label("subsample_decimate"), traits=LINEAR | {"view"},
+           label=_label("subsample_decimate"), explain=subsample_decimate_explain,
+           traits=LINEAR | {"view"},
            doc="keep every factor-th sample both ways (seed 3.2)"),
     OpRule("upsample_scatter", ("x",), _up_shape, _by("subsample_decimate"), _example_up,
            reference=upsample_scatter_reference, label=_label("upsample_scatter"),
-           traits=LINEAR, doc="scatter delta back to the kept positions, zeros elsewhere"),
+           explain=upsample_scatter_explain, traits=LINEAR,
+           doc="scatter delta back to the kept positions, zeros elsewhere"),
 )
