@@ -59,6 +59,13 @@ def add_run(sub):
                           "file order (overrides the model's train block)")
     sub.add_argument("--threshold", type=float, default=0.1, metavar="T",
                      help="learned combinations: export pairs with strength >= T (default 0.1)")
+    sub.add_argument("--snapshots", type=int, default=50, metavar="N",
+                     help="keep the parameters before N steps (dense early) in OUT/snapshots, "
+                          "from which 'explore' replays those steps exactly (default 50; "
+                          "0: none)")
+    sub.add_argument("--snapshot-every", type=int, default=1, metavar="K",
+                     help="write a snapshot for every K-th of those steps only; replay walks "
+                          "forward from the nearest earlier one (default 1)")
 
 
 def cmd_run(args) -> int:
@@ -87,7 +94,9 @@ def cmd_run(args) -> int:
                            workers=args.threads, weights=args.weights, resume=args.resume,
                            plots=args.plots, threshold=args.threshold,
                            report=RunPrinter(args.model, args.quiet), should_stop=stop,
-                           world=world, reduction=args.reduction)
+                           world=world, reduction=args.reduction,
+                           snapshots=args.snapshots,
+                           snapshot_every=args.snapshot_every)
         except Interrupted as e:
             print(f"\n{e}; checkpoint saved in {Path(args.out) / CHECKPOINT}; continue "
                   "with --resume", file=sys.stderr)

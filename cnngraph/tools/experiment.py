@@ -42,6 +42,7 @@ from ..training.loop import (
 from ..training.observe import notify
 from ..training.parallel import check_agreement, data_fingerprint, reduction_for
 from ..training.preprocess import Preprocessing
+from ..training.snapshots import SNAPSHOTS, SnapshotKeeper, check_snapshots, run_record
 from ..training.world import SINGLE
 from .outputs import (  # ConnectionsExported: one of this module's events
     ConnectionsExported,
@@ -104,7 +105,8 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
                    report: Callable | None = None,
                    should_stop: Callable[[], bool] | None = None, world=SINGLE,
                    reduction: str = "ordered", order: Callable | None = None,
-                   observers=()) -> ExperimentResult:
+                   observers=(), snapshots: int = SNAPSHOTS, snapshot_every: int = 1
+                   ) -> ExperimentResult:
     """Prepare and run one experiment: train ``model`` (a `Model`, or a .cnn file
     compiled with the default backend), test once and write everything into ``out``.
 
@@ -131,7 +133,10 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     indices of the training set in the order epoch ``epoch`` visits them, counting
     epochs from 0 (metrics and messages number them from 1), instead of the
     permutation drawn from the seed.  ``observers`` see every step and epoch
-    (`training.observe`: TensorBoard logs, explorer snapshots).  When ``should_stop()`` turns true, training
+    (`training.observe`: TensorBoard logs, explorer snapshots).  ``snapshots`` (0:
+    none) positions are kept in OUT/snapshots for exact replay, a snapshot for every
+    ``snapshot_every``-th (`training.snapshots`; none with a given ``order``, which
+    replay cannot repeat).  When ``should_stop()`` turns true, training
     stops between two steps, the checkpoint and metrics.json (without a test
     error) are written and `Interrupted` is raised; ``resume=True`` continues bitwise.
     When training diverges (`training.divergence`, or a NaN), metrics.json gets the good
@@ -150,12 +155,14 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
     if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
         raise UsageError(f"--threshold must be a learned pair's strength, from 0 to 1, got "
                          f"{threshold}")
+    check_snapshots(snapshots, snapshot_every)
     out = root_first(world, lambda root: check_output_dir(
         out, "--out", files=(CHECKPOINT, METRICS)) if root else Path(out))
     if not isinstance(model, Model):
         model = compile_model(model, backend="auto")
     recorded = recorded_run(Path(out) / CHECKPOINT, world) if resume else None
     cfg = run_config(model, config, world, recorded)
+    given = train is not None
     if train is None:
         from ..training.idx import Download
         fetch = Download(lambda line: (report or _ignore)(FetchingData(line)))
@@ -169,6 +176,11 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         check_split(split, cfg.dtype, what)
     from ..training.resources import check_training_memory
     check_training_memory(model, cfg.batch, cfg.dtype, cfg.optimizer)
+    if snapshots and order is None:
+        observers = (*observers, SnapshotKeeper(out, run_record(
+            model, cfg, data=None if given else data, given_splits=given,
+            limit_train=limit_train, limit_test=limit_test, workers=workers,
+            reduction=reduction, world=world), snapshots, snapshot_every))
     with threadpool_limits(1, user_api="blas"):  # parallelism comes from splitting batches
         return _train(model, train, validation, test, cfg, Path(out), draw, workers=workers,
                       weights=weights, resume=resume, plots=plots, threshold=threshold,

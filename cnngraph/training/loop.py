@@ -167,11 +167,6 @@ class Trainer:
         ckpt = found[1]
         check_resumable(ckpt, self.model, self.cfg, self.optimizer,
                         str(self._checkpoint_path()))
-        self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
-        self.state = self.optimizer.start(self.params)
-        for key, value in ckpt.optimizer.items():
-            slot, name = key.split("/", 1)
-            self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
         recorded = ckpt.run.get("shards")  # None: format 1, written before they were recorded
         if recorded is not None and recorded != self.cfg.shards:
             raise CnnError(f"this run was started with {recorded} shard"
@@ -179,6 +174,16 @@ class Trainer:
                            f"{self.cfg.shards}: the shards are part of what defines a run",
                            where="--shards", hint=f"leave --shards out to continue with "
                                                   f"{recorded}, or start anew in another --out")
+        self.restore(ckpt)
+
+    def restore(self, ckpt: Checkpoint):
+        """Take up the state a checkpoint of this run holds (checked by the caller):
+        where a resume continues, and where `replay` walks from."""
+        self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
+        self.state = self.optimizer.start(self.params)
+        for key, value in ckpt.optimizer.items():
+            slot, name = key.split("/", 1)
+            self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
@@ -202,9 +207,9 @@ class Trainer:
         check_split(validation, self.dtype, "validation")
         self.preprocessing = train.preprocessing  # the constants each checkpoint records
         steps = math.ceil(len(train) / cfg.batch)
-        if self.step:  # resumed mid-epoch
+        if self.step:  # resumed (or restored by `replay`) mid-epoch
             check_step(self.epoch, self.step, self.sums["seen"], len(train), cfg.batch,
-                       str(self._checkpoint_path()))
+                       str(self.out / CHECKPOINT) if self.out else "the restored state")
         notify(self.observers, "on_start", self, steps)
         while self.epoch < cfg.epochs:
             epoch_state = self.rng.bit_generator.state
@@ -331,13 +336,17 @@ class Trainer:
         self.world.barrier()
         if self.out is None or not self.world.is_root:
             return
+        save_checkpoint(self.out / CHECKPOINT, self.checkpoint(rng_state))
+
+    def checkpoint(self, rng_state) -> Checkpoint:
+        """The run as it stands, as a checkpoint holds it (``rng_state``: the epoch
+        generator's at the start of the epoch in progress); `snapshots` keeps these."""
         state = {f"{slot}/{name}": value for slot, arrays in self.state.items()
                  for name, value in arrays.items()}
-        save_checkpoint(self.out / CHECKPOINT, Checkpoint(
-            self.hash, self.params, state, rng_state, self.epoch, self.step,
-            {"epochs": self.history, "sums": self.sums},
-            model_text=self.model.spec.text, model_file=self.model.file,
-            preprocessing=self.preprocessing, run={"shards": self.cfg.shards}))
+        return Checkpoint(self.hash, self.params, state, rng_state, self.epoch, self.step,
+                          {"epochs": self.history, "sums": self.sums},
+                          model_text=self.model.spec.text, model_file=self.model.file,
+                          preprocessing=self.preprocessing, run={"shards": self.cfg.shards})
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg
