@@ -43,8 +43,11 @@
     return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
   }
   function shapeText(shape) { return (shape || []).map(d => (d === null ? "N" : d)).join("×"); }
-  function zoomed(img) {  // small pictures drawn 6 pixels a pixel, at most the panel's width
-    img.addEventListener("load", () => { img.style.width = Math.min(img.naturalWidth * 6, 520) + "px"; });
+  function zoomed(img) {  // small pictures drawn 2 to 6 pixels a pixel, to fit 520 x 360 where they can
+    img.addEventListener("load", () => {
+      const w = img.naturalWidth, h = img.naturalHeight;
+      img.style.width = w * Math.max(2, Math.min(6, 520 / w, 360 / h)) + "px";
+    });
     return img;
   }
   function clear(node) { node.replaceChildren(); return node; }
@@ -258,7 +261,8 @@
     for (const q of layer.params || []) {
       const k = pick(p.kernels, q);
       if (!k) continue;
-      const how = k.tile ? `row j, tile i: the kernel from input map i to output map j` : "rows: outputs, columns: inputs";
+      const how = (k.tile ? "row j, tile i: the kernel from input map i to output map j" : "rows: outputs, columns: inputs") +
+        (k.rows !== undefined && k.rows < k.shape[0] ? `; the first ${k.rows} of ${k.shape[0]} rows` : "");
       root.append(el("h3", {text: `${q}: shape ${shapeText(k.shape)}, colours over ${fmt(k.range[0])} … ${fmt(k.range[1])} (${how})`}),
         el("div", {class: "maps"}, k.png.map((src, i) => zoomed(el("img", {class: "kernel", src, alt: `${q} ${i}`, "data-param": q, "data-index": i})))));
     }
