@@ -46,6 +46,8 @@ class Replayed:
     position: int          # the global step: the step that ends there
     epoch: float           # epochs done after it: position / steps per epoch
     event: StepEvent       # that step, recomputed
+    state: dict            # the optimizer's state after it, {slot: {param: array}}
+                           # (SDLM's "curvature": the estimate the step used)
 
 
 def load_run(run_dir, registry=None, splits=None) -> RunRecord:
@@ -107,9 +109,9 @@ def replay_positions(record: RunRecord, positions=None):
         if done is None or max(bases) - 1 > done:
             done = _restore(trainer, record, max(bases))
         with threadpool_limits(1, user_api="blas"):  # as run_experiment trains
-            event = catch.walk(trainer, record.train, g)
+            event, state = catch.walk(trainer, record.train, g)
         done = g
-        yield Replayed(g, g / record.steps_per_epoch, event)
+        yield Replayed(g, g / record.steps_per_epoch, event, state)
 
 
 class _Reached(Exception):
@@ -120,7 +122,8 @@ class _Catch:
     """An observer that stops training right after the step of ``target``; after an
     epoch's last step, once the epoch is finished, so the trainer can go on."""
 
-    def walk(self, trainer, train, target: int) -> StepEvent:
+    def walk(self, trainer, train, target: int) -> tuple:
+        """(the StepEvent of step ``target``, the optimizer state after it)."""
         self.target, self.event = target, None
         try:
             trainer.fit(train, None)
@@ -130,11 +133,11 @@ class _Catch:
             raise CnnError(f"training ended before position {target}", where="positions")
         if self.event.step < self.event.steps:  # go on as a resume would
             trainer.rng.bit_generator.state = self.event.epoch_state
-        return self.event
+        return self.event, self.state
 
     def on_step(self, trainer, event):
         if event.global_step == self.target:
-            self.event = event
+            self.event, self.state = event, trainer.state
             if event.step < event.steps:
                 raise _Reached
 
