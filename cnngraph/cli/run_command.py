@@ -59,6 +59,7 @@ def add_run(sub):
                           "file order (overrides the model's train block)")
     sub.add_argument("--threshold", type=float, default=0.1, metavar="T",
                      help="learned combinations: export pairs with strength >= T (default 0.1)")
+    tensorboard_args(sub)
     sub.add_argument("--snapshots", type=int, default=50, metavar="N",
                      help="keep the parameters before N steps (dense early) in OUT/snapshots, "
                           "from which 'explore' replays those steps exactly (default 50; "
@@ -85,6 +86,7 @@ def cmd_run(args) -> int:
     # where it writes, before any work (run_experiment checks it again, for the API)
     root_first(world, lambda root: root and check_output_dir(args.out, "--out"))
     model = compiled(args)
+    observers = tensorboard_observers(args, model)  # before training: tensorboardX missing
     changes = {flag[2:]: getattr(args, flag[2:]) for flag, _, _ in CHANGES}
     changes.update(dtype=args.dtype, shuffle=args.shuffle)
     with StopFlag() as stop:
@@ -94,7 +96,7 @@ def cmd_run(args) -> int:
                            workers=args.threads, weights=args.weights, resume=args.resume,
                            plots=args.plots, threshold=args.threshold,
                            report=RunPrinter(args.model, args.quiet), should_stop=stop,
-                           world=world, reduction=args.reduction,
+                           world=world, reduction=args.reduction, observers=observers,
                            snapshots=args.snapshots,
                            snapshot_every=args.snapshot_every)
         except Interrupted as e:
@@ -107,3 +109,29 @@ def cmd_run(args) -> int:
                   file=sys.stderr)
             return DIVERGED
     return 0
+
+
+#: tools.tensorboard.DEFAULT_EVERY (not imported: the CLI loads numpy only to run a
+#: command; tests/test_tensorboard.py checks that the two agree)
+LOG_EVERY = 100
+
+
+def tensorboard_args(sub):
+    """--tensorboard DIR and --log-every N (run and sweep)."""
+    sub.add_argument("--tensorboard", metavar="DIR",
+                     help="write TensorBoard logs into DIR (a sweep: one run per "
+                          "configuration in DIR/<name>, its settings as hparams); needs "
+                          "tensorboardX: pip install -e '.[tensorboard]'; view them with: "
+                          "tensorboard --logdir DIR")
+    sub.add_argument("--log-every", type=int, default=LOG_EVERY, metavar="N",
+                     help=f"with --tensorboard: log the vital signs and histograms every N "
+                          f"steps (default {LOG_EVERY})")
+
+
+def tensorboard_observers(args, model) -> list:
+    """[a `TensorBoardLogger`] with --tensorboard, else []; made now, so that a missing
+    tensorboardX or an unwritable DIR is an error before any training."""
+    if args.tensorboard is None:
+        return []
+    from ..tools.tensorboard import TensorBoardLogger
+    return [TensorBoardLogger(args.tensorboard, model, args.log_every)]

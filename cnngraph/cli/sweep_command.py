@@ -13,6 +13,7 @@ import os
 import sys
 
 from .args import ops_arg, plots_args
+from .run_command import tensorboard_args
 
 EXAMPLE = (
     "example: python -m cnngraph sweep models/dlt.cnn --lr 0.5 1 --seed 1 2 3 --out runs/sweep\n"
@@ -53,6 +54,7 @@ def add_sweep(sub):
                      help="validation images taken from the training set, for every run")
     sub.add_argument("--quiet", action="store_true",
                      help="print only the tables (no progress lines)")
+    tensorboard_args(sub)  # one TensorBoard run per configuration, in DIR/<name>
     plots_args(sub, "also draw each run's pictures into its folder",
                "only sweep.png, when matplotlib is installed",
                "never draw pictures, not even sweep.png")
@@ -74,6 +76,7 @@ def cmd_sweep(args) -> int:
             result = run_sweep(args.model, grid, args.out, ops=args.ops, data=args.data,
                                dtype=args.dtype, val=args.val, limit_train=args.limit_train,
                                limit_test=args.limit_test, plots=args.plots, jobs=args.jobs,
+                               tensorboard=args.tensorboard, log_every=args.log_every,
                                report=printer, should_stop=stop)
     except KeyboardInterrupt:
         print("\nsweep interrupted; no table written", file=sys.stderr)

@@ -49,6 +49,7 @@ from .sweep_tables import (
     summarize,
     write_tables,
 )
+from .tensorboard import DEFAULT_EVERY
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Job:
     limit_train: int | None
     limit_test: int | None
     plots: bool
+    tensorboard: str | None   # its TensorBoard folder (the sweep's DIR/<name>), or None
+    log_every: int
+    settings: dict            # its settings, written there as hparams
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
               ops: Sequence[str] = (), data: str | None = None, dtype: str | None = None,
               val: int | None = None, limit_train: int | None = None,
               limit_test: int | None = None, plots: bool | None = None,
+              tensorboard: str | Path | None = None, log_every: int = DEFAULT_EVERY,
               jobs: int | None = None, executor=None, report: Callable | None = None,
               should_stop: Callable[[], bool] | None = None) -> SweepResult | None:
     """Train ``model`` (a .cnn file; ``ops``: plugins to load) once per combination of
@@ -123,7 +128,10 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     ``--data`` (`datasets.resolve_data`: else the train block's, else MNIST, fetched
     on first use as ``run`` does); ``limit_train``/``limit_test`` as ``run``'s flags.
     ``plots``: None draws sweep.png when matplotlib is installed, True also each
-    run's pictures (matplotlib required), False nothing.  ``executor``: any
+    run's pictures (matplotlib required), False nothing.  ``tensorboard``: a folder
+    where each configuration writes its TensorBoard logs (`tensorboard.TensorBoardLogger`,
+    every ``log_every`` steps) into <name>/, with its settings as hparams and its
+    test error as their metric.  ``executor``: any
     `concurrent.futures` executor of processes to use instead of the local pool or
     MPI.  When ``should_stop()`` turns true, runs not started are dropped and, in
     the local pool, running ones stop between two steps with their checkpoint
@@ -142,6 +150,9 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     if val is not None and val < 0:
         raise UsageError(f"--val must not be negative, got {val}")
     draw = pictures_wanted(plots)
+    if tensorboard is not None:  # tensorboardX missing: an error before any run
+        from .tensorboard import check_logging
+        tensorboard = check_logging(tensorboard, log_every)
     out = check_output_dir(out, "--out", files=(RUNS_CSV, SUMMARY_CSV, SWEEP_JSON))
     compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
@@ -152,7 +163,10 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
         data, compiled.settings.train.data, compiled.file,
         download=fetch if root else None)).resolve())
     jobs_list = [Job(str(model), tuple(ops), c.overrides, str(out / c.name), data_dir,
-                     limit_train, limit_test, bool(plots)) for c in found]
+                     limit_train, limit_test, bool(plots),
+                     None if tensorboard is None else str(tensorboard / c.name), log_every,
+                     c.settings)
+                 for c in found]
     with _executor(executor, jobs, len(found)) as (pool, stop_event, workers, where):
         if pool is None:  # an MPI rank that served the manager
             return None
@@ -275,15 +289,19 @@ def run_configuration(job: Job) -> dict:
     run."""
     from ..training.loop import Diverged, Interrupted
     from .experiment import run_experiment
+    from .tensorboard import TensorBoardLogger
     started = time.perf_counter()
     seen = []  # numpy's overflow warnings and the like: kept in the row, not printed
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            result = run_experiment(load_model(job.model, job.ops), config=job.overrides,
-                                    out=job.out, data=_dataset(job.data),
-                                    limit_train=job.limit_train, limit_test=job.limit_test,
-                                    plots=job.plots, should_stop=_should_stop)
+            model = load_model(job.model, job.ops)
+            observers = [] if job.tensorboard is None else [TensorBoardLogger(
+                job.tensorboard, model, job.log_every, hparams=job.settings)]
+            result = run_experiment(model, config=job.overrides, out=job.out,
+                                    data=_dataset(job.data), limit_train=job.limit_train,
+                                    limit_test=job.limit_test, plots=job.plots,
+                                    should_stop=_should_stop, observers=observers)
     except Interrupted as e:
         row = {"status": "interrupted", "error": f"{e}; its checkpoint is in {job.out}"}
     except Diverged as e:
