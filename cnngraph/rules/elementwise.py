@@ -151,8 +151,9 @@ RULES = (
            lambda rng: Example((rng.normal(size=(2, 3, 4)),), {"coeffs": (0.5, -1.0, 0.25, 2.0)}),
            curvature=lambda emit, node, h: _through_slope_squared(emit, h, _poly_slope(emit, node)),
            reference=poly_reference,
-           explain=applied(poly_reference, "x", lambda attrs: "Σ_k c_k x^k = " + " ".join(
-               f"{c:+.4g}x^{k}" for k, c in enumerate(attrs["coeffs"]))),
+           explain=applied(poly_reference, "x", lambda attrs: (
+               "an activation's slope f'(u) as a polynomial in its output, Σ_k c_k x^k = "
+               + " ".join(f"{c:+.4g}x^{k}" for k, c in enumerate(attrs["coeffs"])))),
            label=lambda a: "poly " + " ".join(f"{c:+.3g}x^{k}" for k, c in enumerate(a["coeffs"])),
            traits=ELEMENTWISE, attrs={"coeffs": REQUIRED},
            doc="sum_k coeffs[k] x^k (activation slopes)"),
