@@ -34,8 +34,8 @@ SNAPSHOTS = 50
 
 def positions(steps_per_epoch: int, epochs: int, count: int = SNAPSHOTS) -> list[int]:
     """At most ``count`` distinct global steps from 1 to the last, both included,
-    spaced geometrically: every step while the geometric spacing is under one, then
-    ever wider.  The same for the same steps per epoch and epochs (a resumed run)."""
+    spaced geometrically: every step while the geometric spacing from there to the
+    last step is under one, then ever wider.  The same for the same steps per epoch and epochs (a resumed run)."""
     last = steps_per_epoch * epochs
     if count < 1 or last < 1:
         return []
@@ -44,9 +44,10 @@ def positions(steps_per_epoch: int, epochs: int, count: int = SNAPSHOTS) -> list
     if count == 1:
         return [last]
     chosen = [1]
-    for i in range(1, count):
-        ideal = round(last ** (i / (count - 1)))
-        chosen.append(min(max(chosen[-1] + 1, ideal), last - (count - 1 - i)))
+    for i in range(1, count):  # the geometric ratio from here to the last step
+        ratio = (last / chosen[-1]) ** (1 / (count - i))
+        chosen.append(min(max(chosen[-1] + 1, round(chosen[-1] * ratio)),
+                          last - (count - 1 - i)))
     return chosen
 
 
