@@ -187,7 +187,10 @@ def _read_info(path: Path) -> dict:
 def _read_data(model, cfg, info: dict, preprocessing, where: Path):
     """The run's splits, read from the data set run.json names, its pixels mapped with
     the constants the run recorded."""
-    from ..tools.experiment import read_splits
+    import numpy as np
+
+    from .datasets import load_data
+    from .preprocess import make_splits
     if info.get("data") is None:
         raise CnnError("the run was given its data by its caller, so run.json names no data "
                        "set", where=str(where),
@@ -195,5 +198,5 @@ def _read_data(model, cfg, info: dict, preprocessing, where: Path):
     if not Path(info["data"]).exists():
         raise DataError(f"the run's data set {info['data']} is missing", where=str(where),
                         hint="put the data set back where the run read it")
-    return read_splits(model, cfg, info["data"], info.get("limit_train"),
-                       info.get("limit_test"), preprocessing=preprocessing)
+    return make_splits(model, load_data(info["data"]), cfg.val, np.dtype(cfg.dtype),
+                       info.get("limit_train"), info.get("limit_test"), preprocessing)
