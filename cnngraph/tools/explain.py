@@ -142,16 +142,18 @@ class _Walk:
         return rule.explain(inputs, data["attrs"], tuple(int(i) for i in index))
 
     def _visit(self, node, index):
+        index = tuple(int(i) for i in index)
         data = self.graph.nodes[node]
         explained = self._explain(node, index)
         if explained is None:
             self.out.append(self._opaque(node, index))
             return
         slots = self.registry.op(data["op"]).slots
-        for part in explained["parts"]:
+        for part in explained["parts"]:   # the values first, then what makes the weights
             if "slot" in part:
                 part["from"] = self._source(data["inputs"][slots.index(part["slot"])],
                                             part["index"], _single(part.get("values")))
+        for part in explained["parts"]:
             if "weight_slot" in part:
                 part["weights_from"] = self._source(
                     data["inputs"][slots.index(part["weight_slot"])], part["weight_index"],
@@ -225,6 +227,8 @@ def _steps(op, node, explained) -> list:
                  for p in parts]
         return steps + [{**step, "inputs": [], "partial": [p["partial"] for p in parts],
                          "result": value}]
+    if len(parts) == 1 and not _single(parts[0].get("values")):
+        step["text"] = f"{parts[0]['label']}: {step['text']}"
     weights = {}
     if any("weights" in p for p in parts):
         weights = {"weights": [p.get("weights") for p in parts],
@@ -257,7 +261,8 @@ def _values(model, direction, params, x, t=None) -> dict:
     if cache.get(direction, (None,))[0] != key:
         plan = _backward(model)[1] if direction == "backward" else _forward_plan(model)
         feeds = model.feeds(params, x, None if t is None else np.asarray(t, x.dtype))
-        cache[direction] = (key, {**feeds, **run_plan(plan, feeds, x.dtype)})
+        constants = {k: np.asarray(v, x.dtype) for k, v in plan.constants.items()}
+        cache[direction] = (key, {**feeds, **constants, **run_plan(plan, feeds, x.dtype)})
     return cache[direction][1]
 
 
