@@ -159,14 +159,17 @@ def test_dlt_delta_of_a_subsampling_before_conv_is_the_full_convolution():
     j = 3
     got = explain.explain_delta(model, params, x, t, "S2", j)
     steps = got["steps"]
-    assert [s["op"] for s in steps] == ["conv_full"] * 13
-    assert [s["inputs"][0]["map"] for s in steps[:-1]] == list(range(12))
+    assert [s["op"] for s in steps] == ["conv_full"] * (explain.LISTED_MAPS + 1)
     delta = _delta(model, params, x, t, "C3")
     kernel = params["C3.kernel"]
     r, c = got["pixel"]
-    full = sum(np.pad(delta[o], 4)[r:r + 5, c:c + 5].ravel()
-               @ kernel[o, j, ::-1, ::-1].ravel() for o in range(12))
-    assert got["value"] == pytest.approx(full, rel=1e-12)
+    taps = [np.pad(delta[o], 4)[r:r + 5, c:c + 5].ravel() @ kernel[o, j, ::-1, ::-1].ravel()
+            for o in range(12)]
+    largest = sorted(np.argsort(-np.abs(taps))[:explain.LISTED_MAPS])
+    assert [s["inputs"][0]["map"] for s in steps[:-1]] == largest   # 8 of C3's 12 maps
+    assert [s["inputs"][0]["name"] for s in steps[:-1]] == ["δ C3"] * len(largest)
+    assert math.fsum(steps[-1]["partial"]) == pytest.approx(got["value"], rel=1e-12)
+    assert got["value"] == pytest.approx(sum(taps), rel=1e-12)
 
 
 def test_learned_c3_mixes_each_input_map_by_alpha():

@@ -18,7 +18,7 @@ Both return {"layer", "map", "pixel": [r, c] ([] for units; default: the largest
 |value|), "steps": [{"op", "node", "text", "inputs": [{"name", "map", "values",
 ...}], "weights", "partial", "result"}], "value"}, steps in the order they are
 computed; a conv op gives one step per connected input map (its receptive field,
-kernel and partial correlation), then their sum.  Values moved by layout ops
+kernel and partial correlation; the `LISTED_MAPS` largest), then their sum.  Values moved by layout ops
 (reshape, concat, slices) give no step: the input names where they come from.
 """
 from __future__ import annotations
@@ -35,6 +35,10 @@ from ..core.errors import ParameterError, UsageError, close_names
 from ..rules.activations import activation_choices
 from ..runtime.execute import run_plan
 from .check_model import _check_tensor, _downstream_plan, _forward_values, _loss_function
+
+#: Input maps a step-by-step view shows one by one, the largest partial sums (C5 of
+#: LeNet-5 reads 16 maps, the δ of S4 gathers 120); the others are summed.
+LISTED_MAPS = 8
 
 #: Per model: its unfused plans, and the values of the last image explained.
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -178,7 +182,7 @@ class _Walk:
                 self._visit(node, index)
             return _where(self.graph.nodes[node]["op"], node, index)
         if self.graph.nodes[node]["role"] == "param":
-            return {"name": node, "node": node, "index": [int(i) for i in index]}
+            return {"name": node, "index": [int(i) for i in index]}
         return _where(self.origin(node), node, index)
 
     def _clipped(self, node, index):
@@ -198,7 +202,7 @@ class _Walk:
 
 
 def _where(name, node, index) -> dict:
-    found = {"name": name, "node": node}
+    found = {"name": name}
     if len(index) == 4:
         found.update(map=int(index[1]), pixel=[int(index[2]), int(index[3])])
     elif len(index) == 2:
@@ -212,7 +216,7 @@ def _single(values) -> bool:
 
 def _input(part) -> dict:
     source = part.get("from", {"name": part["label"]})
-    return {**source, "label": part["label"], "values": part.get("values", part["partial"])}
+    return {**source, "values": part.get("values", part["partial"])}
 
 
 def _steps(op, node, explained) -> list:
@@ -222,11 +226,18 @@ def _steps(op, node, explained) -> list:
     step = {"op": op, "node": node, "text": explained["text"]}
     if any(not _single(p.get("values")) or not _single(p.get("weights")) for p in parts) \
             and len(parts) > 1:
+        largest = set(sorted(range(len(parts)), key=lambda k: -abs(parts[k]["partial"]))
+                      [:LISTED_MAPS])
+        shown = [p for k, p in enumerate(parts) if k in largest]
         steps = [{**step, "text": p["label"], "inputs": [_input(p)],
                   **_weights(p), "partial": p["partial"], "result": p["partial"]}
-                 for p in parts]
-        return steps + [{**step, "inputs": [], "partial": [p["partial"] for p in parts],
-                         "result": value}]
+                 for p in shown]
+        partials = [p["partial"] for p in shown]
+        if len(shown) < len(parts):
+            step["text"] += (f"; the {len(shown)} largest of {len(parts)} shown, the other "
+                             f"{len(parts) - len(shown)} summed last")
+            partials.append(sum(p["partial"] for k, p in enumerate(parts) if k not in largest))
+        return steps + [{**step, "inputs": [], "partial": partials, "result": value}]
     if len(parts) == 1 and not _single(parts[0].get("values")):
         step["text"] = f"{parts[0]['label']}: {step['text']}"
     weights = {}
