@@ -95,6 +95,7 @@ RULES = (
     OpRule("matmul", ("a", "b"), matmul_shape, matmul_gradient, matmul_example,
            reference=matmul_reference, lowering=matmul_onnx, label=_label,
            traits=frozenset({"multilinear"}),
-           macs=matmul_macs, explain=matmul_explain, attrs={"transpose_a": False, "transpose_b": False},
+           macs=matmul_macs, explain=matmul_explain,
+           attrs={"transpose_a": False, "transpose_b": False},
            doc="op(a) @ op(b); a fully connected layer is matmul(x, W, transpose_b=True)"),
 )

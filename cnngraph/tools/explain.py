@@ -18,8 +18,9 @@ Both return {"layer", "map", "pixel": [r, c] ([] for units; default: the largest
 |value|), "steps": [{"op", "node", "text", "inputs": [{"name", "map", "values",
 ...}], "weights", "partial", "result"}], "value"}, steps in the order they are
 computed; a conv op gives one step per connected input map (its receptive field,
-kernel and partial correlation; the `LISTED_MAPS` largest), then their sum.  Values moved by layout ops
-(reshape, concat, slices) give no step: the input names where they come from.
+kernel and partial correlation; the `LISTED_MAPS` largest), then their sum.
+Values moved by layout ops (reshape, concat, slices) give no step: the input
+names where they come from.
 """
 from __future__ import annotations
 
