@@ -1,6 +1,9 @@
-"""The explorer page in a real browser (headless Chromium through Selenium): it opens
-with no console error, and a click on a node, a map or a confusion cell, the step
-slider, the pass toggle and the vital-sign choice each show what the data holds."""
+"""The explorer page in a real browser (headless Chromium through Selenium), made by
+`write_page` from a tiny real run (LeNet-5, 600 MNIST images, two epochs, six
+snapshot positions): it opens with no console error, and a click on a node, a
+map or a confusion cell, the step slider, the pass toggle and the vital-sign choice
+each show what the data holds for that position (the replayed values).  `render`
+itself is checked without a browser on a small hand-made page."""
 from __future__ import annotations
 
 import base64
@@ -8,6 +11,8 @@ import io
 import json
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +20,7 @@ import pytest
 from browser import browser, console_errors  # noqa: F401  (browser is a fixture)
 from cnngraph.core.errors import CnnError
 from cnngraph.explore.page import render
-from conftest import ROOT
+from conftest import ROOT, mnist_dir
 
 SCREENSHOT = ROOT / "docs" / "images" / "explorer.png"
 
@@ -117,16 +122,35 @@ def test_render_refuses_another_format():
 
 # ---- the page in Chromium -----------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def page_data():
-    return sample_data()
+#: the run the page is made from: small enough for a test, long enough for a slider
+RUN = ["--limit-train", "600", "--limit-test", "200", "--epochs", "2",
+       "--snapshots", "6", "--backend", "numpy", "--threads", "1", "--no-plots", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def page_url(page_data, tmp_path_factory):
-    path = tmp_path_factory.mktemp("explore") / "explore.html"
-    path.write_text(render(page_data), encoding="utf-8")
-    return path.as_uri()
+def page_path(tmp_path_factory):
+    """explore.html of a tiny real run of models/lenet5.cnn, made by write_page."""
+    data = mnist_dir()
+    if data is None:
+        pytest.skip("real MNIST not found (set CNNGRAPH_DATA)")
+    from cnngraph.explore.build import write_page
+    run_dir = tmp_path_factory.mktemp("explore") / "run"
+    done = subprocess.run([sys.executable, "-m", "cnngraph", "run", "models/lenet5.cnn",
+                           "--data", str(data), "--out", str(run_dir), *RUN],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    return write_page(run_dir)
+
+
+@pytest.fixture(scope="module")
+def page_data(page_path):
+    """The data the page holds, read back from it."""
+    return embedded(page_path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def page_url(page_path):
+    return page_path.as_uri()
 
 
 @pytest.fixture
@@ -259,4 +283,22 @@ def test_a_confusion_cell_shows_its_images(page, page_data):
     assert css(page, f'#confusion td[data-true="{true}"][data-pred="{pred}"]').text == \
         str(page_data["confusion"]["matrix"][int(true)][int(pred)])
     assert every(page, "#curve-error polyline, #curve-error circle")
+    assert console_errors(page) == []
+
+
+def test_screenshot_of_a_node_with_its_maps(page, page_data):
+    """docs/images/explorer.png, which README shows: on a laptop's screen, the op of the
+    layer with a connection table (LeNet-5's C3) chosen, its maps and kernels shown."""
+    layers = page_data["layers"]
+    node = next(n["id"] for n in page_data["graphs"]["forward"]["nodes"] if n["op"] and
+                len({len(row) for row in layers.get(n["layer"], {}).get("connections") or []}) > 1)
+    page.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                         {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False})
+    page.get(page.current_url)
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    from PIL import Image
+    with Image.open(io.BytesIO(page.get_screenshot_as_png())) as shot:
+        assert shot.size == (1366, 768)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shot.convert("RGB").quantize(256).save(SCREENSHOT, optimize=True)  # a third of the size
     assert console_errors(page) == []

@@ -190,7 +190,7 @@
     for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
     const image = (DATA.test_images || [])[0];
     if (image) {
-      document.getElementById("test-image").append(`test image ${image.index} (label ${image.label}) `,
+      document.getElementById("test-image").append(`image #${image.index}, a ${image.label} `,
         el("img", {src: image.png, alt: `test image ${image.index}`}));
     }
   }
@@ -307,6 +307,13 @@
     for (const input of step.inputs || []) {
       row.append(el("div", {class: "input"}, [el("div", {class: "muted", text: `${input.name}${input.map !== undefined ? " map " + input.map : ""}`}), grid(input.values)]));
     }
+    for (const part of step.parts || []) {  // an op rule's explain: {label, values, weights, partial}
+      row.append(el("div", {class: "part"}, [el("div", {class: "muted", text: part.label || ""}),
+        part.values !== undefined ? grid(part.values) : null,
+        part.weights !== undefined ? el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(part.weights)]) : null,
+        part.partial !== undefined ? el("div", {}, ["→ ", el("span", {class: "number", text: fmt(part.partial)})]) : null]));
+    }
+    if (step.combine) row.append(el("div", {class: "muted", text: `combined: ${step.combine}`}));
     if (step.weights !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(step.weights)]));
     if (step.partial !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "partial"}), grid(step.partial)]));
     parts.push(row);
