@@ -302,3 +302,44 @@ def test_screenshot_of_a_node_with_its_maps(page, page_data):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shot.convert("RGB").quantize(256).save(SCREENSHOT, optimize=True)  # a third of the size
     assert console_errors(page) == []
+
+
+def test_a_delta_map_and_a_unit_show_how_they_were_computed(page, page_data):
+    from selenium.webdriver.common.action_chains import ActionChains
+    last = page_data["positions"][-1]
+    node, _ = chosen_node(page_data)
+    layer = next(n["layer"] for n in page_data["graphs"]["forward"]["nodes"] if n["id"] == node)
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    css(page, f'.map[data-layer="{layer}"][data-kind="deltas"][data-map="0"]').click()
+    assert float(css(page, "#explain-value").get_attribute("data-value")) == \
+        last["explain_delta"][layer]["0"]["value"]
+    units = next(name for name, maps in last["maps"].items() if "values" in maps and name in last["explain"])
+    unit_node = next(n["id"] for n in page_data["graphs"]["forward"]["nodes"] if n["layer"] == units)
+    css(page, '#tabs button[data-tab="node"]').click()
+    css(page, f'#graph .node[data-node="{unit_node}"]').click()
+    strip = css(page, f'.strip[data-layer="{units}"][data-kind="maps"]')
+    ActionChains(page).move_to_element_with_offset(strip, -strip.size["width"] // 2 + 2, 0).click().perform()
+    assert css(page, "#explain-title").text.startswith(f"{units} feature map 0 ")
+    assert float(css(page, "#explain-value").get_attribute("data-value")) == last["explain"][units]["0"]["value"]
+    assert console_errors(page) == []
+
+
+def test_a_diverged_run_names_its_first_bad_node(browser, page_data, tmp_path):  # noqa: F811
+    """The banner shows the divergence record a real diverging run wrote (C's first_bad)."""
+    run_dir = tmp_path / "diverged"
+    subprocess.run([sys.executable, "-m", "cnngraph", "run", "models/lenet5.cnn", "--data",
+                    str(mnist_dir()), "--out", str(run_dir), "--lr", "1e8", "--epochs", "1",
+                    *RUN[:4]], cwd=ROOT, capture_output=True, timeout=900)
+    record = json.loads((run_dir / "metrics.json").read_text())["divergence"]
+    bad = record["first_bad"]
+    path = tmp_path / "explore.html"
+    path.write_text(render({**page_data, "divergence": record}), encoding="utf-8")
+    browser.get(path.as_uri())
+    banner = css(browser, "#divergence")
+    assert banner.is_displayed() and record["reason"] in banner.text
+    assert f'the {bad["pass"]} pass, node {bad["node"]}' in banner.text
+    assert f'global step {bad["global_step"]}' in banner.text
+    assert all(i["name"] in banner.text for i in bad["inputs"])
+    css(browser, f'#first-bad a[data-node="{bad["node"]}"]').click()
+    assert css(browser, "#node-title").text == bad["node"]
+    assert console_errors(browser) == []
