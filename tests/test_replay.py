@@ -12,6 +12,7 @@ from conftest import needs_numba
 from cnngraph.compiler.program import compile_model
 from cnngraph.core.errors import CnnError
 from cnngraph.tools.experiment import run_experiment
+from cnngraph.training.loop import Interrupted
 from cnngraph.training.replay import load_run, replay_positions
 from cnngraph.training.snapshots import snapshot_files
 
@@ -28,12 +29,17 @@ class Recorder:
 
 
 def _train(out, mnist, model="models/dlt.cnn", backend="numpy", limit=300, every=1,
-           workers=1, **config):
+           workers=1, stop=None, **config):
+    """Train into ``out`` keeping snapshots; the Recorder (also after ``stop()``)."""
     seen = Recorder()
     config = {"epochs": 2, "batch": 50, "dtype": "float64", **config}
-    run_experiment(compile_model(model, backend=backend), out=out, config=config, data=mnist,
-                   limit_train=limit, limit_test=50, plots=False, workers=workers,
-                   observers=[seen], snapshot_every=every)
+    try:
+        run_experiment(compile_model(model, backend=backend), out=out, config=config,
+                       data=mnist, limit_train=limit, limit_test=50, plots=False,
+                       workers=workers, observers=[seen], snapshot_every=every,
+                       should_stop=stop)
+    except Interrupted:
+        assert stop is not None
     return seen
 
 
@@ -45,7 +51,8 @@ def _same_arrays(a: dict, b: dict) -> bool:
 def _assert_replays(out, seen: Recorder, positions=None):
     record = load_run(out)
     found = list(replay_positions(record, positions))
-    wanted = sorted(set(record.positions if positions is None else positions))
+    wanted = sorted(set([g for g in record.positions if g <= record.trained]
+                        if positions is None else positions))
     assert [r.position for r in found] == wanted
     for replayed in found:
         event, trained = replayed.event, seen.events[replayed.position]
@@ -74,7 +81,7 @@ def _assert_replays(out, seen: Recorder, positions=None):
 def test_replay_is_bitwise_on_numpy(tmp_path, mnist, every, config):
     seen = _train(tmp_path, mnist, every=every, **config)
     record = _assert_replays(tmp_path, seen)
-    assert list(record.snapshots) == list(range(1, 13))[::every]
+    assert list(record.snapshots) == list(range(1, 13))[::every] and record.trained == 12
 
 
 def test_replay_is_bitwise_with_the_batch_split_on_two_threads(tmp_path, mnist):
@@ -101,6 +108,14 @@ def test_chosen_positions_in_order_each_once(tmp_path, mnist):
     _assert_replays(tmp_path, seen, positions=[12, 2, 9, 2, 7])
     with pytest.raises(CnnError, match="position 13 is not a step of this run"):
         list(replay_positions(load_run(tmp_path), [13]))
+
+
+def test_an_interrupted_run_replays_the_steps_it_took(tmp_path, mnist):
+    calls = []
+    seen = _train(tmp_path, mnist, every=4, stop=lambda: calls.append(1) or len(calls) == 8)
+    assert max(seen.events) == 8
+    record = _assert_replays(tmp_path, seen)  # steps 1 to 8, not the 4 never taken
+    assert record.trained == 8 and list(record.snapshots) == [1, 5, 9]
 
 
 def test_a_run_without_snapshots_says_so(tmp_path, mnist):

@@ -132,3 +132,15 @@ def test_run_flags_set_the_count_and_cadence(tmp_path, mnist):
     info = json.loads((tmp_path / "snapshots" / "run.json").read_text())
     assert info["positions"] == positions(6, 2, 4) and info["every"] == 2
     assert list(snapshot_files(tmp_path / "snapshots")) == positions(6, 2, 4)[::2]
+
+
+def test_a_resume_that_changes_the_batches_starts_the_snapshots_anew(tmp_path, mnist):
+    """Other threads may give other bits: the snapshots before the resume would not
+    replay with the resumed run's record, so they go and a new base is written."""
+    calls = []
+    with pytest.raises(Interrupted):
+        _run(tmp_path, mnist, snapshot_every=2,
+             should_stop=lambda: calls.append(1) or len(calls) == 8)
+    _run(tmp_path, mnist, snapshot_every=2, resume=True, workers=2)
+    assert list(snapshot_files(tmp_path / "snapshots")) == [9, 11]
+    assert json.loads((tmp_path / "snapshots" / "run.json").read_text())["threads"] == 2

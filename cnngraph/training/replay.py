@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import CheckpointError, CnnError, DataError
 from .checkpoint import check_param_arrays, embedded_model, load_checkpoint
-from .loop import Trainer
+from .loop import CHECKPOINT, Trainer
 from .observe import StepEvent
 from .parallel import reduction_for
 from .resume import check_resumable, check_step
@@ -32,6 +32,8 @@ class RunRecord:
     model: object          # compiled from the snapshots' model text, on the run's backend
     config: object         # the `TrainConfig` the run trained with
     positions: list        # the run's positions (global steps), increasing
+    trained: int           # steps the run is known to have taken (an interrupted run's
+                           # checkpoint, or its last snapshot)
     steps_per_epoch: int
     epochs: int
     snapshots: dict        # {position: file} of the snapshots on disk
@@ -80,15 +82,30 @@ def load_run(run_dir, registry=None, splits=None) -> RunRecord:
     if splits is None:
         splits = _read_data(model, cfg, info, ckpt.preprocessing, folder / RUN)
     train, validation, test = splits
-    return RunRecord(Path(run_dir), model, cfg, info["positions"], info["steps_per_epoch"],
+    return RunRecord(Path(run_dir), model, cfg, info["positions"],
+                     _trained(Path(run_dir), info, files), info["steps_per_epoch"],
                      info["epochs"], files, info, train, validation, test)
 
 
+def _trained(run_dir: Path, info: dict, files: dict) -> int:
+    """The steps the run has taken as far as its folder tells: its checkpoint's, or
+    the last snapshot's when that is later (a run killed or diverged after it)."""
+    done = max(files) - 1
+    try:
+        ckpt = load_checkpoint(run_dir / CHECKPOINT, info["model_hash"])
+    except CnnError:  # none yet, or a new run's not written yet: the snapshots tell
+        return done
+    return max(done, ckpt.epoch * info["steps_per_epoch"] + ckpt.step)
+
+
 def replay_positions(record: RunRecord, positions=None):
-    """Yield a `Replayed` for the step of each position (default: the run's), in
-    increasing order, each step run once: from the nearest snapshot at or before its
-    "before" state, or on from the previous position when that is nearer."""
-    wanted = sorted(set(record.positions if positions is None else positions))
+    """Yield a `Replayed` for the step of each position (default: the run's, up to the
+    steps it has taken), in increasing order, each step run once: from the nearest
+    snapshot at or before its "before" state, or on from the previous position when
+    that is nearer."""
+    if positions is None:
+        positions = [g for g in record.positions if g <= record.trained]
+    wanted = sorted(set(positions))
     last = record.steps_per_epoch * record.epochs
     outside = [g for g in wanted if not (isinstance(g, int) and 1 <= g <= last)]
     if outside:
