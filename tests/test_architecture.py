@@ -11,7 +11,8 @@ from cnngraph import default_registry
 PACKAGE = Path(__file__).resolve().parent.parent / "cnngraph"
 #: Lowest first: a module may import from its own stage and the stages before it
 #: (grammar is the model language's Lark grammar, package data).
-STAGES = ["grammar", "core", "language", "runtime", "rules", "compiler", "training", "tools", "cli"]
+STAGES = ["grammar", "core", "language", "runtime", "rules", "compiler", "training", "tools",
+          "explore", "cli"]
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE)
 
 

@@ -23,6 +23,7 @@ from .dot_command import add_dot, cmd_dot
 from .download_command import add_download, cmd_download
 from .eval_command import add_eval, cmd_eval
 from .export_command import add_export, cmd_export
+from .explore_command import add_explore, cmd_explore
 from .list_command import add_list, cmd_list
 from .run_command import add_run, cmd_run
 from .summary_command import add_summary, cmd_summary
@@ -41,6 +42,9 @@ COMMANDS = [
     ("check-ops", cmd_check_ops, "the generated rule checks, run on a plugin's ops",
      add_check_ops),
     ("dot", cmd_dot, "Graphviz DOT of the forward, backward or training graph", add_dot),
+    ("explore", cmd_explore, "one self-contained HTML page for a run folder: its graphs "
+     "coloured by how each node learns, maps, deltas and kernels at replayed steps, "
+     "mistakes", add_explore),
     ("summary", cmd_summary, "layer table: output shape, parameters, multiply-adds",
      add_summary),
     ("export", cmd_export, "write a trained model's forward graph as an ONNX file (float32)",

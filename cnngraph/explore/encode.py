@@ -7,50 +7,22 @@ numbers rounded to 4 significant digits.
 Signed data (maps, deltas, kernels, saliency) use a diverging colour map centred
 on 0 over [-m, m], m the largest magnitude, recorded as "range" so that the page
 can draw the legend; images use grey over their own [lo, hi].  The PNG is
-written here (zlib + struct), so the page needs no Pillow: each image is stored
-as an 8-bit palette PNG or as RGB, whichever is the shorter.
+written by `tools.png` (zlib + struct), so the page needs no Pillow: each image is
+stored as an 8-bit palette PNG or as RGB, whichever is the shorter.
 """
 from __future__ import annotations
 
 import base64
 import math
-import struct
-import zlib
 
 import numpy as np
 
-#: The diverging colour map's ends and middle (blue, white, red: negative, 0, positive).
-COLD, MIDDLE, WARM = (np.array(c, dtype=np.float64) for c in
-                      ((33, 102, 172), (247, 247, 247), (178, 24, 43)))
-#: 255 colours from COLD (index 0, -limit) through MIDDLE (127, zero) to WARM (254,
-#: +limit), and black (255) for a value that is not finite.
-PALETTE = np.vstack([COLD + (MIDDLE - COLD) * np.linspace(0, 1, 128)[:, None],
-                     MIDDLE + (WARM - MIDDLE) * np.linspace(0, 1, 128)[1:, None],
-                     [[0, 0, 0]]]).round().astype(np.uint8)
+from ..tools.png import PALETTE, png_bytes
+
 #: The most kernels one mosaic draws (`encode_kernels`).
 MOSAIC_TILES = 256
 #: Significant digits of every number the page shows.
 DIGITS = 4
-
-
-def png_bytes(pixels: np.ndarray, palette: np.ndarray | None = None) -> bytes:
-    """A PNG file of ``pixels``: (H, W) uint8 (grey, or indices into ``palette``, a
-    (K, 3) uint8 array) or (H, W, 3) uint8 RGB."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    height, width = pixels.shape[:2]
-    colour = 2 if pixels.ndim == 3 else (3 if palette is not None else 0)
-    rows = pixels.reshape(height, -1)
-    raw = np.hstack([np.zeros((height, 1), np.uint8), rows]).tobytes()  # filter 0 per row
-    chunks = [_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))]
-    if colour == 3:
-        chunks.append(_chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes()))
-    chunks += [_chunk(b"IDAT", zlib.compress(raw, 9)), _chunk(b"IEND", b"")]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + \
-        struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def data_uri(png: bytes) -> str:
@@ -128,21 +100,25 @@ def round_sig(value, digits: int = DIGITS):
     """``value`` (a number, array or nested lists/dicts/tuples of them) with every
     float rounded to ``digits`` significant digits; NaN and infinities become the
     strings "NaN", "Infinity", "-Infinity" (JSON has no such numbers)."""
-    if isinstance(value, dict):
-        return {k: round_sig(v, digits) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    kind = type(value)  # by type first: explanations hold ~10^5 numbers
+    if kind is float:
+        return _round(value, digits)
+    if kind is list or kind is tuple:
         return [round_sig(v, digits) for v in value]
+    if kind is dict:
+        return {k: round_sig(v, digits) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return round_sig(value.tolist(), digits)
-    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
-        return bool(value) if isinstance(value, np.bool_) else value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if not math.isfinite(value):
-            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-        if value == 0:
-            return 0.0
-        return float(f"{value:.{digits - 1}e}")
+    if isinstance(value, np.floating):
+        return _round(float(value), digits)
     return value
+
+
+def _round(value: float, digits: int):
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return float(f"{value:.{digits - 1}e}") if value else 0.0

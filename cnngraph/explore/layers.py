@@ -1,6 +1,5 @@
 """What the page says of each layer: its kind, output shape, receptive field,
-parameters, connection table and graph nodes; and which node holds its u (the
-pre-activation, whose gradient is the seed's δ).
+parameters, connection table and graph nodes.
 
     layer_table(model) -> {name: {"kind", "shape", "receptive_field", "params",
                                   "connections", "graph_nodes"}}
@@ -9,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rules.activations import activation_choices
 
 
 def map_layers(model) -> list[str]:
@@ -26,21 +24,6 @@ def _reaching_loss(model) -> set:
     import networkx as nx
     ancestors = nx.ancestors(model.graph, model.roles.data_loss)
     return {name for name, node in model.layer_nodes.items() if node in ancestors}
-
-
-def activation_op(model, layer: str) -> tuple[str, dict] | None:
-    """(op, attrs) of the activation that makes ``layer``'s output, or None."""
-    data = model.graph.nodes[model.layer_nodes[layer]]
-    if data["op"] is None or data["op"] not in activation_choices(model.registry):
-        return None
-    return data["op"], dict(data["attrs"])
-
-
-def pre_activation(model, layer: str) -> str:
-    """The node holding ``layer``'s u: the input of its activation, or its output
-    when it has none (identity)."""
-    node = model.layer_nodes[layer]
-    return model.graph.nodes[node]["inputs"][0] if activation_op(model, layer) else node
 
 
 def layer_table(model) -> dict:

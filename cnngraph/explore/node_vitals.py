@@ -31,7 +31,7 @@ SIGNS = (("activation_std", "activation std", "linear"),
 
 
 def vital_signs() -> list[dict]:
-    return [{"key": key, "label": label, "scale": scale} for key, label, scale in SIGNS]
+    return [dict(key=key, label=label, scale=scale) for key, label, scale in SIGNS]
 
 
 def node_vitals(model, params_before, params_after, grads, x, t) -> dict:
