@@ -113,7 +113,7 @@ def cmd_run(args) -> int:
 
 #: tools.tensorboard.DEFAULT_EVERY (not imported: the CLI loads numpy only to run a
 #: command; tests/test_tensorboard.py checks that the two agree)
-LOG_EVERY = 100
+LOG_EVERY = 500
 
 
 def tensorboard_args(sub):

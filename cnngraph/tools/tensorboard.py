@@ -28,7 +28,7 @@ from ..training.vitals import layer_vitals
 
 #: Steps between two logs: ``--log-every``'s default (docs/commands.md gives the
 #: overhead it was chosen by, benchmarks/tensorboard_overhead.py measures it).
-DEFAULT_EVERY = 100
+DEFAULT_EVERY = 500
 #: Bins of each histogram, linear between its smallest and largest value.
 BINS = 64
 #: Feature maps drawn per layer, and tiles per row of a mosaic.
@@ -165,14 +165,19 @@ def _scalar(tag: str, value):
 
 
 def _histogram(tag: str, values) -> list:
-    """A histogram of the finite values (none: no histogram)."""
-    from tensorboardX.summary import make_histogram
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    """A histogram of the finite values in `BINS` equal bins (none finite: none).
+    TensorBoard reads each bucket's right limit; the first starts at min."""
+    from tensorboardX.proto.summary_pb2 import HistogramProto, Summary
+    values = np.ravel(values)
     values = values[np.isfinite(values)]
     if not values.size:
         return []
-    from tensorboardX.proto.summary_pb2 import Summary
-    return [Summary.Value(tag=tag, histo=make_histogram(values, BINS))]
+    counts, limits = np.histogram(values, BINS)
+    return [Summary.Value(tag=tag, histo=HistogramProto(
+        min=float(values.min()), max=float(values.max()), num=values.size,
+        sum=float(np.sum(values, dtype=np.float64)),
+        sum_squares=float(np.sum(np.square(values, dtype=np.float64))),
+        bucket_limit=limits[1:].tolist(), bucket=counts.tolist()))]
 
 
 def _image(tag: str, rgb: np.ndarray):
