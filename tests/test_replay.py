@@ -4,10 +4,12 @@ parameters before and after), on each backend, with threads, shards, both dtypes
 optimizer state and a learning-rate schedule; and what a folder that cannot be
 replayed says."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import needs_numba
+from conftest import MPIEXEC, ROOT, needs_mpi, needs_numba
 
 from cnngraph.compiler.program import compile_model
 from cnngraph.core.errors import CnnError
@@ -155,3 +157,19 @@ def test_a_snapshot_that_does_not_hold_its_position_is_refused(tmp_path, mnist):
     files[2].rename(files[2].with_name("before-00000001.npz"))
     with pytest.raises(CnnError, match="after 1 steps, its name says 0"):
         list(replay_positions(load_run(tmp_path), [1]))
+
+
+@needs_mpi
+def test_a_run_on_two_ranks_replays_in_one_process(tmp_path, mnist):
+    """Rank 0 keeps the snapshots; shards combined in order give one process's bits, so
+    one process replays the ranks' steps as a single-process run of the shards took them."""
+    done = subprocess.run(
+        [MPIEXEC, "-n", "2", sys.executable, "-m", "cnngraph", "run", "models/dlt.cnn",
+         "--backend", "numpy", "--data", str(mnist), "--limit-train", "300", "--limit-test",
+         "50", "--epochs", "2", "--batch", "50", "--dtype", "float64", "--shards", "2",
+         "--snapshot-every", "4", "--no-plots", "--quiet", "--out", str(tmp_path / "mpi")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    seen = _train(tmp_path / "one", mnist, shards=2)
+    record = _assert_replays(tmp_path / "mpi", seen)
+    assert (record.info["ranks"], record.info["shards"]) == (2, 2)
