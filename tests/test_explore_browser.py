@@ -101,6 +101,7 @@ def test_render_is_one_file_with_no_network():
     assert html.count("</script>") == 2  # the data's and the script's own: no string broke out
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<b>page</b>" not in html and "sample &lt;/script&gt;&lt;b&gt;page" in html
+    assert 'title="sample &lt;/script&gt;' in html
 
 
 def test_render_embeds_the_data_exactly_with_non_finite_numbers_named():

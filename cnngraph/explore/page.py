@@ -8,6 +8,7 @@ element; non-finite numbers (a diverged run's ranges) become the strings "NaN",
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -17,6 +18,8 @@ from ..core.errors import CnnError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 FORMAT = 1
+#: the page's script, in order: one function scope, so the parts share their names
+SCRIPTS = ("page.js", "panels.js")
 #: characters that could end the script element (json.dumps already escapes non-ASCII)
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
@@ -29,9 +32,9 @@ def render(data: dict) -> str:
                        f"{FORMAT}", where="page data")
     template = (ASSETS / "page.html").read_text(encoding="utf-8")
     parts = {"STYLE": (ASSETS / "page.css").read_text(encoding="utf-8"),
-             "SCRIPT": (ASSETS / "page.js").read_text(encoding="utf-8"),
+             "SCRIPT": "\n".join((ASSETS / name).read_text(encoding="utf-8") for name in SCRIPTS),
              "DATA": embed_json(data),
-             "TITLE": _html_text(str(data.get("title", "cnngraph explorer")))}
+             "TITLE": html.escape(str(data.get("title", "cnngraph explorer")))}
     # one pass, so that a marker inside an inserted part is left as it is
     return re.sub(r"/\*(STYLE|SCRIPT|DATA|TITLE)\*/", lambda m: parts[m.group(1)], template)
 
@@ -56,7 +59,3 @@ def _finite(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
-
-
-def _html_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

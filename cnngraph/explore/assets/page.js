@@ -1,472 +1,343 @@
-// The explorer page: reads the data element (format 1, PLAN23.md) and draws everything in it.
-// Plain JavaScript and SVG, no network, no libraries.
-"use strict";
-(function () {
-  const DATA = JSON.parse(document.getElementById("data").textContent);
-  const POSITIONS = DATA.positions || [];
-  const VITALS = DATA.vital_signs || [];
-  const state = {pos: Math.max(POSITIONS.length - 1, 0), vital: VITALS.length ? VITALS[0].key : null,
-                 pass: "forward", node: null, map: null, tab: "node", zoom: null};
-  const VIRIDIS = ["#440154", "#482878", "#3e4a89", "#31688e", "#26828e", "#1f9e89", "#35b779",
-                   "#6ece58", "#b5de2b", "#fde725"];
-  const NO_VALUE = "#e4e4e4";
-  const SVGNS = "http://www.w3.org/2000/svg";
+// The explorer page, part 1: the data, the graph, the header, the node and computation panels.
+// Plain JavaScript and SVG, no network, no libraries; page.py joins this and panels.js into
+// one strict function scope (page.html), so the two share their names.
+const DATA = JSON.parse(document.getElementById("data").textContent);
+const POSITIONS = DATA.positions || [];
+const VITALS = DATA.vital_signs || [];
+const state = {pos: Math.max(POSITIONS.length - 1, 0), vital: VITALS.length ? VITALS[0].key : null,
+               pass: "forward", node: null, map: null, tab: "node", zoom: null};
+const VIRIDIS = ["#440154", "#482878", "#3e4a89", "#31688e", "#26828e", "#1f9e89", "#35b779",
+                 "#6ece58", "#b5de2b", "#fde725"];
+const NO_VALUE = "#e4e4e4";
+const SVGNS = "http://www.w3.org/2000/svg";
 
-  // ---- small helpers ---------------------------------------------------------------------
-  function el(tag, attrs, children) {
-    const node = document.createElement(tag);
-    return fill(node, attrs, children);
+// ---- small helpers ---------------------------------------------------------------------
+function el(tag, attrs, children) {
+  const node = document.createElement(tag);
+  return fill(node, attrs, children);
+}
+function svg(tag, attrs, children) {
+  return fill(document.createElementNS(SVGNS, tag), attrs, children);
+}
+function fill(node, attrs, children) {
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined) continue;
+    if (k === "text") node.textContent = v;
+    else if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, v);
   }
-  function svg(tag, attrs, children) {
-    return fill(document.createElementNS(SVGNS, tag), attrs, children);
+  for (const child of children || []) if (child) node.append(child);
+  return node;
+}
+function num(v) {  // page.py writes non-finite numbers as their names
+  return typeof v === "string" && ["NaN", "Infinity", "-Infinity"].includes(v) ? Number(v) : v;
+}
+function fmt(v) {
+  v = num(v);
+  if (v === null || v === undefined) return "–";
+  if (typeof v !== "number") return String(v);
+  if (!isFinite(v)) return String(v);
+  if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+}
+function shapeText(shape) { return (shape || []).map(d => (d === null ? "N" : d)).join("×"); }
+function zoomed(img) {  // small pictures drawn 2 to 6 pixels a pixel, to fit 520 x 360 where they can
+  img.addEventListener("load", () => {
+    const w = img.naturalWidth, h = img.naturalHeight;
+    img.style.width = w * Math.max(2, Math.min(6, 520 / w, 360 / h)) + "px";
+  });
+  return img;
+}
+function clear(node) { node.replaceChildren(); return node; }
+function position() { return POSITIONS[state.pos] || {}; }
+function pick(obj, key) { return obj && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined; }
+function graph() { return (DATA.graphs || {})[state.pass] || {nodes: [], edges: []}; }
+function findNode(id) {
+  for (const pass of ["forward", "backward"]) {
+    const found = (((DATA.graphs || {})[pass] || {}).nodes || []).find(n => n.id === id);
+    if (found) return found;
   }
-  function fill(node, attrs, children) {
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined) continue;
-      if (k === "text") node.textContent = v;
-      else if (k === "onclick") node.addEventListener("click", v);
-      else node.setAttribute(k, v);
-    }
-    for (const child of children || []) if (child) node.append(child);
-    return node;
-  }
-  function num(v) {  // page.py writes non-finite numbers as their names
-    return typeof v === "string" && ["NaN", "Infinity", "-Infinity"].includes(v) ? Number(v) : v;
-  }
-  function fmt(v) {
-    v = num(v);
-    if (v === null || v === undefined) return "–";
-    if (typeof v !== "number") return String(v);
-    if (!isFinite(v)) return String(v);
-    if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v);
-    const a = Math.abs(v);
-    return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
-  }
-  function shapeText(shape) { return (shape || []).map(d => (d === null ? "N" : d)).join("×"); }
-  function zoomed(img) {  // small pictures drawn 2 to 6 pixels a pixel, to fit 520 x 360 where they can
-    img.addEventListener("load", () => {
-      const w = img.naturalWidth, h = img.naturalHeight;
-      img.style.width = w * Math.max(2, Math.min(6, 520 / w, 360 / h)) + "px";
-    });
-    return img;
-  }
-  function clear(node) { node.replaceChildren(); return node; }
-  function position() { return POSITIONS[state.pos] || {}; }
-  function pick(obj, key) { return obj && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined; }
-  function graph() { return (DATA.graphs || {})[state.pass] || {nodes: [], edges: []}; }
-  function findNode(id) {
-    for (const pass of ["forward", "backward"]) {
-      const found = (((DATA.graphs || {})[pass] || {}).nodes || []).find(n => n.id === id);
-      if (found) return found;
-    }
-    return null;
-  }
-  function vitalInfo() { return VITALS.find(v => v.key === state.vital) || {key: null, label: "", scale: "linear"}; }
-  function colourAt(t) {
-    t = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
-    const i = Math.min(Math.floor(t), VIRIDIS.length - 2), f = t - i;
-    const a = hex(VIRIDIS[i]), b = hex(VIRIDIS[i + 1]);
-    return "#" + a.map((c, k) => Math.round(c + (b[k] - c) * f).toString(16).padStart(2, "0")).join("");
-  }
-  function hex(c) { return [1, 3, 5].map(i => parseInt(c.slice(i, i + 2), 16)); }
+  return null;
+}
+function vitalInfo() { return VITALS.find(v => v.key === state.vital) || {key: null, label: "", scale: "linear"}; }
+function colourAt(t) {
+  t = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
+  const i = Math.min(Math.floor(t), VIRIDIS.length - 2), f = t - i;
+  const a = hex(VIRIDIS[i]), b = hex(VIRIDIS[i + 1]);
+  return "#" + a.map((c, k) => Math.round(c + (b[k] - c) * f).toString(16).padStart(2, "0")).join("");
+}
+function hex(c) { return [1, 3, 5].map(i => parseInt(c.slice(i, i + 2), 16)); }
 
-  // ---- colour scale: one range per vital sign over every position, so colours compare across steps
-  const scales = {};
-  function scale(key) {
-    if (scales[key]) return scales[key];
-    const log = (VITALS.find(v => v.key === key) || {}).scale === "log";
-    let lo = Infinity, hi = -Infinity;
-    for (const p of POSITIONS) for (const values of Object.values(p.vitals || {})) {
-      const v = num(pick(values, key));
-      if (typeof v !== "number" || !isFinite(v) || (log && v <= 0)) continue;
-      lo = Math.min(lo, v); hi = Math.max(hi, v);
-    }
-    if (lo > hi) { lo = 0; hi = 1; }
-    const f = log ? Math.log10 : (x => x);
-    const span = f(hi) - f(lo) || 1;
-    scales[key] = {lo, hi, log, t: v => (f(v) - f(lo)) / span};
-    return scales[key];
+// ---- colour scale: one range per vital sign over every position, so colours compare across steps
+const scales = {};
+function scale(key) {
+  if (scales[key]) return scales[key];
+  const log = (VITALS.find(v => v.key === key) || {}).scale === "log";
+  let lo = Infinity, hi = -Infinity;
+  for (const p of POSITIONS) for (const values of Object.values(p.vitals || {})) {
+    const v = num(pick(values, key));
+    if (typeof v !== "number" || !isFinite(v) || (log && v <= 0)) continue;
+    lo = Math.min(lo, v); hi = Math.max(hi, v);
   }
-  function nodeValue(id) {
-    return num(pick(pick(position().vitals, id), state.vital));
-  }
-  function nodeColour(v) {
-    if (typeof v !== "number" || !isFinite(v)) return NO_VALUE;
-    const s = scale(state.vital);
-    return s.log && v <= 0 ? NO_VALUE : colourAt(s.t(v));
-  }
+  if (lo > hi) { lo = 0; hi = 1; }
+  const f = log ? Math.log10 : (x => x);
+  const span = f(hi) - f(lo) || 1;
+  scales[key] = {lo, hi, log, t: v => (f(v) - f(lo)) / span};
+  return scales[key];
+}
+function nodeValue(id) {
+  return num(pick(pick(position().vitals, id), state.vital));
+}
+function nodeColour(v) {
+  if (typeof v !== "number" || !isFinite(v)) return NO_VALUE;
+  const s = scale(state.vital);
+  return s.log && v <= 0 ? NO_VALUE : colourAt(s.t(v));
+}
 
-  // ---- the graph ---------------------------------------------------------------------------
-  function drawGraph() {
-    const g = graph();
-    const panel = document.getElementById("graph");
-    if (state.zoom === null) state.zoom = Math.max(0.5, Math.min(1, (panel.clientWidth - 12) / (g.width || 1)));
-    const root = svg("svg", {width: g.width * state.zoom, height: g.height * state.zoom, viewBox: `0 0 ${g.width} ${g.height}`,
-                             id: "graph-svg", "data-pass": state.pass});
-    for (const c of g.clusters || []) {  // one dashed box per layer, as `cnngraph dot` draws them
-      root.append(svg("rect", {class: "cluster", x: c.x, y: c.y, width: c.w, height: c.h, rx: 6}),
-        svg("text", {class: "cluster-label", x: c.x + 4, y: c.y + 11, text: c.layer}));
-    }
-    for (const e of g.edges || []) {
-      root.append(svg("path", {class: "edge", d: edgePath(e.points, g.engine === "dot"),
-                               "data-from": e.from, "data-to": e.to, "marker-end": "url(#arrow)"}));
-    }
-    root.prepend(svg("defs", {}, [svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
-      markerWidth: 6, markerHeight: 6, orient: "auto"}, [svg("path", {d: "M0,0L10,5L0,10z", fill: "#999"})])]));
-    for (const n of g.nodes || []) {
-      const lines = String(n.label || n.id).split(/\n|\\n/);  // DOT labels write a break as \n
-      const group = svg("g", {class: "node", "data-node": n.id, "data-layer": n.layer, "data-op": n.op,
-                              onclick: () => chooseNode(n.id)}, [
-        svg("title", {text: n.id}),
-        svg("rect", {x: n.x - n.w / 2, y: n.y - n.h / 2, width: n.w, height: n.h, rx: 4})]);
-      lines.forEach((line, i) => group.append(svg("text", {x: n.x, y: n.y + (i - (lines.length - 1) / 2) * 13 + 4,
-        "text-anchor": "middle", text: line})));
-      root.append(group);
-    }
-    clear(panel).append(root);
-    colourGraph();
-    document.getElementById("zoom-label").textContent = `${Math.round(state.zoom * 100)} %`;
+// ---- the graph ---------------------------------------------------------------------------
+function drawGraph() {
+  const g = graph();
+  const panel = document.getElementById("graph");
+  if (state.zoom === null) state.zoom = Math.max(0.5, Math.min(1, (panel.clientWidth - 12) / (g.width || 1)));
+  const root = svg("svg", {width: g.width * state.zoom, height: g.height * state.zoom, viewBox: `0 0 ${g.width} ${g.height}`,
+                           id: "graph-svg", "data-pass": state.pass});
+  for (const c of g.clusters || []) {  // one dashed box per layer, as `cnngraph dot` draws them
+    root.append(svg("rect", {class: "cluster", x: c.x, y: c.y, width: c.w, height: c.h, rx: 6}),
+      svg("text", {class: "cluster-label", x: c.x + 4, y: c.y + 11, text: c.layer}));
   }
-  function edgePath(points, spline) {
-    // Graphviz: a B-spline's 3n+1 control points, then (when one is drawn) the arrow's tip
-    const xy = p => `${p[0]},${p[1]}`;
-    if (!spline || points.length < 4) return "M" + points.map(xy).join(" L");
-    const controls = points.length - ((points.length - 1) % 3 === 0 ? 0 : 1);
-    let d = "M" + xy(points[0]);
-    for (let i = 1; i + 2 < controls; i += 3) d += ` C${xy(points[i])} ${xy(points[i + 1])} ${xy(points[i + 2])}`;
-    return d + points.slice(controls).map(p => " L" + xy(p)).join("");
+  for (const e of g.edges || []) {
+    root.append(svg("path", {class: "edge", d: edgePath(e.points, g.engine === "dot"),
+                             "data-from": e.from, "data-to": e.to, "marker-end": "url(#arrow)"}));
   }
-  function colourGraph() {
-    for (const group of document.querySelectorAll("#graph .node")) {
-      const id = group.dataset.node, v = nodeValue(id), colour = nodeColour(v);
-      group.querySelector("rect").setAttribute("fill", colour);
-      group.dataset.color = colour;
-      group.dataset.value = typeof v === "number" ? String(v) : "";
-      const rgb = hex(colour), light = rgb[0] * 0.3 + rgb[1] * 0.59 + rgb[2] * 0.11 > 140;
-      for (const t of group.querySelectorAll("text")) t.setAttribute("fill", light ? "#111" : "#fff");
-      group.classList.toggle("chosen", id === state.node);
-    }
-    drawLegend();
+  root.prepend(svg("defs", {}, [svg("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5,
+    markerWidth: 6, markerHeight: 6, orient: "auto"}, [svg("path", {d: "M0,0L10,5L0,10z", fill: "#999"})])]));
+  for (const n of g.nodes || []) {
+    const lines = String(n.label || n.id).split(/\n|\\n/);  // DOT labels write a break as \n
+    const group = svg("g", {class: "node", "data-node": n.id, "data-layer": n.layer, "data-op": n.op,
+                            onclick: () => chooseNode(n.id)}, [
+      svg("title", {text: n.id}),
+      svg("rect", {x: n.x - n.w / 2, y: n.y - n.h / 2, width: n.w, height: n.h, rx: 4})]);
+    lines.forEach((line, i) => group.append(svg("text", {x: n.x, y: n.y + (i - (lines.length - 1) / 2) * 13 + 4,
+      "text-anchor": "middle", text: line})));
+    root.append(group);
   }
-  function drawLegend() {
-    const info = vitalInfo(), s = scale(info.key), ticks = [];
-    for (let i = 0; i <= 4; i++) {
-      ticks.push(s.log ? s.lo * Math.pow(s.hi / s.lo, i / 4) : s.lo + (s.hi - s.lo) * i / 4);
-    }
-    clear(document.getElementById("legend")).append(
-      el("div", {text: `${info.label}${s.log ? " (log scale)" : ""} over all steps; grey: no value`}),
-      el("div", {class: "legend-bar", style: `background: linear-gradient(to right, ${VIRIDIS.join(",")})`}),
-      el("div", {class: "legend-ticks"}, ticks.map(t => el("span", {class: "tick", text: fmt(t)}))));
+  clear(panel).append(root);
+  colourGraph();
+  document.getElementById("zoom-label").textContent = `${Math.round(state.zoom * 100)} %`;
+}
+function edgePath(points, spline) {
+  // Graphviz: a B-spline's 3n+1 control points, then (when one is drawn) the arrow's tip
+  const xy = p => `${p[0]},${p[1]}`;
+  if (!spline || points.length < 4) return "M" + points.map(xy).join(" L");
+  const controls = points.length - ((points.length - 1) % 3 === 0 ? 0 : 1);
+  let d = "M" + xy(points[0]);
+  for (let i = 1; i + 2 < controls; i += 3) d += ` C${xy(points[i])} ${xy(points[i + 1])} ${xy(points[i + 2])}`;
+  return d + points.slice(controls).map(p => " L" + xy(p)).join("");
+}
+function colourGraph() {
+  for (const group of document.querySelectorAll("#graph .node")) {
+    const id = group.dataset.node, v = nodeValue(id), colour = nodeColour(v);
+    group.querySelector("rect").setAttribute("fill", colour);
+    group.dataset.color = colour;
+    group.dataset.value = typeof v === "number" ? String(v) : "";
+    const rgb = hex(colour), light = rgb[0] * 0.3 + rgb[1] * 0.59 + rgb[2] * 0.11 > 140;
+    for (const t of group.querySelectorAll("text")) t.setAttribute("fill", light ? "#111" : "#fff");
+    group.classList.toggle("chosen", id === state.node);
   }
+  drawLegend();
+}
+function drawLegend() {
+  const info = vitalInfo(), s = scale(info.key), ticks = [];
+  for (let i = 0; i <= 4; i++) {
+    ticks.push(s.log ? s.lo * Math.pow(s.hi / s.lo, i / 4) : s.lo + (s.hi - s.lo) * i / 4);
+  }
+  clear(document.getElementById("legend")).append(
+    el("div", {text: `${info.label}${s.log ? " (log scale)" : ""} over all steps; grey: no value`}),
+    el("div", {class: "legend-bar", style: `background: linear-gradient(to right, ${VIRIDIS.join(",")})`}),
+    el("div", {class: "legend-ticks"}, ticks.map(t => el("span", {class: "tick", text: fmt(t)}))));
+}
 
-  // ---- header: slider, vital sign, pass, test image ---------------------------------------
-  function showStep() {
-    const p = position(), label = document.getElementById("step-label");
-    label.textContent = POSITIONS.length ? `step ${p.step} · epoch ${Number(p.epoch).toFixed(3)}` +
-      (p.lr !== undefined ? ` · lr ${fmt(p.lr)}` : "") : "no positions recorded";
-    label.dataset.step = p.step === undefined ? "" : p.step;
+// ---- header: slider, vital sign, pass, test image ---------------------------------------
+function showStep() {
+  const p = position(), label = document.getElementById("step-label");
+  label.textContent = POSITIONS.length ? `step ${p.step} · epoch ${Number(p.epoch).toFixed(3)}` +
+    (p.lr !== undefined ? ` · lr ${fmt(p.lr)}` : "") : "no positions recorded";
+  label.dataset.step = p.step === undefined ? "" : p.step;
+}
+function setup() {
+  const slider = document.getElementById("slider");
+  slider.max = Math.max(POSITIONS.length - 1, 0);
+  slider.value = state.pos;
+  slider.disabled = POSITIONS.length < 2;
+  slider.addEventListener("input", () => { state.pos = Number(slider.value); refresh(); });
+  const select = document.getElementById("vital-select");
+  for (const v of VITALS) select.append(el("option", {value: v.key, text: v.label}));
+  select.addEventListener("change", () => { state.vital = select.value; colourGraph(); renderNode(); });
+  const toggle = document.getElementById("pass-toggle");
+  toggle.addEventListener("click", () => {
+    state.pass = state.pass === "forward" ? "backward" : "forward";
+    toggle.dataset.pass = state.pass;
+    toggle.textContent = state.pass === "forward" ? "show backward graph" : "show forward graph";
+    state.zoom = null;
+    drawGraph();
+  });
+  const zoom = f => () => { state.zoom = f === null ? null : Math.min(2, Math.max(0.2, state.zoom * f)); drawGraph(); };
+  document.getElementById("zoom-in").addEventListener("click", zoom(1.25));
+  document.getElementById("zoom-out").addEventListener("click", zoom(0.8));
+  document.getElementById("zoom-fit").addEventListener("click", zoom(null));
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  const image = (DATA.test_images || [])[0];
+  if (image) {
+    document.getElementById("test-image").append(`image #${image.index}, a ${image.label} `,
+      el("img", {src: image.png, alt: `test image ${image.index}`}));
   }
-  function setup() {
-    const slider = document.getElementById("slider");
-    slider.max = Math.max(POSITIONS.length - 1, 0);
-    slider.value = state.pos;
-    slider.disabled = POSITIONS.length < 2;
-    slider.addEventListener("input", () => { state.pos = Number(slider.value); refresh(); });
-    const select = document.getElementById("vital-select");
-    for (const v of VITALS) select.append(el("option", {value: v.key, text: v.label}));
-    select.addEventListener("change", () => { state.vital = select.value; colourGraph(); renderNode(); });
-    const toggle = document.getElementById("pass-toggle");
-    toggle.addEventListener("click", () => {
-      state.pass = state.pass === "forward" ? "backward" : "forward";
-      toggle.dataset.pass = state.pass;
-      toggle.textContent = state.pass === "forward" ? "show backward graph" : "show forward graph";
-      state.zoom = null;
-      drawGraph();
-    });
-    const zoom = f => () => { state.zoom = f === null ? null : Math.min(2, Math.max(0.2, state.zoom * f)); drawGraph(); };
-    document.getElementById("zoom-in").addEventListener("click", zoom(1.25));
-    document.getElementById("zoom-out").addEventListener("click", zoom(0.8));
-    document.getElementById("zoom-fit").addEventListener("click", zoom(null));
-    for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
-    const image = (DATA.test_images || [])[0];
-    if (image) {
-      document.getElementById("test-image").append(`image #${image.index}, a ${image.label} `,
-        el("img", {src: image.png, alt: `test image ${image.index}`}));
-    }
-  }
-  function refresh() {
-    showStep(); colourGraph(); renderNode(); renderExplain();
-  }
-  function showTab(name) {
-    state.tab = name;
-    for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
-    for (const t of document.querySelectorAll(".tab")) t.hidden = t.id !== "tab-" + name;
-  }
+}
+function refresh() {
+  showStep(); colourGraph(); renderNode(); renderExplain();
+}
+function showTab(name) {
+  state.tab = name;
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const t of document.querySelectorAll(".tab")) t.hidden = t.id !== "tab-" + name;
+}
 
-  // ---- the node panel ------------------------------------------------------------------------
-  function chooseNode(id) {
-    state.node = id;
-    colourGraph(); renderNode(); showTab("node");
+// ---- the node panel ------------------------------------------------------------------------
+function chooseNode(id) {
+  state.node = id;
+  colourGraph(); renderNode(); showTab("node");
+}
+function facts(rows) {
+  return el("table", {class: "facts"}, rows.filter(r => r[1] !== undefined && r[1] !== null).map(
+    ([k, v]) => el("tr", {}, [el("td", {class: "muted", text: k}), el("td", {text: Array.isArray(v) ? shapeText(v) : String(v)})])));
+}
+function mapFigures(layer, kind, record) {
+  if (!record) return el("p", {class: "muted", text: "none recorded for this layer"});
+  const caption = el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, colours over ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])} (blue −, white 0, red +; black: not finite)`});
+  if (record.values) {  // a layer of units: one strip, one pixel per unit; a click picks the unit
+    const units = record.values.length;
+    const strip = el("img", {class: "strip", src: record.png[0], alt: `${layer} ${kind}`, "data-layer": layer, "data-kind": kind,
+                             style: `width:${Math.min(units * 8, 520)}px`,
+                             title: "click a unit", onclick: e => chooseMap(layer, Math.min(units - 1, Math.floor(e.offsetX / e.currentTarget.clientWidth * units)), kind)});
+    return el("div", {}, [caption, strip]);
   }
-  function facts(rows) {
-    return el("table", {class: "facts"}, rows.filter(r => r[1] !== undefined && r[1] !== null).map(
-      ([k, v]) => el("tr", {}, [el("td", {class: "muted", text: k}), el("td", {text: Array.isArray(v) ? shapeText(v) : String(v)})])));
+  return el("div", {}, [caption,
+    el("div", {class: "maps"}, record.png.map((src, j) => el("figure", {}, [
+      el("img", {class: "map", src, alt: `${layer} ${kind} ${j}`, "data-layer": layer, "data-map": j, "data-kind": kind,
+                 onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
+}
+function grid(values, chosenRow) {
+  const rows = Array.isArray(values) ? values.map(r => (Array.isArray(r) ? r.flat(Infinity) : [r])) : [[values]];
+  return el("table", {class: "grid"}, rows.map((r, i) => el("tr", {class: i === chosenRow ? "chosen" : null},
+    r.map(v => el("td", {text: fmt(v)})))));
+}
+function renderNode() {
+  const root = clear(document.getElementById("tab-node"));
+  const n = state.node && findNode(state.node);
+  if (!n) { root.append(el("p", {class: "muted", text: "Click a node in the graph to see its maps, kernels and checks."})); return; }
+  const layer = (DATA.layers || {})[n.layer] || {}, p = position(), info = vitalInfo(), v = nodeValue(n.id);
+  root.append(el("h2", {id: "node-title", text: `${n.id}`}),
+    facts([["op", n.op], ["pass", n.pass], ["role", n.role], ["shape", n.shape], ["layer", n.layer],
+           ["layer kind", layer.kind], ["layer shape", layer.shape], ["receptive field", layer.receptive_field]]),
+    el("p", {}, [`${info.label} at step ${p.step}: `,
+      el("span", {id: "node-value", class: "number", "data-node": n.id, "data-key": info.key,
+                  "data-value": typeof v === "number" ? String(v) : "", text: fmt(v)})]));
+  const vitals = pick(p.vitals, n.id);
+  if (vitals) root.append(facts(VITALS.map(s => [s.label, fmt(pick(vitals, s.key))])));
+  const checks = (layer.params || []).filter(q => pick(DATA.gradient_checks, q));
+  if (checks.length) {
+    root.append(el("h3", {text: "gradient check (finite differences, last position)"}), el("div", {}, checks.map(q => {
+      const c = DATA.gradient_checks[q];
+      return el("span", {class: "badge " + (c.ok ? "ok" : "bad"), "data-param": q, "data-ok": String(!!c.ok),
+        text: `${q}: relative error ${fmt(c.rel_error)} ${c.ok ? "✓" : "✗"}`});
+    })));
   }
-  function mapFigures(layer, kind, record) {
-    if (!record) return el("p", {class: "muted", text: "none recorded for this layer"});
-    const caption = el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, colours over ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])} (blue −, white 0, red +; black: not finite)`});
-    if (record.values) {  // a layer of units: one strip, one pixel per unit; a click picks the unit
-      const units = record.values.length;
-      const strip = el("img", {class: "strip", src: record.png[0], alt: `${layer} ${kind}`, "data-layer": layer, "data-kind": kind,
-                               style: `width:${Math.min(units * 8, 520)}px`,
-                               title: "click a unit", onclick: e => chooseMap(layer, Math.min(units - 1, Math.floor(e.offsetX / e.currentTarget.clientWidth * units)), kind)});
-      return el("div", {}, [caption, strip]);
-    }
-    return el("div", {}, [caption,
-      el("div", {class: "maps"}, record.png.map((src, j) => el("figure", {}, [
-        el("img", {class: "map", src, alt: `${layer} ${kind} ${j}`, "data-layer": layer, "data-map": j, "data-kind": kind,
-                   onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
+  if (n.layer) {
+    root.append(el("h3", {text: `feature maps of ${n.layer} (test image; click one: how it is computed)`}),
+      mapFigures(n.layer, "maps", pick(p.maps, n.layer)),
+      el("h3", {text: `δ maps of ${n.layer}`}), mapFigures(n.layer, "deltas", pick(p.deltas, n.layer)));
   }
-  function grid(values, chosenRow) {
-    const rows = Array.isArray(values) ? values.map(r => (Array.isArray(r) ? r.flat(Infinity) : [r])) : [[values]];
-    return el("table", {class: "grid"}, rows.map((r, i) => el("tr", {class: i === chosenRow ? "chosen" : null},
-      r.map(v => el("td", {text: fmt(v)})))));
+  for (const q of layer.params || []) {
+    const k = pick(p.kernels, q);
+    if (!k) continue;
+    const how = (k.tile ? "row j, tile i: the kernel from input map i to output map j" : "rows: outputs, columns: inputs") +
+      (k.rows !== undefined && k.rows < k.shape[0] ? `; the first ${k.rows} of ${k.shape[0]} rows` : "");
+    root.append(el("h3", {text: `${q}: shape ${shapeText(k.shape)}, colours over ${fmt(k.range[0])} … ${fmt(k.range[1])} (${how})`}),
+      el("div", {class: "maps"}, k.png.map((src, i) => zoomed(el("img", {class: "kernel", src, alt: `${q} ${i}`, "data-param": q, "data-index": i})))));
   }
-  function renderNode() {
-    const root = clear(document.getElementById("tab-node"));
-    const n = state.node && findNode(state.node);
-    if (!n) { root.append(el("p", {class: "muted", text: "Click a node in the graph to see its maps, kernels and checks."})); return; }
-    const layer = (DATA.layers || {})[n.layer] || {}, p = position(), info = vitalInfo(), v = nodeValue(n.id);
-    root.append(el("h2", {id: "node-title", text: `${n.id}`}),
-      facts([["op", n.op], ["pass", n.pass], ["role", n.role], ["shape", n.shape], ["layer", n.layer],
-             ["layer kind", layer.kind], ["layer shape", layer.shape], ["receptive field", layer.receptive_field]]),
-      el("p", {}, [`${info.label} at step ${p.step}: `,
-        el("span", {id: "node-value", class: "number", "data-node": n.id, "data-key": info.key,
-                    "data-value": typeof v === "number" ? String(v) : "", text: fmt(v)})]));
-    const vitals = pick(p.vitals, n.id);
-    if (vitals) root.append(facts(VITALS.map(s => [s.label, fmt(pick(vitals, s.key))])));
-    const checks = (layer.params || []).filter(q => pick(DATA.gradient_checks, q));
-    if (checks.length) {
-      root.append(el("h3", {text: "gradient check (finite differences, last position)"}), el("div", {}, checks.map(q => {
-        const c = DATA.gradient_checks[q];
-        return el("span", {class: "badge " + (c.ok ? "ok" : "bad"), "data-param": q, "data-ok": String(!!c.ok),
-          text: `${q}: relative error ${fmt(c.rel_error)} ${c.ok ? "✓" : "✗"}`});
-      })));
-    }
-    if (n.layer) {
-      root.append(el("h3", {text: `feature maps of ${n.layer} (test image; click one: how it is computed)`}),
-        mapFigures(n.layer, "maps", pick(p.maps, n.layer)),
-        el("h3", {text: `δ maps of ${n.layer}`}), mapFigures(n.layer, "deltas", pick(p.deltas, n.layer)));
-    }
-    for (const q of layer.params || []) {
-      const k = pick(p.kernels, q);
-      if (!k) continue;
-      const how = (k.tile ? "row j, tile i: the kernel from input map i to output map j" : "rows: outputs, columns: inputs") +
-        (k.rows !== undefined && k.rows < k.shape[0] ? `; the first ${k.rows} of ${k.shape[0]} rows` : "");
-      root.append(el("h3", {text: `${q}: shape ${shapeText(k.shape)}, colours over ${fmt(k.range[0])} … ${fmt(k.range[1])} (${how})`}),
-        el("div", {class: "maps"}, k.png.map((src, i) => zoomed(el("img", {class: "kernel", src, alt: `${q} ${i}`, "data-param": q, "data-index": i})))));
-    }
-    if (Array.isArray(layer.connections)) {
-      const inputs = 1 + Math.max(...layer.connections.flat(), 0);
-      const chosen = state.map && state.map.layer === n.layer ? state.map.index : -1;
-      root.append(el("h3", {text: "connection table (row j: the input maps output map j reads)"}),
-        el("table", {class: "grid", id: "connections"}, layer.connections.map((row, j) => el("tr", {class: j === chosen ? "chosen" : null, "data-row": j},
-          [el("td", {text: `${j}:`})].concat(Array.from({length: inputs}, (_, i) => el("td", {class: row.includes(i) ? "on" : null, text: row.includes(i) ? String(i) : "·"})))))));
-    }
-    for (const [q, s] of Object.entries(p.scalars || {})) {  // b, beta, and alpha (C3.alpha)
-      if (q.startsWith(n.layer + ".")) root.append(el("h3", {text: q}), el("div", {id: "scalars-" + q}, [grid(s)]));
-    }
+  if (Array.isArray(layer.connections)) {
+    const inputs = 1 + Math.max(...layer.connections.flat(), 0);
+    const chosen = state.map && state.map.layer === n.layer ? state.map.index : -1;
+    root.append(el("h3", {text: "connection table (row j: the input maps output map j reads)"}),
+      el("table", {class: "grid", id: "connections"}, layer.connections.map((row, j) => el("tr", {class: j === chosen ? "chosen" : null, "data-row": j},
+        [el("td", {text: `${j}:`})].concat(Array.from({length: inputs}, (_, i) => el("td", {class: row.includes(i) ? "on" : null, text: row.includes(i) ? String(i) : "·"})))))));
   }
+  for (const [q, s] of Object.entries(p.scalars || {})) {  // b, beta, and alpha (C3.alpha)
+    if (q.startsWith(n.layer + ".")) root.append(el("h3", {text: q}), el("div", {id: "scalars-" + q}, [grid(s)]));
+  }
+}
 
-  // ---- the computation panel -----------------------------------------------------------------
-  function chooseMap(layer, index, kind) {
-    state.map = {layer, index, kind};
-    renderExplain(); showTab("explain");
+// ---- the computation panel -----------------------------------------------------------------
+function chooseMap(layer, index, kind) {
+  state.map = {layer, index, kind};
+  renderExplain(); showTab("explain");
+}
+function inputLayers(layer) {
+  const g = DATA.graphs.forward, byId = {};
+  for (const n of g.nodes) byId[n.id] = n;
+  const found = new Set();
+  for (const e of g.edges) {
+    const a = byId[e.from], b = byId[e.to];
+    if (a && b && b.layer === layer && a.layer && a.layer !== layer) found.add(a.layer);
   }
-  function inputLayers(layer) {
-    const g = DATA.graphs.forward, byId = {};
-    for (const n of g.nodes) byId[n.id] = n;
-    const found = new Set();
-    for (const e of g.edges) {
-      const a = byId[e.from], b = byId[e.to];
-      if (a && b && b.layer === layer && a.layer && a.layer !== layer) found.add(a.layer);
-    }
-    return [...found];
+  return [...found];
+}
+function bigMap(src, pixel, shape) {
+  const frame = el("div", {class: "pixel-frame"}, [el("img", {src, alt: "chosen map"})]);
+  if (pixel && shape && shape.length >= 2) {
+    const h = shape[shape.length - 2], w = shape[shape.length - 1], size = 140;
+    frame.append(el("div", {class: "pixel-mark", style: `left:${pixel[1] * size / w}px;top:${pixel[0] * size / h}px;width:${size / w}px;height:${size / h}px`}));
   }
-  function bigMap(src, pixel, shape) {
-    const frame = el("div", {class: "pixel-frame"}, [el("img", {src, alt: "chosen map"})]);
-    if (pixel && shape && shape.length >= 2) {
-      const h = shape[shape.length - 2], w = shape[shape.length - 1], size = 140;
-      frame.append(el("div", {class: "pixel-mark", style: `left:${pixel[1] * size / w}px;top:${pixel[0] * size / h}px;width:${size / w}px;height:${size / h}px`}));
-    }
-    return frame;
+  return frame;
+}
+function renderStep(step, i) {
+  const parts = [el("div", {}, [el("b", {text: `${i + 1}. ${step.op || ""}`}), step.text ? ` — ${step.text}` : ""])];
+  const row = el("div", {class: "row"});
+  for (const input of step.inputs || []) {
+    row.append(el("div", {class: "input"}, [el("div", {class: "muted", text: `${input.name}${input.map !== undefined ? " map " + input.map : ""}`}), grid(input.values)]));
   }
-  function renderStep(step, i) {
-    const parts = [el("div", {}, [el("b", {text: `${i + 1}. ${step.op || ""}`}), step.text ? ` — ${step.text}` : ""])];
-    const row = el("div", {class: "row"});
-    for (const input of step.inputs || []) {
-      row.append(el("div", {class: "input"}, [el("div", {class: "muted", text: `${input.name}${input.map !== undefined ? " map " + input.map : ""}`}), grid(input.values)]));
-    }
-    for (const part of step.parts || []) {  // an op rule's explain: {label, values, weights, partial}
-      row.append(el("div", {class: "part"}, [el("div", {class: "muted", text: part.label || ""}),
-        part.values !== undefined ? grid(part.values) : null,
-        part.weights !== undefined ? el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(part.weights)]) : null,
-        part.partial !== undefined ? el("div", {}, ["→ ", el("span", {class: "number", text: fmt(part.partial)})]) : null]));
-    }
-    if (step.combine) row.append(el("div", {class: "muted", text: `combined: ${step.combine}`}));
-    if (step.weights !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(step.weights)]));
-    if (step.partial !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "partial"}), grid(step.partial)]));
-    parts.push(row);
-    if (step.result !== undefined) parts.push(el("div", {}, ["= ", el("span", {class: "number step-result", "data-value": String(num(step.result)), text: fmt(step.result)})]));
-    return el("div", {class: "step"}, parts);
+  for (const part of step.parts || []) {  // an op rule's explain: {label, values, weights, partial}
+    row.append(el("div", {class: "part"}, [el("div", {class: "muted", text: part.label || ""}),
+      part.values !== undefined ? grid(part.values) : null,
+      part.weights !== undefined ? el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(part.weights)]) : null,
+      part.partial !== undefined ? el("div", {}, ["→ ", el("span", {class: "number", text: fmt(part.partial)})]) : null]));
   }
-  function renderExplain() {
-    const root = clear(document.getElementById("tab-explain"));
-    const m = state.map;
-    if (!m) { root.append(el("p", {class: "muted", text: "Click a feature map or a δ map in the node panel to see how it is computed."})); return; }
-    const p = position(), record = pick(pick(m.kind === "maps" ? p.maps : p.deltas, m.layer), "png") ? (m.kind === "maps" ? p.maps : p.deltas)[m.layer] : null;
-    const explained = pick(pick(m.kind === "maps" ? p.explain : p.explain_delta, m.layer), String(m.index));
-    const what = m.kind === "maps" ? "feature map" : "δ map";
-    root.append(el("h2", {id: "explain-title", text: `${m.layer} ${what} ${m.index} at step ${p.step}`}));
-    const src = record && record.png[m.index];
-    if (src) root.append(bigMap(src, explained && explained.pixel, record.shape));
-    if (explained) {
-      const px = explained.pixel || [];
-      root.append(el("p", {}, [`value at pixel (${px.join(", ")}): `, el("span", {id: "explain-value", class: "number",
-        "data-value": String(num(explained.value)), text: fmt(explained.value)})]));
-      (explained.steps || []).forEach((s, i) => root.append(renderStep(s, i)));
-      return;
-    }
-    root.append(el("p", {class: "muted", text: "This op has no step-by-step explanation; its inputs and its output:"}));
-    for (const name of inputLayers(m.layer)) {
-      root.append(el("h3", {text: `input: ${name}`}), mapFigures(name, m.kind, pick(m.kind === "maps" ? p.maps : p.deltas, name)));
-    }
+  if (step.combine) row.append(el("div", {class: "muted", text: `combined: ${step.combine}`}));
+  if (step.weights !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(step.weights)]));
+  if (step.partial !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "partial"}), grid(step.partial)]));
+  parts.push(row);
+  if (step.result !== undefined) parts.push(el("div", {}, ["= ", el("span", {class: "number step-result", "data-value": String(num(step.result)), text: fmt(step.result)})]));
+  return el("div", {class: "step"}, parts);
+}
+function renderExplain() {
+  const root = clear(document.getElementById("tab-explain"));
+  const m = state.map;
+  if (!m) { root.append(el("p", {class: "muted", text: "Click a feature map or a δ map in the node panel to see how it is computed."})); return; }
+  const p = position(), record = pick(pick(m.kind === "maps" ? p.maps : p.deltas, m.layer), "png") ? (m.kind === "maps" ? p.maps : p.deltas)[m.layer] : null;
+  const explained = pick(pick(m.kind === "maps" ? p.explain : p.explain_delta, m.layer), String(m.index));
+  const what = m.kind === "maps" ? "feature map" : "δ map";
+  root.append(el("h2", {id: "explain-title", text: `${m.layer} ${what} ${m.index} at step ${p.step}`}));
+  const src = record && record.png[m.index];
+  if (src) root.append(bigMap(src, explained && explained.pixel, record.shape));
+  if (explained) {
+    const px = explained.pixel || [];
+    root.append(el("p", {}, [`value at pixel (${px.join(", ")}): `, el("span", {id: "explain-value", class: "number",
+      "data-value": String(num(explained.value)), text: fmt(explained.value)})]));
+    (explained.steps || []).forEach((s, i) => root.append(renderStep(s, i)));
+    return;
   }
-
-  // ---- charts --------------------------------------------------------------------------------
-  function chart(title, series, options) {
-    const W = 520, H = 180, L = 48, R = 110, T = 18, B = 26;
-    const pts = series.flatMap(s => s.points).filter(q => typeof q[1] === "number" && isFinite(q[1]));
-    const root = svg("svg", {class: "chart", width: W, height: H, id: options.id});
-    root.append(svg("text", {x: L, y: 12, text: title}));
-    if (!pts.length) { root.append(svg("text", {x: L, y: H / 2, text: "no values"})); return root; }
-    let [x0, x1] = [Math.min(...pts.map(q => q[0])), Math.max(...pts.map(q => q[0]))];
-    let [y0, y1] = [Math.min(...pts.map(q => q[1])), Math.max(...pts.map(q => q[1]))];
-    if (x0 === x1) { x0 -= 1; x1 += 1; }
-    if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
-    const X = x => L + (x - x0) / (x1 - x0) * (W - L - R), Y = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
-    root.append(svg("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
-      svg("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B}));
-    for (const y of [y0, (y0 + y1) / 2, y1]) root.append(svg("text", {x: L - 4, y: Y(y) + 3, "text-anchor": "end", text: fmt(y)}));
-    for (const x of [x0, (x0 + x1) / 2, x1]) root.append(svg("text", {x: X(x), y: H - B + 12, "text-anchor": "middle", text: fmt(x)}));
-    root.append(svg("text", {x: (W - R + L) / 2, y: H - 2, "text-anchor": "middle", text: options.xlabel}));
-    series.forEach((s, i) => {
-      const good = s.points.filter(q => typeof q[1] === "number" && isFinite(q[1]));
-      const colour = s.colour || `hsl(${(i * 47) % 360},65%,42%)`;
-      if (good.length > 1) root.append(svg("polyline", {class: "series", stroke: colour, points: good.map(q => `${X(q[0])},${Y(q[1])}`).join(" ")}));
-      for (const q of good.length < 12 ? good : []) root.append(svg("circle", {cx: X(q[0]), cy: Y(q[1]), r: 2.5, fill: colour}));
-      if (series.length <= 8) root.append(svg("text", {x: W - R + 6, y: T + 12 * i + 8, fill: colour, text: s.name}));
-    });
-    return root;
+  root.append(el("p", {class: "muted", text: "This op has no step-by-step explanation; its inputs and its output:"}));
+  for (const name of inputLayers(m.layer)) {
+    root.append(el("h3", {text: `input: ${name}`}), mapFigures(name, m.kind, pick(m.kind === "maps" ? p.maps : p.deltas, name)));
   }
-  function flat(values) { return Array.isArray(values) ? values.flat(Infinity) : [values]; }
-  function history(records, key, name) {  // [{step, key: number or nested list}] -> one series per entry
-    const width = records.length ? flat(records[0][key]).length : 0;
-    return Array.from({length: width}, (_, i) => ({name: width > 1 ? `${name}[${i}]` : name,
-      points: records.map(r => [r.step, num(flat(r[key])[i])])}));
-  }
-
-  // ---- the training panel --------------------------------------------------------------------
-  function renderTraining() {
-    // curves: metrics.json's "epochs" list (test error beside it), or {"epochs", "test_error"}
-    const root = document.getElementById("tab-training"), curves = DATA.curves || [];
-    const epochs = Array.isArray(curves) ? curves : (curves.epochs || []);
-    const testError = num(Array.isArray(curves) ? DATA.test_error : curves.test_error);
-    const last = epochs.length ? epochs[epochs.length - 1].epoch : 1;
-    const errors = ["train_error", "val_error"].map((k, i) => ({name: k.replace("_", " "), colour: ["#3a6ea5", "#c8671b"][i],
-      points: epochs.map(e => [e.epoch, num(e[k])])}));
-    if (typeof testError === "number") errors.push({name: "test error", colour: "#2b8a3e", points: [[last, testError]]});
-    root.append(el("h2", {text: "training curves"}), chart("error", errors, {xlabel: "epoch", id: "curve-error"}),
-      chart("training loss", [{name: "train loss", colour: "#3a6ea5", points: epochs.map(e => [e.epoch, num(e.train_loss)])}], {xlabel: "epoch", id: "curve-loss"}));
-    renderConfusion(root);
-    const alpha = DATA.alpha_history || {}, sdlm = DATA.sdlm_steps || {};
-    root.append(el("h2", {text: "α over training (learned connections)"}));
-    if (!Object.keys(alpha).length) root.append(el("p", {class: "muted", text: "this model learns no connection weights"}));
-    for (const [layer, records] of Object.entries(alpha)) root.append(chart(`${layer}: α`, history(records, "alpha", "α"), {xlabel: "step", id: "alpha-" + layer}));
-    root.append(el("h2", {text: "SDLM step sizes"}));
-    if (!Object.keys(sdlm).length) root.append(el("p", {class: "muted", text: "this run did not use SDLM"}));
-    for (const [layer, records] of Object.entries(sdlm)) root.append(chart(`${layer}: step size`, history(records, "value", "step"), {xlabel: "step", id: "sdlm-" + layer}));
-  }
-  function renderConfusion(root) {
-    const c = DATA.confusion;
-    root.append(el("h2", {text: "confusion matrix (rows: true label, columns: predicted; click a cell: its images)"}));
-    if (!c || !c.matrix) { root.append(el("p", {class: "muted", text: "no confusion matrix"})); return; }
-    const images = el("div", {id: "confusion-images"});
-    const classes = c.matrix.length;
-    const header = el("tr", {}, [el("th", {text: "t\\p"})].concat(Array.from({length: classes}, (_, j) => el("th", {text: String(j)}))));
-    const rows = c.matrix.map((row, t) => {
-      const total = row.reduce((a, b) => a + b, 0) || 1;
-      return el("tr", {}, [el("th", {text: String(t)})].concat(row.map((count, p) => el("td", {
-        class: t === p ? "diag" : null, "data-true": t, "data-pred": p, text: String(count),
-        style: `background: ${count ? (t === p ? "rgba(58,110,165," : "rgba(200,103,27,") + (0.15 + 0.85 * count / total).toFixed(3) + ")" : "#fff"}`,
-        onclick: event => showCell(event.currentTarget, t, p, images)}))));
-    });
-    root.append(el("table", {id: "confusion"}, [header, ...rows]), images);
-  }
-  function showCell(cell, t, p, images) {
-    for (const other of document.querySelectorAll("#confusion td.chosen")) other.classList.remove("chosen");
-    cell.classList.add("chosen");
-    const list = pick(DATA.confusion.images, `${t},${p}`) || [];
-    clear(images).append(el("p", {id: "confusion-caption", text: `true ${t}, predicted ${p}: ${DATA.confusion.matrix[t][p]} test images, ${list.length} shown`}),
-      el("div", {class: "maps"}, list.map(im => el("figure", {}, [el("img", {class: "thumb", src: im.png, alt: `test image ${im.index}`, "data-index": im.index}), el("figcaption", {text: `#${im.index}`})]))));
-  }
-
-  // ---- why it is wrong, the model, the divergence banner ---------------------------------------
-  function renderMistakes() {
-    const root = document.getElementById("tab-mistakes"), mistakes = DATA.mistakes || [];
-    root.append(el("h2", {text: "the most confidently wrong test images"}),
-      el("p", {class: "muted", text: "saliency: |dE/dx| by the derived backward graph; occlusion: the drop in the true class's probability when a patch is hidden"}));
-    if (!mistakes.length) root.append(el("p", {class: "muted", text: "no mistakes on the test images"}));
-    root.append(el("div", {class: "cards"}, mistakes.map(m => el("div", {class: "mistake", "data-index": m.index}, [
-      el("div", {text: `#${m.index}: true ${m.label}, predicted ${m.predicted} (${fmt(100 * num(m.confidence))} %)`}),
-      el("div", {class: "row"}, [["image", m.png], ["saliency", m.saliency_png], ["occlusion", m.occlusion_png]].map(
-        ([name, src]) => el("figure", {}, [el("img", {class: "thumb", src, alt: `${name} of test image ${m.index}`, "data-kind": name}), el("figcaption", {text: name})])))]))));
-  }
-  function renderModel() {
-    const root = document.getElementById("tab-model"), run = DATA.run || {}, model = DATA.model || {};
-    root.append(el("h2", {text: "run"}), facts([["folder", run.dir], ["backend", run.backend], ["dtype", run.dtype], ["epochs", run.epochs],
-      ["steps per epoch", run.steps_per_epoch], ["page made in", run.made_in_s !== undefined ? fmt(run.made_in_s) + " s" : undefined],
-      ["model file", model.file], ["model hash", model.hash]]), el("h2", {text: "model"}), el("pre", {class: "model", text: model.text || ""}));
-  }
-  function renderDivergence() {
-    const d = DATA.divergence, banner = document.getElementById("divergence");
-    if (!d) return;
-    banner.hidden = false;
-    banner.append(el("b", {text: "This run diverged. "}), `epoch ${d.epoch}: ${d.reason || ""}`);
-    const bad = d.first_bad;
-    if (!bad) return;
-    const where = ["step", "global_step"].filter(k => bad[k] !== undefined).map(k => `${k.replace("_", " ")} ${bad[k]}`).join(", ");
-    banner.append(el("div", {id: "first-bad"}, [`first non-finite value: the ${bad.pass} pass, node `,
-      el("a", {href: "#", "data-node": bad.node, text: bad.node, onclick: e => { e.preventDefault(); if (findNode(bad.node)) chooseNode(bad.node); }}),
-      ` (${bad.op}${bad.layer ? ", layer " + bad.layer : ""})${where ? ", " + where : ""}; its inputs: ` +
-      (bad.inputs || []).map(i => `${i.name} ${shapeText(i.shape)} in [${fmt(i.min)}, ${fmt(i.max)}]${i.nan ? " NaN" : ""}${i.inf ? " inf" : ""}`).join("; ")]));
-  }
-
-  function renderNotes() {  // what the page could not show, and why (no snapshots, ...)
-    const notes = DATA.notes || [], box = document.getElementById("notes");
-    box.hidden = !notes.length;
-    for (const note of notes) box.append(el("div", {text: note}));
-  }
-
-  setup();
-  renderNotes();
-  renderDivergence();
-  drawGraph();
-  showStep();
-  renderNode();
-  renderExplain();
-  renderMistakes();
-  renderTraining();
-  renderModel();
-  showTab("node");
-})();
+}
