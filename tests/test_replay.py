@@ -107,9 +107,11 @@ def test_distortions_replay_too(tmp_path, mnist):
 
 def test_chosen_positions_in_order_each_once(tmp_path, mnist):
     seen = _train(tmp_path, mnist, every=5)
-    _assert_replays(tmp_path, seen, positions=[12, 2, 9, 2, 7])
+    _assert_replays(tmp_path, seen, positions=[12, 2, 9, 2, np.int64(7)])
     with pytest.raises(CnnError, match="position 13 is not a step of this run"):
         list(replay_positions(load_run(tmp_path), [13]))
+    with pytest.raises(CnnError, match="positions must be whole numbers"):
+        list(replay_positions(load_run(tmp_path), [2.5]))
 
 
 def test_an_interrupted_run_replays_the_steps_it_took(tmp_path, mnist):
@@ -147,6 +149,14 @@ def test_missing_data_is_named(tmp_path, mnist):
     _train(tmp_path, mnist, limit=100, epochs=1)
     path = _edit_record(tmp_path, data=str(tmp_path / "gone"))
     with pytest.raises(CnnError, match="gone is missing") as caught:
+        load_run(tmp_path)
+    assert caught.value.where == str(path)
+
+
+def test_other_data_than_the_run_read_is_refused(tmp_path, mnist):
+    _train(tmp_path, mnist, limit=100, epochs=1)
+    path = _edit_record(tmp_path, limit_train=200)
+    with pytest.raises(CnnError, match="now holds 200 images") as caught:
         load_run(tmp_path)
     assert caught.value.where == str(path)
 

@@ -13,6 +13,7 @@ the same backend, threads and shards (ordered reduction, or any reduction on one
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def load_run(run_dir, registry=None, splits=None) -> RunRecord:
     if splits is None:
         splits = _read_data(model, cfg, info, ckpt.preprocessing, folder / RUN)
     train, validation, test = splits
+    if -(-len(train) // cfg.batch) != info["steps_per_epoch"]:
+        raise DataError(f"the training set now holds {len(train)} images, {cfg.batch} a "
+                        f"batch, where the run took {info['steps_per_epoch']} steps an epoch",
+                        where=str(folder / RUN), hint="replay with the data the run read")
     return RunRecord(Path(run_dir), model, cfg, info["positions"],
                      _trained(Path(run_dir), info, files), info["steps_per_epoch"],
                      info["epochs"], files, info, train, validation, test)
@@ -105,9 +110,13 @@ def replay_positions(record: RunRecord, positions=None):
     that is nearer."""
     if positions is None:
         positions = [g for g in record.positions if g <= record.trained]
-    wanted = sorted(set(positions))
     last = record.steps_per_epoch * record.epochs
-    outside = [g for g in wanted if not (isinstance(g, int) and 1 <= g <= last)]
+    try:
+        wanted = sorted({operator.index(g) for g in positions})
+    except TypeError:
+        raise CnnError(f"positions must be whole numbers, got {list(positions)}",
+                       where="positions") from None
+    outside = [g for g in wanted if not 1 <= g <= last]
     if outside:
         raise CnnError(f"position {outside[0]} is not a step of this run (1 to {last})",
                        where="positions")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 
 from ..core.errors import UsageError
+from ..core.outputs import writing
 from .checkpoint import save_checkpoint
 from .loop import write_json
 
@@ -35,7 +35,7 @@ SNAPSHOTS = 50
 def positions(steps_per_epoch: int, epochs: int, count: int = SNAPSHOTS) -> list[int]:
     """At most ``count`` distinct global steps from 1 to the last, both included,
     spaced geometrically: every step while the geometric spacing from there to the
-    last step is under one, then ever wider.  The same for the same steps per epoch and epochs (a resumed run)."""
+    last step is under one, then ever wider.  A resumed run computes the same."""
     last = steps_per_epoch * epochs
     if count < 1 or last < 1:
         return []
@@ -125,10 +125,11 @@ class SnapshotKeeper:
                 "epochs": trainer.cfg.epochs, "every": self.every, **self.record}
         old = self._old_record()
         same = old is not None and _replayable(old) == _replayable(info)
-        if done == 0 or not same:  # a fresh run, or another one: never mix them
-            for path in snapshot_files(self.folder).values():
-                path.unlink()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with writing(self.folder, "the snapshots"):
+            if done == 0 or not same:  # a fresh run, or another one: never mix them
+                for path in snapshot_files(self.folder).values():
+                    path.unlink()
+            self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / RUN, info)
         # a base to walk from, unless the folder holds the steps before this one
         if done < steps * trainer.cfg.epochs and (done + 1 in self.kept or not same):
@@ -151,14 +152,16 @@ class SnapshotKeeper:
 
     def _old_record(self) -> dict | None:
         try:
-            return json.loads((self.folder / RUN).read_text())
+            old = json.loads((self.folder / RUN).read_text())
         except (OSError, ValueError):
             return None
+        return old if isinstance(old, dict) else None
 
 
 def _replayable(info: dict) -> dict:
     """What must stay the same for a resumed run to add to a folder's snapshots: all
-    but the positions, which follow the epochs (a resume may add some)."""
+    but the positions, which follow the epochs (a resume may add some), and the model
+    file's name (the network hash stands for it)."""
     config = {k: v for k, v in info.get("config", {}).items() if k != "epochs"}
-    return {**{k: v for k, v in info.items() if k not in ("positions", "epochs")},
+    return {**{k: v for k, v in info.items() if k not in ("positions", "epochs", "model_file")},
             "config": config}
