@@ -5,6 +5,7 @@ images, the graph, a sweep's hparams; and logging changes nothing the run comput
 import importlib.util
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -119,6 +120,18 @@ def test_run_flag_writes_logs_at_its_cadence(tmp_path, mnist, capsys):
     assert "saturated/C1" in events.Tags()["scalars"]       # sigmoid
     assert "saturated/S2" not in events.Tags()["scalars"]   # identity
     assert "grad_norm/S2" not in events.Tags()["scalars"]   # no parameters
+
+
+@needs_tensorboard
+def test_only_rank_0_writes(tmp_path):
+    from cnngraph.tools.tensorboard import TensorBoardLogger
+    model = compile_model("models/dlt.cnn")
+    logger = TensorBoardLogger(tmp_path / "tb", model, every=1)
+    other_rank = SimpleNamespace(world=SimpleNamespace(is_root=False))
+    logger.on_start(other_rank, 3)
+    logger.on_epoch(other_rank, {"epoch": 1})
+    logger.on_end(other_rank, {"test_error": 0.5})
+    assert not (tmp_path / "tb").exists()
 
 
 def test_missing_tensorboardx_is_an_error_before_training(tmp_path, monkeypatch, capsys):
