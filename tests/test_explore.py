@@ -219,6 +219,19 @@ def test_a_run_without_snapshots_gets_one_position_and_a_note(runs):
     assert set(found["positions"][0]) == POSITION_KEYS
 
 
+def test_a_diverged_run_without_checkpoint_names_the_first_bad_node(data, tmp_path):
+    from cnngraph.training.divergence import Diverged
+    with pytest.raises(Diverged):
+        train(data, tmp_path / "div", "lenet5", batch=16, lr=1e30)
+    assert not (tmp_path / "div" / "checkpoint.npz").exists()
+    found = collect(tmp_path / "div")
+    json.dumps(found, allow_nan=False)
+    first_bad = found["divergence"]["first_bad"]
+    assert first_bad["pass"] in ("forward", "backward", "update") and first_bad["node"]
+    assert found["notes"] and found["positions"]
+    assert found["positions"][-1]["step"] < first_bad["global_step"]
+
+
 def test_sdlm_step_sizes_are_rate_over_mu_plus_curvature():
     from cnngraph.compiler.program import compile_model
     from cnngraph.explore.results import sdlm_steps

@@ -16,6 +16,8 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..core.errors import CnnError, UsageError
 from ..core.outputs import check_output_file, write_text
 from ..tools import explain
@@ -45,26 +47,37 @@ def collect(run_dir, positions=None, image: int = 0, data=None) -> dict:
     takes it; None: the train block's, then $CNNGRAPH_DATA, then the cache); a run
     with snapshots reads the one it recorded."""
     started = time.perf_counter()
+    with np.errstate(all="ignore"):  # a diverging run's values overflow: shown as they are
+        found = _gather(run_dir, positions, image, data)
+    found["run"]["made_in_s"] = round_sig(time.perf_counter() - started)
+    return found
+
+
+def _gather(run_dir, positions, image, data) -> dict:
     run = open_run(run_dir, data)
     model, cfg, test = run["model"], run["cfg"], run["test"]
     if not 0 <= image < len(test):
         raise UsageError(f"--image must be a test image from 0 to {len(test) - 1}, got {image}")
     picked = results.test_image(test, image)
-    stops = list(replayed(run, positions) if run["record"] is not None
-                 else [checkpoint_position(run)])
+    stops = list(replayed(run, positions)) if run["record"] is not None else []
+    if not stops:  # no snapshots, or the run diverged in its first step
+        stops = [stepless_position(run)]
     views = [position_view(model, at, picked) for at, _ in stops]
     last = stops[-1][0]
     checks = explain.gradient_checks(model, last.params, last.x[:CHECKED_IMAGES],
                                      last.t[:CHECKED_IMAGES])
-    final = run["ckpt"].params
+    # the trained parameters: the checkpoint's, or after the last replayed step for a
+    # run that stopped (diverged) before writing one
+    final = run["ckpt"].params if run["ckpt"] is not None else \
+        (last.params_after if last.params_after is not None else last.params)
     metrics = run["metrics"]
-    file = run["ckpt"].model_file or model.file  # the file it was trained from
-    data = {
+    file = run["file"] or model.file  # the file it was trained from
+    return {
         "format": 1, "title": f"{Path(file).name} · {Path(run_dir).resolve().name}",
         "model": {"file": file, "hash": model.network_hash(), "text": model.spec.text},
         "run": {"dir": str(run_dir), "backend": run["backend"], "dtype": cfg.dtype,
                 "epochs": cfg.epochs, "steps_per_epoch": run["steps"],
-                "made_in_s": 0.0},
+                "made_in_s": None},
         "notes": run["notes"],
         "graphs": {"forward": layout_graph(model.graph, model.registry),
                    "backward": layout_graph(model.training.graph, model.registry)},
@@ -83,8 +96,6 @@ def collect(run_dir, positions=None, image: int = 0, data=None) -> dict:
                                          [(at.step, at.lr, h) for at, h in stops]),
         "divergence": round_sig(metrics.get("divergence")),
     }
-    data["run"]["made_in_s"] = round_sig(time.perf_counter() - started)
-    return data
 
 
 def write_page(run_dir, out=None, image: int = 0, data=None) -> Path:
@@ -104,19 +115,24 @@ def open_run(run_dir, data=None) -> dict:
     if not run_dir.is_dir():
         raise UsageError("no such run folder" if not run_dir.exists() else "not a folder",
                          where=str(run_dir), hint="give the --out folder of a 'run'")
-    if not (run_dir / CHECKPOINT).is_file():
-        raise UsageError(f"the folder holds no {CHECKPOINT}, so it is not a run folder (or its "
-                         "run stopped before its first checkpoint)", where=str(run_dir),
+    snapshots, checkpoint = (run_dir / FOLDER / RUN).is_file(), (run_dir / CHECKPOINT).is_file()
+    if not (snapshots or checkpoint):
+        raise UsageError(f"the folder holds no {CHECKPOINT} and no snapshots, so it is not a "
+                         "run folder (or its run stopped before it trained)", where=str(run_dir),
                          hint="give the --out folder of a 'run' that trained at least a step")
     metrics = _read_metrics(run_dir / METRICS)
-    if (run_dir / FOLDER / RUN).is_file():
+    if snapshots:
         from ..training.replay import load_run
         record = load_run(run_dir)
         model, cfg, test = record.model, record.config, record.test
-        ckpt = load_checkpoint(run_dir / CHECKPOINT, model.network_hash())
+        ckpt = load_checkpoint(run_dir / CHECKPOINT, model.network_hash()) if checkpoint \
+            else None
+        notes = [] if checkpoint else [
+            f"This run stopped before it wrote {CHECKPOINT}: the confusion matrix and the "
+            "mistakes are those of the parameters after the last step replayed."]
         return {"model": model, "ckpt": ckpt, "metrics": metrics, "cfg": cfg, "test": test,
-                "record": record, "backend": record.info["backend"],
-                "steps": record.steps_per_epoch, "notes": []}
+                "record": record, "backend": record.info["backend"], "notes": notes,
+                "steps": record.steps_per_epoch, "file": record.info.get("model_file")}
     model, ckpt = embedded_model(run_dir / CHECKPOINT, backend="auto")
     cfg = _train_config(model, metrics, ckpt)
     # recorded constants map the test images alone; else they are fitted to the
@@ -129,8 +145,8 @@ def open_run(run_dir, data=None) -> dict:
              "--snapshots 0), so the page shows one position, its checkpoint, and has no "
              "step slider."]
     return {"model": model, "ckpt": ckpt, "metrics": metrics, "cfg": cfg, "test": test,
-            "record": None, "backend": model.backend.name,
-            "steps": _steps_per_epoch(metrics, cfg), "notes": notes}
+            "record": None, "backend": model.backend.name, "notes": notes,
+            "steps": _steps_per_epoch(metrics, cfg), "file": ckpt.model_file}
 
 
 def _read_metrics(path: Path) -> dict:
@@ -178,10 +194,15 @@ def replayed(run, positions):
                  event.params, event.grads, event.x, event.t), state.get("curvature")
 
 
-def checkpoint_position(run):
-    """(`At`, curvature) for the checkpoint alone: no step, so its vitals are read on
+def stepless_position(run):
+    """(`At`, curvature) for the checkpoint alone, or the first snapshot when there is
+    none (a run that diverged in its first step): no step, so its vitals are read on
     the first test images and its parameters get no update ratio."""
-    ckpt, cfg, test = run["ckpt"], run["cfg"], run["test"]
+    cfg, test, ckpt = run["cfg"], run["test"], run["ckpt"]
+    if ckpt is None:
+        record = run["record"]
+        ckpt = load_checkpoint(record.snapshots[min(record.snapshots)],
+                               run["model"].network_hash())
     params = {k: v.astype(cfg.dtype) for k, v in ckpt.params.items()}
     steps = run["steps"] or 0
     g = ckpt.epoch * steps + ckpt.step
