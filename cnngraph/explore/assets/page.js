@@ -227,7 +227,10 @@ function mapFigures(layer, kind, record) {
                  onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
 }
 function grid(values, chosenRow) {
-  const rows = Array.isArray(values) ? values.map(r => (Array.isArray(r) ? r.flat(Infinity) : [r])) : [[values]];
+  // a number: one cell; a list of numbers (b, β): rows of ten; nested lists: a row per entry
+  const rows = !Array.isArray(values) ? [[values]] : values.some(Array.isArray)
+    ? values.map(r => (Array.isArray(r) ? r.flat(Infinity) : [r]))
+    : Array.from({length: Math.ceil(values.length / 10)}, (_, i) => values.slice(10 * i, 10 * i + 10));
   return el("table", {class: "grid"}, rows.map((r, i) => el("tr", {class: i === chosenRow ? "chosen" : null},
     r.map(v => el("td", {text: fmt(v)})))));
 }
