@@ -95,7 +95,8 @@ def cmd_run(args) -> int:
                            limit_train=args.limit_train, limit_test=args.limit_test,
                            workers=args.threads, weights=args.weights, resume=args.resume,
                            plots=args.plots, threshold=args.threshold,
-                           report=RunPrinter(args.model, args.quiet), should_stop=stop,
+                           report=RunPrinter(args.model, args.quiet, args.tensorboard),
+                           should_stop=stop,
                            world=world, reduction=args.reduction, observers=observers,
                            snapshots=args.snapshots,
                            snapshot_every=args.snapshot_every)
