@@ -246,6 +246,13 @@ def test_sdlm_step_sizes_are_rate_over_mu_plus_curvature():
 
 # ---- the command ---------------------------------------------------------------------------
 
+def test_run_ends_with_the_command_that_makes_the_page(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(ROOT / "models" / "dlt.cnn"), "--data", str(data), "--batch", "16", "--no-plots",
+                 "--snapshots", "2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"explore: python -m cnngraph explore {out}"
+
+
 def test_explore_writes_the_page_and_says_where(runs, tmp_path, capsys):
     folder, _ = runs["dlt"]
     out = tmp_path / "page.html"

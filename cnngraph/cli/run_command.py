@@ -108,6 +108,8 @@ def cmd_run(args) -> int:
             print(format_error(e), file=sys.stderr)
             print(f"the good epochs and the divergence are in {Path(args.out) / METRICS}",
                   file=sys.stderr)
+            if args.snapshots:  # its page replays the steps before and names the bad node
+                print(f"explore: python -m cnngraph explore {args.out}", file=sys.stderr)
             return DIVERGED
     return 0
 
