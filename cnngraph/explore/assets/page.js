@@ -227,7 +227,9 @@ function mapFigures(layer, kind, record) {
                  onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
 }
 function grid(values, chosenRow) {
-  // a number: one cell; a list of numbers (b, β): rows of ten; nested lists: a row per entry
+  // a number: one cell; a list of numbers (b, β): rows of ten; nested lists: a row per entry,
+  // once axes of length one are dropped (a kernel k_ij read as 1×5×5)
+  while (Array.isArray(values) && values.length === 1 && Array.isArray(values[0])) values = values[0];
   const rows = !Array.isArray(values) ? [[values]] : values.some(Array.isArray)
     ? values.map(r => (Array.isArray(r) ? r.flat(Infinity) : [r]))
     : Array.from({length: Math.ceil(values.length / 10)}, (_, i) => values.slice(10 * i, 10 * i + 10));
