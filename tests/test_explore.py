@@ -54,10 +54,11 @@ def train(data, out, model, snapshots=50, **config):
 
 @pytest.fixture(scope="module")
 def runs(data, tmp_path_factory):
-    """{name: (run folder, collected data)}: 4 steps of dlt (batch 16), 8 of LeNet-5
-    over two epochs, 4 of learned C3, and LeNet-5 without snapshots."""
+    """{name: (run folder, collected data)}: 4 steps of dlt (batch 16, SDLM), 8 of
+    LeNet-5 over two epochs, 4 of learned C3, and LeNet-5 without snapshots."""
     base = tmp_path_factory.mktemp("runs")
-    made = {"dlt": train(data, base / "dlt", "dlt", batch=16),
+    made = {"dlt": train(data, base / "dlt", "dlt", batch=16, lr=0.01,
+                         optimizer=("sdlm", {"samples": 20})),
             "lenet5": train(data, base / "lenet5", "lenet5", epochs=2, batch=16),
             "learned_c3": train(data, base / "learned_c3", "learned_c3"),
             "plain": train(data, base / "plain", "lenet5", snapshots=0)}
@@ -232,6 +233,15 @@ def test_a_diverged_run_without_checkpoint_names_the_first_bad_node(data, tmp_pa
     assert found["positions"][-1]["step"] < first_bad["global_step"]
 
 
+def test_an_sdlm_run_shows_its_step_sizes_at_every_position(runs):
+    _, found = runs["dlt"]
+    assert set(found["sdlm_steps"]) == {"C1", "C3", "out"}
+    for history in found["sdlm_steps"].values():
+        assert [h["step"] for h in history] == [p["step"] for p in found["positions"]]
+        assert all(0 < h["value"] <= 0.01 / 0.02 for h in history)
+    assert runs["lenet5"][1]["sdlm_steps"] == {}
+
+
 def test_sdlm_step_sizes_are_rate_over_mu_plus_curvature():
     from cnngraph.compiler.program import compile_model
     from cnngraph.explore.results import sdlm_steps
@@ -248,8 +258,8 @@ def test_sdlm_step_sizes_are_rate_over_mu_plus_curvature():
 
 def test_run_ends_with_the_command_that_makes_the_page(data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", str(ROOT / "models" / "dlt.cnn"), "--data", str(data), "--batch", "16", "--no-plots",
-                 "--snapshots", "2", "--out", str(out)]) == 0
+    assert main(["run", str(ROOT / "models" / "dlt.cnn"), "--data", str(data), "--batch", "16",
+                 "--no-plots", "--snapshots", "2", "--out", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"explore: python -m cnngraph explore {out}"
 
 

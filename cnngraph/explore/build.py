@@ -208,7 +208,8 @@ def stepless_position(run):
     g = ckpt.epoch * steps + ckpt.step
     curvature = {k[len("curvature/"):]: v for k, v in ckpt.optimizer.items()
                  if k.startswith("curvature/")} or None
-    at = At(g, g / steps if steps else float(ckpt.epoch), learning_rate(cfg, max(0, ckpt.epoch - 1)),
+    epoch = g / steps if steps else float(ckpt.epoch)
+    at = At(g, epoch, learning_rate(cfg, ckpt.epoch if ckpt.step else max(0, ckpt.epoch - 1)),
             params, None, None, test.images[:CHECKPOINT_BATCH], test.targets[:CHECKPOINT_BATCH])
     return at, curvature
 

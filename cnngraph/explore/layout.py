@@ -53,7 +53,8 @@ def dot_text(nodes, edges) -> str:
     """DOT for the layout: boxes sized by their labels, one cluster per layer, no
     edge labels (the page draws shapes on the nodes)."""
     lines = ["digraph G {", "  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.35];",
-             '  node [shape=box, fontname="Helvetica", fontsize=10, height=0.3, margin="0.08,0.04"];']
+             '  node [shape=box, fontname="Helvetica", fontsize=10, height=0.3, '
+             'margin="0.08,0.04"];']
     clusters: dict = {}
     for i, node in enumerate(nodes):
         line = f"n{i} [label={_quote(node['label'])}];"

@@ -56,7 +56,8 @@ def node_vitals(model, params_before, params_after, grads, x, t) -> dict:
         run_plan(plan, model.feeds(params_before, x, t), x.dtype, watch)
     signs[model.roles.input] = _activation(x, None, {})
     for name, before in params_before.items():
-        entry = {"activation_mean": float(np.mean(before)), "activation_std": float(np.std(before))}
+        entry = {"activation_mean": float(np.mean(before)),
+                 "activation_std": float(np.std(before))}
         if grads is not None:
             entry["grad_norm"] = _norm(grads[name])
             entry["update_ratio"] = update_ratio(before, params_after[name])
