@@ -36,11 +36,19 @@ def first_nonfinite(plan: Plan, feeds: Mapping[str, np.ndarray], dtype=np.float6
     for name in plan.sources:
         if not np.isfinite(feeds[name]).all():
             return name
+    found = first_nonfinite_step(plan, feeds, dtype)
+    return found[0].node if found else None
+
+
+def first_nonfinite_step(plan: Plan, feeds: Mapping[str, np.ndarray], dtype=np.float64):
+    """(step, its input values in order) of the first step whose output holds NaN or
+    an infinity, whatever the fed values hold, or None; floating-point warnings are
+    silenced (the diagnosis reports them)."""
     bad = []
 
     def watch(step, value, env):
         if not np.isfinite(value).all():
-            bad.append(step.node)
+            bad.append((step, [env[i] for i in step.inputs]))
             return True
         return False
     with np.errstate(all="ignore"):

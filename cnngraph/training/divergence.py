@@ -63,14 +63,17 @@ def beginning(epoch: int, first_batch: tuple | None, history: list) -> tuple | N
     return history[0]["train_loss"], history[0]["train_error"], "epoch 1"
 
 
-def record(epoch: int, loss: float | None, error: float | None, began, reason: str) -> dict:
+def record(epoch: int, loss: float | None, error: float | None, began, reason: str,
+           first_bad: dict | None = None) -> dict:
     """What metrics.json's ``divergence`` says: the 1-based epoch, its training loss
     and error (None when not finite), where the run began and its loss and error
-    there, why."""
+    there, why, and for a NaN or an infinity the first node whose value became so
+    (`provenance.find_first_bad`'s dict with its 1-based "epoch", "step" and
+    "global_step"; None otherwise)."""
     began = began or (None, None, None)
     return {"epoch": epoch + 1, "train_loss": loss, "train_error": error,
             "start": began[2], "start_loss": began[0], "start_error": began[1],
-            "reason": reason}
+            "reason": reason, "first_bad": first_bad}
 
 
 def kept(checkpoint: Path | None) -> str:

@@ -23,16 +23,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..compiler.program import make_plan
 from ..core import outputs
 from ..core.errors import CnnError, DataError
 from ..language.settings import TrainConfig
-from ..runtime.execute import first_nonfinite
 from .augment import Augmenter
 from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
 from .divergence import Diverged, beginning, check_epoch, kept, record, reported_at
 from .observe import StepEvent, notify
 from .parallel import reduction_for
+from .provenance import describe, find_first_bad, finite, update_finite
 from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
 from .world import SINGLE
@@ -246,11 +245,12 @@ class Trainer:
             x, t = train.images[idx], train.targets[idx]
             if self.augment is not None:
                 x = self.augment(x, self.epoch, self.step, train)
-            params, state, stats = train_step(self.model, self.params, self.state, (x, t),
-                                              self.optimizer, lr, self.reduce)
-            if not (math.isfinite(stats.loss)
-                    and all(np.isfinite(g).all() for g in stats.grads.values())):
-                raise self._diverged(stats.loss, x, t)
+            with np.errstate(all="ignore"):  # a NaN is diagnosed below, not warned about
+                params, state, stats = train_step(self.model, self.params, self.state,
+                                                  (x, t), self.optimizer, lr, self.reduce)
+            if not (math.isfinite(stats.loss) and finite(stats.grads.values())
+                    and update_finite(params, state, self.params, self.state)):
+                raise self._diverged(stats, x, t, lr, steps)
             before, self.params, self.state = self.params, params, state
             self.last_batch = (x, stats.grads)
             if self.epoch == 0 and self.step == 0:
@@ -276,22 +276,27 @@ class Trainer:
                 raise Interrupted(f"stopped at epoch {self.epoch + 1}, step {self.step}")
         sums["seconds"] += time.perf_counter() - started
 
-    def _diverged(self, loss, x, t) -> Diverged:
-        """The error for a step whose loss or gradient is not finite, naming the first op
-        whose output went bad (found by replaying the step with a check after each op)
-        at its layer's place in the model file.  Nothing is saved, so the last good
-        checkpoint stays as it was."""
+    def _diverged(self, stats, x, t, lr, steps) -> Diverged:
+        """The error for a step whose loss, gradient or update is not finite, naming the
+        first node whose value went bad (`provenance`) at its layer's place in the model
+        file.  Nothing is saved, so the last good checkpoint stays as it was."""
         path = self.out / CHECKPOINT if self.out is not None else None
-        graph, node = first_bad_value(self.model, self.params, x, t)
-        return Diverged(f"the loss or a gradient became NaN or infinite at epoch "
-                        f"{self.epoch + 1}, step {self.step + 1} (loss {loss}); replaying the "
-                        f"step, {_describe_bad(graph, node)}",
-                        graph.nodes[node]["span"] if node is not None else None,
-                        where=reported_at(path),
-                        hint=f"lower the learning rate; {kept(path)}",
+        what = "the loss or a gradient" if not (math.isfinite(stats.loss) and finite(
+            stats.grads.values())) else "the optimizer's update of a parameter"
+        found = find_first_bad(self.model, self.params, self.state, x, t, self.optimizer, lr,
+                               stats.grads)
+        at = {"epoch": self.epoch + 1, "step": self.step + 1,
+              "global_step": self.epoch * steps + self.step + 1}
+        span = self.model.training.graph.nodes[found["node"]].get("span") if found else None
+        return Diverged(f"{what} became NaN or infinite at epoch {at['epoch']}, step "
+                        f"{at['step']} (global step {at['global_step']}; loss "
+                        f"{stats.loss:.6g}); replaying the step, {describe(found)}",
+                        span, where=reported_at(path),
+                        hint=f"lower the learning rate (it was {lr:g}); {kept(path)}",
                         record=record(self.epoch, None, None,
                                       beginning(self.epoch, self.first_batch, self.history),
-                                      "the loss or a gradient became NaN or infinite"))
+                                      f"{what} became NaN or infinite",
+                                      first_bad=found and {**found, **at}))
 
     def _finish_epoch(self, train, validation, steps):
         sums = self.sums
@@ -358,27 +363,6 @@ class Trainer:
                            "schedule": [list(s) for s in cfg.schedule], "dtype": cfg.dtype,
                            "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers,
                            "shards": cfg.shards, "ranks": self.world.size}}
-
-
-def first_bad_value(model, params, x, t):
-    """(graph, node id): the first fed value or op output of one training step on (x, t)
-    that holds NaN or an infinity, in the plan's order; node is None if all are finite.
-    The plan is walked unfused, so every graph node's value is seen."""
-    graph, fused = model.training.graph, model.plans.gradients
-    plan = make_plan(graph, fused.outputs, model.registry, model.backend, fuse=False)
-    return graph, first_nonfinite(plan, model.feeds(params, x, t), x.dtype)
-
-
-def _describe_bad(graph, node) -> str:
-    if node is None:
-        return "no value was bad (the failure did not repeat)"
-    data = graph.nodes[node]
-    if data["op"] is None:
-        role = {"param": "parameter"}.get(data["role"], data["role"])
-        return f"the {role} '{node}' already holds NaN or infinite values"
-    layer = f" in layer '{data['layer']}'" if data["layer"] else ""
-    return f"the first op whose output is not finite is '{data['op']}' ({data['pass_']} " \
-           f"pass){layer}"
 
 
 def _zero_sums():
