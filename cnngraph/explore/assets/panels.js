@@ -2,8 +2,10 @@
 // and the start.  Shares page.js's scope (see there).
 
 // ---- charts --------------------------------------------------------------------------------
-function chart(title, series, options) {
+function chart(title, series, options) {  // options: {id, xlabel, log (a log-scaled y axis)}
   const W = 520, H = 180, L = 48, R = 110, T = 18, B = 26;
+  if (options.log) series = series.map(s => ({...s, points: s.points.map(([x, y]) => [x, y > 0 ? Math.log10(y) : null])}));
+  const label = y => fmt(options.log ? Number(Math.pow(10, y).toPrecision(3)) : y);
   const pts = series.flatMap(s => s.points).filter(q => typeof q[1] === "number" && isFinite(q[1]));
   const root = svg("svg", {class: "chart", width: W, height: H, id: options.id});
   root.append(svg("text", {x: L, y: 12, text: title}));
@@ -15,7 +17,9 @@ function chart(title, series, options) {
   const X = x => L + (x - x0) / (x1 - x0) * (W - L - R), Y = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
   root.append(svg("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
     svg("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B}));
-  for (const y of [y0, (y0 + y1) / 2, y1]) root.append(svg("text", {x: L - 4, y: Y(y) + 3, "text-anchor": "end", text: fmt(y)}));
+  const ticks = [y0, (y0 + y1) / 2, y1], short = ticks.map(label);  // 4 digits, or 7 where they tie
+  const texts = new Set(short).size === 3 || options.log ? short : ticks.map(y => String(Number(y.toPrecision(7))));
+  ticks.forEach((y, i) => root.append(svg("text", {x: L - 4, y: Y(y) + 3, "text-anchor": "end", text: texts[i]})));
   for (const x of [x0, (x0 + x1) / 2, x1]) root.append(svg("text", {x: X(x), y: H - B + 12, "text-anchor": "middle", text: fmt(x)}));
   root.append(svg("text", {x: (W - R + L) / 2, y: H - 2, "text-anchor": "middle", text: options.xlabel}));
   series.forEach((s, i) => {
@@ -53,7 +57,10 @@ function renderTraining() {
   for (const [layer, records] of Object.entries(alpha)) root.append(chart(`${layer}: α`, history(records, "alpha", "α"), {xlabel: "step", id: "alpha-" + layer}));
   root.append(el("h2", {text: "SDLM step sizes"}));
   if (!Object.keys(sdlm).length) root.append(el("p", {class: "muted", text: "this run did not use SDLM"}));
-  for (const [layer, records] of Object.entries(sdlm)) root.append(chart(`${layer}: step size`, history(records, "value", "step"), {xlabel: "step", id: "sdlm-" + layer}));
+  if (Object.keys(sdlm).length) {
+    root.append(chart("each layer's step size lr/(μ + h) (log scale)", Object.entries(sdlm).flatMap(
+      ([layer, records]) => history(records, "value", layer)), {xlabel: "step", id: "sdlm", log: true}));
+  }
 }
 function renderConfusion(root) {
   const c = DATA.confusion;
