@@ -1,13 +1,15 @@
 """Vital signs (training/vitals.py): each number against its definition, computed
 directly, for squashing, rectifying and identity activations."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import ROOT
 
-from cnngraph.compiler.program import compile_model
+from cnngraph.compiler.program import compile_model, default_registry
 from cnngraph.training.vitals import (
+    activation_kind,
     activation_vitals,
     layer_activations,
     layer_vitals,
@@ -15,9 +17,29 @@ from cnngraph.training.vitals import (
 )
 
 
+REGISTRY = default_registry()
+
+
+def relu(u):
+    return np.maximum(u, 0)
+
+
+def leaky(u, *, slope=0.01):
+    return np.where(u > 0, u, slope * u)
+
+
+def test_activations_are_classified_by_evaluating_them():
+    ops = REGISTRY.ops
+    assert activation_kind(ops["tanh"].reference, {"a": 2.0, "b": 0.5}) == ("squashing", -2, 2)
+    assert activation_kind(ops["sigmoid"].reference, {"gain": 3.0}) == ("squashing", 0, 1)
+    assert activation_kind(relu, {}) == ("rectifier",)
+    assert activation_kind(leaky, {}) is None
+    assert activation_kind(lambda u: u, {}) is None
+
+
 def test_tanh_saturation_is_within_one_percent_of_its_own_amplitude():
     y = np.array([-2.0, -1.99, 0.0, 1.985, 1.97], dtype=np.float32)
-    found = activation_vitals(y, "tanh", {"a": 2.0, "b": 1.0})
+    found = activation_vitals(y, "tanh", {"a": 2.0, "b": 1.0}, REGISTRY)
     assert found["saturated"] == pytest.approx(3 / 5)  # |y| >= 0.99 * 2
     assert found["dead"] is None
     assert found["activation_mean"] == pytest.approx(float(np.mean(y, dtype=np.float64)))
@@ -26,16 +48,19 @@ def test_tanh_saturation_is_within_one_percent_of_its_own_amplitude():
 
 def test_sigmoid_saturation_is_near_0_or_1_whatever_its_gain():
     y = np.array([0.005, 0.5, 0.995, 0.99, 0.2])
-    assert activation_vitals(y, "sigmoid", {"gain": 4.0})["saturated"] == pytest.approx(3 / 5)
+    assert activation_vitals(y, "sigmoid", {"gain": 4.0}, REGISTRY)["saturated"] == \
+        pytest.approx(3 / 5)
+    assert activation_vitals(y, "sigmoid", {"gain": 4.0})["saturated"] is None  # no registry
 
 
 def test_a_rectifier_has_dead_units_and_no_saturation():
-    found = activation_vitals(np.array([0.0, 0.0, 1.0, 2.0]), "relu")
+    rules = SimpleNamespace(ops={"relu": SimpleNamespace(reference=relu)})
+    found = activation_vitals(np.array([0.0, 0.0, 1.0, 2.0]), "relu", {}, rules)
     assert found["dead"] == pytest.approx(0.5) and found["saturated"] is None
 
 
 def test_identity_has_neither():
-    found = activation_vitals(np.array([3.0, -3.0]), None)
+    found = activation_vitals(np.array([3.0, -3.0]), None, None, REGISTRY)
     assert found["saturated"] is None and found["dead"] is None
     assert found["activation_std"] == pytest.approx(3.0)
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..core.errors import CnnError, UsageError
 from ..core.outputs import check_output_dir
-from ..explore.encode import PALETTE, png_bytes
 from ..training.vitals import layer_vitals
+from .png import PALETTE, png_bytes
 
 #: Steps between two logs: ``--log-every``'s default (docs/commands.md gives the
 #: overhead it was chosen by, benchmarks/tensorboard_overhead.py measures it).
@@ -181,7 +181,7 @@ def _histogram(tag: str, values) -> list:
 
 
 def _image(tag: str, rgb: np.ndarray):
-    """An (H, W, 3) uint8 image as a summary value (PNG written by `explore.encode`)."""
+    """An (H, W, 3) uint8 image as a summary value (PNG written by `tools.png`)."""
     from tensorboardX.proto.summary_pb2 import Summary
     height, width = rgb.shape[:2]
     return Summary.Value(tag=tag, image=Summary.Image(

@@ -7,6 +7,7 @@ moved its parameters.  TensorBoard logs and the explorer page both show them.
 
 Saturation (seed 2.1): a squashing unit near its bound has a derivative near 0,
 so little delta passes back through it; a rectifier at 0 passes none (dead).
+Which activations squash or rectify is found by evaluating them, never by name.
 """
 from __future__ import annotations
 
@@ -19,29 +20,49 @@ from ..rules.activations import activation_choices
 #: A value within this fraction of a bound's scale (tanh's a, sigmoid's 1) of the
 #: bound is saturated.
 NEAR_BOUND = 0.01
-#: Rectifier-like activations by op name: a value at or below 0 is on the flat side
-#: (a ReLU's output there is exactly 0; a leaky one's is its small negative slope).
-RECTIFIERS = ("relu", "leaky_relu")
+#: Where an activation is evaluated to find its ends: far out, farther out, and just
+#: below 0 (a rectifier's flat side).
+PROBE = np.array([-1e7, -1e6, -1.0, -1e-3, 1e6, 1e7])
 
 
-def activation_vitals(y: np.ndarray, activation: str | None, attrs: dict | None = None
-                      ) -> dict:
+def activation_kind(reference, attrs: dict) -> tuple | None:
+    """How an activation behaves at its ends, found by evaluating its ``reference``
+    (so a plugin's activation is classified as a built-in one, never by name):
+    ("squashing", lo, hi) when f(±1e6) = f(±1e7), bounded both ways (tanh's ±a,
+    sigmoid's 0 and 1); ("rectifier",) when f is 0 on the negatives and grows on
+    the positives (ReLU); None otherwise (a leaky ReLU's units never die)."""
+    with np.errstate(all="ignore"):
+        f = np.asarray(reference(PROBE, **attrs), dtype=np.float64)
+    if not np.isfinite(f).all():
+        return None
+    if f[0] == f[1] and f[4] == f[5] and f[0] != f[5]:
+        return ("squashing", min(f[0], f[5]), max(f[0], f[5]))
+    if not f[:4].any() and f[5] > f[4] > 0:
+        return ("rectifier",)
+    return None
+
+
+def activation_vitals(y: np.ndarray, activation: str | None, attrs: dict | None = None,
+                      registry=None) -> dict:
     """{"activation_mean", "activation_std", "saturated", "dead"} of a layer's output
-    ``y`` after ``activation`` (an op name, None for identity) with its attributes.
+    ``y`` after ``activation`` (an op name of ``registry``, None for identity) with
+    its attributes.
 
-    saturated: the fraction of values within 1 % of a bound: |y| >= 0.99·|a| for
-    a·tanh(b·u); y <= 0.01 or y >= 0.99 for the sigmoid (its gain steepens it but
-    keeps its range, 0 to 1); None for other activations.  dead: the fraction at or below 0 after a
-    rectifier (`RECTIFIERS`), None for others."""
+    saturated: for a squashing activation (`activation_kind`), the fraction of values
+    within 1 % of a bound, of the larger bound's size: |y| >= 0.99·|a| for
+    a·tanh(b·u); y <= 0.01 or y >= 0.99 for the sigmoid, whatever its gain.  dead:
+    for a rectifier, the fraction at 0.  None where the notion does not apply, or
+    without ``registry``."""
     y = np.asarray(y)
-    attrs = attrs or {}
+    rule = registry.ops.get(activation) if registry is not None and activation else None
+    kind = activation_kind(rule.reference, attrs or {}) \
+        if rule is not None and rule.reference is not None else None
     saturated = dead = None
-    if activation == "tanh":
-        bound = abs(float(attrs.get("a", 1.0)))
-        saturated = _fraction(np.abs(y) >= bound * (1 - NEAR_BOUND))
-    elif activation == "sigmoid":
-        saturated = _fraction((y <= NEAR_BOUND) | (y >= 1 - NEAR_BOUND))
-    elif activation in RECTIFIERS:
+    if kind is not None and kind[0] == "squashing":
+        lo, hi = kind[1:]
+        near = NEAR_BOUND * max(abs(lo), abs(hi))
+        saturated = _fraction((y <= lo + near) | (y >= hi - near))
+    elif kind is not None:
         dead = _fraction(y <= 0)
     return {"activation_mean": float(np.mean(y, dtype=np.float64)),
             "activation_std": float(np.std(y, dtype=np.float64)),
@@ -98,7 +119,7 @@ def layer_vitals(model, params_before: dict, params_after: dict, grads: dict, x,
         if layer == model.roles.input:
             continue
         op, attrs = activations.get(layer) or (None, None)
-        entry = activation_vitals(y, op, attrs)
+        entry = activation_vitals(y, op, attrs, model.registry)
         names = owned.get(layer, [])
         entry["grad_norm"] = math.sqrt(sum(_norm(grads[p]) ** 2 for p in names)) \
             if names else None
