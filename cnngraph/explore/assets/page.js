@@ -341,7 +341,8 @@ function renderExplain() {
     (explained.steps || []).forEach((s, i) => root.append(renderStep(s, i)));
     return;
   }
-  root.append(el("p", {class: "muted", text: "This op has no step-by-step explanation; its inputs and its output:"}));
+  root.append(el("p", {class: "muted", text: "The page holds no step-by-step computation of this map (it keeps those of each " +
+    "layer's first maps, for the ops that can explain a value); its input maps and its output:"}));
   for (const name of inputLayers(m.layer)) {
     root.append(el("h3", {text: `input: ${name}`}), mapFigures(name, m.kind, pick(m.kind === "maps" ? p.maps : p.deltas, name)));
   }
