@@ -185,6 +185,7 @@ def test_a_position_holds_the_values_of_its_replayed_step(runs):
     mosaic = diverging_values(shown["kernels"]["C1.kernel"]["png"][0], limit)
     assert np.abs(mosaic[:5, :5] - kernel[0, 0]).max() <= limit / 127
     assert shown["scalars"]["S2.beta"] == encode.round_sig(params["S2.beta"].tolist())
+    assert 0 <= shown["vitals"]["C1/tanh"]["saturated"] <= 1  # a squashing activation
     assert shown["vitals"]["C3.kernel"]["update_ratio"] == \
         encode.round_sig(update_ratio(params["C3.kernel"], event.params["C3.kernel"]))
     _, grads, _ = model.loss_and_grads(params, image, record.test.targets[:1],

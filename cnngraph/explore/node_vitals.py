@@ -48,13 +48,13 @@ def node_vitals(model, params_before, params_after, grads, x, t) -> dict:
         data = graph.nodes[step.node]
         if data["pass_"] == "forward":
             kind = data["op"] if data["op"] in activations else None
-            signs[step.node] = _activation(value, kind, data["attrs"])
+            signs[step.node] = _activation(value, kind, data["attrs"], model.registry)
         else:
             signs[step.node] = {"grad_norm": _norm(value)}
         return False
     with np.errstate(all="ignore"):
         run_plan(plan, model.feeds(params_before, x, t), x.dtype, watch)
-    signs[model.roles.input] = _activation(x, None, {})
+    signs[model.roles.input] = _activation(x, None, {}, model.registry)
     for name, before in params_before.items():
         entry = {"activation_mean": float(np.mean(before)),
                  "activation_std": float(np.std(before))}
@@ -65,8 +65,8 @@ def node_vitals(model, params_before, params_after, grads, x, t) -> dict:
     return signs
 
 
-def _activation(value, kind, attrs) -> dict:
-    found = activation_vitals(np.asarray(value), kind, attrs)
+def _activation(value, kind, attrs, registry) -> dict:
+    found = activation_vitals(np.asarray(value), kind, attrs, registry)
     return {key: found[key] for key in ("activation_mean", "activation_std", "saturated", "dead")
             if found.get(key) is not None}
 
