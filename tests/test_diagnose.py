@@ -107,3 +107,14 @@ def test_confident_mistakes_are_the_surest_wrong_images_first():
         assert f["confidence"] == max(f["probabilities"])
         assert sum(f["probabilities"]) == pytest.approx(1.0)
     assert diagnose.confident_mistakes(m, params, data, count=0) == []
+
+
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "squared_error"])
+def test_probabilities_are_the_softmax_or_the_output(loss):
+    m = model(loss)
+    params, x = m.init_params(1, np.float64), split(m, 7).images
+    y = m.forward(params, x)
+    want = numerics.softmax(y) if loss == "softmax_cross_entropy" else y
+    np.testing.assert_allclose(diagnose.probabilities(m, params, x), want, rtol=1e-12,
+                               atol=1e-15)
+    assert diagnose.probabilities(m, params, x[:0]).shape == (0, 3)

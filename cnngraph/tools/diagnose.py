@@ -5,29 +5,33 @@ mistakes, for the explorer page.
     s = saliency(model, params, x, t)            # dE/dx, shaped like x
     o = occlusion(model, params, x, label)       # (N, H, W)
 
-"Probability" here is the softmax of the network's output when its loss is softmax
-cross-entropy (the output is then a score per class), and the output itself
-otherwise (squared error on 0/1 or ±1 targets: the output already is the class's
-score, as the seed's nets read it).  Nothing is trained or changed.
+"Probability" here is the class score the loss compares with the targets: the
+softmax of the network's output for softmax cross-entropy, the output itself
+for squared error (on 0/1 or ±1 targets the output already is the class's
+score, as the seed's nets read it).  Both losses' gradient is (score − t) / N,
+so the score is read from the loss's own derived gradient at t = 0, N·dE/dy:
+no loss is recognised by name, and a plugin loss of that form works alike.
+Nothing is trained or changed.
 """
 from __future__ import annotations
 
 import numpy as np
-
-from ..runtime import numerics
 
 #: Images per forward pass (occlusion variants and test images alike).
 BATCH = 500
 
 
 def probabilities(model, params, x) -> np.ndarray:
-    """(N, classes): the class scores as the module says (softmax or the output)."""
-    y = np.concatenate([model.forward(params, x[i:i + BATCH])
-                        for i in range(0, len(x), BATCH)]) if len(x) else \
-        np.zeros((0, model.classes), x.dtype)
-    if model.graph.nodes[model.roles.data_loss]["op"].startswith("softmax"):
-        return numerics.softmax(np.asarray(y, np.float64))
-    return np.asarray(y, np.float64)
+    """(N, classes) float64: the class scores as the module says, N·dE/dy at t = 0
+    (softmax(y) for softmax cross-entropy, y for squared error)."""
+    y = model.roles.prediction
+    scores = [np.zeros((0, model.classes))]
+    for i in range(0, len(x), BATCH):
+        batch = x[i:i + BATCH]
+        zero = np.zeros((len(batch), model.classes), batch.dtype)
+        grads = model.loss_and_grads(params, batch, zero, wrt=[y])[1]
+        scores.append(np.asarray(grads[y], np.float64) * len(batch))
+    return np.concatenate(scores)
 
 
 def saliency(model, params, x, t) -> np.ndarray:
