@@ -123,7 +123,8 @@ def test_run_prints_its_setup_epochs_result_and_files(capsys, mnist, tmp_path):
     assert lines[1].startswith("epoch   1  loss ") and lines[2].startswith("epoch   2  loss ")
     assert re.fullmatch(r"test error \d+\.\d\d% on 50 images", lines[3])
     assert lines[4] == "confusion (rows: true digit, columns: predicted)"
-    assert lines[-1] == f"wrote {tmp_path / 'metrics.json'} and {tmp_path / 'checkpoint.npz'}"
+    assert lines[-2] == f"wrote {tmp_path / 'metrics.json'} and {tmp_path / 'checkpoint.npz'}"
+    assert lines[-1] == f"explore: python -m cnngraph explore {tmp_path}"
 
 
 def test_no_shuffle_changes_the_run_and_is_recorded(mnist, tmp_path):
