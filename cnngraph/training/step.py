@@ -113,9 +113,13 @@ class ThreadSplit:
         if self.pool is None or len(x) < self.min_split * self.workers:
             return batch_stats(model, params, x, t)
         bounds = shard_bounds(len(x), self.workers)
-        return combine(list(self.pool.map(
-            lambda k: batch_stats(model, params, x[bounds[k]:bounds[k + 1]],
-                                  t[bounds[k]:bounds[k + 1]]), range(self.workers))), bounds)
+        caller = np.geterr()  # NumPy keeps error handling per thread: the slices get the caller's
+
+        def piece(k):
+            with np.errstate(**caller):
+                return batch_stats(model, params, x[bounds[k]:bounds[k + 1]],
+                                   t[bounds[k]:bounds[k + 1]])
+        return combine(list(self.pool.map(piece, range(self.workers))), bounds)
 
 
 WHOLE_BATCH = WholeBatch()
