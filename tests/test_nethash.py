@@ -73,7 +73,7 @@ def test_shipped_models_keep_their_hash(path):
 
 
 def test_adding_an_option_to_a_layer_kind_keeps_every_hash():
-    """A new option (here conv's 'stride', default 1) is hashed only where a model
+    """A new option (here a made-up 'groups', default 1) is hashed only where a model
     sets it off its default: models that leave it out, or write the default,
     keep their hash; one that sets it has another."""
     from cnngraph import default_registry
@@ -82,12 +82,24 @@ def test_adding_an_option_to_a_layer_kind_keeps_every_hash():
     registry = default_registry()
     conv = registry.layers["conv"]
     registry.layers["conv"] = dataclasses.replace(
-        conv, options={**conv.options, "stride": Option(integer(1, 8), 1, doc="step")})
-    with_stride = lambda text: network_hash(compile_model(text, registry).network)
-    assert with_stride(BASE) == digest(BASE)
-    assert with_stride(BASE.replace("maps=4, kernel=5", "maps=4, kernel=5, stride=1")) \
+        conv, options={**conv.options, "groups": Option(integer(1, 8), 1, doc="groups")})
+    with_groups = lambda text: network_hash(compile_model(text, registry).network)
+    assert with_groups(BASE) == digest(BASE)
+    assert with_groups(BASE.replace("maps=4, kernel=5", "maps=4, kernel=5, groups=1")) \
         == digest(BASE)
-    assert with_stride(BASE.replace("maps=4, kernel=5", "maps=4, kernel=5, stride=2")) \
+    assert with_groups(BASE.replace("maps=4, kernel=5", "maps=4, kernel=5, groups=2")) \
+        != digest(BASE)
+
+
+@pytest.mark.parametrize("written", ["stride=1", "stride=[1, 1]", "padding=valid", "padding=0",
+                                     "padding=[0, 0]", "dilation=1"])
+def test_conv_geometry_at_its_defaults_keeps_the_hash(written):
+    """conv's stride, padding and dilation (issue 22) written at their defaults hash
+    as the model without them; off them, another network."""
+    assert digest(BASE.replace("maps=4, kernel=5", f"maps=4, kernel=5, {written}")) \
+        == digest(BASE)
+    changed = written.replace("1", "2").replace("0", "1").replace("valid", "same")
+    assert digest(BASE.replace("maps=4, kernel=5", f"maps=4, kernel=5, {changed}")) \
         != digest(BASE)
 
 

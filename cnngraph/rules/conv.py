@@ -71,14 +71,19 @@ def conv_valid_example(rng):
                    {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
 
 
+def masked_kernel_onnx(graph, kernel, mask):
+    """The ONNX name of the kernel; a masked kernel is written densely as kernel·mask."""
+    if mask is None:
+        return kernel
+    pairs = mask[:, :, None, None]
+    known = graph.value(kernel)
+    return graph.const(known * pairs, kernel) if known is not None else \
+        graph.op("Mul", [kernel, graph.const(pairs.astype(np.float64), "mask")])
+
+
 def conv_valid_onnx(graph, x, kernel, *, mask=None):
-    """Conv (valid, stride 1); a masked kernel is written densely as kernel·mask."""
-    if mask is not None:
-        pairs = mask[:, :, None, None]
-        known = graph.value(kernel)
-        kernel = graph.const(known * pairs, kernel) if known is not None else \
-            graph.op("Mul", [kernel, graph.const(pairs.astype(np.float64), "mask")])
-    return graph.op("Conv", [x, kernel])
+    """Conv (valid, stride 1)."""
+    return graph.op("Conv", [x, masked_kernel_onnx(graph, kernel, mask)])
 
 
 def conv_valid_explain(inputs, attrs, index):

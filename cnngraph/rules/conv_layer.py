@@ -130,18 +130,108 @@ def _table_mask(ctx, table, c_out, c_in):
     return mask
 
 
+def per_dimension(value, what):
+    """N (every dimension) or [h, w]: a stride or a dilation."""
+    if value.kind == "list" and len(value.data) == 2:
+        return tuple(integer()(v, what) for v in value.data)
+    if value.kind == "number":
+        n = integer()(value, what)
+        return (n, n)
+    raise BuildError(f"option '{what}' expects an integer or [height, width], got "
+                     f"{value.describe()}", value.span)
+
+
+per_dimension.expects = "integer >= 1 or [height, width]"
+
+
+def padding_option(value, what):
+    """valid | same | N | [h, w] | [[top, bottom], [left, right]]: zeros around the map;
+    no zeros reads as valid, so padding=0 and valid hash alike."""
+    if value.kind == "name" and value.data in ("valid", "same"):
+        return value.data
+    if value.kind == "number":
+        pads = ((integer(0)(value, what),) * 2,) * 2
+    elif value.kind == "list" and len(value.data) == 2:
+        pads = tuple(tuple(integer(0)(p, what) for p in v.data)
+                     if v.kind == "list" and len(v.data) == 2 else (integer(0)(v, what),) * 2
+                     for v in value.data)
+    else:
+        raise BuildError(f"option '{what}' expects valid, same, an integer, [height, width] "
+                         f"or [[top, bottom], [left, right]], got {value.describe()}", value.span)
+    return "valid" if not any(p for pair in pads for p in pair) else pads
+
+
+padding_option.expects = "valid | same | N | [h, w] | [[top, bottom], [left, right]]"
+
+
+def _same(n, span, stride):
+    """TensorFlow's SAME along one dimension: ceil(n / stride) outputs, the zeros split
+    evenly, one more on the far side when their number is odd."""
+    total = max(0, (-(-n // stride) - 1) * stride + span - n)
+    return (total // 2, total - total // 2)
+
+
+def _dims(values) -> str:
+    return "x".join(map(str, values))
+
+
+def conv_geometry(ctx, opts, size):
+    """The conv_strided attributes for the options stride, padding and dilation, or
+    None at their defaults (stride 1, valid, dilation 1); bad ones are errors."""
+    kernel, stride, dilation, padding = (opts["kernel"], opts["stride"], opts["dilation"],
+                                         opts["padding"])
+    if any(s > n for s, n in zip(stride, size)):
+        raise ctx.error(f"stride {_dims(stride)} is larger than the input map {_dims(size)}",
+                        "stride", f"use a stride of at most {min(size)}")
+    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+    if padding == "same":
+        if any(s > 1 and sp % 2 == 0 for s, sp in zip(stride, span)):
+            raise ctx.error(
+                f"padding=same with the even kernel {_dims(span)} and stride {_dims(stride)} "
+                "is refused: an even kernel has no centre, so at stride 1 'same' pads one "
+                "more zero on the far side (TensorFlow's SAME), but at stride > 1 where the "
+                "windows sit would then depend on the map size modulo the stride (and "
+                "frameworks disagree: PyTorch refuses it)", "padding",
+                "write the zeros out (padding=N or [top_bottom, left_right]), or use an "
+                "odd kernel")
+        pads = tuple(_same(n, sp, s) for n, sp, s in zip(size, span, stride))
+    else:
+        pads = ((0, 0), (0, 0)) if padding == "valid" else padding
+    if any(p >= sp for pair, sp in zip(pads, span) for p in pair):
+        raise ctx.error(f"padding {pads} reaches the kernel's span {_dims(span)}: some "
+                        "outputs would read zeros only", "padding",
+                        "pad each side by less than the (dilated) kernel")
+    padded = tuple(n + p0 + p1 for n, (p0, p1) in zip(size, pads))
+    if any(sp > n for sp, n in zip(span, padded)):
+        dilated = f" dilated by {_dims(dilation)} spans {_dims(span)}, which" \
+            if dilation != (1, 1) else ""
+        raise ctx.error(f"kernel {_dims(kernel)}{dilated} is larger than the "
+                        f"{'padded ' if padding != 'valid' else ''}input map {_dims(padded)}",
+                        "dilation" if dilation != (1, 1) else "kernel",
+                        f"use a kernel spanning at most {min(padded)}")
+    if stride == (1, 1) and dilation == (1, 1) and not any(p for pair in pads for p in pair):
+        return None
+    left = [(n - sp) % s for n, sp, s in zip(padded, span, stride)]
+    if any(left):
+        ctx.warn(f"stride {_dims(stride)} leaves the last {_dims(left)} rows x columns of the "
+                 f"{'padded ' if padding != 'valid' else ''}{_dims(padded)} map unread",
+                 "stride")
+    return {"stride": stride, "padding": pads, "dilation": dilation}
+
+
 def lower_conv(ctx, opts, sources):
     require_maps(ctx, sources)
     x = stack_maps(ctx, sources)
     _, c_in, h, w = ctx.shape(x)
     kh, kw = opts["kernel"]
-    if kh > h or kw > w:
+    geometry = conv_geometry(ctx, opts, (h, w))
+    if geometry is None and (kh > h or kw > w):
         raise ctx.error(f"kernel {kh}x{kw} is larger than input map {h}x{w}", "kernel",
                         f"use a kernel of at most {min(h, w)}")
     c_out = opts["maps"]
     ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, kh, kw), "maps")
     if opts["connect"][0] == "learned":
-        u = _learned_combination(ctx, opts, x, c_in, c_out, kh, kw)
+        u = _learned_combination(ctx, opts, x, c_in, c_out, (kh, kw), geometry)
         u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
         return apply_activation(ctx, u, opts["activation"])
     mask = connection_mask(ctx, opts["connect"], c_out, c_in)
@@ -152,19 +242,27 @@ def lower_conv(ctx, opts, sources):
                        fan_in=reads * kh * kw, fan_out=readers * kh * kw,
                        lr_scale=opts["lr_scale"],
                        trainable=None if mask is None else mask[:, :, None, None] != 0)
-    u = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=mask)
+    u = _convolve(ctx, x, kernel, geometry, mask=mask)
     u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
     return apply_activation(ctx, u, opts["activation"])
 
 
-def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
+def _convolve(ctx, x, kernel, geometry, **mask):
+    """conv_valid at the default geometry (the graph and kernels as before the
+    options existed), else conv_strided with it."""
+    if geometry is None:
+        return ctx.emit("conv_valid", (x, kernel), at="kernel", **mask)
+    return ctx.emit("conv_strided", (x, kernel), at="kernel", **mask, **geometry)
+
+
+def _learned_combination(ctx, opts, x, c_in, c_out, kernel_size, geometry):
     """u_j = Σ_i alpha_ij (x_i ⋆ k_i), alpha_·j = softmax(c_·j) (seed 3.3).
 
     per_input (the seed's form): one kernel per input map, a one-to-one
     conv_valid, then alpha as a 1x1 convolution.  per_pair: kernels k_ij
     scaled by alpha_ij, one conv_valid.  The penalty on alpha joins the loss.
     """
-    args = opts["connect"][1]
+    args, (kh, kw) = opts["connect"][1], kernel_size
     kernels, penalty = args.get("kernels", "per_input"), args.get("penalty", "none")
     weights = opts["init"] or ctx.settings.init.weights
     c = ctx.param("c", (c_out, c_in), ("normal", {"std": 0.1}), fan_in=c_in, fan_out=c_out,
@@ -177,13 +275,13 @@ def _learned_combination(ctx, opts, x, c_in, c_out, kh, kw):
         kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,
                            fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"],
                            trainable=eye[:, :, None, None] != 0)  # k_i is entry (i, i)
-        z = ctx.emit("conv_valid", (x, kernel), at="kernel", mask=eye)
+        z = _convolve(ctx, x, kernel, geometry, mask=eye)
         mixing = ctx.emit("reshape", (alpha,), shape=(c_in, 1, 1))
         u = ctx.emit("conv_valid", (z, mixing))
     else:
         kernel = ctx.param("kernel", (c_out, c_in, kh, kw), weights, fan_in=kh * kw,
                            fan_out=kh * kw, lr_scale=opts["lr_scale"])
-        u = ctx.emit("conv_valid", (x, ctx.emit("scale_pairs", (kernel, alpha))), at="kernel")
+        u = _convolve(ctx, x, ctx.emit("scale_pairs", (kernel, alpha)), geometry)
     if penalty != "none":
         lam = args.get("lam", 1e-3)
         extra = {"p": args.get("p", 0.5)} if penalty == "power" else {}

@@ -17,7 +17,7 @@ from ..core.registry import LayerRule, Option, Registry
 from ..language.options import FromRegistry, choice, integer, named, number, size_pair
 from .activations import ACTIVATION, apply_activation
 from .choices import CODINGS
-from .conv_layer import connectivity, lower_conv
+from .conv_layer import connectivity, lower_conv, padding_option, per_dimension
 from .lowering import add_bias, flatten, require_maps, stack_maps
 
 
@@ -109,6 +109,10 @@ def register_builtin_layers(registry: Registry) -> Registry:
             "kernel": Option(size_pair, required=True, doc="kernel size, 5 or [5, 3]"),
             "connect": Option(connectivity, ("all", {}),
                               doc="all, one_to_one, table(NAME), random(k, seed)"),
+            "stride": Option(per_dimension, (1, 1), doc="window step, 2 or [2, 1]"),
+            "padding": Option(padding_option, "valid",
+                              doc="zeros around the map: valid, same, 1 or [1, 2]"),
+            "dilation": Option(per_dimension, (1, 1), doc="kernel taps this far apart"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,
         }, lower_conv, max_inputs=None, doc="valid convolution of the input maps (seed 3.1)",
             example=(

@@ -91,6 +91,35 @@ def conv_grad_kernel(x, delta, *, size, mask=None):
                                            np.ascontiguousarray(delta), *size), mask)
 
 
+def _threads() -> int:
+    """A chunk per thread: the strided kernels sum each output alike whatever the chunks."""
+    import numba
+    return numba.get_num_threads()
+
+
+def _geometry(stride, padding, dilation):
+    (pt, pb), (pl, pr) = padding
+    return (*stride, pt, pb, pl, pr, *dilation)
+
+
+def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
+    """Strided, padded, dilated: always the direct kernel (NumPy has only the reference)."""
+    return _conv().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(
+        masked(kernel, mask)), *_geometry(stride, padding, dilation), _threads())
+
+
+def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
+    return _conv().conv_strided_full(
+        np.ascontiguousarray(delta), np.ascontiguousarray(masked(kernel, mask)), *map_size,
+        *_geometry(stride, padding, dilation), _threads())
+
+
+def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
+    return masked(_conv().conv_strided_grad_kernel(
+        np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
+        *_geometry(stride, padding, dilation)), mask)
+
+
 def numpy_kernel(op):
     return NUMPY_KERNELS[op].run
 
@@ -135,6 +164,9 @@ KERNELS = {
     "conv_valid": Kernel(conv_valid),
     "conv_full": Kernel(conv_full),
     "conv_grad_kernel": Kernel(conv_grad_kernel),
+    "conv_strided": Kernel(conv_strided),
+    "conv_strided_full": Kernel(conv_strided_full),
+    "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
     "subsample_sum": Kernel(block_sum),
     "upsample_kron": Kernel(upsample_kron),
     "add_bias": Kernel(add_bias, fresh=True),
