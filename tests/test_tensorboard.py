@@ -5,6 +5,7 @@ images, the graph, a sweep's hparams; and logging changes nothing the run comput
 import importlib.util
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -109,9 +110,6 @@ def test_logged_values_are_those_of_the_run(tmp_path, mnist):
 
 @needs_tensorboard
 def test_run_flag_writes_logs_at_its_cadence(tmp_path, mnist, capsys):
-    from cnngraph.cli.run_command import LOG_EVERY
-    from cnngraph.tools.tensorboard import DEFAULT_EVERY
-    assert LOG_EVERY == DEFAULT_EVERY
     assert main(["run", "models/dlt.cnn", "--data", str(mnist), "--limit-train", "300",
                  "--limit-test", "50", "--out", str(tmp_path / "run"), "--no-plots",
                  "--quiet", "--tensorboard", str(tmp_path / "tb"), "--log-every", "4"]) == 0
@@ -169,3 +167,27 @@ def test_a_sweep_writes_one_run_per_point_with_hparams(tmp_path, mnist):
         assert start.hparams["optimizer"].string_value == "sgd"
         assert list(scalars(events, "hparam/test_error").values()) == pytest.approx(
             [row["test_error"]])
+
+
+@needs_tensorboard
+def test_the_train_block_names_the_logs_and_their_cadence(tmp_path, mnist, capsys):
+    """`tensorboard = "DIR"` and `log_every = N` in the train block log as the flags do
+    (the folder relative to the working folder, as --out); --tensorboard overrides it."""
+    text = Path("models/dlt.cnn").read_text().replace(
+        "train {", f'train {{\n  tensorboard = "{tmp_path / "block"}"\n  log_every = 2', 1)
+    model = tmp_path / "dlt_logged.cnn"
+    model.write_text(text)
+    run = ["run", str(model), "--data", str(mnist), "--limit-train", "200", "--limit-test",
+           "50", "--no-plots", "--snapshots", "0"]
+    assert main(run + ["--out", str(tmp_path / "a")]) == 0
+    assert sorted(scalars(read_events(tmp_path / "block"), "train/loss")) == [1, 2, 4]
+    assert f"TensorBoard logs: {tmp_path / 'block'}" in capsys.readouterr().out
+    assert main(run + ["--out", str(tmp_path / "b"), "--tensorboard", str(tmp_path / "flag"),
+                       "--log-every", "3"]) == 0
+    assert sorted(scalars(read_events(tmp_path / "flag"), "train/loss")) == [1, 3]
+    # the Python API honours the block too
+    api = tmp_path / "api.cnn"
+    api.write_text(text.replace(str(tmp_path / "block"), str(tmp_path / "api")))
+    run_experiment(str(api), out=tmp_path / "c", data=mnist, limit_train=100, limit_test=50,
+                   plots=False, snapshots=0)
+    assert sorted(scalars(read_events(tmp_path / "api"), "train/loss")) == [1, 2]

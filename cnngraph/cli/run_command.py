@@ -95,7 +95,8 @@ def cmd_run(args) -> int:
                            limit_train=args.limit_train, limit_test=args.limit_test,
                            workers=args.threads, weights=args.weights, resume=args.resume,
                            plots=args.plots, threshold=args.threshold,
-                           report=RunPrinter(args.model, args.quiet, args.tensorboard),
+                           report=RunPrinter(args.model, args.quiet,
+                                                    tensorboard_folder(args, model)),
                            should_stop=stop,
                            world=world, reduction=args.reduction, observers=observers,
                            snapshots=args.snapshots,
@@ -114,27 +115,31 @@ def cmd_run(args) -> int:
     return 0
 
 
-#: tools.tensorboard.DEFAULT_EVERY (not imported: the CLI loads numpy only to run a
-#: command; tests/test_tensorboard.py checks that the two agree)
-LOG_EVERY = 500
-
-
 def tensorboard_args(sub):
     """--tensorboard DIR and --log-every N (run and sweep)."""
     sub.add_argument("--tensorboard", metavar="DIR",
                      help="write TensorBoard logs into DIR (a sweep: one run per "
                           "configuration in DIR/<name>, its settings as hparams); needs "
                           "tensorboardX: pip install -e '.[tensorboard]'; view them with: "
-                          "tensorboard --logdir DIR")
-    sub.add_argument("--log-every", type=int, default=LOG_EVERY, metavar="N",
-                     help=f"with --tensorboard: log the vital signs and histograms every N "
-                          f"steps (default {LOG_EVERY})")
+                          "tensorboard --logdir DIR (overrides the train block's "
+                          "tensorboard)")
+    sub.add_argument("--log-every", type=int, metavar="N",
+                     help="with TensorBoard logs: the vital signs and histograms every N "
+                          "steps (default: the train block's log_every, 500)")
+
+
+def tensorboard_folder(args, model) -> str | None:
+    """Where the logs go: --tensorboard, else the train block's ``tensorboard``."""
+    return args.tensorboard or model.settings.train.tensorboard
 
 
 def tensorboard_observers(args, model) -> list:
-    """[a `TensorBoardLogger`] with --tensorboard, else []; made now, so that a missing
-    tensorboardX or an unwritable DIR is an error before any training."""
-    if args.tensorboard is None:
+    """[a `TensorBoardLogger`] when the run logs (`tensorboard_folder`), else []; made
+    now, so that a missing tensorboardX or an unwritable DIR is an error before any
+    training."""
+    folder = tensorboard_folder(args, model)
+    if folder is None:
         return []
     from ..tools.tensorboard import TensorBoardLogger
-    return [TensorBoardLogger(args.tensorboard, model, args.log_every)]
+    every = model.settings.train.log_every if args.log_every is None else args.log_every
+    return [TensorBoardLogger(folder, model, every)]

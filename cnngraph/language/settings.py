@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..core.choices import Curve
 from ..core.errors import BuildError, close_names
 from ..core.registry import Option
 from .options import FromRegistry, boolean, choice, integer, named, number, read_options
@@ -38,13 +39,15 @@ class TrainConfig(_Replace):
     batch: int = 50
     lr: float = 0.1
     optimizer: tuple = ("sgd", {})
-    schedule: tuple = ()      # ((first epoch, lr), ...) after the initial lr
+    schedule: tuple = ()      # ((first epoch, lr), ...) after the initial lr, or a Curve
     seed: int = 0
     val: int = 0
     shuffle: bool = True
     shards: int = 1           # fixed pieces of each batch, combined in order (parallel.py)
     dtype: str = "float32"
     data: str | None = None   # the data set (training/datasets.py); --data overrides it
+    tensorboard: str | None = None  # TensorBoard logs' folder (tools/tensorboard.py)
+    log_every: int = 500      # steps between TensorBoard's vital signs and histograms
 
 
 @dataclass(frozen=True)
@@ -85,21 +88,36 @@ class Settings(_Replace):
     augment: Augment = field(default_factory=Augment)
 
 
-def _schedule(registry, value, what):
-    """A registered schedule, as its steps ((first epoch, rate), ...)."""
+def read_schedule(registry, value, what):
+    """A registered schedule: its steps ((first epoch, rate), ...), or the `Curve` of
+    one evaluated at every step."""
     name, args = named("schedule").read(registry, value, what)
     schedule = registry.choice("schedule", name)
     try:
-        return tuple(schedule.value(**schedule.arguments(args)))
+        found = schedule.value(**schedule.arguments(args))
     except ValueError as e:
         raise BuildError(str(e), value.span) from None
+    return found if isinstance(found, Curve) else tuple(found)
+
+
+def _optimizer(registry, value, what):
+    """A registered optimizer, (name, the options written), its options checked
+    together by the rule's ``check``."""
+    name, args = named("optimizer").read(registry, value, what)
+    choice = registry.choice("optimizer", name)
+    try:
+        choice.value.check(choice.arguments(args))
+    except ValueError as e:
+        raise BuildError(str(e), value.span) from None
+    return name, args
 
 
 def _data_path(value, what):
-    """A path in double quotes (the train block's ``data``)."""
+    """A path in double quotes (the train block's ``data`` and ``tensorboard``)."""
     if value.kind != "string" or not value.data.strip():
+        example = "colour/" if what == "data" else "runs/logs"
         raise BuildError(f"option '{what}' expects a path in double quotes, e.g. "
-                         f"data = \"colour/\", got {value.describe()}",
+                         f"{what} = \"{example}\", got {value.describe()}",
                          value.span)
     return value.data
 
@@ -160,10 +178,13 @@ SECTIONS = {
         "epochs": Option(integer(1, 100_000), 1, doc="passes over the training set"),
         "batch": Option(integer(1, 1 << 16), 50, doc="1 = online (seed 4.1)"),
         "lr": Option(number(0, low_open=True), 0.1, doc="global learning rate"),
-        "optimizer": Option(named("optimizer"), ("sgd", {}),
-                            doc="a registered optimizer: sgd(...), sdlm(...)"),
-        "schedule": Option(FromRegistry(_schedule, "schedule: NAME(option=value, ...)"), (),
-                           doc="a registered schedule: piecewise(epochs=[...], lr=[...])"),
+        "optimizer": Option(FromRegistry(_optimizer, "optimizer: NAME or NAME(option=value, "
+                                         "...)"), ("sgd", {}),
+                            doc="a registered optimizer: sgd(...), sdlm(...), adam(...), "
+                                "adamw(...)"),
+        "schedule": Option(FromRegistry(read_schedule, "schedule: NAME(option=value, ...)"), (),
+                           doc="a registered schedule: piecewise(epochs=[...], lr=[...]), "
+                               "step(...), cosine(...), warmup(...)"),
         "seed": Option(integer(0, 2**32 - 1), 0, doc="random seed"),
         "val": Option(integer(0, 10**7), 0, doc="validation images taken from training"),
         "shuffle": Option(boolean, True, doc="a new permutation each epoch"),
@@ -172,6 +193,11 @@ SECTIONS = {
         "dtype": Option(choice("float32", "float64"), "float32", doc="float type"),
         "data": Option(_data_path, None, doc="the data set: a folder or file (relative to "
                        "the model file); --data overrides it"),
+        "tensorboard": Option(_data_path, None, doc="write TensorBoard logs into this folder "
+                              "(relative to the working folder, as --out); --tensorboard "
+                              "overrides it"),
+        "log_every": Option(integer(1, 10**9), 500, doc="steps between TensorBoard's vital "
+                            "signs and histograms; --log-every overrides it"),
     }),
     "preprocess": (Preprocess, {
         "pixels": Option(FromRegistry(_pixels, "preprocessing: NAME or NAME(option=value, ...)"),

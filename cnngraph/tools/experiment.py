@@ -162,6 +162,7 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
         model = compile_model(model, backend="auto")
     recorded = recorded_run(Path(out) / CHECKPOINT, world) if resume else None
     cfg = run_config(model, config, world, recorded)
+    observers = with_train_block_logger(observers, model, cfg)
     given = train is not None
     if train is None:
         from ..training.idx import Download
@@ -186,6 +187,16 @@ def run_experiment(model: Model | str | Path, train=None, validation=None, test=
                       weights=weights, resume=resume, plots=plots, threshold=threshold,
                       report=report, should_stop=should_stop, world=world,
                       reduction=reduction, order=order, observers=observers)
+
+
+def with_train_block_logger(observers, model: Model, cfg: TrainConfig) -> tuple:
+    """``observers``, and a `TensorBoardLogger` into the train block's ``tensorboard``
+    folder when it names one and none is among them (``run --tensorboard`` gives its own)."""
+    from .tensorboard import TensorBoardLogger
+    observers = tuple(observers)
+    if cfg.tensorboard and not any(isinstance(o, TensorBoardLogger) for o in observers):
+        observers += (TensorBoardLogger(cfg.tensorboard, model, cfg.log_every),)
+    return observers
 
 
 def run_config(model: Model, config, world=SINGLE, recorded: Recorded | None = None

@@ -49,7 +49,6 @@ from .sweep_tables import (
     summarize,
     write_tables,
 )
-from .tensorboard import DEFAULT_EVERY
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
               ops: Sequence[str] = (), data: str | None = None, dtype: str | None = None,
               val: int | None = None, limit_train: int | None = None,
               limit_test: int | None = None, plots: bool | None = None,
-              tensorboard: str | Path | None = None, log_every: int = DEFAULT_EVERY,
+              tensorboard: str | Path | None = None, log_every: int | None = None,
               jobs: int | None = None, executor=None, report: Callable | None = None,
               should_stop: Callable[[], bool] | None = None) -> SweepResult | None:
     """Train ``model`` (a .cnn file; ``ops``: plugins to load) once per combination of
@@ -129,8 +128,9 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     on first use as ``run`` does); ``limit_train``/``limit_test`` as ``run``'s flags.
     ``plots``: None draws sweep.png when matplotlib is installed, True also each
     run's pictures (matplotlib required), False nothing.  ``tensorboard``: a folder
-    where each configuration writes its TensorBoard logs (`tensorboard.TensorBoardLogger`,
-    every ``log_every`` steps) into <name>/, with its settings as hparams and its
+    (None: the train block's ``tensorboard``, if any) where each configuration writes
+    its TensorBoard logs (`tensorboard.TensorBoardLogger`, every ``log_every`` steps;
+    None: the train block's) into <name>/, with its settings as hparams and its
     test error as their metric.  ``executor``: any
     `concurrent.futures` executor of processes to use instead of the local pool or
     MPI.  When ``should_stop()`` turns true, runs not started are dropped and, in
@@ -150,11 +150,14 @@ def run_sweep(model: str | Path, grid: Mapping[str, Sequence], out: str | Path, 
     if val is not None and val < 0:
         raise UsageError(f"--val must not be negative, got {val}")
     draw = pictures_wanted(plots)
+    compiled = load_model(str(model), tuple(ops))
+    # the train block's logs, if it names a folder: one run per configuration there too
+    tensorboard = tensorboard or compiled.settings.train.tensorboard
+    log_every = compiled.settings.train.log_every if log_every is None else log_every
     if tensorboard is not None:  # tensorboardX missing: an error before any run
         from .tensorboard import check_logging
         tensorboard = check_logging(tensorboard, log_every)
     out = check_output_dir(out, "--out", files=(RUNS_CSV, SUMMARY_CSV, SWEEP_JSON))
-    compiled = load_model(str(model), tuple(ops))
     base = {k: v for k, v in (("dtype", dtype), ("val", val)) if v is not None}
     found = configurations(compiled, grid, base)
     report = report or (lambda event: None)

@@ -23,12 +23,13 @@ import numpy as np
 
 from ..core.errors import CnnError, UsageError
 from ..core.outputs import check_output_dir
+from ..language.settings import TrainConfig
 from ..training.vitals import layer_vitals
 from .png import PALETTE, png_bytes
 
-#: Steps between two logs: ``--log-every``'s default (docs/commands.md gives the
-#: overhead it was chosen by, benchmarks/tensorboard_overhead.py measures it).
-DEFAULT_EVERY = 500
+#: Steps between two logs: the train block's ``log_every`` default (docs/commands.md
+#: gives the overhead it was chosen by, benchmarks/tensorboard_overhead.py measures it).
+DEFAULT_EVERY = TrainConfig.log_every
 #: Bins of each histogram, linear between its smallest and largest value.
 BINS = 64
 #: Feature maps drawn per layer, and tiles per row of a mosaic.
