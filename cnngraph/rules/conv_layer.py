@@ -198,7 +198,8 @@ def conv_geometry(ctx, opts, size):
     else:
         pads = ((0, 0), (0, 0)) if padding == "valid" else padding
     if any(p >= sp for pair, sp in zip(pads, span) for p in pair):
-        raise ctx.error(f"padding {pads} reaches the kernel's span {_dims(span)}: some "
+        raise ctx.error(f"padding of {pads[0][0]}+{pads[0][1]} rows and {pads[1][0]}+"
+                        f"{pads[1][1]} columns reaches the kernel's span {_dims(span)}: some "
                         "outputs would read zeros only", "padding",
                         "pad each side by less than the (dilated) kernel")
     padded = tuple(n + p0 + p1 for n, (p0, p1) in zip(size, pads))
