@@ -1,5 +1,12 @@
 """A cnngraph plugin: max-pooling with argmax switches, built from registered ops.
 
+max pooling is built in now (the `pool` layer, `kind=max`, with strides, padding
+and global windows: cnngraph/rules/pool.py); this file stays as a complete,
+small example of how a plugin adds an op and a layer, under its own names
+(`maxpool`, `maxpool_switches`), which the built-in ones (`pool`, `pool_max`)
+do not clash with.  Its 2x2 blocks give the same numbers as
+`pool P <- C : kind=max, size=2`.
+
 One file, as for a built-in op (cnngraph/rules/*.py, docs/adding-an-op.md):
 each op is one `OpRule` holding its shape rule, gradient, curvature, reference
 maths (which every backend runs unless it has a faster kernel) and ONNX

@@ -3,7 +3,9 @@
 conv       x_j = f(Σ_{i∈M_j} x_i ⋆ k_ij + b_j)             one conv_valid, masked (seed 3.1)
 subsample  x_j = f(β_j down(x_j) + b_j)                    (seed 3.2)
 full       x = f(W x + b), maps flattened first            (seed 2)
+pool       x_j = f(pool(x_j) [+ b_j]), max or mean windows  (rules/pool.py)
 concat     maps (or vectors) side by side
+add        x = f(a + b + ...), layers of one shape (residual)
 loss       a registered loss function (rules/choices.py)  (seed 4.3)
 
 Their options name registered choices (activations, losses, init schemes), read
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import BuildError
 from ..core.registry import LayerRule, Option, Registry
 from ..language.options import FromRegistry, choice, integer, named, number, size_pair
 from .activations import ACTIVATION, apply_activation
 from .choices import CODINGS
 from .conv_layer import connectivity, lower_conv, padding_option, per_dimension
 from .lowering import add_bias, flatten, require_maps, stack_maps
+from .pool import POOL_LAYER
 
 
 # subsample ------------------------------------------------------------------
@@ -63,6 +67,27 @@ def lower_full(ctx, opts, sources):
     u = ctx.emit("matmul", (x, weight), transpose_b=True)
     u = add_bias(ctx, u, opts["bias"], units, opts["lr_scale"])
     return apply_activation(ctx, u, opts["activation"])
+
+
+def lower_add(ctx, opts, sources):
+    """R = f(A + B + ...): layers of one shape summed (a residual connection)."""
+    refs, first = ctx.layer.sources, ctx.shape(sources[0])
+    for ref, other in zip(refs[1:], sources[1:]):
+        if ctx.shape(other) != first:
+            raise BuildError(f"'add' sums layers of one shape, but '{ref.name}' is "
+                             f"{_shape(ctx.shape(other))} and '{refs[0].name}' is "
+                             f"{_shape(first)}", ref.span)
+    total = sources[0]
+    for other in sources[1:]:
+        total = ctx.emit("add", (total, other))
+    return apply_activation(ctx, total, opts["activation"])
+
+
+def _shape(shape) -> str:
+    """'6 x 12x12' (maps) or '10 units'."""
+    if len(shape) == 2:
+        return f"{shape[1]} units"
+    return f"{shape[1]} x " + "x".join(map(str, shape[2:]))
 
 
 def lower_concat(ctx, opts, sources):
@@ -174,6 +199,22 @@ def register_builtin_layers(registry: Registry) -> Registry:
                       "concat V <- H, G                                     # 5 units\n"
                       "full out <- V : units=3, activation=sigmoid\n"
                       "loss L <- out : function=squared_error\n")),
+        POOL_LAYER,
+        LayerRule("add", {"activation": ACTIVATION}, lower_add, min_inputs=2, max_inputs=None,
+                  doc="f(a + b + ...): the sum of layers of one shape (residual)",
+                  example=(
+                      "# add: a residual block, x + f(conv(f(conv(x)))) with 'same'-sized\n"
+                      "# maps, then a sum of three vectors and an activation.\n"
+                      "input x : 1 x 9 x 9\n"
+                      "conv C1 <- x : maps=2, kernel=3, activation=tanh     # 2 x 7x7\n"
+                      "conv C2 <- C1 : maps=2, kernel=3, activation=tanh    # 2 x 5x5\n"
+                      "conv C3 <- C2 : maps=2, kernel=1                     # 2 x 5x5\n"
+                      "pool P <- C1 : kind=mean, size=3, stride=1           # 2 x 5x5\n"
+                      "add R <- C3, P : activation=tanh                     # 2 x 5x5\n"
+                      "full A <- R : units=3\n"
+                      "full B <- x : units=3\n"
+                      "add V <- A, B, A : activation=sigmoid                # 3 units\n"
+                      "loss L <- V : function=squared_error\n")),
         LayerRule("loss", {
             "function": Option(FromRegistry(_function, "loss: NAME"),
                                required=True, doc="squared_error, softmax_cross_entropy, ..."),

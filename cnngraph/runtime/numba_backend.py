@@ -148,6 +148,8 @@ def poly(x, *, coeffs):
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
 
 
+
+
 def block_sum(x, *, factor):
     if x.size < SMALL:
         return numerics.block_sum(x, factor)
@@ -158,6 +160,37 @@ def upsample_kron(x, *, factor):
     if x.size * factor * factor < SMALL:
         return numerics.upsample_kron(x, factor)
     return _maps().upsample_kron(np.ascontiguousarray(x), factor)
+
+
+def _pool():
+    return _compiled("numba_pool")
+
+
+def _pooled(x, size, stride, padding):
+    """The output's height and width (rules/pool.out_size)."""
+    return tuple((n + 2 * p - k) // s + 1
+                 for n, k, s, p in zip(x.shape[2:], size, stride, padding))
+
+
+def pool_max(x, *, size, stride, padding):
+    """Always compiled (NumPy has only the reference): 2-D windows of rules/pool.py."""
+    return _pool().pool_max(np.ascontiguousarray(x), *size, *stride, *padding,
+                            *_pooled(x, size, stride, padding))
+
+
+def pool_max_grad(x, delta, *, size, stride, padding):
+    return _pool().pool_max_grad(np.ascontiguousarray(x), np.ascontiguousarray(delta),
+                                 *size, *stride, *padding)
+
+
+def pool_mean(x, *, size, stride, padding):
+    return _pool().pool_mean(np.ascontiguousarray(x), *size, *stride, *padding,
+                             *_pooled(x, size, stride, padding))
+
+
+def pool_mean_grad(delta, *, size, stride, padding, input_size):
+    return _pool().pool_mean_grad(np.ascontiguousarray(delta), *size, *stride, *padding,
+                                  *input_size)
 
 
 KERNELS = {
@@ -172,6 +205,10 @@ KERNELS = {
     "add_bias": Kernel(add_bias, fresh=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
+    "pool_max": Kernel(pool_max),
+    "pool_max_grad": Kernel(pool_max_grad),
+    "pool_mean": Kernel(pool_mean),
+    "pool_mean_grad": Kernel(pool_mean_grad),
 }
 
 
@@ -184,7 +221,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _maps()
+    _conv(), _maps(), _pool()
 
 
 def numba_backend(fallback: Backend) -> Backend:
