@@ -203,6 +203,9 @@ def conv_geometry(ctx, opts, size):
                         "outputs would read zeros only", "padding",
                         "pad each side by less than the (dilated) kernel")
     padded = tuple(n + p0 + p1 for n, (p0, p1) in zip(size, pads))
+    if any(sp > n for sp, n in zip(span, padded)) and padded == size and dilation == (1, 1):
+        raise ctx.error(f"kernel {_dims(kernel)} is larger than input map {_dims(size)}",
+                        "kernel", f"use a kernel of at most {min(size)}")
     if any(sp > n for sp, n in zip(span, padded)):
         dilated = f" dilated by {_dims(dilation)} spans {_dims(span)}, which" \
             if dilation != (1, 1) else ""
@@ -214,7 +217,8 @@ def conv_geometry(ctx, opts, size):
         return None
     left = [(n - sp) % s for n, sp, s in zip(padded, span, stride)]
     if any(left):
-        ctx.warn(f"stride {_dims(stride)} leaves the last {_dims(left)} rows x columns of the "
+        ctx.warn(f"stride {_dims(stride)} leaves the last {left[0]} row(s) and {left[1]} "
+                 f"column(s) of the "
                  f"{'padded ' if padding != 'valid' else ''}{_dims(padded)} map unread",
                  "stride")
     return {"stride": stride, "padding": pads, "dilation": dilation}
@@ -226,9 +230,6 @@ def lower_conv(ctx, opts, sources):
     _, c_in, h, w = ctx.shape(x)
     kh, kw = opts["kernel"]
     geometry = conv_geometry(ctx, opts, (h, w))
-    if geometry is None and (kh > h or kw > w):
-        raise ctx.error(f"kernel {kh}x{kw} is larger than input map {h}x{w}", "kernel",
-                        f"use a kernel of at most {min(h, w)}")
     c_out = opts["maps"]
     ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, kh, kw), "maps")
     if opts["connect"][0] == "learned":
