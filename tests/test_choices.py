@@ -109,8 +109,8 @@ def test_add_choice_checks_the_entry():
         registry.add_choice(Choice("init", "x", {"c": number()}, None))
     with pytest.raises(RuleError, match="init 'normal' is registered twice"):
         registry.add_choice(Choice("init", "normal", {}, None))
-    with pytest.raises(RuleError, match="unknown schedule 'cosine'"):
-        registry.choice("schedule", "cosine")
+    with pytest.raises(RuleError, match="unknown schedule 'cyclic'"):
+        registry.choice("schedule", "cyclic")
 
 
 def test_an_option_added_at_its_default_keeps_every_hash():

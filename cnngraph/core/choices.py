@@ -3,8 +3,8 @@ loss, an init scheme, an optimizer, a schedule, a preprocessing), registered wit
 `Registry.add_choice` and listed by ``cnngraph list``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:
     from .registry import Option
@@ -41,3 +41,20 @@ class Choice:
     def arguments(self, given: Mapping[str, Any]) -> dict:
         """``given`` with every option not written at its default."""
         return {**{k: o.default for k, o in self.options.items() if not o.required}, **given}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A schedule evaluated at every step, what a schedule choice's value returns
+    instead of per-epoch steps: ``function(lr, e, de, length, /, **options)`` is the
+    rate of the step that starts at fractional epoch ``e`` (0-based: epoch + step /
+    steps) and lasts ``de`` epochs (1 / steps), in a run of ``length`` epochs at base
+    rate ``lr`` (positional-only, so that an option may be called epochs).  ``name`` is the choice's and ``options`` every option's value (a nested
+    schedule as its Curve), so that a run's record can rebuild it."""
+
+    name: str
+    function: Callable
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def rate(self, lr: float, e: float, de: float, epochs: float) -> float:
+        return self.function(lr, e, de, epochs, **self.options)

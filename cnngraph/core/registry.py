@@ -145,7 +145,12 @@ class OptimizerRule:
     slots(args) -> the per-parameter state slots it keeps (each as large as the
         parameters), for the memory estimate and checkpoints;
     curvature: whether it needs the SDLM curvature estimate h (slot 'curvature')
-        refreshed before each epoch, on ``samples`` patterns (an option).
+        refreshed before each epoch, on ``samples`` patterns (an option);
+    counts: the slots holding one whole number per parameter (an int64 array of
+        shape (), Adam's step count t), kept in checkpoints beside ``slots``;
+    check(args) raises a ValueError for options that do not fit together (every
+        option given, at its default where not written); the reader reports it at
+        the value.
     """
 
     name: str
@@ -155,6 +160,8 @@ class OptimizerRule:
     slots: Callable
     curvature: bool = False
     doc: str = ""
+    counts: tuple = ()
+    check: Callable = lambda args: None
 
 
 _OP_FIELDS = ("shape", "example")

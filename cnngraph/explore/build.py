@@ -23,7 +23,8 @@ from ..core.outputs import check_output_file, write_text
 from ..tools import explain
 from ..tools.experiment import read_splits
 from ..training.checkpoint import embedded_model, load_checkpoint
-from ..training.loop import CHECKPOINT, METRICS, learning_rate
+from ..training.loop import CHECKPOINT, METRICS
+from ..training.rates import learning_rate, read_schedule_record
 from ..training.snapshots import FOLDER, RUN
 from ..training.step import Optimizer
 from . import results
@@ -167,7 +168,8 @@ def _train_config(model, metrics, ckpt):
     if recorded.get("optimizer"):
         changes["optimizer"] = (recorded["optimizer"][0], dict(recorded["optimizer"][1]))
     if recorded.get("schedule") is not None:
-        changes["schedule"] = tuple(tuple(s) for s in recorded["schedule"])
+        changes["schedule"] = read_schedule_record(recorded["schedule"], model.registry,
+                                                   METRICS)
     if "dtype" not in changes:
         changes["dtype"] = str(next(iter(ckpt.params.values())).dtype)
     return model.settings.train.replace(**changes)
@@ -209,7 +211,9 @@ def stepless_position(run):
     curvature = {k[len("curvature/"):]: v for k, v in ckpt.optimizer.items()
                  if k.startswith("curvature/")} or None
     epoch = g / steps if steps else float(ckpt.epoch)
-    at = At(g, epoch, learning_rate(cfg, ckpt.epoch if ckpt.step else max(0, ckpt.epoch - 1)),
+    last = max(0, g - 1)  # the rate of the last step done (of the first, before any)
+    at = At(g, epoch, learning_rate(cfg, *divmod(last, steps), steps) if steps
+            else learning_rate(cfg, max(0, ckpt.epoch - (ckpt.step == 0))),
             params, None, None, test.images[:CHECKPOINT_BATCH], test.targets[:CHECKPOINT_BATCH])
     return at, curvature
 

@@ -112,11 +112,13 @@ def number_list(value: Value, what: str) -> tuple[float, ...]:
 number_list.expects = "[number, ...]"
 
 
-def call(schemes: dict[str, dict[str, Checker]]) -> Checker:
+def call(schemes: dict[str, dict[str, Checker]], registry=None) -> Checker:
     """NAME or NAME(key=value, ...) from a set of schemes and their typed arguments.
 
-    Positional arguments fill the scheme's arguments in declared order.  Returns
-    (name, {argument: value}) with only the given arguments.
+    Positional arguments fill the scheme's arguments in declared order; an argument
+    whose checker is a `FromRegistry` (a nested choice: warmup's then=cosine(...))
+    reads ``registry``.  Returns (name, {argument: value}) with only the given
+    arguments.
     """
     def check(value, what):
         if value.kind == "name":
@@ -142,7 +144,8 @@ def call(schemes: dict[str, dict[str, Checker]]) -> Checker:
             if key in given:
                 raise BuildError(f"argument '{key}' of '{name}' is given twice", v.span)
             given[key] = v
-        return name, {key: arguments[key](v, f"{what}: {key}") for key, v in given.items()}
+        return name, {key: check_value(arguments[key], v, f"{what}: {key}", registry)
+                      for key, v in given.items()}
     return _expecting(check, " | ".join(f"{name}(...)" if arguments else name
                                         for name, arguments in schemes.items()))
 
@@ -156,6 +159,13 @@ class FromRegistry:
     expects: str = ""
 
 
+def check_value(check, value: Value, what: str, registry=None):
+    """``value`` through ``check``, a plain checker or a `FromRegistry` reading
+    ``registry``."""
+    return check.read(registry, value, what) if isinstance(check, FromRegistry) \
+        else check(value, what)
+
+
 def named(kind: str) -> FromRegistry:
     """NAME or NAME(option=value, ...) naming a registered choice of ``kind``
     (`core.registry.Choice`), its options checked by their own checkers; options it
@@ -164,7 +174,7 @@ def named(kind: str) -> FromRegistry:
     def read(registry, value, what):
         choices = registry.choices(kind)
         name, args = call({n: {k: o.check for k, o in c.options.items()}
-                           for n, c in choices.items()})(value, what)
+                           for n, c in choices.items()}, registry)(value, what)
         missing = [k for k, o in choices[name].options.items() if o.required and k not in args]
         if missing:
             raise BuildError(f"'{name}' needs option '{missing[0]}' "
@@ -188,10 +198,8 @@ def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, sp
         if option.name in seen:
             raise BuildError(f"option '{option.name}' is given twice", option.span)
         seen[option.name] = option
-        check = declared[option.name].check
-        values[option.name] = (check.read(registry, option.value, option.name)
-                               if isinstance(check, FromRegistry)
-                               else check(option.value, option.name))
+        values[option.name] = check_value(declared[option.name].check, option.value,
+                                          option.name, registry)
     for name, spec in declared.items():
         if name not in values:
             if spec.required:

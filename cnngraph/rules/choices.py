@@ -10,21 +10,27 @@ init           draw(shape, fan_in, fan_out, rng, dtype, **options) -> array; fan
 loss           `Loss`: the op the loss layer emits, (prediction, target) -> scalar,
                and the target codings it accepts
 schedule       steps(**options) -> ((first epoch, rate), ...), 1-based epochs from 2
-               on, epoch 1 at the train block's lr; a ValueError for options that do
-               not fit together (the reader reports it at the value)
+               on, epoch 1 at the train block's lr (a per-epoch schedule), or a
+               `Curve` (core/choices.py), evaluated at the start of every step; a
+               ValueError for options that do not fit together (the reader reports
+               it at the value)
 preprocessing  `Pixels`: how pixels map to the model's input (training/preprocess.py)
 
 Activations are rules/activations.py's; optimizers rules/optimizers.py's.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from ..core.choices import Curve
+from ..core.errors import BuildError
 from ..core.registry import Choice, Option, Registry
-from ..language.options import boolean, integer_list, number, number_list
+from ..language.options import (FromRegistry, boolean, integer, integer_list, number,
+                                number_list)
 
 
 # init (REFERENCES.md) ----------------------------------------------------------
@@ -107,12 +113,62 @@ def piecewise(*, epochs, lr):
     return tuple(zip(epochs, lr))
 
 
+def _step(lr, e, de, length, /, *, every, gamma):
+    return lr * gamma ** math.floor(e / every)
+
+
+def _cosine(lr, e, de, length, /, *, min_lr):
+    return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * min(e, length) / length)) / 2
+
+
+def _warmup(lr, e, de, length, /, *, epochs, then):
+    """Linear over the warm-up, taken at each step's end (e + de), so the first step
+    gets lr / (epochs · steps), not 0; then ``then`` from the warm-up's end on."""
+    if e < epochs:
+        return lr * min(1.0, (e + de) / epochs)
+    return lr if then is None else then.rate(lr, e - epochs, de, length - epochs)
+
+
+def _then(registry, value, what):
+    """warmup's then=: a schedule evaluated at every step (a `Curve`)."""
+    from ..language.settings import read_schedule
+    found = read_schedule(registry, value, what)
+    if not isinstance(found, Curve):
+        raise BuildError(f"option '{what}' takes a schedule evaluated at every step "
+                         "(step, cosine, warmup), which starts when the warm-up ends; "
+                         f"{value.data[0] if value.kind == 'call' else value.data} counts "
+                         "epochs from the run's start", value.span)
+    return found
+
+
+def _curve(name, function):
+    """A schedule choice's value: its options -> the `Curve`."""
+    return lambda **options: Curve(name, function, options)
+
+
 SCHEDULES = (
     Choice("schedule", "piecewise", {
         "epochs": Option(integer_list, required=True,
                          doc="the epoch (from 2, 1-based, increasing) each rate starts at"),
         "lr": Option(number_list, required=True, doc="the rate from each of those epochs on"),
     }, piecewise, "lr for the first epochs, then lr[i] from epoch epochs[i] on"),
+    Choice("schedule", "step", {
+        "every": Option(integer(1), 10, doc="epochs between two decays"),
+        "gamma": Option(POSITIVE, 0.1, doc="the factor of each decay"),
+    }, _curve("step", _step), "lr · gamma^floor(e / every), e the step's fractional epoch"),
+    Choice("schedule", "cosine", {
+        "min_lr": Option(number(0), 0.0, doc="the rate at the run's end"),
+    }, _curve("cosine", _cosine),
+        "min_lr + (lr − min_lr) · (1 + cos(π e / epochs)) / 2 over the run's epochs "
+        "(Loshchilov & Hutter 2017, without restarts)"),
+    Choice("schedule", "warmup", {
+        "epochs": Option(POSITIVE, 1.0, doc="the warm-up's length in epochs"),
+        "then": Option(FromRegistry(_then, "step(...), cosine(...) or warmup(...)"), None,
+                       doc="the schedule from the warm-up's end on, over the epochs left "
+                           "(none: lr)"),
+    }, _curve("warmup", _warmup),
+        "lr · min(1, e_end / epochs) over the warm-up (e_end: the step's end), then lr or "
+        "then's schedule (Goyal et al. 2017)"),
 )
 
 

@@ -287,12 +287,18 @@ def _read_meta(meta: dict, header: dict, path: Path) -> dict:
 
 def _check_optimizer_arrays(optimizer: dict, params: dict, path: Path) -> None:
     """Each optimizer array is a 'slot/parameter' of a parameter in the checkpoint, of
-    its shape and dtype, and finite."""
+    its shape and dtype, and finite, or a count (Adam's step count t): one whole
+    number, 0 or more (which slots are counts is `resume.check_resumable`'s)."""
     for key, value in optimizer.items():
         slot, _, name = key.partition("/")
         if not slot or name not in params:
             raise CheckpointError(f"optimizer array 'optim/{key}' is not 'slot/parameter' "
                                   "for a parameter the checkpoint holds", where=str(path))
+        if value.shape == () and value.dtype.kind in "iu":
+            if value < 0:
+                raise CheckpointError(f"optimizer count '{key}' is {value}, below 0",
+                                      where=str(path))
+            continue
         for what, mine, its in (("shape", value.shape, params[name].shape),
                                 ("dtype", value.dtype, params[name].dtype)):
             if mine != its and params[name].dtype.kind == "f":  # else check_param_arrays

@@ -32,6 +32,7 @@ from .divergence import Diverged, beginning, check_epoch, kept, record, reported
 from .observe import StepEvent, notify
 from .parallel import reduction_for
 from .provenance import describe, find_first_bad, finite, update_finite
+from .rates import learning_rate, schedule_record
 from .resume import check_resumable, check_step
 from .step import Optimizer, estimate_curvature, train_step
 from .world import SINGLE
@@ -53,15 +54,6 @@ class Progress:
     loss: float
     images_per_s: float
     eta_s: float
-
-
-def learning_rate(cfg: TrainConfig, epoch: int) -> float:
-    """The rate for 0-based ``epoch``: lr, then piecewise steps (1-based epochs)."""
-    rate = cfg.lr
-    for first, value in cfg.schedule:
-        if epoch + 1 >= first:
-            rate = value
-    return rate
 
 
 def check_split(split, dtype, what: str = "training") -> None:
@@ -180,9 +172,11 @@ class Trainer:
         where a resume continues, and where `replay` walks from."""
         self.params = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
         self.state = self.optimizer.start(self.params)
-        for key, value in ckpt.optimizer.items():
+        for key, value in ckpt.optimizer.items():  # counts (`OptimizerRule`) stay whole
             slot, name = key.split("/", 1)
-            self.state.setdefault(slot, {})[name] = value.astype(self.dtype)
+            like = self.state.get(slot, {}).get(name)
+            self.state.setdefault(slot, {})[name] = value.astype(
+                self.dtype if like is None else like.dtype)
         self.rng = np.random.default_rng()
         self.rng.bit_generator.state = ckpt.rng_state
         self.epoch, self.step = ckpt.epoch, ckpt.step
@@ -238,13 +232,14 @@ class Trainer:
         return sample, order
 
     def _run_epoch(self, train, order, steps, epoch_state):
-        lr, batch, sums = learning_rate(self.cfg, self.epoch), self.cfg.batch, self.sums
+        batch, sums = self.cfg.batch, self.sums
         started, last_report, done_at_start = time.perf_counter(), 0.0, self.step
         while self.step < steps:
             idx = order[self.step * batch:(self.step + 1) * batch]
             x, t = train.images[idx], train.targets[idx]
             if self.augment is not None:
                 x = self.augment(x, self.epoch, self.step, train)
+            lr = learning_rate(self.cfg, self.epoch, self.step, steps)  # `rates`
             with np.errstate(all="ignore"):  # a NaN is diagnosed below, not warned about
                 params, state, stats = train_step(self.model, self.params, self.state,
                                                   (x, t), self.optimizer, lr, self.reduce)
@@ -299,18 +294,18 @@ class Trainer:
                                       first_bad=found and {**found, **at}))
 
     def _finish_epoch(self, train, validation, steps):
-        sums = self.sums
+        sums, last_rate = self.sums, learning_rate(self.cfg, self.epoch, steps - 1, steps)
         check_epoch(self.epoch, sums["loss"] / sums["seen"], sums["errors"] / sums["seen"],
                     self.first_batch, self.history, self.last_batch and self.last_batch[1],
                     self.out / CHECKPOINT if self.out is not None else None,
-                    learning_rate(self.cfg, self.epoch))  # before anything is saved
+                    last_rate)  # before anything is saved
         val_error = evaluate(self.model, self.params, validation,
                              world=self.world)[0] if validation else None
         self.history.append({
             "epoch": self.epoch + 1, "train_loss": sums["loss"] / sums["seen"],
             "train_error": sums["errors"] / sums["seen"], "val_error": val_error,
             "seconds": sums["seconds"], "images_per_s": sums["seen"] / max(sums["seconds"], 1e-9),
-            "lr": learning_rate(self.cfg, self.epoch), "layers": self._layer_statistics()})
+            "lr": last_rate, "layers": self._layer_statistics()})
         self.epoch, self.step, self.sums = self.epoch + 1, 0, _zero_sums()
         self._save(self.rng.bit_generator.state)
         self.report(self.history[-1])
@@ -360,7 +355,7 @@ class Trainer:
                 "confusion": None if confusion is None else confusion.tolist(),
                 "config": {"epochs": cfg.epochs, "batch": cfg.batch, "lr": cfg.lr,
                            "optimizer": [cfg.optimizer[0], cfg.optimizer[1]],
-                           "schedule": [list(s) for s in cfg.schedule], "dtype": cfg.dtype,
+                           "schedule": schedule_record(cfg.schedule), "dtype": cfg.dtype,
                            "val": cfg.val, "shuffle": cfg.shuffle, "threads": self.workers,
                            "shards": cfg.shards, "ranks": self.world.size}}
 

@@ -79,7 +79,7 @@ def load_run(run_dir, registry=None, splits=None) -> RunRecord:
         raise CnnError(f"this run summed its shards with an allreduce across "
                        f"{info['ranks']} ranks, whose bits one process cannot repeat",
                        where=str(folder / RUN), hint="train with --reduction ordered")
-    cfg = config_from_record(info["config"])
+    cfg = config_from_record(info["config"], model.registry, str(folder / RUN))
     if splits is None:
         splits = _read_data(model, cfg, info, ckpt.preprocessing, folder / RUN)
     train, validation, test = splits

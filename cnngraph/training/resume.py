@@ -23,7 +23,8 @@ def check_resumable(ckpt, model, cfg, optimizer, path: str) -> None:
                               f"trains in {dtype}", where=path,
                               hint=f"resume with --dtype {dtypes[0]}, as the run started")
     named = optimizer_name(cfg.optimizer)
-    slots = set(optimizer.rule.slots(optimizer.args))
+    counts = set(optimizer.rule.counts)
+    slots = set(optimizer.rule.slots(optimizer.args)) | counts
     foreign = sorted({key.partition("/")[0] for key in ckpt.optimizer} - slots)
     if foreign:
         raise CheckpointError(f"the checkpoint holds optimizer state '{foreign[0]}', which "
@@ -39,6 +40,12 @@ def check_resumable(ckpt, model, cfg, optimizer, path: str) -> None:
                               f"{', ...' if len(missing) > 3 else ''}): restarted at zero, the "
                               "run would not go on as it was", where=path,
                               hint="resume with the optimizer the run was started with")
+    for key, value in ckpt.optimizer.items():
+        if (key.partition("/")[0] in counts) != (value.shape == () and value.dtype.kind in "iu"):
+            raise CheckpointError(f"optimizer array '{key}' of shape {value.shape} and dtype "
+                                  f"{value.dtype} is not what {named} keeps there (a count "
+                                  "is one whole number, other state as large as its "
+                                  "parameter)", where=path)
     last = ckpt.epoch + (ckpt.step > 0)  # the epochs done, and the one in progress
     if last > cfg.epochs:
         doing = f" and {ckpt.step} steps of the next" if ckpt.step else ""

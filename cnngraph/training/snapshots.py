@@ -24,6 +24,7 @@ from ..core.errors import UsageError
 from ..core.outputs import writing
 from .checkpoint import save_checkpoint
 from .loop import write_json
+from .rates import read_schedule_record, schedule_record
 
 FOLDER = "snapshots"
 RUN = "run.json"
@@ -85,7 +86,7 @@ def run_record(model, cfg, *, data=None, given_splits=False, limit_train=None,
         source = str(resolve_data(data and str(data), cfg.data, model.file).resolve())
     config = dataclasses.asdict(cfg)
     config.update(optimizer=[cfg.optimizer[0], dict(cfg.optimizer[1])],
-                  schedule=[list(s) for s in cfg.schedule])
+                  schedule=schedule_record(cfg.schedule))
     return {"data": source, "limit_train": limit_train, "limit_test": limit_test,
             "val": cfg.val, "dtype": cfg.dtype, "backend": model.backend.name,
             "threads": workers, "shards": cfg.shards, "reduction": reduction,
@@ -93,12 +94,13 @@ def run_record(model, cfg, *, data=None, given_splits=False, limit_train=None,
             "model_file": model.file, "config": config}
 
 
-def config_from_record(config: dict):
-    """The `TrainConfig` `run_record` wrote."""
+def config_from_record(config: dict, registry, where: str):
+    """The `TrainConfig` `run_record` wrote (its schedule rebuilt with ``registry``'s)."""
     from ..language.settings import TrainConfig
     name, args = config["optimizer"]
     return TrainConfig(**{**config, "optimizer": (name, dict(args)),
-                          "schedule": tuple(tuple(s) for s in config["schedule"])})
+                          "schedule": read_schedule_record(config["schedule"], registry,
+                                                           where)})
 
 
 class SnapshotKeeper:
