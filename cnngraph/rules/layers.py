@@ -142,7 +142,8 @@ def register_builtin_layers(registry: Registry) -> Registry:
         }, lower_conv, max_inputs=None, doc="valid convolution of the input maps (seed 3.1)",
             example=(
                 "# conv: a table, one_to_one over two stacked sources, random(k), learned(...)\n"
-                "# with its penalty, a [rows, cols] kernel, and no bias.\n"
+                "# with its penalty, a [rows, cols] kernel, no bias, and a strided, dilated\n"
+                "# 'same' convolution.\n"
                 "input x : 2 x 7 x 7\n"
                 "conv A <- x : maps=3, kernel=3, connect=table(T), activation=sigmoid  # 5x5\n"
                 "conv B <- x : maps=1, kernel=3, activation=tanh(a=1.5, b=0.5)         # 5x5\n"
@@ -151,7 +152,9 @@ def register_builtin_layers(registry: Registry) -> Registry:
                 "              activation=lecun_tanh\n"
                 "conv E <- C : maps=2, kernel=[3, 4], connect=learned(penalty=entropy, lam=0.1),\n"
                 "              activation=sigmoid\n"
-                "full out <- D, E : units=3, activation=sigmoid\n"
+                "conv G <- x : maps=2, kernel=3, stride=2, dilation=2, padding=same,\n"
+                "              connect=one_to_one, activation=tanh                    # 4x4\n"
+                "full out <- D, E, G : units=3, activation=sigmoid\n"
                 "loss L <- out : function=squared_error\n"
                 "table T {\n"
                 "  0: 0\n"
