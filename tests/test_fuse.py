@@ -48,7 +48,7 @@ def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
 
 
 def test_plugin_ops_run_fused_as_unfused():
-    """The example plugins (max-pooling with switches, a vjp-rule relu) in a model."""
+    """The example plugins (max-pooling with switches, a vjp-rule relu6) in a model."""
     registry = default_registry()
     for plugin in ("maxpool.py", "relu.py"):
         load_plugin(str(ROOT / "examples" / plugin), registry)
@@ -58,24 +58,24 @@ def test_plugin_ops_run_fused_as_unfused():
 
 RELU_AFTER_BIAS = """
 input x : 1 x 8 x 8
-conv C1 <- x : maps=3, kernel=3, activation=relu
+conv C1 <- x : maps=3, kernel=3, activation=relu6
 full out <- C1 : units=4, activation=sigmoid
 loss L <- out : function=squared_error
 """
 
 
 def test_a_plugin_op_fuses_by_declaring_an_in_place_kernel():
-    """examples/relu.py declares relu's in-place kernel and nothing else: the pass,
+    """examples/relu.py declares relu6's in-place kernel and nothing else: the pass,
     unchanged, runs it in the bias add's fresh buffer, bitwise as unfused.  (In the
-    training plan relu's vjp reads the sum too, so there it stays a step of its own.)"""
+    training plan relu6's vjp reads the sum too, so there it stays a step of its own.)"""
     registry = default_registry()
     load_plugin(str(ROOT / "examples" / "relu.py"), registry)
     model = compile_model(RELU_AFTER_BIAS, registry)
     fused = model.plans.forward
     plain = make_plan(model.graph, fused.outputs, registry, model.backend, fuse=False)
     ops = [step.op for step in fused.steps]
-    assert "add_bias+relu" in ops and "relu" not in ops
-    assert "relu" in [step.op for step in model.plans.gradients.steps]
+    assert "add_bias+relu6" in ops and "relu6" not in ops
+    assert "relu6" in [step.op for step in model.plans.gradients.steps]
     _assert_fused_is_unfused(model, fused, plain, 3, np.float64)
 
 
@@ -136,7 +136,9 @@ def test_memory_estimate_counts_the_kept_patches():
     assert plan_peak_bytes(fused, graph, 100, np.float64) >= patches
 
 
-ATTRS = {"sigmoid": [{}, {"gain": 2.5}], "tanh": [{}, {"a": 1.7159, "b": 2 / 3}], "mul": [{}]}
+ATTRS = {"sigmoid": [{}, {"gain": 2.5}], "tanh": [{}, {"a": 1.7159, "b": 2 / 3}], "mul": [{}],
+         "relu": [{}], "leaky_relu": [{}, {"slope": 0.3}, {"slope": 3.0}],
+         "elu": [{}, {"alpha": 0.5}]}
 
 
 def test_every_in_place_kernel_is_checked():

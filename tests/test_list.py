@@ -65,8 +65,8 @@ def test_one_kind_and_a_plugins_entries(capsys):
     assert list(json.loads(listed(capsys, "init", "--json"))) == ["init"]
     without = [e["name"] for e in json.loads(listed(capsys, "activation", "--json"))["activation"]]
     found = json.loads(listed(capsys, "activation", "--json", "--ops", RELU))["activation"]
-    assert "relu" not in without and "relu" in [e["name"] for e in found]
-    assert "  relu(u): max(0, u) [elementwise]" in listed(capsys, "op", "--ops", RELU)
+    assert "relu6" not in without and "relu6" in [e["name"] for e in found]
+    assert "  relu6(u): min(max(0, u), 6) [elementwise]" in listed(capsys, "op", "--ops", RELU)
 
 
 def test_the_parser_accepts_every_listed_name_and_refuses_others(capsys):

@@ -18,7 +18,7 @@ RELU = str(ROOT / "examples" / "relu.py")
 def test_example_plugins_pass_check_ops(capsys):
     assert main(["check-ops", "--ops", MAXPOOL, "--ops", RELU]) == 0
     out = capsys.readouterr().out
-    assert "maxpool" in out and "relu_vjp_u" in out and "FAILED" not in out
+    assert "maxpool" in out and "relu6_vjp_u" in out and "FAILED" not in out
 
 
 def test_a_broken_plugin_fails_check_ops_naming_op_and_slot(tmp_path, capsys):
@@ -46,7 +46,7 @@ def test_check_ops_checks_a_plugins_faster_kernel_against_its_reference(tmp_path
 def test_plugin_loads_as_a_module(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     registry = default_registry()
-    assert load_plugin("relu", registry) == ["relu", "relu_curvature_u", "relu_vjp_u"]
+    assert load_plugin("relu", registry) == ["relu6", "relu6_curvature_u", "relu6_vjp_u"]
 
 
 def test_model_with_plugin_ops_builds_checks_and_draws(capsys):
@@ -55,13 +55,13 @@ def test_model_with_plugin_ops_builds_checks_and_draws(capsys):
     assert main(["check", model, *ops, "--sample", "40", "--eps", "1e-5"]) == 0
     assert main(["dot", model, *ops, "--backward"]) == 0
     dot = capsys.readouterr().out
-    assert "argmax switches" in dot and "relu_vjp_u" in dot
+    assert "argmax switches" in dot and "relu6_vjp_u" in dot
 
 
 def test_model_without_its_plugins_names_what_is_missing(capsys, tmp_path):
     assert main(["summary", "examples/maxpool.cnn"]) == 2
     err = capsys.readouterr().err
-    assert "examples/maxpool.cnn:6:49: error: unknown activation 'relu'" in err
+    assert "examples/maxpool.cnn:6:49: error: unknown activation 'relu6'" in err
     assert "--ops" in err
     assert main(["summary", "examples/maxpool.cnn", "--ops", RELU]) == 2
     err = capsys.readouterr().err
@@ -70,11 +70,11 @@ def test_model_without_its_plugins_names_what_is_missing(capsys, tmp_path):
 
 def test_unknown_activation_suggests_close_names(tmp_path, capsys):
     path = tmp_path / "m.cnn"
-    path.write_text("input x : 1 x 8 x 8\nfull out <- x : units=3, activation=rleu\n"
+    path.write_text("input x : 1 x 8 x 8\nfull out <- x : units=3, activation=rleu6\n"
                     "loss L <- out : function=squared_error\n")
     assert main(["summary", str(path), "--ops", RELU]) == 2
     err = capsys.readouterr().err
-    assert ":2:" in err and "unknown activation 'rleu'" in err and "relu" in err
+    assert ":2:" in err and "unknown activation 'rleu6'" in err and "relu6" in err
 
 
 def _rule(**changes):

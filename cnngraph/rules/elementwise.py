@@ -1,8 +1,14 @@
 """Elementwise ops: activations f(u) (seed 2.1), and the arithmetic their rules emit.
 
-An activation's derivative is a polynomial in its *output* y (sigmoid:
+A squashing activation's derivative is a polynomial in its *output* y (sigmoid:
 gain·y(1−y); a·tanh(b·u): a·b − (b/a)·y²), so its gradient rule emits
-delta ∘ poly(y) and derivatives of every order stay inside this module.
+delta ∘ poly(y) and derivatives of every order stay inside this module.  The
+rectifiers and GELU (`MODERN`) have a slope that is no polynomial: each has a
+backward-only op ``{name}_slope`` computing f'(u), from y where y tells it
+(relu, leaky_relu, elu), from u for gelu; the gradient is delta ∘ slope and the
+curvature h ∘ slope² as for the others.  At a kink the slope is the left one:
+relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha (1 at alpha = 1), in
+every backend; the generated examples keep 0.05 away from 0.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import math
 import numpy as np
 
 from ..core.graph import ShapeError, shapes_equal
-from ..core.registry import REQUIRED, Example, OpRule
+from ..core.registry import REQUIRED, Example, NotDifferentiable, OpRule
 from .explain_support import element, explained, part
 from .onnx_support import scalar
 
@@ -122,6 +128,131 @@ def tanh_onnx(graph, u, *, a=1.0, b=1.0):
     return graph.op("Mul", [y, scalar(graph, a, "a")]) if a != 1.0 else y
 
 
+def relu_reference(u):
+    return np.maximum(u, 0)
+
+
+def leaky_relu_reference(u, *, slope=0.01):
+    return np.where(u > 0, u, slope * u)
+
+
+def elu_reference(u, *, alpha=1.0):
+    return np.where(u > 0, u, alpha * np.expm1(np.minimum(u, 0)))
+
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    """erf of each entry by the C library's (math.erf): float64-exact without scipy."""
+    x = np.asarray(x)
+    return np.asarray(_ERF(x), dtype=np.float64).astype(x.dtype)
+
+
+def gelu_reference(u):
+    """u·Φ(u), Φ the standard normal's distribution function (Hendrycks and Gimpel 2016)."""
+    return u * (0.5 * (1 + erf(u / math.sqrt(2))))
+
+
+def relu_slope(y):
+    return (y > 0).astype(y.dtype)
+
+
+def leaky_relu_slope(y, *, slope=0.01):
+    return np.where(y > 0, 1.0, slope).astype(y.dtype)
+
+
+def elu_slope(y, *, alpha=1.0):
+    """1 where y > 0, else alpha·exp(u) = y + alpha."""
+    return np.where(y > 0, 1.0, y + alpha).astype(y.dtype)
+
+
+def gelu_slope(u):
+    """Φ(u) + u·φ(u)."""
+    return 0.5 * (1 + erf(u / math.sqrt(2))) + u * np.exp(-u * u / 2) / math.sqrt(2 * math.pi)
+
+
+def _gelu_onnx(graph, u):
+    """u · ½(1 + erf(u/√2)) in Erf and arithmetic: ONNX's Gelu needs opset 20."""
+    e = graph.op("Erf", [graph.op("Mul", [u, scalar(graph, 1 / math.sqrt(2), "inv_sqrt2")])])
+    half = graph.op("Mul", [graph.op("Add", [e, scalar(graph, 1.0, "one")]),
+                            scalar(graph, 0.5, "half")])
+    return graph.op("Mul", [u, half])
+
+
+def _away_from_kinks(rng):
+    u = rng.normal(size=(2, 3, 4))
+    return np.where(np.abs(u) < 0.05, np.copysign(0.1, u), u)
+
+
+def _check_nonnegative(name, what):
+    def check(**attrs):
+        if attrs.get(name, 0.0) < 0:
+            raise ShapeError(f"{what} needs {name} >= 0, got {attrs[name]:g}")
+    return check
+
+
+SLOPE_ONLY = NotDifferentiable("backward-only op: an activation's slope; curvature uses "
+                               "its own rules, not second derivatives")
+
+
+def sloped_rule(name, defaults, reference, slope, reads_input, doc, formula, lowering,
+                example_attrs=None, check=None):
+    """An activation y = reference(u, **attrs) with a kink or a slope that is no
+    polynomial of y, and its backward-only op ``{name}_slope``: f'(u) = slope(v, **attrs)
+    of v = u where ``reads_input``, else of v = y."""
+    def shape(u, **attrs):
+        if check:
+            check(**attrs)
+        return u
+
+    def slope_node(emit, node):
+        v = node.inputs[0] if reads_input else node.id
+        return emit.emit(f"{name}_slope", (v,), **node.attrs)
+
+    def example(rng):
+        return Example((_away_from_kinks(rng),), example_attrs or {})
+
+    slot = "u" if reads_input else "y"
+    return (
+        OpRule(name, ("u",), shape,
+               lambda emit, node, delta: _through_slope(emit, delta, slope_node(emit, node)),
+               example, curvature=lambda emit, node, h: _through_slope_squared(
+                   emit, h, slope_node(emit, node)),
+               reference=reference, lowering=lowering,
+               explain=applied(reference, "u", lambda attrs: f"x = f(u) = {formula(**attrs)}"),
+               label=lambda given: name + "".join(f" {k}={v:.4g}" for k, v in given.items()),
+               traits=ELEMENTWISE, attrs=defaults, doc=doc),
+        OpRule(f"{name}_slope", (slot,), lambda v, **attrs: v, SLOPE_ONLY, example,
+               curvature=SLOPE_ONLY, reference=slope,
+               explain=applied(slope, slot, lambda attrs: f"the slope f'(u) of {name}, "
+                               f"read from {'its input u' if reads_input else 'its output y'}"),
+               label=lambda given: f"{name}'", attrs=defaults,
+               doc=f"f'(u) of {name} from {slot} (backward only)"),
+    )
+
+
+MODERN = (
+    *sloped_rule("relu", {}, relu_reference, relu_slope, False,
+                 "max(0, u); slope 0 at u = 0 (Nair and Hinton 2010)", lambda: "max(0, u)",
+                 lambda graph, u: graph.op("Relu", [u])),
+    *sloped_rule("leaky_relu", {"slope": 0.01}, leaky_relu_reference, leaky_relu_slope, False,
+                 "u for u > 0, slope·u otherwise; slope `slope` at 0 (Maas et al. 2013)",
+                 lambda slope=0.01: f"u if u > 0 else {slope:.4g}·u",
+                 lambda graph, u, slope=0.01: graph.op("LeakyRelu", [u], alpha=float(slope)),
+                 {"slope": 0.2}, _check_nonnegative("slope", "leaky_relu")),
+    *sloped_rule("elu", {"alpha": 1.0}, elu_reference, elu_slope, False,
+                 "u for u > 0, alpha·(exp(u) − 1) otherwise; slope alpha at 0 "
+                 "(Clevert et al. 2016)",
+                 lambda alpha=1.0: f"u if u > 0 else {alpha:.4g}·(exp(u) − 1)",
+                 lambda graph, u, alpha=1.0: graph.op("Elu", [u], alpha=float(alpha)),
+                 {"alpha": 1.5}, _check_nonnegative("alpha", "elu")),
+    *sloped_rule("gelu", {}, gelu_reference, gelu_slope, True,
+                 "u·Φ(u), exact (erf) form (Hendrycks and Gimpel 2016)",
+                 lambda: "u·½(1 + erf(u/√2))", _gelu_onnx),
+)
+
+
 def poly_reference(x, *, coeffs):
     return sum(c * x ** k for k, c in enumerate(coeffs)) + np.zeros_like(x)
 
@@ -179,4 +310,5 @@ RULES = (
            label=lambda a: f"× {a['c']:.4g}", traits=LINEAR_ELEMENTWISE, attrs={"c": REQUIRED},
            macs=lambda x, *, c: math.prod(x[1:]), explain=_scale_explain,
            doc="multiply by a fixed constant (e.g. a fixed beta)"),
+    *MODERN,
 )

@@ -148,6 +148,12 @@ def poly(x, *, coeffs):
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
 
 
+def _flat(kernel):
+    """A compiled elementwise loop (runtime/numba_gelu.py) over x of any shape."""
+    def run(x):
+        return getattr(_compiled("numba_gelu"), kernel)(
+            np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
+    return run
 
 
 def block_sum(x, *, factor):
@@ -209,6 +215,8 @@ KERNELS = {
     "pool_max_grad": Kernel(pool_max_grad),
     "pool_mean": Kernel(pool_mean),
     "pool_mean_grad": Kernel(pool_mean_grad),
+    "gelu": Kernel(_flat("gelu")),
+    "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
 }
 
 

@@ -177,3 +177,11 @@ def log_softmax(u: np.ndarray) -> np.ndarray:
 
 def softmax(u: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(u))
+
+
+def smoothed_targets(t: np.ndarray, label_smoothing: float) -> np.ndarray:
+    """(1 − ε)·t + ε/classes, the targets label smoothing trains on (Szegedy et al.
+    2016); t itself, the same array, at ε = 0."""
+    if not label_smoothing:
+        return t
+    return (1 - label_smoothing) * t + label_smoothing / t.shape[-1]
