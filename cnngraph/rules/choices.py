@@ -55,6 +55,18 @@ def normal(shape, fan_in, fan_out, rng, dtype, *, std):
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
+def he_normal(shape, fan_in, fan_out, rng, dtype):
+    return normal(shape, fan_in, fan_out, rng, dtype, std=np.sqrt(2.0 / fan_in))
+
+
+def he_uniform(shape, fan_in, fan_out, rng, dtype):
+    return _uniform(shape, np.sqrt(6.0 / fan_in), rng, dtype)
+
+
+def lecun_normal(shape, fan_in, fan_out, rng, dtype):
+    return normal(shape, fan_in, fan_out, rng, dtype, std=np.sqrt(1.0 / fan_in))
+
+
 def constant(shape, fan_in, fan_out, rng, dtype, *, value):
     return np.full(shape, value, dtype=dtype)
 
@@ -72,6 +84,14 @@ INITS = (
            normal, "normal with mean 0"),
     Choice("init", "constant", {"value": Option(number(), 0.0, doc="every entry")}, constant,
            "one value everywhere (biases)"),
+    # fan_in counts the inputs each output reads: a conv kernel's connected maps
+    # (its connection table's row) times the kernel's taps
+    Choice("init", "he_normal", {}, he_normal,
+           "normal, std sqrt(2 / fan_in), untruncated (He et al. 2015; rectifier nets)"),
+    Choice("init", "he_uniform", {}, he_uniform,
+           "uniform in ±sqrt(6 / fan_in): variance 2 / fan_in (He et al. 2015)"),
+    Choice("init", "lecun_normal", {}, lecun_normal,
+           "normal, std sqrt(1 / fan_in), untruncated (LeCun et al. 1998; SELU nets)"),
 )
 
 
@@ -95,10 +115,13 @@ class Loss:
 LOSSES = (
     Choice("loss", "squared_error", {}, Loss("squared_error"),
            "½ ‖t − y‖² per image, averaged over the batch (seed eq. 1)"),
-    Choice("loss", "softmax_cross_entropy", {},
+    Choice("loss", "softmax_cross_entropy", {
+        "label_smoothing": Option(number(0, 1), 0.0,
+                                  doc="ε: trains on (1 − ε)·t + ε/classes (Szegedy et al. 2016)")},
            Loss("softmax_cross_entropy", ("zero_one",),
                 "cross-entropy needs one-hot 0/1 targets"),
-           "−Σ_k t_k log softmax(y)_k on one-hot 0/1 targets, batch-averaged"),
+           "−Σ_k t_k log softmax(y)_k on one-hot 0/1 targets, batch-averaged; "
+           "label_smoothing=ε trains on (1 − ε)·t + ε/classes"),
 )
 
 

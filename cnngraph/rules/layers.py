@@ -100,9 +100,12 @@ def lower_concat(ctx, opts, sources):
 # loss -----------------------------------------------------------------------
 
 def _function(registry, value, what):
-    """A registered loss: its name, or (name, {option: value}) when options are written
-    (they become the loss op's attributes)."""
+    """A registered loss: its name, or (name, {option: value}) when options off their
+    defaults are written (they become the loss op's attributes; one at its default is
+    left out, so it builds and hashes as the bare name)."""
     name, args = named("loss").read(registry, value, what)
+    options = registry.choice("loss", name).options
+    args = {k: v for k, v in args.items() if v != options[k].default}
     return (name, args) if args else name
 
 
