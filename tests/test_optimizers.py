@@ -324,3 +324,12 @@ def test_a_count_of_another_kind_is_refused(tmp_path):
     save_checkpoint(path, ckpt)
     with pytest.raises(CheckpointError, match="count 't/out.bias' is -1, below 0"):
         load_checkpoint(path)
+
+
+def test_sweep_writes_optimizers_that_read_back():
+    from cnngraph.tools.sweep_grid import optimizer_text, parse_optimizer
+    registry = compile_model(model_text()).registry
+    for text in ("sgd(momentum=0.9, nesterov=true)", "adamw(weight_decay=0.1, beta2=0.99)"):
+        optimizer = parse_optimizer(text, registry)
+        assert optimizer_text(optimizer) == text
+        assert parse_optimizer(optimizer_text(optimizer), registry) == optimizer

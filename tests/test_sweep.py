@@ -147,7 +147,7 @@ def test_wrong_values_are_refused_before_any_run(tmp_path, capsys):
     for flags, message in ((["--lr", "0.01", "1e-2"], "--lr lists 0.01 twice"),
                            (["--seed", "-1"], "--seed values must be from 0"),
                            (["--optimizer", "sgd(momentum=5)"], "expects a number <= 1"),
-                           (["--optimizer", "adam"], "unknown 'adam'")):
+                           (["--optimizer", "adagrad"], "unknown 'adagrad'")):
         assert main(["sweep", "models/dlt.cnn", *flags, "--out", str(tmp_path)]) == 2
         assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

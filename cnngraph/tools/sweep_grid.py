@@ -98,7 +98,10 @@ def _shown(key: str, value):
 
 
 def _number(value) -> str:
-    """A short text that reads back as ``value`` (1e9 as 1e09, 0.01 as 0.01)."""
+    """A short text that reads back as ``value`` (1e9 as 1e09, 0.01 as 0.01, True as
+    true)."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, float):
         short = f"{value:g}"
         text = short if float(short) == value else repr(value)

@@ -68,6 +68,7 @@ def check_step(epoch: int, step: int, seen: int, images: int, batch: int, path: 
 
 
 def optimizer_name(optimizer: tuple) -> str:
-    """A train block's ``optimizer`` as written: sgd(momentum=0.9)."""
+    """A train block's ``optimizer`` as written: sgd(momentum=0.9, nesterov=true)."""
     name, args = optimizer
-    return f"{name}({', '.join(f'{k}={v}' for k, v in args.items())})"
+    written = (f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in args.items())
+    return f"{name}({', '.join(written)})"
