@@ -21,9 +21,10 @@ from ..language.options import boolean, integer, number
 
 MOMENTUM = Option(number(0, 1), 0.0, doc="v = momentum · v − rate · g; w += v (0: none)")
 WEIGHT_DECAY = Option(number(0), 0.0, doc="adds weight_decay · w to each gradient")
-ADAM = {"beta1": Option(number(0, 1), 0.9, doc="decay of the gradient's running mean m"),
+ADAM = {"beta1": Option(number(0, 1), 0.9, doc="decay of the gradient's running mean m "
+                                               "(below 1)"),
         "beta2": Option(number(0, 1), 0.999, doc="decay of the squared gradient's running "
-                                                 "mean v"),
+                                                 "mean v (below 1)"),
         "eps": Option(number(0, low_open=True), 1e-8, doc="added to sqrt(v̂) in the step's "
                                                           "denominator")}
 OPTIONS = {"sgd": {"momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
