@@ -1,6 +1,8 @@
 """tools/diagnose: saliency against finite differences in float64, occlusion against
 a direct computation, confident mistakes against sorting every image by hand.
 Random 8x8 images stand in for MNIST."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,17 @@ def test_probabilities_are_the_softmax_or_the_output(loss):
     np.testing.assert_allclose(diagnose.probabilities(m, params, x), want, rtol=1e-12,
                                atol=1e-15)
     assert diagnose.probabilities(m, params, x[:0]).shape == (0, 3)
+
+
+def test_probabilities_are_the_softmax_under_label_smoothing_too():
+    """Smoothed targets shift the loss's gradient by ε/K: the scores must not move."""
+    text = Path("models/dlt.cnn").read_text().replace(
+        "function=squared_error", "function=softmax_cross_entropy(label_smoothing=0.2)")
+    assert "label_smoothing" in text
+    model = compile_model(text)
+    params = model.init_params(0, np.float64)
+    x = np.random.default_rng(0).random((5, *model.input_shape))
+    y = model.forward(params, x)
+    expected = np.exp(y - y.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(diagnose.probabilities(model, params, x), expected, atol=1e-12)

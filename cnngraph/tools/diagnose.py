@@ -22,15 +22,21 @@ BATCH = 500
 
 
 def probabilities(model, params, x) -> np.ndarray:
-    """(N, classes) float64: the class scores as the module says, N·dE/dy at t = 0
-    (softmax(y) for softmax cross-entropy, y for squared error)."""
+    """(N, classes) float64: the class scores as the module says, from the loss's
+    gradient g(t) = (score − (a·t + c))/N, affine in the targets t: N·g(0) = score − c,
+    N·(g(0) − g(1)) = a, and the smoothed targets of K classes sum to 1, so c = (1 − a)/K.
+    softmax(y) for softmax cross-entropy, label smoothing or not; y for squared error."""
     y = model.roles.prediction
     scores = [np.zeros((0, model.classes))]
     for i in range(0, len(x), BATCH):
         batch = x[i:i + BATCH]
-        zero = np.zeros((len(batch), model.classes), batch.dtype)
-        grads = model.loss_and_grads(params, batch, zero, wrt=[y])[1]
-        scores.append(np.asarray(grads[y], np.float64) * len(batch))
+        at = {}
+        for fill in (0, 1):
+            t = np.full((len(batch), model.classes), fill, batch.dtype)
+            at[fill] = np.asarray(model.loss_and_grads(params, batch, t, wrt=[y])[1][y],
+                                  np.float64) * len(batch)
+        slope = at[0] - at[1]
+        scores.append(at[0] + (1 - slope) / model.classes)
     return np.concatenate(scores)
 
 
