@@ -53,6 +53,10 @@ def _conv():
     return _compiled("numba_conv")
 
 
+def _strided():
+    return _compiled("numba_strided")
+
+
 def _maps():
     return _compiled("numba_maps")
 
@@ -104,18 +108,18 @@ def _geometry(stride, padding, dilation):
 
 def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
     """Strided, padded, dilated: always the direct kernel (NumPy has only the reference)."""
-    return _conv().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(
+    return _strided().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(
         masked(kernel, mask)), *_geometry(stride, padding, dilation), _threads())
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
-    return _conv().conv_strided_full(
+    return _strided().conv_strided_full(
         np.ascontiguousarray(delta), np.ascontiguousarray(masked(kernel, mask)), *map_size,
         *_geometry(stride, padding, dilation), _threads())
 
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
-    return masked(_conv().conv_strided_grad_kernel(
+    return masked(_strided().conv_strided_grad_kernel(
         np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
         *_geometry(stride, padding, dilation)), mask)
 
@@ -229,7 +233,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _maps(), _pool()
+    _conv(), _strided(), _maps(), _pool()
 
 
 def numba_backend(fallback: Backend) -> Backend:

@@ -12,10 +12,6 @@ per thread; the kernel gradient adds per-chunk partial sums in chunk order, so
 its chunks depend on the batch size alone.  Results are bitwise the same for
 any thread count.
 
-The strided, padded and dilated triple (conv_strided*) uses the same blocks,
-zero-padded while copied, with plain loops whose innermost runs over the chunk's
-images.
-
 Shapes and conventions are runtime/numerics.py's: maps (N, C, H, W), kernels
 (C_out, C_in, kh, kw); conv_valid is a valid cross-correlation, conv_full the
 full true convolution of delta with the kernel, conv_grad_kernel the valid
@@ -284,116 +280,6 @@ def conv_grad_kernel(x, delta, kh, kw):
                         while b < kw:
                             part[o, i, a, b] += _dot1(src, b * B, d)
                             b += 1
-    total = parts[0].copy()
-    for chunk in range(1, count):
-        total += parts[chunk]
-    return total
-
-
-# strided, padded, dilated (rules/conv_strided.py) ------------------------------------
-
-@njit(inline="always", **_jit)
-def _padded_block(x, start, stop, pt, pb, pl, pr):
-    """`_block_rows` zero-padded by pt, pb rows and pl, pr columns."""
-    B = stop - start
-    block = np.zeros((x.shape[1], x.shape[2] + pt + pb, x.shape[3] + pl + pr, B), x.dtype)
-    for i in range(x.shape[1]):
-        for Y in range(x.shape[2]):
-            for m in range(B):
-                for X in range(x.shape[3]):
-                    block[i, Y + pt, X + pl, m] = x[start + m, i, Y, X]
-    return block.reshape(block.shape[0], block.shape[1], block.shape[2] * B)
-
-
-@njit(parallel=True, **_jit)
-def conv_strided(x, kernel, sh, sw, pt, pb, pl, pr, dh, dw, threads):
-    """y[n, o, Y, X] = Σ_i Σ_ab x̃[n, i, sh·Y + dh·a, sw·X + dw·b] k[o, i, a, b], x̃ zero
-    padded: each output summed over (i, a, b) in that order, whatever the chunks."""
-    n, c = x.shape[0], x.shape[1]
-    c_out, _, kh, kw = kernel.shape
-    ho = (x.shape[2] + pt + pb - dh * (kh - 1) - 1) // sh + 1
-    wo = (x.shape[3] + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    y = np.empty((n, c_out, ho, wo), x.dtype)
-    count, size = chunking(n, threads)
-    for chunk in prange(count):
-        start = chunk * size
-        stop = min(n, start + size)
-        B = stop - start
-        rows = _padded_block(x, start, stop, pt, pb, pl, pr)
-        out = np.zeros((c_out, ho, wo * B), x.dtype)
-        for o in range(c_out):
-            for Y in range(ho):
-                dst = out[o, Y]
-                for i in range(c):
-                    for a in range(kh):
-                        src = rows[i, Y * sh + a * dh]
-                        for b in range(kw):
-                            kv = kernel[o, i, a, b]
-                            for X in range(wo):
-                                base, q = (X * sw + b * dw) * B, X * B
-                                for m in range(B):
-                                    dst[q + m] += kv * src[base + m]
-        _from_block(out.reshape(c_out, ho, wo, B), start, y)
-    return y
-
-
-@njit(parallel=True, **_jit)
-def conv_strided_full(delta, kernel, h, w, sh, sw, pt, pb, pl, pr, dh, dw, threads):
-    """dx = the full true convolution of the stride-dilated delta with the dilated kernel,
-    cropped: each delta value scattered through its taps, in (o, Y, a, b, X) order."""
-    n, c_out, ho, wo = delta.shape
-    c, kh, kw = kernel.shape[1], kernel.shape[2], kernel.shape[3]
-    dx = np.empty((n, c, h, w), delta.dtype)
-    count, size = chunking(n, threads)
-    for chunk in prange(count):
-        start = chunk * size
-        stop = min(n, start + size)
-        B = stop - start
-        drows = _padded_block(delta, start, stop, 0, 0, 0, 0)
-        out = np.zeros((c, h + pt + pb, (w + pl + pr) * B), delta.dtype)
-        for i in range(c):
-            for o in range(c_out):
-                for Y in range(ho):
-                    src = drows[o, Y]
-                    for a in range(kh):
-                        dst = out[i, Y * sh + a * dh]
-                        for b in range(kw):
-                            kv = kernel[o, i, a, b]
-                            for X in range(wo):
-                                base, q = (X * sw + b * dw) * B, X * B
-                                for m in range(B):
-                                    dst[base + m] += kv * src[q + m]
-        _from_block(out.reshape(c, h + pt + pb, w + pl + pr, B)[:, pt:pt + h, pl:pl + w],
-                    start, dx)
-    return dx
-
-
-@njit(parallel=True, **_jit)
-def conv_strided_grad_kernel(x, delta, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw):
-    """g[o, i, a, b] = Σ_n Σ_YX x̃[n, i, sh·Y + dh·a, sw·X + dw·b] delta[n, o, Y, X]:
-    per-chunk sums (chunks from the batch size alone), added in chunk order."""
-    n, c = x.shape[0], x.shape[1]
-    c_out, ho, wo = delta.shape[1], delta.shape[2], delta.shape[3]
-    count, size = chunking(n)
-    parts = np.zeros((count, c_out, c, kh, kw), x.dtype)
-    for chunk in prange(count):
-        start = chunk * size
-        stop = min(n, start + size)
-        B = stop - start
-        rows = _padded_block(x, start, stop, pt, pb, pl, pr)
-        drows = _padded_block(delta, start, stop, 0, 0, 0, 0)
-        for o in range(c_out):
-            for i in range(c):
-                for a in range(kh):
-                    for b in range(kw):
-                        s = x.dtype.type(0)
-                        for Y in range(ho):
-                            src, d = rows[i, Y * sh + a * dh], drows[o, Y]
-                            for X in range(wo):
-                                base, q = (X * sw + b * dw) * B, X * B
-                                for m in range(B):
-                                    s += src[base + m] * d[q + m]
-                        parts[chunk, o, i, a, b] = s
     total = parts[0].copy()
     for chunk in range(1, count):
         total += parts[chunk]
