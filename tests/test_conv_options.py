@@ -267,3 +267,23 @@ def test_a_strided_same_model_learns_real_mnist(mnist, tmp_path, backend):
     trainer.fit(train)
     losses = [e["train_loss"] for e in trainer.history]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_explore_explains_strided_maps_and_their_deltas():
+    """The explorer's step-by-step views (conv_strided's and conv_strided_full's
+    explain) give the forward value and the backward plan's δ."""
+    from cnngraph.tools import explain
+    model = compile_model(STRIDED)
+    params = model.init_params(1, np.float64)
+    x = np.random.default_rng(1).uniform(-0.1, 1.175, size=(1,) + model.input_shape)
+    t = np.eye(4)[[1]]
+    outputs = model.layer_outputs(params, x)
+    for layer in ("C1", "C2", "C3"):
+        got = explain.explain_map(model, params, x, layer, 1)
+        assert got["value"] == outputs[layer][(0, 1, *got["pixel"])]
+        assert got["steps"][-1]["result"] == pytest.approx(got["value"], rel=1e-12)
+        shown = explain.explain_delta(model, params, x, t, layer, 1)
+        u = explain.pre_activation(model, layer)
+        delta = model.loss_and_grads(params, x, t, wrt=[u])[1][u][0]
+        assert shown["value"] == pytest.approx(float(delta[(1, *shown["pixel"])]), rel=1e-12,
+                                               abs=1e-18)
