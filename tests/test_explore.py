@@ -196,6 +196,31 @@ def test_a_position_holds_the_values_of_its_replayed_step(runs):
         <= limit / 127
 
 
+def test_every_map_is_explained_at_the_first_and_last_positions(runs):
+    """Every map and δ map of every layer (every unit of F6 and out) at the first and
+    the last position; the positions between hold as many as their budget allows,
+    each layer's maps taken in turn where the previous position stopped."""
+    from cnngraph.explore.views import EXPLAIN_BYTES
+    _, found = runs["lenet5"]
+    positions, layers = found["positions"], found["layers"]
+    every = {layer: {str(j) for j in range(info["shape"][0])}
+             for layer, info in layers.items() if layer != "x"}
+    for position in (positions[0], positions[-1]):
+        for kind in ("explain", "explain_delta"):
+            assert {layer: set(maps) for layer, maps in position[kind].items()} == every
+    explained = position["explain"]["C3"]["5"]
+    assert explained["map"] == 5 and explained["layer"] == "C3"
+    between = positions[1:-1]
+    for position in between:
+        size = sum(len(json.dumps(e, separators=(",", ":")))
+                   for kind in ("explain", "explain_delta")
+                   for maps in position[kind].values() for e in maps.values())
+        assert 0 < size <= EXPLAIN_BYTES
+    c5 = [set(p["explain"]["C5"]) for p in between]
+    assert all(c5) and not set.intersection(*c5)  # spread: not always the same maps
+    assert "0" not in c5[1]
+
+
 def test_positions_differ_as_training_moves(runs):
     _, found = runs["lenet5"]
     first, last = found["positions"][0], found["positions"][-1]

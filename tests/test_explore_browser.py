@@ -19,7 +19,7 @@ import pytest
 
 from browser import browser, console_errors  # noqa: F401  (browser is a fixture)
 from cnngraph.core.errors import CnnError
-from cnngraph.explore.page import render
+from cnngraph.explore.page import render, unpack
 from conftest import ROOT, mnist_dir
 
 SCREENSHOT = ROOT / "docs" / "images" / "explorer.png"
@@ -92,8 +92,13 @@ def sample_data() -> dict:
 # ---- render, without a browser ----------------------------------------------------------------
 
 def embedded(html: str) -> dict:
+    """The data a page holds, each position's gzipped computations unpacked."""
     text = re.search(r'<script id="data" type="application/json">(.*?)</script>', html, re.S).group(1)
-    return json.loads(text)
+    data = json.loads(text)
+    for position in data["positions"]:
+        position.update(unpack(position))
+        del position["packed"]
+    return data
 
 
 def test_render_is_one_file_with_no_network():
@@ -344,3 +349,43 @@ def test_a_diverged_run_names_its_first_bad_node(browser, page_data, tmp_path): 
     css(browser, f'#first-bad a[data-node="{bad["node"]}"]').click()
     assert css(browser, "#node-title").text == bad["node"]
     assert console_errors(browser) == []
+
+
+def test_a_map_explained_elsewhere_offers_the_jump_and_it_works(page, page_data):
+    """A map whose computation the page holds at some positions only: at one without it,
+    the computation panel offers the nearest that has it; the jump moves the slider there
+    and shows that position's computation, the value the data holds."""
+    from selenium.webdriver.common.keys import Keys
+    positions = page_data["positions"]
+    layer, index, at = next((layer, j, i) for layer in ("C3", "C5", "S4")
+                            for j in positions[-1]["explain"][layer]
+                            for i, p in enumerate(positions) if j not in p["explain"][layer])
+    node = next(n["id"] for n in page_data["graphs"]["forward"]["nodes"] if n["layer"] == layer)
+    slider = css(page, "#slider")
+    slider.send_keys(Keys.HOME)
+    for _ in range(at):
+        slider.send_keys(Keys.ARROW_RIGHT)
+    assert css(page, "#step-label").get_attribute("data-step") == str(positions[at]["step"])
+    css(page, f'#graph .node[data-node="{node}"]').click()
+    if "values" in positions[at]["maps"][layer]:  # 1x1 maps: a strip of units, clicked by offset
+        from selenium.webdriver.common.action_chains import ActionChains
+        strip = css(page, f'.strip[data-layer="{layer}"][data-kind="maps"]')
+        units = len(positions[at]["maps"][layer]["values"])
+        width = strip.size["width"]
+        ActionChains(page).move_to_element_with_offset(
+            strip, int((int(index) + 0.5) * width / units) - width // 2, 0).click().perform()
+    else:
+        css(page, f'.map[data-layer="{layer}"][data-kind="maps"][data-map="{index}"]').click()
+    assert css(page, "#explain-title").text.startswith(f"{layer} feature map {index} ")
+    assert not every(page, "#explain-value")
+    jump = css(page, "#explain-jump")
+    target = int(jump.get_attribute("data-pos"))
+    assert index in positions[target]["explain"][layer]
+    offered = {int(b.get_attribute("data-pos")) for b in every(page, ".jumps button")}
+    assert offered == {i for i, p in enumerate(positions) if index in p["explain"][layer]}
+    jump.click()
+    assert css(page, "#step-label").get_attribute("data-step") == str(positions[target]["step"])
+    assert css(page, "#slider").get_attribute("value") == str(target)
+    assert float(css(page, "#explain-value").get_attribute("data-value")) == \
+        positions[target]["explain"][layer][index]["value"]
+    assert console_errors(page) == []

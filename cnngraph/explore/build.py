@@ -32,7 +32,7 @@ from .encode import round_sig
 from .layers import layer_table
 from .layout import layout_graph
 from .node_vitals import vital_signs
-from .views import At, position_view
+from .views import At, Explainer, position_view
 
 PAGE = "explore.html"
 #: Test images a checkpoint's position (no training step) computes its vitals on.
@@ -63,7 +63,8 @@ def _gather(run_dir, positions, image, data) -> dict:
     stops = list(replayed(run, positions)) if run["record"] is not None else []
     if not stops:  # no snapshots, or the run diverged in its first step
         stops = [stepless_position(run)]
-    views = [position_view(model, at, picked) for at, _ in stops]
+    explainer = Explainer(model, len(stops))
+    views = [position_view(model, at, picked, explainer) for at, _ in stops]
     last = stops[-1][0]
     checks = explain.gradient_checks(model, last.params, last.x[:CHECKED_IMAGES],
                                      last.t[:CHECKED_IMAGES])

@@ -1,14 +1,15 @@
 """The views of one position: what the page shows when its slider stands at step g.
 
-    position_view(model, at, image) -> {"step", "epoch", "lr", "vitals", "maps",
-        "deltas", "kernels", "scalars", "explain", "explain_delta"}
+    position_view(model, at, image, explainer) -> {"step", "epoch", "lr", "vitals",
+        "maps", "deltas", "kernels", "scalars", "explain", "explain_delta"}
 
 ``at`` (`At`) is the network as step g saw it: the parameters after g − 1 steps, the
 step's batch, its gradients and the parameters it produced (a position taken from a
 checkpoint has no step: its batch is a few test images, and it has no gradients or
-update).  Maps and δ maps are those
-of one test image ``image`` (`Image`); δ is the gradient of that image's loss with
-respect to each layer's u (its pre-activation, seed 3.1.1).
+update).  Maps and δ maps are those of one test image ``image`` (`Image`); δ is the
+gradient of that image's loss with respect to each layer's u (its pre-activation,
+seed 3.1.1).  ``explainer`` (`Explainer`) picks which maps' computations a position
+holds.
 """
 from __future__ import annotations
 
@@ -24,14 +25,12 @@ from .encode import encode_kernels, encode_maps, round_sig
 from .layers import map_layers
 from .node_vitals import node_vitals
 
-#: How many explanations a position embeds (`explanations`): the first maps of each
-#: layer, at most EXPLAINED_MAPS, within EXPLAIN_BYTES of JSON a position, each at
-#: most EXPLANATION_BYTES.  LeNet-5's map 0 of every layer, forward and back, is
-#: ~45 kB (C5's map reads 16 receptive fields and kernels: 15 kB; S4's δ reads all
-#: 120 of C5's δ with their kernels: ~97 kB, left out), ~2.4 MB over 50 positions.
-EXPLAINED_MAPS = 4
-EXPLAIN_BYTES = 48_000
-EXPLANATION_BYTES = 16_000
+#: Bytes of explanation JSON (uncompressed; page.py gzips them) a position between the
+#: first and the last embeds; those two explain every map and every δ map.  LeNet-5's
+#: 258 maps, forward and back, are ~1.4 MB a position (C5's 120 maps each read 8 of
+#: S4's maps with their kernels: 0.7 MB), ~0.27 MB once gzipped; 300 kB holds ~20 %
+#: of them (every map of the small layers, ~25 of C5's 120).
+EXPLAIN_BYTES = 300_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Image:
     t: np.ndarray
 
 
-def position_view(model, at: At, image: Image) -> dict:
+def position_view(model, at: At, image: Image, explainer: "Explainer") -> dict:
     params = at.params
     view = {"step": at.step, "epoch": round_sig(at.epoch), "lr": round_sig(at.lr),
             "vitals": round_sig(vitals_at(model, at)),
@@ -64,7 +63,7 @@ def position_view(model, at: At, image: Image) -> dict:
             "deltas": delta_maps(model, params, image),
             "kernels": kernels(model, params),
             "scalars": round_sig(scalars(model, params))}
-    view["explain"], view["explain_delta"] = explanations(model, params, image)
+    view["explain"], view["explain_delta"] = explainer.explain(params, image)
     return view
 
 
@@ -109,29 +108,47 @@ def scalars(model, params) -> dict:
     return found
 
 
-def explanations(model, params, image: Image) -> tuple[dict, dict]:
+class Explainer:
     """D's step-by-step computations of maps and of their δ, at each map's default
-    pixel, as many as `EXPLAIN_BYTES` holds: map 0 of every layer (forward, then δ),
-    then map 1, ... up to `EXPLAINED_MAPS`; one larger than `EXPLANATION_BYTES` is
-    left out (its page shows the op's inputs and output instead)."""
-    found: dict = {"forward": {}, "backward": {}}
-    layers, room, too_large = map_layers(model)[1:], EXPLAIN_BYTES, set()
-    for j in range(EXPLAINED_MAPS):
-        for layer in layers:
-            if j >= model.graph.nodes[model.layer_nodes[layer]]["shape"][1]:
-                continue
-            for direction in ("forward", "backward"):
-                if (layer, direction) in too_large:  # its other maps are as large
+    pixel, for the positions in order: the first and the last explain every map of
+    every layer (and every unit), the others as many as `EXPLAIN_BYTES` holds, one map
+    of each layer and direction in turn, each layer continuing where the previous
+    position stopped, so that its maps are spread evenly over the positions."""
+
+    def __init__(self, model, count: int, budget: int = EXPLAIN_BYTES):
+        self.model, self.count, self.budget, self.done = model, count, budget, 0
+        layers = map_layers(model)[1:]
+        self.sizes = {layer: model.graph.nodes[model.layer_nodes[layer]]["shape"][1]
+                      for layer in layers}
+        self.next = {(layer, d): 0 for layer in layers for d in ("forward", "backward")}
+
+    def explain(self, params, image: Image) -> tuple[dict, dict]:
+        full = self.done in (0, self.count - 1)
+        self.done += 1
+        found: dict = {"forward": {}, "backward": {}}
+        room, open_ = self.budget, {key: 0 for key in self.next}  # key -> maps taken
+        start = dict(self.next)
+        while open_:
+            for key in list(open_):
+                layer, direction = key
+                if open_[key] == self.sizes[layer]:
+                    del open_[key]
                     continue
-                made = round_sig(explain.explain_map(model, params, image.x, layer, j)
-                                 if direction == "forward" else
-                                 explain.explain_delta(model, params, image.x, image.t, layer, j))
-                size = len(json.dumps(made))
-                if size > EXPLANATION_BYTES:
-                    too_large.add((layer, direction))
-                elif size <= room:
-                    found[direction].setdefault(layer, {})[str(j)] = made
-                    room -= size
-                else:
-                    return found["forward"], found["backward"]
-    return found["forward"], found["backward"]
+                j = (start[key] + open_[key]) % self.sizes[layer]
+                made = self._one(params, image, layer, direction, j)
+                size = len(json.dumps(made, separators=(",", ":")))
+                if not full and size > room:
+                    del open_[key]
+                    continue
+                found[direction].setdefault(layer, {})[str(j)] = made
+                room -= size
+                open_[key] += 1
+                if not full:
+                    self.next[key] = (j + 1) % self.sizes[layer]
+        return found["forward"], found["backward"]
+
+    def _one(self, params, image, layer, direction, j) -> dict:
+        model = self.model
+        return round_sig(explain.explain_map(model, params, image.x, layer, j)
+                         if direction == "forward" else
+                         explain.explain_delta(model, params, image.x, image.t, layer, j))

@@ -39,7 +39,7 @@ function fmt(v) {
   if (!isFinite(v)) return String(v);
   if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v);
   const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3).replace(/\.?0+e/, "e") : String(Number(v.toPrecision(4)));
 }
 function shapeText(shape) { return (shape || []).map(d => (d === null ? "N" : d)).join("×"); }
 function zoomed(img) {  // small pictures drawn 2 to 6 pixels a pixel, to fit 520 x 360 where they can
@@ -99,7 +99,8 @@ function nodeColour(v) {
 function drawGraph() {
   const g = graph();
   const panel = document.getElementById("graph");
-  if (state.zoom === null) state.zoom = Math.max(0.5, Math.min(1, (panel.clientWidth - 12) / (g.width || 1)));
+  // fit the panel's width, but never below 70 %, where the nodes' 12 px labels stop being readable
+  if (state.zoom === null) state.zoom = Math.max(0.7, Math.min(1, (panel.clientWidth - 12) / (g.width || 1)));
   const root = svg("svg", {width: g.width * state.zoom, height: g.height * state.zoom, viewBox: `0 0 ${g.width} ${g.height}`,
                            id: "graph-svg", "data-pass": state.pass});
   for (const c of g.clusters || []) {  // one dashed box per layer, as `cnngraph dot` draws them
@@ -182,10 +183,13 @@ function setup() {
     state.zoom = null;
     drawGraph();
   });
-  const zoom = f => () => { state.zoom = f === null ? null : Math.min(2, Math.max(0.2, state.zoom * f)); drawGraph(); };
+  const zoom = f => () => { state.zoom = Math.min(2, Math.max(0.2, state.zoom * f)); drawGraph(); };
   document.getElementById("zoom-in").addEventListener("click", zoom(1.25));
   document.getElementById("zoom-out").addEventListener("click", zoom(0.8));
-  document.getElementById("zoom-fit").addEventListener("click", zoom(null));
+  document.getElementById("zoom-fit").addEventListener("click", () => {  // the whole width, however small
+    state.zoom = Math.max(0.2, Math.min(1, (document.getElementById("graph").clientWidth - 12) / (graph().width || 1)));
+    drawGraph();
+  });
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   const image = (DATA.test_images || [])[0];
   if (image) {
@@ -273,11 +277,23 @@ function renderNode() {
   if (Array.isArray(layer.connections)) {
     const inputs = 1 + Math.max(...layer.connections.flat(), 0);
     const chosen = state.map && state.map.layer === n.layer ? state.map.index : -1;
-    root.append(el("h3", {text: "connection table (row j: the input maps output map j reads)"}),
-      el("table", {class: "grid", id: "connections"}, layer.connections.map((row, j) => el("tr", {class: j === chosen ? "chosen" : null, "data-row": j},
-        [el("td", {text: `${j}:`})].concat(Array.from({length: inputs}, (_, i) => el("td", {class: row.includes(i) ? "on" : null, text: row.includes(i) ? String(i) : "·"})))))));
+    const alpha = pick(p.scalars, n.layer + ".alpha");  // learned connections: each cell shaded by its α
+    const cell = (row, j, i) => {
+      if (!row.includes(i)) return el("td", {text: "·"});
+      const a = alpha ? num(alpha[j][i]) : null;
+      return el("td", {class: alpha ? null : "on", text: alpha ? fmt(Number(a.toFixed(2))) : String(i),
+                       title: alpha ? `α[${j}][${i}] = ${fmt(a)}` : null,
+                       style: alpha ? `background: rgba(58,110,165,${Math.min(1, Math.max(0, a)).toFixed(3)}); color: ${a > 0.5 ? "#fff" : "#222"}` : null});
+    };
+    root.append(el("h3", {text: "connection table (row j: the input maps output map j reads" +
+        (alpha ? `; learned: each cell α, shaded by it, at step ${p.step})` : ")")}),
+      el("table", {class: "grid", id: "connections"}, [el("tr", {}, [el("td", {text: "j \\ i"})].concat(
+        Array.from({length: inputs}, (_, i) => el("td", {class: "muted", text: String(i)}))))].concat(
+        layer.connections.map((row, j) => el("tr", {class: j === chosen ? "chosen" : null, "data-row": j},
+          [el("td", {text: `${j}:`})].concat(Array.from({length: inputs}, (_, i) => cell(row, j, i))))))));
   }
   for (const [q, s] of Object.entries(p.scalars || {})) {  // b, beta, and alpha (C3.alpha)
+    if (q === n.layer + ".alpha" && Array.isArray(layer.connections)) continue;  // in the table above
     if (q.startsWith(n.layer + ".")) root.append(el("h3", {text: q}), el("div", {id: "scalars-" + q}, [grid(s)]));
   }
 }
@@ -286,6 +302,15 @@ function renderNode() {
 function chooseMap(layer, index, kind) {
   state.map = {layer, index, kind};
   renderExplain(); showTab("explain");
+}
+function explainedAt(kind, layer, index) {  // the positions whose data explain this map
+  const key = kind === "maps" ? "explain" : "explain_delta";
+  return POSITIONS.flatMap((p, i) => (pick(pick(p[key], layer), String(index)) ? [i] : []));
+}
+function moveTo(i) {  // the slider to position i
+  state.pos = i;
+  document.getElementById("slider").value = i;
+  refresh();
 }
 function inputLayers(layer) {
   const g = DATA.graphs.forward, byId = {};
@@ -328,12 +353,14 @@ function renderExplain() {
   const root = clear(document.getElementById("tab-explain"));
   const m = state.map;
   if (!m) { root.append(el("p", {class: "muted", text: "Click a feature map or a δ map in the node panel to see how it is computed."})); return; }
+  if (!state.unpacked) { root.append(el("p", {class: "muted", text: "This browser cannot unpack the page's step-by-step computations (it lacks DecompressionStream)."})); return; }
   const p = position(), record = pick(pick(m.kind === "maps" ? p.maps : p.deltas, m.layer), "png") ? (m.kind === "maps" ? p.maps : p.deltas)[m.layer] : null;
   const explained = pick(pick(m.kind === "maps" ? p.explain : p.explain_delta, m.layer), String(m.index));
   const what = m.kind === "maps" ? "feature map" : "δ map";
   root.append(el("h2", {id: "explain-title", text: `${m.layer} ${what} ${m.index} at step ${p.step}`}));
   const src = record && record.png[m.index];
-  if (src) root.append(bigMap(src, explained && explained.pixel, record.shape));
+  if (src && !record.values) root.append(bigMap(src, explained && explained.pixel, record.shape));
+  if (record && record.values && !explained) root.append(el("p", {}, [`value: `, el("span", {class: "number", text: fmt(record.values[m.index])})]));
   if (explained) {
     const px = explained.pixel || [];
     root.append(el("p", {}, [`value at pixel (${px.join(", ")}): `, el("span", {id: "explain-value", class: "number",
@@ -341,8 +368,18 @@ function renderExplain() {
     (explained.steps || []).forEach((s, i) => root.append(renderStep(s, i)));
     return;
   }
-  root.append(el("p", {class: "muted", text: "The page holds no step-by-step computation of this map (it keeps those of each " +
-    "layer's first maps, for the ops that can explain a value); its input maps and its output:"}));
+  const at = explainedAt(m.kind, m.layer, m.index);
+  if (at.length) {  // explained at other positions: offer the nearest first, then all of them
+    const near = at.reduce((a, b) => (Math.abs(b - state.pos) < Math.abs(a - state.pos) ? b : a));
+    const jump = i => el("button", {type: "button", class: "jump", "data-pos": i, "data-step": POSITIONS[i].step,
+                                    text: `step ${POSITIONS[i].step}`, onclick: () => moveTo(i)});
+    root.append(el("p", {id: "explain-elsewhere"}, [`The page holds this ${what}'s step-by-step computation at ${at.length} ` +
+      `of the ${POSITIONS.length} steps (every map at the first and the last, some at each step between). Nearest: `,
+      Object.assign(jump(near), {id: "explain-jump"})]), el("div", {class: "jumps"}, at.map(jump)));
+  } else {
+    root.append(el("p", {class: "muted", text: "The page holds no step-by-step computation of this map (its op cannot " +
+      "explain a value); its input maps and its output:"}));
+  }
   for (const name of inputLayers(m.layer)) {
     root.append(el("h3", {text: `input: ${name}`}), mapFigures(name, m.kind, pick(m.kind === "maps" ? p.maps : p.deltas, name)));
   }

@@ -2,26 +2,31 @@
 // and the start.  Shares page.js's scope (see there).
 
 // ---- charts --------------------------------------------------------------------------------
-function chart(title, series, options) {  // options: {id, xlabel, log (a log-scaled y axis)}
-  const W = 520, H = 180, L = 48, R = 110, T = 18, B = 26;
-  if (options.log) series = series.map(s => ({...s, points: s.points.map(([x, y]) => [x, y > 0 ? Math.log10(y) : null])}));
+function chart(title, series, options) {  // options: {id, xlabel, log (a log-scaled y axis), xlog (and x)}
+  const W = 560, H = 180, R = 110, T = 18, B = 26;
+  const logOf = v => (v > 0 ? Math.log10(v) : null);
+  if (options.log) series = series.map(s => ({...s, points: s.points.map(([x, y]) => [x, logOf(y)])}));
+  if (options.xlog) series = series.map(s => ({...s, points: s.points.filter(q => q[0] > 0).map(([x, y]) => [Math.log10(x), y])}));
+  const finite = q => typeof q[1] === "number" && isFinite(q[1]);
+  series = series.filter(s => s.points.some(finite));  // a series without values (no validation) is not listed
   const label = y => fmt(options.log ? Number(Math.pow(10, y).toPrecision(3)) : y);
-  const pts = series.flatMap(s => s.points).filter(q => typeof q[1] === "number" && isFinite(q[1]));
+  const pts = series.flatMap(s => s.points).filter(finite);
   const root = svg("svg", {class: "chart", width: W, height: H, id: options.id});
-  root.append(svg("text", {x: L, y: 12, text: title}));
-  if (!pts.length) { root.append(svg("text", {x: L, y: H / 2, text: "no values"})); return root; }
+  if (!pts.length) { root.append(svg("text", {x: 48, y: 12, text: title}), svg("text", {x: 48, y: H / 2, text: "no values"})); return root; }
   let [x0, x1] = [Math.min(...pts.map(q => q[0])), Math.max(...pts.map(q => q[0]))];
   let [y0, y1] = [Math.min(...pts.map(q => q[1])), Math.max(...pts.map(q => q[1]))];
   if (x0 === x1) { x0 -= 1; x1 += 1; }
   if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 || 1; y1 += Math.abs(y1) * 0.1 || 1; }
-  const X = x => L + (x - x0) / (x1 - x0) * (W - L - R), Y = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
-  root.append(svg("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
-    svg("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B}));
   const ticks = [y0, (y0 + y1) / 2, y1], short = ticks.map(label);  // 4 digits, or 7 where they tie
   const texts = new Set(short).size === 3 || options.log ? short : ticks.map(y => String(Number(y.toPrecision(7))));
+  const L = 10 + 6 * Math.max(...texts.map(t => t.length));  // room for the longest tick label (10 px font)
+  const X = x => L + (x - x0) / (x1 - x0) * (W - L - R), Y = y => H - B - (y - y0) / (y1 - y0) * (H - T - B);
+  root.append(svg("text", {x: L, y: 12, text: title}), svg("line", {class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B}),
+    svg("line", {class: "axis", x1: L, y1: T, x2: L, y2: H - B}));
   ticks.forEach((y, i) => root.append(svg("text", {x: L - 4, y: Y(y) + 3, "text-anchor": "end", text: texts[i]})));
-  for (const x of [x0, (x0 + x1) / 2, x1]) root.append(svg("text", {x: X(x), y: H - B + 12, "text-anchor": "middle", text: fmt(x)}));
-  root.append(svg("text", {x: (W - R + L) / 2, y: H - 2, "text-anchor": "middle", text: options.xlabel}));
+  const xLabel = x => fmt(options.xlog ? Math.round(Math.pow(10, x)) : x);
+  for (const x of [x0, (x0 + x1) / 2, x1]) root.append(svg("text", {x: X(x), y: H - B + 12, "text-anchor": "middle", text: xLabel(x)}));
+  root.append(svg("text", {x: (W - R + L) / 2, y: H - 2, "text-anchor": "middle", text: options.xlabel + (options.xlog ? " (log scale)" : "")}));
   series.forEach((s, i) => {
     const good = s.points.filter(q => typeof q[1] === "number" && isFinite(q[1]));
     const colour = s.colour || `hsl(${(i * 47) % 360},65%,42%)`;
@@ -54,12 +59,12 @@ function renderTraining() {
   const alpha = DATA.alpha_history || {}, sdlm = DATA.sdlm_steps || {};
   root.append(el("h2", {text: "α over training (learned connections)"}));
   if (!Object.keys(alpha).length) root.append(el("p", {class: "muted", text: "this model learns no connection weights"}));
-  for (const [layer, records] of Object.entries(alpha)) root.append(chart(`${layer}: α`, history(records, "alpha", "α"), {xlabel: "step", id: "alpha-" + layer}));
+  for (const [layer, records] of Object.entries(alpha)) root.append(chart(`${layer}: α`, history(records, "alpha", "α"), {xlabel: "step", id: "alpha-" + layer, xlog: true}));
   root.append(el("h2", {text: "SDLM step sizes"}));
   if (!Object.keys(sdlm).length) root.append(el("p", {class: "muted", text: "this run did not use SDLM"}));
   if (Object.keys(sdlm).length) {
     root.append(chart("each layer's step size lr/(μ + h) (log scale)", Object.entries(sdlm).flatMap(
-      ([layer, records]) => history(records, "value", layer)), {xlabel: "step", id: "sdlm", log: true}));
+      ([layer, records]) => history(records, "value", layer)), {xlabel: "step", id: "sdlm", log: true, xlog: true}));
   }
 }
 function renderConfusion(root) {
@@ -90,7 +95,7 @@ function showCell(cell, t, p, images) {
 function renderMistakes() {
   const root = document.getElementById("tab-mistakes"), mistakes = DATA.mistakes || [];
   root.append(el("h2", {text: "the most confidently wrong test images"}),
-    el("p", {class: "muted", text: "saliency: |dE/dx| by the derived backward graph; occlusion: the drop in the true class's probability when a patch is hidden"}));
+    el("p", {class: "muted", text: "saliency: dE/dx by the derived backward graph; occlusion: the drop in the true class's probability when a patch is hidden (blue −, white 0, red +)"}));
   if (!mistakes.length) root.append(el("p", {class: "muted", text: "no mistakes on the test images"}));
   root.append(el("div", {class: "cards"}, mistakes.map(m => el("div", {class: "mistake", "data-index": m.index}, [
     el("div", {text: `#${m.index}: true ${m.label}, predicted ${m.predicted} (${fmt(100 * num(m.confidence))} %)`}),
@@ -123,14 +128,29 @@ function renderNotes() {  // what the page could not show, and why (no snapshots
   for (const note of notes) box.append(el("div", {text: note}));
 }
 
-setup();
-renderNotes();
-renderDivergence();
-drawGraph();
-showStep();
-renderNode();
-renderExplain();
-renderMistakes();
-renderTraining();
-renderModel();
-showTab("node");
+async function unpack() {  // each position's gzipped step-by-step computations (page.py's pack)
+  if (typeof DecompressionStream === "undefined") return false;
+  await Promise.all(POSITIONS.map(async p => {
+    if (!p.packed) return;
+    const bytes = Uint8Array.from(atob(p.packed), c => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    Object.assign(p, JSON.parse(await new Response(stream).text()));
+    delete p.packed;
+  }));
+  return true;
+}
+
+unpack().then(done => {
+  state.unpacked = done;
+  setup();
+  renderNotes();
+  renderDivergence();
+  drawGraph();
+  showStep();
+  renderNode();
+  renderExplain();
+  renderMistakes();
+  renderTraining();
+  renderModel();
+  showTab("node");
+});
