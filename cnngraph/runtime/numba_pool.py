@@ -21,20 +21,37 @@ _jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
 
 
 @njit(inline="always")
-def _winner(x, m, i, Y, X, kh, kw, sh, sw, ph, pw):
-    """(row, column) of the window's first maximum (a NaN wins), or (-1, -1)."""
+def _taps(o, s, p, k, n):
+    """The taps [lo, hi) of output o's window that fall inside the map (length n)."""
+    start = o * s - p
+    return max(0, -start), min(k, n - start)
+
+
+@njit(inline="always")
+def _outputs(t, s, p, n_out, n):
+    """The outputs [lo, hi) whose tap t falls inside the map (length n)."""
+    lo = max(0, (p - t + s - 1) // s)
+    return lo, max(lo, min(n_out, (n - 1 + p - t) // s + 1))
+
+
+@njit(inline="always")
+def _winners(x, m, i, kh, kw, sh, sw, ph, pw, best, tap):
+    """Each window's first maximum (a NaN wins) and its tap a·kw + b, row-major."""
     h, w = x.shape[2], x.shape[3]
-    best, br, bc = x.dtype.type(0), -1, -1
-    for a in range(kh):
-        r = Y * sh - ph + a
-        if 0 <= r < h:
-            for b in range(kw):
-                c = X * sw - pw + b
-                if 0 <= c < w:
-                    v = x[m, i, r, c]
-                    if br < 0 or v > best or (v != v and best == best):
-                        best, br, bc = v, r, c
-    return br, bc
+    ho, wo = tap.shape
+    for Y in range(ho):
+        a0, a1 = _taps(Y, sh, ph, kh, h)
+        for X in range(wo):
+            b0, b1 = _taps(X, sw, pw, kw, w)
+            v0 = x[m, i, Y * sh - ph + a0, X * sw - pw + b0]
+            t0 = a0 * kw + b0
+            for a in range(a0, a1):
+                row = x[m, i, Y * sh - ph + a]
+                for b in range(b0, b1):
+                    v = row[X * sw - pw + b]
+                    if v0 == v0 and not v <= v0:     # larger, or a first NaN
+                        v0, t0 = v, a * kw + b
+            best[Y, X], tap[Y, X] = v0, t0
 
 
 @njit(parallel=True, **_jit)
@@ -42,25 +59,33 @@ def pool_max(x, kh, kw, sh, sw, ph, pw, ho, wo):
     n, c = x.shape[0], x.shape[1]
     out = np.empty((n, c, ho, wo), x.dtype)
     for m in prange(n):
+        tap = np.empty((ho, wo), np.int64)
         for i in range(c):
-            for Y in range(ho):
-                for X in range(wo):
-                    r, q = _winner(x, m, i, Y, X, kh, kw, sh, sw, ph, pw)
-                    out[m, i, Y, X] = x[m, i, r, q]
+            _winners(x, m, i, kh, kw, sh, sw, ph, pw, out[m, i], tap)
     return out
 
 
 @njit(parallel=True, **_jit)
 def pool_max_grad(x, delta, kh, kw, sh, sw, ph, pw):
+    """Each δ added at its window's winner; where windows overlap, tap by tap in
+    row-major order as the reference adds them, so a pixel that wins several windows
+    sums their δ in the reference's order."""
     n, c, h, w = x.shape
     ho, wo = delta.shape[2], delta.shape[3]
     out = np.zeros((n, c, h, w), delta.dtype)
+    overlap = sh < kh or sw < kw
     for m in prange(n):
+        best = np.empty((ho, wo), x.dtype)
+        tap = np.empty((ho, wo), np.int64)
         for i in range(c):
-            for Y in range(ho):
-                for X in range(wo):
-                    r, q = _winner(x, m, i, Y, X, kh, kw, sh, sw, ph, pw)
-                    out[m, i, r, q] += delta[m, i, Y, X]
+            _winners(x, m, i, kh, kw, sh, sw, ph, pw, best, tap)
+            for t in range(kh * kw if overlap else 1):
+                for Y in range(ho):
+                    for X in range(wo):
+                        if overlap and tap[Y, X] != t:
+                            continue
+                        a, b = divmod(tap[Y, X], kw)
+                        out[m, i, Y * sh - ph + a, X * sw - pw + b] += delta[m, i, Y, X]
     return out
 
 
@@ -72,15 +97,14 @@ def pool_mean(x, kh, kw, sh, sw, ph, pw, ho, wo):
     for m in prange(n):
         for i in range(c):
             for Y in range(ho):
+                a0, a1 = _taps(Y, sh, ph, kh, h)
                 for X in range(wo):
+                    b0, b1 = _taps(X, sw, pw, kw, w)
                     s = x.dtype.type(0)
-                    for a in range(kh):
-                        r = Y * sh - ph + a
-                        if 0 <= r < h:
-                            for b in range(kw):
-                                q = X * sw - pw + b
-                                if 0 <= q < w:
-                                    s += x[m, i, r, q]
+                    for a in range(a0, a1):
+                        row = x[m, i, Y * sh - ph + a]
+                        for b in range(b0, b1):
+                            s += row[X * sw - pw + b]
                     out[m, i, Y, X] = s / k
     return out
 
@@ -93,12 +117,12 @@ def pool_mean_grad(delta, kh, kw, sh, sw, ph, pw, h, w):
     for m in prange(n):
         for i in range(c):
             for a in range(kh):
+                Y0, Y1 = _outputs(a, sh, ph, ho, h)
                 for b in range(kw):
-                    for Y in range(ho):
-                        r = Y * sh - ph + a
-                        if 0 <= r < h:
-                            for X in range(wo):
-                                q = X * sw - pw + b
-                                if 0 <= q < w:
-                                    out[m, i, r, q] += delta[m, i, Y, X] / k
+                    X0, X1 = _outputs(b, sw, pw, wo, w)
+                    for Y in range(Y0, Y1):
+                        src = delta[m, i, Y]
+                        dst = out[m, i, Y * sh - ph + a]
+                        for X in range(X0, X1):
+                            dst[X * sw - pw + b] += src[X] / k
     return out
