@@ -170,7 +170,8 @@ def test_global_pooling_of_a_one_pixel_map_is_an_error():
 def test_rows_no_window_reaches_are_a_warning():
     model = compile_model(model_text("pool P <- C1 : kind=max, size=3"))   # 10 = 3·3 + 1
     (message, span), = model.warnings
-    assert "the last 1x1 rows/columns of the 10x10 map" in message and span.line == 3
+    assert message == ("3x3 windows at stride 3x3 never read the last 1x1 pixels (per "
+                       "dimension) of the 10x10 map") and span.line == 3
 
 
 def test_the_plugin_example_and_the_builtin_give_the_same_numbers():

@@ -325,9 +325,9 @@ def window(ctx, opts, spatial):
             raise ctx.error(f"stride {_x(stride)} is larger than the map {_x(spatial)}", "stride")
     left = [(n + 2 * p - k) % s for n, k, s, p in zip(spatial, size, stride, padding)]
     if any(left):
-        ctx.warn(f"the last {_x(left)} rows/columns of the {_x(spatial)} map (padded by "
-                 f"{_x(padding)}) are never read: no window of {_x(size)}, stride {_x(stride)}, "
-                 "reaches them", "size")
+        padded = f" padded by {_x(padding)}" if any(padding) else ""
+        ctx.warn(f"{_x(size)} windows at stride {_x(stride)} never read the last {_x(left)} "
+                 f"pixels (per dimension) of the {_x(spatial)} map{padded}", "size")
     return size, stride, padding
 
 
