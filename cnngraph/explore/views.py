@@ -29,7 +29,7 @@ from .node_vitals import node_vitals
 #: first and the last embeds; those two explain every map and every δ map.  LeNet-5's
 #: 258 maps, forward and back, are ~1.4 MB a position (C5's 120 maps each read 8 of
 #: S4's maps with their kernels: 0.7 MB), ~0.27 MB once gzipped; 300 kB holds ~20 %
-#: of them (every map of the small layers, ~25 of C5's 120).
+#: of them (every map of C1 and S2, ~14 of C5's 120): a page of 8.1 MB.
 EXPLAIN_BYTES = 300_000
 
 
@@ -121,6 +121,7 @@ class Explainer:
         self.sizes = {layer: model.graph.nodes[model.layer_nodes[layer]]["shape"][1]
                       for layer in layers}
         self.next = {(layer, d): 0 for layer in layers for d in ("forward", "backward")}
+        self.cost: dict = {}  # the size of the last explanation of each (layer, direction)
 
     def explain(self, params, image: Image) -> tuple[dict, dict]:
         full = self.done in (0, self.count - 1)
@@ -134,9 +135,12 @@ class Explainer:
                 if open_[key] == self.sizes[layer]:
                     del open_[key]
                     continue
+                if not full and self.cost.get(key, 0) > room:  # its maps cost about alike
+                    del open_[key]
+                    continue
                 j = (start[key] + open_[key]) % self.sizes[layer]
                 made = self._one(params, image, layer, direction, j)
-                size = len(json.dumps(made, separators=(",", ":")))
+                self.cost[key] = size = len(json.dumps(made, separators=(",", ":")))
                 if not full and size > room:
                     del open_[key]
                     continue
