@@ -222,7 +222,9 @@ function mapFigures(layer, kind, record) {
     const units = record.values.length;
     const strip = el("img", {class: "strip", src: record.png[0], alt: `${layer} ${kind}`, "data-layer": layer, "data-kind": kind,
                              style: `width:${Math.min(units * 8, 520)}px`,
-                             title: "click a unit", onclick: e => chooseMap(layer, Math.min(units - 1, Math.floor(e.offsetX / e.currentTarget.clientWidth * units)), kind)});
+                             title: "click a unit", onclick: e => chooseMap(layer, unitAt(e), kind)});
+    const unitAt = e => Math.min(units - 1, Math.max(0, Math.floor(e.offsetX / e.currentTarget.clientWidth * units)));
+    strip.addEventListener("mousemove", e => { strip.title = `unit ${unitAt(e)}: ${fmt(record.values[unitAt(e)])} (click: how it is computed)`; });
     return el("div", {}, [caption, strip]);
   }
   return el("div", {}, [caption,
@@ -330,6 +332,9 @@ function bigMap(src, pixel, shape) {
   }
   return frame;
 }
+function oneEach(weights) {  // one weight per input (α, a 1×1 kernel each): a row beside the partials, not a column
+  return Array.isArray(weights) && weights.every(w => flat(w).length === 1) ? weights.map(w => flat(w)[0]) : weights;
+}
 function renderStep(step, i) {
   const parts = [el("div", {}, [el("b", {text: `${i + 1}. ${step.op || ""}`}), step.text ? ` — ${step.text}` : ""])];
   const row = el("div", {class: "row"});
@@ -343,7 +348,7 @@ function renderStep(step, i) {
       part.partial !== undefined ? el("div", {}, ["→ ", el("span", {class: "number", text: fmt(part.partial)})]) : null]));
   }
   if (step.combine) row.append(el("div", {class: "muted", text: `combined: ${step.combine}`}));
-  if (step.weights !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(step.weights)]));
+  if (step.weights !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "weights"}), grid(oneEach(step.weights))]));
   if (step.partial !== undefined) row.append(el("div", {}, [el("div", {class: "muted", text: "partial"}), grid(step.partial)]));
   parts.push(row);
   if (step.result !== undefined) parts.push(el("div", {}, ["= ", el("span", {class: "number step-result", "data-value": String(num(step.result)), text: fmt(step.result)})]));
