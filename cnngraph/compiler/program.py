@@ -31,6 +31,7 @@ from ..runtime.numba_backend import default_backend, numba_backend
 from ..runtime.numpy_backend import numpy_backend
 from .backward import Derived, derive_backward, derive_curvature
 from .build import Network, build_network
+from .evaluation import evaluation_graph
 from .fuse import fuse_steps
 from .initialize import init_param
 from .nethash import network_hash
@@ -67,10 +68,12 @@ def compile_model(source: str | Path | ModelSpec, registry: Registry | None = No
     curvature = derive_curvature(network.graph, registry, network.loss, params)
     kernels = registry.backend(backend)
     plans = Plans(
-        forward=make_plan(network.graph, [network.prediction], registry, kernels),
+        forward=make_plan(evaluation_graph(network.graph), [network.prediction], registry,
+                          kernels),
         loss=make_plan(network.graph, [network.loss], registry, kernels),
-        gradients=make_plan(training.graph, gradient_outputs(network, training), registry,
-                            kernels),
+        gradients=make_plan(training.graph, gradient_outputs(network, training,
+                                                             normalised(network)),
+                            registry, kernels),
         curvature=make_plan(curvature.graph, curvature.results.values(), registry, kernels))
     return Model(network, settings, registry, kernels, plans, training, curvature)
 
@@ -92,6 +95,13 @@ def make_plan(graph: nx.DiGraph, outputs, registry: Registry, backend: Backend,
     return mark_lifetimes(plan)                    # where each buffer dies
 
 
+def normalised(network: Network) -> list[str]:
+    """The values batch norm layers normalise: a training step reads each shard's
+    statistics of them for the running ones (rules/norm.running_statistics)."""
+    return [notes["running"]["input"] for notes in network.annotations.values()
+            if "running" in notes]
+
+
 def gradient_outputs(network: Network, derived: Derived, outputs=()) -> list[str]:
     """What a training step computes: the loss, the prediction, ``outputs`` and the
     requested gradients."""
@@ -102,7 +112,7 @@ def gradient_outputs(network: Network, derived: Derived, outputs=()) -> list[str
 class Plans:
     """The named plans every compiled model has."""
 
-    forward: Plan     # input -> prediction (what the loss reads)
+    forward: Plan     # input -> prediction (what the loss reads), in evaluation mode
     loss: Plan        # input, targets -> loss
     gradients: Plan   # -> loss, prediction and dE/dw for every parameter w
     curvature: Plan   # -> SDLM's diagonal Gauss-Newton estimate for every parameter
@@ -153,6 +163,7 @@ class Model:
             training.graph, plans.gradients, training.results)}
         self._layers_plan = None
         self._ready = False
+        self.evaluation_graph = evaluation_graph(network.graph)  # `evaluation`
 
     # what it is ---------------------------------------------------------------
     @property
@@ -295,18 +306,20 @@ class Model:
                                  f"(N, {', '.join(map(str, want))})", where="input")
 
     def forward(self, params, x) -> np.ndarray:
-        """The network's output (what the loss reads) for a batch."""
+        """The network's output (what the loss reads) for a batch, in evaluation mode."""
         self._checked(params, x)
         return self.run(self.plans.forward, params, x)[self.network.prediction]
 
     def layer_outputs(self, params, x) -> dict[str, np.ndarray]:
-        """Every layer's output for a batch (the feature maps), by layer name."""
+        """Every layer's output for a batch (the feature maps), by layer name, in
+        evaluation mode (batch norm with its running statistics)."""
         self._checked(params, x)
         net = self.network
         names = {layer: node for layer, node in net.layer_outputs.items()
                  if node != net.data_loss and node in nx.ancestors(self.graph, net.data_loss)}
         if self._layers_plan is None:
-            self._layers_plan = make_plan(self.graph, list(dict.fromkeys(names.values())),
+            self._layers_plan = make_plan(self.evaluation_graph,
+                                          list(dict.fromkeys(names.values())),
                                           self.registry, self.backend)
         values = self.run(self._layers_plan, params, x)
         return {layer: values[node] for layer, node in names.items()}

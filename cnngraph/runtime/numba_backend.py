@@ -203,6 +203,18 @@ def pool_mean_grad(delta, *, size, stride, padding, input_size):
                                   *input_size)
 
 
+def _norm(kernel, reads):
+    """A batch norm kernel (runtime/numba_norm.py) over (N, C, positions) of its first
+    ``reads`` inputs (norm_batch's running statistics are not read in training): each
+    map's sums in one fixed order whatever the threads."""
+    def run(*arrays, eps):
+        shape = arrays[0].shape
+        flat = [np.ascontiguousarray(a).reshape(shape[0], shape[1], -1)
+                for a in arrays[:reads]]
+        return getattr(_compiled("numba_norm"), kernel)(*flat, eps).reshape(shape)
+    return run
+
+
 KERNELS = {
     "conv_valid": Kernel(conv_valid),
     "conv_full": Kernel(conv_full),
@@ -221,6 +233,8 @@ KERNELS = {
     "pool_mean_grad": Kernel(pool_mean_grad, fresh=True),
     "gelu": Kernel(_flat("gelu")),
     "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
+    "norm_batch": Kernel(_norm("norm_batch", 1), fresh=True),
+    "norm_batch_grad": Kernel(_norm("norm_batch_grad", 2), fresh=True),
 }
 
 

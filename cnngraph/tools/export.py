@@ -249,7 +249,7 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     ``metadata``: more metadata_props (written as strings)."""
     model.check_params(params)
     scale, offset = pixels if pixels is not None else pixel_scale_offset(model)
-    roles, graph = model.roles, model.graph
+    roles, graph = model.roles, model.evaluation_graph  # batch norm: running statistics
     plan = schedule(graph, model.registry, [roles.prediction])
     g = OnnxGraph()
     known = {name: np.asarray(params[name], DTYPE) for name in plan.sources if name in params}

@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 
 from ..core.errors import CnnError
+from ..rules.norm import running_statistics
 from .step import StepStats, batch_stats, combine, shard_bounds, thread_split
 from .threads import threads_for
 from .world import SINGLE
@@ -45,19 +46,23 @@ class Shards:
             return combine(self.world.gather_in_order(len(bounds) - 1, piece), bounds)
         mine = self.world.owned(len(bounds) - 1)
         names = list(model.training.results)
+        moments = [r[k] for r in running_statistics(model) for k in ("mean", "var")]
         weights = np.diff(bounds) / bounds[-1]
-        local = np.zeros(2 + sum(np.prod(model.param_shapes[n], dtype=int) for n in names))
+        local = np.zeros(2 + sum(np.prod(model.param_shapes[n], dtype=int)
+                                 for n in names + moments))
         for s in mine:
             p = piece(s)
             local += np.concatenate([[weights[s] * p.loss, p.errors]] +
-                                    [weights[s] * p.grads[n].ravel() for n in names])
+                                    [weights[s] * p.grads[n].ravel() for n in names] +
+                                    [weights[s] * p.statistics[n].ravel() for n in moments])
         total = self.world.allreduce_sum(local)
-        grads, at = {}, 2
-        for n in names:
+        grads, statistics, at = {}, {}, 2
+        for n in names + moments:
             size = int(np.prod(model.param_shapes[n], dtype=int))
-            grads[n] = total[at:at + size].reshape(model.param_shapes[n])
+            (grads if n in names else statistics)[n] = \
+                total[at:at + size].reshape(model.param_shapes[n])
             at += size
-        return StepStats(float(total[0]), int(round(total[1])), len(x), grads)
+        return StepStats(float(total[0]), int(round(total[1])), len(x), grads, statistics)
 
 
 def reduction_for(cfg, model, world=SINGLE, workers: int | str = 1, mode: str = "ordered"):

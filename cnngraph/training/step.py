@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.registry import OptimizerRule
+from ..rules.norm import running_statistics
+from .running import follow_running, shard_moments
 from .world import SINGLE
 
 #: The smallest slice worth a thread of its own.  2 threads against 1 on this
@@ -65,6 +67,8 @@ class StepStats:
     errors: int        # misclassified patterns
     size: int          # patterns in the batch
     grads: dict        # the batch's gradients, by parameter
+    #: batch norm's shard statistics, by running parameter (`running.shard_moments`)
+    statistics: dict = field(default_factory=dict)
 
 
 def batch_stats(model, params, x, t) -> StepStats:
@@ -72,7 +76,8 @@ def batch_stats(model, params, x, t) -> StepStats:
     values = model.run(model.plans.gradients, params, x, t)
     errors = int(np.sum(values[model.roles.prediction].argmax(axis=1) != t.argmax(axis=1)))
     grads = {p: values[node] for p, node in model.training.results.items()}
-    return StepStats(float(values[model.roles.loss]), errors, len(x), grads)
+    return StepStats(float(values[model.roles.loss]), errors, len(x), grads,
+                     shard_moments(model, values))
 
 
 def shard_bounds(size: int, count: int) -> np.ndarray:
@@ -88,7 +93,9 @@ def combine(pieces, bounds) -> StepStats:
     return StepStats(float(sum(w * piece.loss for w, piece in zip(weights, pieces))),
                      sum(piece.errors for piece in pieces), int(bounds[-1]),
                      {name: sum(w * piece.grads[name] for w, piece in zip(weights, pieces))
-                      for name in pieces[0].grads})
+                      for name in pieces[0].grads},
+                     {name: sum(w * piece.statistics[name] for w, piece in zip(weights, pieces))
+                      for name in pieces[0].statistics})
 
 
 class WholeBatch:
@@ -110,7 +117,8 @@ class ThreadSplit:
             if workers > 1 else None
 
     def __call__(self, model, params, x, t) -> StepStats:
-        if self.pool is None or len(x) < self.min_split * self.workers:
+        if self.pool is None or len(x) < self.min_split * self.workers \
+                or running_statistics(model):  # batch norm: the shards' statistics only
             return batch_stats(model, params, x, t)
         bounds = shard_bounds(len(x), self.workers)
         caller = np.geterr()  # NumPy keeps error handling per thread: the slices get the caller's
@@ -142,8 +150,8 @@ def train_step(model, params: dict, state: dict, batch, optimizer: Optimizer, lr
     = (images, targets); nothing given is changed."""
     x, t = batch
     stats = batch_gradients(model, params, x, t, reduce)
-    params, state = optimizer.update(params, stats.grads, state, lr)
-    return params, state, stats
+    new_params, state = optimizer.update(params, stats.grads, state, lr)
+    return follow_running(model, new_params, stats.statistics), state, stats
 
 
 def estimate_curvature(model, params, images, targets, batch: int = 100,
