@@ -321,3 +321,6 @@ NORM_LAYER = LayerRule("norm", {
         "full H <- N1 : units=4\n"
         "norm N2 <- H : kind=layer, bias=none, eps=1e-3, activation=sigmoid\n"
         "loss L <- N2 : function=squared_error\n"))
+        if ctx.emitter.graph.nodes[x]["op"] == "add_bias":
+            ctx.warn(f"batch norm takes away the bias of '{ctx.layer.sources[0].name}' with "
+                     "each map's mean (its gradient is 0): give that layer bias=none", "kind")
