@@ -108,6 +108,6 @@ def test_example_passes_the_gradient_check(layer):
     kwargs = {"eps": EPS[layer]} if layer in EPS else {}
     results = check_model(model, batch=2, **kwargs)
     assert {r.name for r in results} == {*model.network.params, model.network.input}
-    assert all(0 < r.checked <= r.size for r in results)
+    assert all(0 < r.checked <= r.size for r in results if r.size)  # running statistics: 0
     bad = [r for r in results if not r.ok]
     assert not bad, bad

@@ -259,6 +259,9 @@ def lower_norm(ctx, opts, sources):
         raise ctx.error("momentum sets how batch norm's running statistics follow the "
                         "batches; kind=layer keeps none", "momentum", "remove momentum=")
     if kind == "batch":
+        if ctx.emitter.graph.nodes[x]["op"] == "add_bias":
+            ctx.warn(f"batch norm takes away the bias of '{ctx.layer.sources[0].name}' with "
+                     "each map's mean (its gradient is 0): give that layer bias=none", "kind")
         y = ctx.emit("norm_batch", (x, *_running(ctx, maps)), at="kind", eps=opts["eps"])
         ctx.emitter.graph.nodes[y]["evaluation"] = "norm_running"
         ctx.annotate("running", {"input": x, "momentum": opts["momentum"],
@@ -313,14 +316,13 @@ NORM_LAYER = LayerRule("norm", {
     "activation": ACTIVATION,
 }, lower_norm, doc="x_j = f(γ_j x̂_j + β_j), x̂ normalised per image (layer) or per map (batch)",
     example=(
-        "# norm: layer norm after a convolution (scale, shift, tanh), one without a shift\n"
-        "# on a vector.\n"
+        "# norm: layer norm after a convolution (scale, shift, tanh), batch norm after a\n"
+        "# convolution without a bias, layer norm without a shift on a vector.\n"
         "input x : 1 x 8 x 8\n"
         "conv C1 <- x : maps=3, kernel=3                        # 3 x 6x6\n"
         "norm N1 <- C1 : kind=layer, activation=tanh\n"
-        "full H <- N1 : units=4\n"
+        "conv C2 <- N1 : maps=2, kernel=3, bias=none            # 2 x 4x4\n"
+        "norm B <- C2 : kind=batch, momentum=0.2, activation=tanh\n"
+        "full H <- N1, B : units=4\n"
         "norm N2 <- H : kind=layer, bias=none, eps=1e-3, activation=sigmoid\n"
         "loss L <- N2 : function=squared_error\n"))
-        if ctx.emitter.graph.nodes[x]["op"] == "add_bias":
-            ctx.warn(f"batch norm takes away the bias of '{ctx.layer.sources[0].name}' with "
-                     "each map's mean (its gradient is 0): give that layer bias=none", "kind")
