@@ -222,3 +222,12 @@ def test_bad_options_are_errors_at_line_col(line, column, message):
         compile_model(text)
     assert message in str(e.value)
     assert (e.value.span.line, e.value.span.column) == (4, column), e.value.span
+
+
+def test_the_allreduce_mode_sums_the_statistics_too():
+    model = compile_model(BATCH)
+    (ordered, _), (summed, _) = (_steps(model, Shards(2), 2),
+                                 _steps(model, Shards(2, mode="allreduce"), 2))
+    for name in ("N1.running_mean", "N1.running_var", "N2.running_var", "N1.scale"):
+        np.testing.assert_allclose(summed[name], ordered[name], rtol=1e-5, atol=1e-7)
+    assert not np.array_equal(ordered["N2.running_var"], np.ones(12, np.float32))

@@ -57,10 +57,9 @@ class Shards:
                                     [weights[s] * p.statistics[n].ravel() for n in moments])
         total = self.world.allreduce_sum(local)
         grads, statistics, at = {}, {}, 2
-        for n in names + moments:
+        for into, n in [(grads, n) for n in names] + [(statistics, n) for n in moments]:
             size = int(np.prod(model.param_shapes[n], dtype=int))
-            (grads if n in names else statistics)[n] = \
-                total[at:at + size].reshape(model.param_shapes[n])
+            into[n] = total[at:at + size].reshape(model.param_shapes[n])
             at += size
         return StepStats(float(total[0]), int(round(total[1])), len(x), grads, statistics)
 
