@@ -144,7 +144,7 @@ class Model:
     surface, never ``network`` (the build's own record):
 
     what it is   spec, file, settings, warnings, graph, roles, layer_nodes,
-                 annotations, param_info, param_shapes, input_shape, classes,
+                 annotations, param_info, param_shapes, masks, input_shape, classes,
                  target_coding, network_hash(), init_params()
     its plans    registry, backend, plans, training, curvature, backward_graph(),
                  training_graph(), gradient_plan()
@@ -164,6 +164,8 @@ class Model:
         self._layers_plan = None
         self._ready = False
         self.evaluation_graph = evaluation_graph(network.graph)  # `evaluation`
+        self._masks = {node: data["shape"] for node, data in network.graph.nodes(data=True)
+                       if data["role"] == "mask"}
 
     # what it is ---------------------------------------------------------------
     @property
@@ -204,6 +206,12 @@ class Model:
     @property
     def param_shapes(self) -> dict[str, tuple]:
         return {p: self.graph.nodes[p]["shape"] for p in self.network.params}
+
+    @property
+    def masks(self) -> dict[str, tuple]:
+        """Dropout mask node -> its shape: fed by a training step (`rules.dropout`), as 1
+        (the identity) everywhere else."""
+        return dict(self._masks)
 
     @property
     def input_shape(self) -> tuple:
@@ -254,9 +262,10 @@ class Model:
         return self._gradient_plans[key]
 
     # running ----------------------------------------------------------------------
-    def feeds(self, params, x, t=None) -> dict[str, np.ndarray]:
-        """The values a plan is fed: the parameters, the input and the targets.  Every
-        walk of a plan starts here, so the first call sets the backend up (its
+    def feeds(self, params, x, t=None, masks=None) -> dict[str, np.ndarray]:
+        """The values a plan is fed: the parameters, the input, the targets and the
+        dropout masks (``masks``, a training step's; those not given are 1, the identity).
+        Every walk of a plan starts here, so the first call sets the backend up (its
         allocator, its compiled kernels; once per model, idempotent per process)."""
         if not self._ready:
             self.backend.setup()
@@ -265,11 +274,14 @@ class Model:
         feeds[self.network.input] = x
         if t is not None:
             feeds[self.network.target] = t
+        for node, shape in self._masks.items():
+            feeds[node] = masks[node] if masks and node in masks else \
+                np.broadcast_to(np.ones((), x.dtype), (len(x), *shape[1:]))
         return feeds
 
-    def run(self, plan: Plan, params, x, t=None) -> dict[str, np.ndarray]:
+    def run(self, plan: Plan, params, x, t=None, masks=None) -> dict[str, np.ndarray]:
         """Walk ``plan`` on a batch, unchecked (the training loop checks once)."""
-        return run_plan(plan, self.feeds(params, x, t), x.dtype)
+        return run_plan(plan, self.feeds(params, x, t, masks), x.dtype)
 
     def check_params(self, params, dtype=None) -> None:
         """Refuse parameters that do not fit: a missing or extra name, a wrong shape, a
@@ -333,13 +345,14 @@ class Model:
         self._checked(params, x)
         return float(self.run(self.plans.loss, params, x, t)[self.network.loss])
 
-    def loss_and_grads(self, params, x, t, wrt=None, outputs=()):
+    def loss_and_grads(self, params, x, t, wrt=None, outputs=(), masks=None):
         """(loss, gradients by name, every computed value by node id) for a batch and
         its targets.  ``wrt`` defaults to the parameters; pass the input's name too for
-        dE/dx.  ``outputs`` adds other node values to the returned values."""
+        dE/dx.  ``outputs`` adds other node values to the returned values; ``masks``:
+        the dropout masks (default 1)."""
         self._checked(params, x)
         step = self.gradient_plan(wrt, outputs)
-        values = self.run(step.plan, params, x, t)
+        values = self.run(step.plan, params, x, t, masks)
         return float(values[self.network.loss]), \
             {v: values[node] for v, node in step.results.items()}, values
 

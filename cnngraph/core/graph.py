@@ -3,7 +3,8 @@
 A graph is a ``networkx.DiGraph``.  Each node carries:
 
 - ``op``: the op rule's name, or None for a value fed from outside;
-- ``role``: 'input', 'target', 'param' or 'const' for fed values, 'op' otherwise;
+- ``role``: 'input', 'target', 'param', 'const' or 'mask' (a dropout mask,
+  rules/dropout.py) for fed values, 'op' otherwise;
 - ``inputs``: the *ordered* tuple of input node ids (edges exist too, for
   networkx's algorithms, but a node may read one value twice and networkx merges
   such edges, so the tuple is the truth);

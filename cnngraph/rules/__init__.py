@@ -4,15 +4,15 @@ public API as a plugin's."""
 from __future__ import annotations
 
 from ..core.registry import Registry
-from . import (channels, conv, conv_strided, dense, elementwise, learned, loss, norm, pool,
-               shape, subsample)
+from . import (channels, conv, conv_strided, dense, dropout, elementwise, learned, loss, norm,
+               pool, shape, subsample)
 from .activations import register_builtin_activations
 from .choices import register_builtin_choices
 from .layers import register_builtin_layers
 from .optimizers import register_builtin_optimizers
 
-MODULES = (conv, conv_strided, subsample, pool, norm, channels, dense, elementwise, shape, loss,
-           learned)
+MODULES = (conv, conv_strided, subsample, pool, norm, dropout, channels, dense, elementwise, shape,
+           loss, learned)
 
 
 def register_builtin_ops(registry: Registry) -> Registry:

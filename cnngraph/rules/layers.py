@@ -7,6 +7,7 @@ pool       x_j = f(pool(x_j) [+ b_j]), max or mean windows  (rules/pool.py)
 concat     maps (or vectors) side by side
 add        x = f(a + b + ...), layers of one shape (residual)
 norm       x_j = f(γ_j x̂_j + β_j), layer or batch normalisation  (rules/norm.py)
+dropout    x = f(x ∘ m), inverted dropout in training steps  (rules/dropout.py)
 loss       a registered loss function (rules/choices.py)  (seed 4.3)
 
 Their options name registered choices (activations, losses, init schemes), read
@@ -22,6 +23,7 @@ from ..language.options import FromRegistry, choice, integer, named, number, siz
 from .activations import ACTIVATION, apply_activation
 from .choices import CODINGS
 from .conv_layer import connectivity, lower_conv, padding_option, per_dimension
+from .dropout import DROPOUT_LAYER
 from .lowering import add_bias, flatten, require_maps, stack_maps
 from .norm import NORM_LAYER
 from .pool import POOL_LAYER
@@ -209,6 +211,7 @@ def register_builtin_layers(registry: Registry) -> Registry:
                       "loss L <- out : function=squared_error\n")),
         POOL_LAYER,
         NORM_LAYER,
+        DROPOUT_LAYER,
         LayerRule("add", {"activation": ACTIVATION}, lower_add, min_inputs=2, max_inputs=None,
                   doc="f(a + b + ...): the sum of layers of one shape (residual)",
                   example=(

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.plan import Plan
 from ..runtime.execute import run_plan
-from ..training.step import Optimizer, train_step
+from ..training.step import Draw, Optimizer, train_step
 from ..training.threads import AutoThreads, forward_threads, threads_for
 from .summary import op_macs
 
@@ -41,14 +41,15 @@ def images_per_second(step, batch: int, seconds: float, min_steps: int = 3) -> f
 
 def sgd_step(model, params, x, t, lr: float = 1e-3, workers: int | str = 1, reduce=None):
     """One plain SGD step on (x, t) per call, as training runs it (on ``workers``
-    threads, or with the batch reduction ``reduce``)."""
+    threads, or with the batch reduction ``reduce``; dropout masks drawn each step)."""
     optimizer = Optimizer.for_model(model, ("sgd", {}))
     reduce = reduce or threads_for(model, workers)
     state = {"params": params, "optimizer": optimizer.start(params)}
+    draw = Draw.for_step(model, 0, 0, 0)
 
     def step():
         state["params"], state["optimizer"], _ = train_step(
-            model, state["params"], state["optimizer"], (x, t), optimizer, lr, reduce)
+            model, state["params"], state["optimizer"], (x, t), optimizer, lr, reduce, draw)
     return step
 
 

@@ -20,9 +20,10 @@ SELECT coordinates where R(h) and R(h/2) differ most, and the result with the
 smaller estimate is kept.  An explicit step (``eps``) skips the search:
 models with kinks (relu, max-pooling) need a small one so that few steps
 cross a kink.  Only the entries a parameter's ``trainable`` mask marks are
-checked.  Perturbing one value only changes the nodes downstream of it, so
-each tensor gets a sub-plan that recomputes just those, fed with cached values
-of everything else.
+checked.  Dropout layers keep one mask throughout (that of epoch 0, step 0 of the
+seed), so the loss is one smooth function of what is checked.  Perturbing one
+value only changes the nodes downstream of it, so each tensor gets a sub-plan
+that recomputes just those, fed with cached values of everything else.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import networkx as nx
 import numpy as np
 
 from ..compiler.program import make_plan
+from ..rules.dropout import draw_masks
 from ..runtime.execute import run_plan
 from .check_ops import TOLERANCE, relative_error
 
@@ -72,8 +74,9 @@ def check_model(model, batch: int = 2, seed: int = 0, sample: int | None = None,
     x = rng.uniform(0.0, 1.0, size=(batch,) + model.input_shape)
     t = random_targets(model, batch, rng)
     wrt = [*model.param_info, model.roles.input]
-    _, grads, _ = model.loss_and_grads(params, x, t, wrt=wrt)
-    values = _forward_values(model, params, x, t)
+    masks = draw_masks(model.graph, seed, 0, 0, 0, batch, np.float64)
+    _, grads, _ = model.loss_and_grads(params, x, t, wrt=wrt, masks=masks)
+    values = _forward_values(model, params, x, t, masks)
     results = []
     for name in wrt:
         sub = _downstream_plan(model, name)
@@ -91,10 +94,10 @@ def random_targets(model, batch, rng):
     return 2 * t - 1 if model.target_coding == "plus_minus_one" else t
 
 
-def _forward_values(model, params, x, t):
+def _forward_values(model, params, x, t, masks=None):
     graph = model.graph
     plan = make_plan(graph, list(graph.nodes), model.registry, model.backend)
-    return run_plan(plan, model.feeds(params, x, t), np.float64)
+    return run_plan(plan, model.feeds(params, x, t, masks), np.float64)
 
 
 def _downstream_plan(model, name):

@@ -254,6 +254,8 @@ def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
     g = OnnxGraph()
     known = {name: np.asarray(params[name], DTYPE) for name in plan.sources if name in params}
     known.update((name, np.asarray(value, DTYPE)) for name, value in plan.constants.items())
+    known.update((name, np.ones((1, *shape[1:]), DTYPE))  # dropout is off: its lowering
+                 for name, shape in model.masks.items() if name in plan.sources)  # writes no node
     names = {roles.input: g.add_input(roles.input, graph.nodes[roles.input]["shape"])}
 
     def name_of(value: str) -> str:

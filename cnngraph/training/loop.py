@@ -34,7 +34,7 @@ from .parallel import reduction_for
 from .provenance import describe, find_first_bad, finite, update_finite
 from .rates import learning_rate, schedule_record
 from .resume import check_resumable, check_step
-from .step import Optimizer, estimate_curvature, train_step
+from .step import Draw, Optimizer, estimate_curvature, train_step
 from .world import SINGLE
 
 CHECKPOINT = "checkpoint.npz"
@@ -240,12 +240,13 @@ class Trainer:
             if self.augment is not None:
                 x = self.augment(x, self.epoch, self.step, train)
             lr = learning_rate(self.cfg, self.epoch, self.step, steps)  # `rates`
+            draw = Draw.for_step(self.model, self.cfg.seed, self.epoch, self.step)  # dropout
             with np.errstate(all="ignore"):  # a NaN is diagnosed below, not warned about
                 params, state, stats = train_step(self.model, self.params, self.state,
-                                                  (x, t), self.optimizer, lr, self.reduce)
+                                                  (x, t), self.optimizer, lr, self.reduce, draw)
             if not (math.isfinite(stats.loss) and finite(stats.grads.values())
                     and update_finite(params, state, self.params, self.state)):
-                raise self._diverged(stats, x, t, lr, steps)
+                raise self._diverged(stats, x, t, lr, steps, draw)
             before, self.params, self.state = self.params, params, state
             self.last_batch = (x, stats.grads)
             if self.epoch == 0 and self.step == 0:
@@ -271,7 +272,7 @@ class Trainer:
                 raise Interrupted(f"stopped at epoch {self.epoch + 1}, step {self.step}")
         sums["seconds"] += time.perf_counter() - started
 
-    def _diverged(self, stats, x, t, lr, steps) -> Diverged:
+    def _diverged(self, stats, x, t, lr, steps, draw=None) -> Diverged:
         """The error for a step whose loss, gradient or update is not finite, naming the
         first node whose value went bad (`provenance`) at its layer's place in the model
         file.  Nothing is saved, so the last good checkpoint stays as it was."""
@@ -279,7 +280,7 @@ class Trainer:
         what = "the loss or a gradient" if not (math.isfinite(stats.loss) and finite(
             stats.grads.values())) else "the optimizer's update of a parameter"
         found = find_first_bad(self.model, self.params, self.state, x, t, self.optimizer, lr,
-                               stats.grads)
+                               stats.grads, draw and draw.masks(self.model, len(x), x.dtype))
         at = {"epoch": self.epoch + 1, "step": self.step + 1,
               "global_step": self.epoch * steps + self.step + 1}
         span = self.model.training.graph.nodes[found["node"]].get("span") if found else None

@@ -36,12 +36,12 @@ class Shards:
             raise CnnError(f"unknown reduction mode '{mode}'; modes: ordered, allreduce")
         self.count, self.world, self.mode = count, world, mode
 
-    def __call__(self, model, params, x, t) -> StepStats:
+    def __call__(self, model, params, x, t, draw=None) -> StepStats:
         bounds = shard_bounds(len(x), self.count)
 
         def piece(s):
             return batch_stats(model, params, x[bounds[s]:bounds[s + 1]],
-                               t[bounds[s]:bounds[s + 1]])
+                               t[bounds[s]:bounds[s + 1]], draw and draw.at(bounds[s]))
         if self.mode == "ordered":
             return combine(self.world.gather_in_order(len(bounds) - 1, piece), bounds)
         mine = self.world.owned(len(bounds) - 1)

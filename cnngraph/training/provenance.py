@@ -46,17 +46,19 @@ def value_range(name: str, value) -> dict:
             "nan": bool(np.isnan(a).any()), "inf": bool(np.isinf(a).any())}
 
 
-def find_first_bad(model, params, state, x, t, optimizer, lr, grads=None) -> dict | None:
+def find_first_bad(model, params, state, x, t, optimizer, lr, grads=None,
+                   masks=None) -> dict | None:
     """The first node of the training step on (x, t) from ``params`` and optimizer
     ``state`` whose value holds NaN or an infinity (see the module), or None if none
     does; an op's record also lists under "fed" the fed values (input, targets,
     parameters) that already held some.  ``optimizer``: a `step.Optimizer`; ``lr``: the step's global rate;
-    ``grads``: the step's reduced gradients (default: the replay's own, whole batch)."""
+    ``grads``: the step's reduced gradients (default: the replay's own, whole batch);
+    ``masks``: the step's dropout masks (`step.Draw`; default none dropped)."""
     graph = model.training.graph
     plan = make_plan(graph, model.plans.gradients.outputs, model.registry, model.backend,
                      fuse=False)
     with np.errstate(all="ignore"):
-        feeds = model.feeds(params, x, t)
+        feeds = model.feeds(params, x, t, masks)
         found = first_nonfinite_step(plan, feeds, x.dtype)
         if found is not None:
             step, inputs = found
@@ -67,7 +69,7 @@ def find_first_bad(model, params, state, x, t, optimizer, lr, grads=None) -> dic
                     "fed": [{"name": name, "role": _role(graph.nodes[name]["role"])}
                             for name in plan.sources if not finite([feeds[name]])]}
         if grads is None:
-            grads = model.loss_and_grads(params, x, t)[1]
+            grads = model.loss_and_grads(params, x, t, masks=masks)[1]
         return _first_bad_update(model, params, state, grads, optimizer, lr)
 
 

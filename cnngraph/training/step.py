@@ -6,16 +6,18 @@ gradient.
 The step never edits what it is given.  How the batch's loss and gradients are
 computed is a strategy handed in: `WholeBatch` (one pass), `ThreadSplit`
 (slices of the batch on threads, combined in a fixed order); a data-parallel
-strategy across processes plugs in the same way.
+strategy across processes plugs in the same way.  A model with dropout gets the
+step's `Draw`, which each slice asks for the masks of its own images.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..core.registry import OptimizerRule
+from ..rules.dropout import draw_masks
 from ..rules.norm import running_statistics
 from .running import follow_running, shard_moments
 from .world import SINGLE
@@ -71,9 +73,35 @@ class StepStats:
     statistics: dict = field(default_factory=dict)
 
 
-def batch_stats(model, params, x, t) -> StepStats:
-    """One pass of the gradient plan over (x, t)."""
-    values = model.run(model.plans.gradients, params, x, t)
+@dataclass(frozen=True)
+class Draw:
+    """The dropout masks of one training step: those of (seed, epoch, step), for the
+    images of the global batch from ``start`` on (rules/dropout.py says how they
+    are drawn: image by image, so any slicing of the batch gets the same bits)."""
+
+    seed: int
+    epoch: int
+    step: int
+    start: int = 0
+
+    @classmethod
+    def for_step(cls, model, seed: int, epoch: int, step: int) -> "Draw | None":
+        """The step's draw, or None for a model without dropout."""
+        return cls(seed, epoch, step) if model.masks else None
+
+    def at(self, offset: int) -> "Draw":
+        """The draw of the slice that begins ``offset`` images further on."""
+        return replace(self, start=self.start + int(offset))
+
+    def masks(self, model, count: int, dtype) -> dict:
+        return draw_masks(model.graph, self.seed, self.epoch, self.step, self.start, count,
+                          dtype)
+
+
+def batch_stats(model, params, x, t, draw: Draw | None = None) -> StepStats:
+    """One pass of the gradient plan over (x, t), with ``draw``'s dropout masks."""
+    masks = None if draw is None else draw.masks(model, len(x), x.dtype)
+    values = model.run(model.plans.gradients, params, x, t, masks)
     errors = int(np.sum(values[model.roles.prediction].argmax(axis=1) != t.argmax(axis=1)))
     grads = {p: values[node] for p, node in model.training.results.items()}
     return StepStats(float(values[model.roles.loss]), errors, len(x), grads,
@@ -101,8 +129,8 @@ def combine(pieces, bounds) -> StepStats:
 class WholeBatch:
     """The batch's loss and gradients in one pass of the gradient plan."""
 
-    def __call__(self, model, params, x, t) -> StepStats:
-        return batch_stats(model, params, x, t)
+    def __call__(self, model, params, x, t, draw=None) -> StepStats:
+        return batch_stats(model, params, x, t, draw)
 
 
 class ThreadSplit:
@@ -116,17 +144,17 @@ class ThreadSplit:
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="cnngraph") \
             if workers > 1 else None
 
-    def __call__(self, model, params, x, t) -> StepStats:
+    def __call__(self, model, params, x, t, draw=None) -> StepStats:
         if self.pool is None or len(x) < self.min_split * self.workers \
                 or running_statistics(model):  # batch norm: the shards' statistics only
-            return batch_stats(model, params, x, t)
+            return batch_stats(model, params, x, t, draw)
         bounds = shard_bounds(len(x), self.workers)
         caller = np.geterr()  # NumPy keeps error handling per thread: the slices get the caller's
 
         def piece(k):
             with np.errstate(**caller):
                 return batch_stats(model, params, x[bounds[k]:bounds[k + 1]],
-                                   t[bounds[k]:bounds[k + 1]])
+                                   t[bounds[k]:bounds[k + 1]], draw and draw.at(bounds[k]))
         return combine(list(self.pool.map(piece, range(self.workers))), bounds)
 
 
@@ -139,17 +167,19 @@ def thread_split(workers: int):
 
 
 
-def batch_gradients(model, params, x, t, reduce=WHOLE_BATCH) -> StepStats:
-    """The loss, misclassification count and gradients of one batch."""
-    return reduce(model, params, x, t)
+def batch_gradients(model, params, x, t, reduce=WHOLE_BATCH, draw=None) -> StepStats:
+    """The loss, misclassification count and gradients of one batch; ``draw`` (the
+    dropout masks) goes to ``reduce`` only when there is one, so a reduction written
+    for models without dropout still serves them."""
+    return reduce(model, params, x, t) if draw is None else reduce(model, params, x, t, draw)
 
 
 def train_step(model, params: dict, state: dict, batch, optimizer: Optimizer, lr: float,
-               reduce=WHOLE_BATCH):
+               reduce=WHOLE_BATCH, draw: Draw | None = None):
     """(new params, new optimizer state, StepStats) after one step on ``batch``
-    = (images, targets); nothing given is changed."""
+    = (images, targets) with ``draw``'s dropout masks; nothing given is changed."""
     x, t = batch
-    stats = batch_gradients(model, params, x, t, reduce)
+    stats = batch_gradients(model, params, x, t, reduce, draw)
     new_params, state = optimizer.update(params, stats.grads, state, lr)
     return follow_running(model, new_params, stats.statistics), state, stats
 

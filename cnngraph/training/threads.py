@@ -17,7 +17,7 @@ import time
 from typing import Callable
 
 from ..core.backend import usable_cores
-from .step import WHOLE_BATCH, StepStats, thread_split
+from .step import WHOLE_BATCH, StepStats, batch_gradients, thread_split
 
 #: a trial of the other thread count runs up to TRIAL steps and wins when they took,
 #: per image, under MARGIN of the current count's recent steps
@@ -79,8 +79,8 @@ class AutoThreads:
             return self.other()
         return self.current
 
-    def __call__(self, model, params, x, t) -> StepStats:
-        return self.run(lambda: self.inner(model, params, x, t), len(x))
+    def __call__(self, model, params, x, t, draw=None) -> StepStats:
+        return self.run(lambda: batch_gradients(model, params, x, t, self.inner, draw), len(x))
 
     def run(self, work: Callable, images: int):
         """work() on the thread count `threads` picks, timed per image; the chosen count
