@@ -231,3 +231,21 @@ def test_the_allreduce_mode_sums_the_statistics_too():
     for name in ("N1.running_mean", "N1.running_var", "N2.running_var", "N1.scale"):
         np.testing.assert_allclose(summed[name], ordered[name], rtol=1e-5, atol=1e-7)
     assert not np.array_equal(ordered["N2.running_var"], np.ones(12, np.float32))
+
+
+def test_replay_repeats_the_running_statistics_bitwise(tmp_path, mnist):
+    """A run with batch norm on two shards, its last step replayed from the snapshots:
+    the parameters after it, running statistics included, are the checkpoint's."""
+    from cnngraph.cli.main import main
+    from cnngraph.training.checkpoint import load_checkpoint
+    from cnngraph.training.replay import load_run, replay_positions
+    (tmp_path / "norm.cnn").write_text(BATCH.replace("epochs = 2", "epochs = 1")
+                                       .replace("seed = 3", "seed = 3\n  shards = 2"))
+    assert main(["run", str(tmp_path / "norm.cnn"), "--data", str(mnist), "--limit-train",
+                 "100", "--limit-test", "50", "--no-plots", "--quiet", "--out",
+                 str(tmp_path / "run")]) == 0
+    record = load_run(tmp_path / "run")
+    (replayed,) = replay_positions(record, [record.positions[-1]])
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.npz").params
+    for name, value in saved.items():
+        assert np.array_equal(replayed.event.params[name], value), name
