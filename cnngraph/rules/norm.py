@@ -128,6 +128,14 @@ def _running_curvature(emit, node, h):
     return _running_gradient(emit, node, once)
 
 
+def _running_explain(inputs, attrs, index):
+    x, mean, var = (np.asarray(a, np.float64) for a in inputs)
+    j = index[1]
+    return explained("(x − mean_j) / sqrt(var_j + eps), the running statistics of the map",
+                     "product", [part("x − mean_j", x[tuple(index)] - mean[j]),
+                                 part("1 / sqrt(var_j + eps)", 1 / np.sqrt(var[j] + attrs["eps"]))])
+
+
 def _running_onnx(graph, x, mean, var, *, eps):
     """BatchNormalization in inference mode, scale 1 and bias 0."""
     maps = graph.shape(x)[1]
@@ -240,6 +248,7 @@ RULES = _rules("layer", "each image's maps and positions") + \
     OpRule("norm_running", ("x", "mean", "var"), _with_stats, _running_gradient,
            _running_example, curvature=_running_curvature, reference=norm_running_reference,
            lowering=_running_onnx, label=lambda a: "norm_running", attrs=EPS,
+           explain=_running_explain,
            doc="(x − mean_j) / sqrt(var_j + eps): batch norm in evaluation, running statistics"),
     OpRule("norm_running_grad", ("delta", "var"),
            lambda d, var, *, eps: d,
