@@ -33,8 +33,8 @@ import numpy as np
 from ..compiler.backward import derive_backward
 from ..compiler.program import make_plan
 from ..core.errors import ParameterError, UsageError, close_names
-from ..rules.activations import activation_choices
 from ..runtime.execute import run_plan
+from ..training.vitals import layer_activations
 from .check_model import _check_tensor, _downstream_plan, _forward_values, _loss_function
 
 #: Input maps a step-by-step view shows one by one, the largest partial sums (C5 of
@@ -109,9 +109,8 @@ def pre_activation(model, layer: str) -> str:
     """The node holding ``layer``'s u: its activation's input, or its output when it
     has none."""
     node = model.layer_nodes[layer]
-    data = model.graph.nodes[node]
-    if data["op"] is not None and data["op"] in activation_choices(model.registry):
-        return data["inputs"][0]
+    if layer_activations(model)[layer] is not None:
+        return model.graph.nodes[node]["inputs"][0]
     return node
 
 
