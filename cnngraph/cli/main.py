@@ -25,6 +25,7 @@ from .eval_command import add_eval, cmd_eval
 from .export_command import add_export, cmd_export
 from .explore_command import add_explore, cmd_explore
 from .list_command import add_list, cmd_list
+from .make_data_command import add_make_data, cmd_make_data
 from .run_command import add_run, cmd_run
 from .summary_command import add_summary, cmd_summary
 from .sweep_command import add_sweep, cmd_sweep
@@ -36,6 +37,8 @@ COMMANDS = [
      "in parallel processes or MPI ranks, and tabulate them", add_sweep),
     ("eval", cmd_eval, "evaluate a checkpoint on the test set", add_eval),
     ("download", cmd_download, "fetch the four MNIST files, verifying SHA-256", add_download),
+    ("make-data", cmd_make_data, "write a synthetic data set (shapes3d: shapes in 16x16x16 "
+     "volumes) as an .npz for --data", add_make_data),
     ("check", cmd_check, "finite-difference check of every gradient (seed 4.4)", add_check),
     ("bench", cmd_bench, "training and inference speed, time per op and per layer, peak memory",
      add_bench),

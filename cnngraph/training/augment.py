@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import CnnError
+from ..core.errors import BuildError, CnnError
 
 STREAM = 2  # the trainer's epoch generator is [seed, 1]
 TRUNCATE = 4.0  # Gaussian kernel radius in sigmas, as scipy's gaussian_filter
@@ -42,6 +42,21 @@ def _ndimage(where=None):
         raise CnnError("the augment section needs scipy, which is not installed",
                        where=where or "augment", hint="pip install scipy") from None
     return ndimage
+
+
+def check_input(model) -> None:
+    """The augment section's distortions move 2-D images (rotation, shear, elastic
+    fields in a plane): with an input of 1 or 3 spatial dimensions an active
+    section is an error at the section."""
+    rank = len(model.input_shape) - 1
+    if rank == 2 or not model.settings.augment.active:
+        return
+    span = next((s.span for s in model.spec.sections if s.name == "augment"), None)
+    raise BuildError(f"the augment section distorts 2-D images (rotation, scaling, shear, "
+                     f"translation and elastic fields in the image plane), but the model's "
+                     f"input is {'x'.join(map(str, model.input_shape))}, {rank}-D",
+                     span, where=model.file,
+                     hint="remove the augment section, or distort the data before saving it")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@
 * a folder with ``train/`` and ``test/`` subfolders, each holding one folder of
   images per class (read with Pillow, the ``images`` extra; `image_folder`).
 
-Images are ``N x H x W`` (one map) or ``N x maps x H x W``: integers 0..255
+Images are ``N x H x W`` (one map) or ``N x maps x H x W``; 1-D signals ``N x maps x L``
+and 3-D volumes ``N x [maps x] D x H x W`` (the model's input declaration says which
+an array is: `preprocess.input_layout`): integers 0..255
 (uint8, or any integer type whose values fit) or finite floats (how the model reads
 those is its ``pixels``: `preprocess`).  Every file is read only if it is a regular
 file of a sane size, and an array's declared size is checked against the bytes
@@ -43,6 +45,7 @@ from .idx import (
     regular_file,
 )
 from .image_folder import load_image_folder
+from .synthetic import SETS as SYNTHETIC
 
 __all__ = ["Dataset", "FORMS", "NPZ_ARRAYS", "MANIFEST_KEYS", "resolve_data", "load_data",
            "load_npz", "load_manifest", "check_dataset", "check_npz_member"]
@@ -78,7 +81,10 @@ def resolve_data(flag: str | None, setting: str | None = None, model_file: str |
     else:
         return find_data_dir(None, environ, download)
     if not path.exists():
-        raise DataError(f"{origin}: {path} does not exist", where=str(path), hint=FORMS)
+        made = path.suffix == ".npz" and path.stem in SYNTHETIC
+        raise DataError(f"{origin}: {path} does not exist", where=str(path),
+                        hint=f"make it with: python -m cnngraph make-data {path.stem} {path}"
+                        if made else FORMS)
     if path.is_dir():
         if (path / "train").is_dir() or (path / "test").is_dir():
             return path
@@ -153,10 +159,12 @@ def _check_images(field: _Field) -> np.ndarray:
     if x.dtype.kind not in "uif":
         raise field.fail(f"dtype {x.dtype}: images must be integers 0 to 255 (uint8) or "
                          "floats")
-    if x.ndim not in (3, 4):
+    if x.ndim not in (3, 4, 5):
         raise field.fail(f"shape {_shape(x.shape)}: images must be N x H x W or "
-                         f"N x maps x H x W, found {x.ndim} dimension"
-                         f"{'s' if x.ndim != 1 else ''}")
+                         f"N x maps x H x W (2-D), N x maps x L (1-D) or N x maps x D x H x W "
+                         f"(3-D), found {x.ndim} dimension{'s' if x.ndim != 1 else ''}",
+                         hint="store x[:, None] for signals of one map" if x.ndim == 2
+                         else None)
     if x.shape[0] == 0:
         raise field.fail(f"shape {_shape(x.shape)}: no images")
     if 0 in x.shape:
@@ -165,7 +173,8 @@ def _check_images(field: _Field) -> np.ndarray:
     if x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] > 4:
         raise field.fail(f"shape {_shape(x.shape)}: looks like N x H x W x maps (channels "
                          "last); images must be N x maps x H x W",
-                         hint="store np.moveaxis(x, -1, 1)")
+                         hint="store np.moveaxis(x, -1, 1) (volumes of one map: store "
+                              "x[:, None], N x 1 x D x H x W)")
     if x.dtype.kind == "f":
         bad = ~np.isfinite(x)
         if bad.any():
@@ -212,10 +221,12 @@ def check_dataset(x_train: _Field, y_train: _Field, x_test: _Field, y_test: _Fie
     need not use every number below the largest (a subset may lack a class)."""
     xs = [_check_images(x_train), _check_images(x_test)]
     ys = [_check_labels(y_train, x_train), _check_labels(y_test, x_test)]
-    shapes = [x.shape[1:] if x.ndim == 4 else (1,) + x.shape[1:] for x in xs]
+    flat = max(xs[0].ndim, xs[1].ndim) <= 4  # N x H x W is one map of N x maps x H x W
+    shapes = [(1,) + x.shape[1:] if flat and x.ndim == 3 else x.shape[1:] for x in xs]
     if shapes[0] != shapes[1]:
         raise x_test.fail(f"shape {_shape(xs[1].shape)}: images are "
-                          f"{'x'.join(map(str, shapes[1]))} (maps x height x width) but "
+                          f"{'x'.join(map(str, shapes[1]))}"
+                          f"{' (maps x height x width)' if flat else ''} but "
                           f"{x_train.label}'s are {'x'.join(map(str, shapes[0]))}")
     if (xs[0].dtype.kind == "f") != (xs[1].dtype.kind == "f"):
         raise x_test.fail(f"dtype {xs[1].dtype}: {x_train.label} holds "

@@ -1,14 +1,18 @@
 """From a data set's arrays to what a model reads: preprocessing, targets, splits.
 
 Preprocessing is the model file's.  Images are (N, H, W) or (N, maps, H, W),
-uint8 pixels 0..255 or floats.  First ``crop`` cuts pixels from the borders;
+uint8 pixels 0..255 or floats; for a model whose input has 1 or 3 spatial
+dimensions, (N, maps, L) signals or (N, [maps,] D, H, W) volumes: the input
+declaration decides (`image_layout`).  First ``crop`` cuts pixels from the borders
+(2-D only);
 then the pixels are mapped linearly from 0..255 (floats: 0..1; floats outside
 that are refused) onto [lo, hi] (LeNet-5: −0.1 to 1.175), or standardised with
 the (cropped) training images' mean and spread (seed 2.1), over all maps
 together or, with ``standardize(per_map=true)``, each input map on its own, or
 fed as they are (``as_is``: already standardized data); then ``pad`` adds a
-border of the background value, what a 0 pixel maps to in each map (28x28 ->
-32x32 with pad = 2; LeNet-5's border is −0.1).
+border of the background value, what a 0 pixel maps to in each map, on both
+sides of every spatial dimension (28x28 -> 32x32 with pad = 2; LeNet-5's border
+is −0.1).
 Targets are one-of-c codes with 0/1 or ±1 entries (seed 2.1).
 
 Every constant of that mapping (the pixel scheme and what it measured on the
@@ -25,6 +29,7 @@ import numpy as np
 
 from ..core.errors import DataError
 from ..rules.choices import PREPROCESSINGS
+from .augment import check_input
 
 
 #: What each built-in pixel scheme measures on the training images
@@ -63,16 +68,17 @@ class Preprocessing:
 
 
 def fit_preprocessing(pre, train_images: np.ndarray | None, full: float,
-                      registry) -> Preprocessing:
+                      registry, rank: int = 2) -> Preprocessing:
     """The `Preprocessing` of settings ``pre`` (the model's preprocess section) for
     these training images (uncropped; read only by schemes that measure them;
-    ``full``: their full-scale pixel), the scheme ``registry``'s."""
+    ``full``: their full-scale pixel; ``rank``: the model input's spatial
+    dimensions), the scheme ``registry``'s."""
     kind, args = pre.pixels
     scheme = registry.choice("preprocessing", kind)
     statistics = {}
     if scheme.value.statistics:
         with np.errstate(over="ignore", invalid="ignore"):  # checked below, not warned
-            statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop)),
+            statistics = scheme.value.measure(crop_images(train_images, tuple(pre.crop), rank),
                                               **scheme.arguments(args))
     for name, value in statistics.items():
         if not np.all(np.isfinite(value)):
@@ -85,7 +91,7 @@ def fit_preprocessing(pre, train_images: np.ndarray | None, full: float,
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray   # (N, maps, H, W), model dtype
+    images: np.ndarray   # (N, maps, *spatial), model dtype
     labels: np.ndarray   # (N,), int64
     targets: np.ndarray  # (N, classes), model dtype
     preprocessing: Preprocessing | None = None  # how images were made (None: elsewhere)
@@ -94,9 +100,49 @@ class Split:
         return len(self.labels)
 
 
-def as_maps(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) as a (N, 1, H, W) view; (N, maps, H, W) as it is."""
-    return images[:, None] if images.ndim == 3 else images
+def as_maps(images: np.ndarray, rank: int = 2) -> np.ndarray:
+    """Images for a model input of ``rank`` spatial dimensions as (N, maps, *spatial):
+    (N, *spatial) as a (N, 1, *spatial) view, (N, maps, *spatial) as it is."""
+    return images[:, None] if images.ndim == rank + 1 else images
+
+
+#: How arrays of images look for an input of 1, 2 or 3 spatial dimensions.
+FORMS = {1: "N x maps x L", 2: "N x H x W or N x maps x H x W",
+         3: "N x D x H x W or N x maps x D x H x W"}
+
+
+def image_layout(model, images: np.ndarray, name: str, source: str = "") -> tuple:
+    """(maps, spatial sizes) of one of ``images`` as the model's input declaration
+    reads them: an array (N, a, b) is one map of a x b for ``input x : 1 x a x b``
+    and a maps of length b for ``input x : a x b``; (N, C, D, H, W) is C maps of
+    D x H x W volumes (N, D, H, W: one map).  Any other rank is a DataError naming
+    the array (``name`` of ``source``) and the input declaration, with both shapes."""
+    want = tuple(model.input_shape)
+    rank, shape = len(want) - 1, tuple(int(d) for d in images.shape[1:])
+    if len(shape) == rank + 1:
+        return shape[0], shape[1:]
+    if len(shape) == rank and rank > 1:
+        return 1, shape
+    spec = model.spec
+    at = spec.inputs[0].span if spec.inputs else None
+    raise DataError(f"{name}{source}: shape {(len(images),) + shape} does not fit the model's "
+                    f"input {_size(want)} ({_describe(want)}), which reads arrays "
+                    f"{FORMS[rank]}", at, where=spec.file,
+                    hint="these arrays feed an input declared "
+                         + " or ".join(f"'{' x '.join(map(str, s))}'"
+                                       for s in _inputs_for(shape)))
+
+
+def _describe(shape) -> str:
+    maps, *spatial = shape
+    each = f"length {spatial[0]}" if len(spatial) == 1 else _size(spatial)
+    return f"{maps} map{'s' if maps != 1 else ''} of {each}, {len(spatial)}-D"
+
+
+def _inputs_for(shape) -> list:
+    """The input shapes that read an image of this shape."""
+    found = [shape] if 2 <= len(shape) <= 4 else []
+    return found + [(1,) + shape] if 2 <= len(shape) <= 3 else found
 
 
 def full_scale(images: np.ndarray) -> float:
@@ -104,29 +150,33 @@ def full_scale(images: np.ndarray) -> float:
     return 1.0 if images.dtype.kind == "f" else 255.0
 
 
-def crop_images(images: np.ndarray, crop=(0, 0, 0, 0)) -> np.ndarray:
-    """A view without ``crop`` = (top, bottom, left, right) pixels at the borders."""
+def crop_images(images: np.ndarray, crop=(0, 0, 0, 0), rank: int = 2) -> np.ndarray:
+    """A (N, maps, *spatial) view without ``crop`` = (top, bottom, left, right) pixels
+    at the borders (2-D; other ranks are never cropped: `make_splits` refuses)."""
+    x = as_maps(images, rank)
+    if rank != 2:
+        return x
     top, bottom, left, right = crop
-    x = as_maps(images)
     return x[:, :, top:x.shape[2] - bottom, left:x.shape[3] - right]
 
 
 def prepare_images(raw: np.ndarray, scale, offset, pad: int, dtype,
-                   crop=(0, 0, 0, 0)) -> np.ndarray:
+                   crop=(0, 0, 0, 0), rank: int = 2) -> np.ndarray:
     """Cropped, mapped (x = pixel · scale + offset, per map when they are arrays) and
-    padded with each map's background value (its offset)."""
-    raw = crop_images(raw, crop)
-    n, maps, h, w = raw.shape
+    padded in every spatial dimension with each map's background value (its offset)."""
+    raw = crop_images(raw, crop, rank)
+    n, maps, *spatial = raw.shape
     dtype = np.dtype(dtype)
-    scale = np.broadcast_to(np.asarray(scale, np.float64), (maps,)).astype(dtype)
-    offset = np.broadcast_to(np.asarray(offset, np.float64), (maps,)).astype(dtype)
-    x = np.empty((n, maps, h + 2 * pad, w + 2 * pad), dtype)
+    each = (maps,) + (1,) * len(spatial)  # one value per map
+    scale = np.broadcast_to(np.asarray(scale, np.float64), (maps,)).astype(dtype).reshape(each)
+    offset = np.broadcast_to(np.asarray(offset, np.float64), (maps,)).astype(dtype).reshape(each)
+    x = np.empty((n, maps, *(d + 2 * pad for d in spatial)), dtype)
     if pad:
-        x[...] = offset[:, None, None]
-    inner = x[:, :, pad:pad + h, pad:pad + w]
+        x[...] = offset
+    inner = x[(slice(None), slice(None)) + tuple(slice(pad, pad + d) for d in spatial)]
     inner[...] = raw
-    inner *= scale[:, None, None]
-    inner += offset[:, None, None]
+    inner *= scale
+    inner += offset
     return x
 
 
@@ -178,23 +228,31 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
     ``preprocessing``: the constants to map pixels with (a checkpoint's record);
     None fits them to the training images (the first ``limit_train`` of those
     left after the validation images are taken out), as a run does."""
+    check_input(model)
     pre = model.settings.preprocess
     want = tuple(model.input_shape)
     n_train = len(data.train_labels)
     if val >= n_train:
         raise DataError(f"--val {val} leaves no training images (the set has {n_train})",
                         where="--val")
-    crop = tuple(pre.crop)
-    maps, height, width = as_maps(data.train_images).shape[1:]
-    top, bottom, left, right = crop
+    crop, rank = tuple(pre.crop), len(want) - 1
     source = f" of {data.source}" if data.source else ""
+    maps, spatial = image_layout(model, data.train_images, data.names[0], source)
+    image_layout(model, data.test_images, data.names[2], source)  # (N, H, W) beside (N, 1, H, W)
+    top, bottom, left, right = crop
     spec = model.spec
     at = spec.inputs[0].span if spec.inputs else None
-    if top + bottom >= height or left + right >= width:
+    if rank != 2 and any(crop):
+        raise DataError(f"crop [{top}, {bottom}, {left}, {right}] cuts the top, bottom, left "
+                        f"and right of 2-D images, but the model's input is "
+                        f"{_describe(want)}", _setting_span(spec, "preprocess", "crop"),
+                        where=spec.file, hint="cut the arrays before saving them")
+    if rank == 2 and (top + bottom >= spatial[0] or left + right >= spatial[1]):
         raise DataError(f"crop [{top}, {bottom}, {left}, {right}] (top, bottom, left, right) "
-                        f"leaves no pixels of the {height}x{width} images{source}",
+                        f"leaves no pixels of the {_size(spatial)} images{source}",
                         where=spec.file, hint="crop less in the preprocess section")
-    cropped = (maps, height - top - bottom, width - left - right)
+    cropped = (maps,) + ((spatial[0] - top - bottom, spatial[1] - left - right) if rank == 2
+                         else spatial)
     got = (maps,) + tuple(d + 2 * pre.pad for d in cropped[1:])
     if got != want:
         how = (f"after cropping [{top}, {bottom}, {left}, {right}] and padding by {pre.pad}"
@@ -210,7 +268,7 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
         train_raw, train_labels = train_raw[:limit_train], train_labels[:limit_train]
     full = full_scale(data.train_images)
     if preprocessing is None:
-        preprocessing = fit_preprocessing(pre, train_raw, full, model.registry)
+        preprocessing = fit_preprocessing(pre, train_raw, full, model.registry, rank)
     else:
         _check_recorded(preprocessing, pre, full, maps, source)
     scale, offset = preprocessing.scale_offset(model.registry)
@@ -222,7 +280,7 @@ def make_splits(model, data, val: int, dtype, limit_train=None, limit_test=None,
 
     def split(raw, labels):
         labels = labels.astype(np.int64)
-        return Split(prepare_images(raw, scale, offset, pre.pad, dtype, crop), labels,
+        return Split(prepare_images(raw, scale, offset, pre.pad, dtype, crop, rank), labels,
                      one_of_c(labels, classes, coding, dtype), preprocessing)
 
     validation = split(data.train_images[n_train - val:], data.train_labels[n_train - val:]) \
