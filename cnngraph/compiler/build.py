@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import BuildError, Span, close_names
 from ..core.graph import Emitter, ShapeError
 from ..core.registry import Registry
-from ..language.options import MAX_SIZE, read_options
+from ..language.options import MAX_SIZE, default_for, read_options
 from ..language.settings import Settings
 from ..language.spec import LayerSpec, ModelSpec
 
@@ -235,7 +235,7 @@ def _check_input(spec: ModelSpec):
                          hint=f"add one before the layers, e.g. "
                               f"'input {read[0] if read else 'x'} : 1 x 28 x 28'")
     source = spec.inputs[0]
-    for i, (what, n) in enumerate(zip(("maps", "height", "width"), source.shape)):
+    for i, (what, n) in enumerate(zip(INPUT_SIZES[len(source.shape)], source.shape)):
         if not 1 <= n <= MAX_SIZE:
             raise BuildError(f"input {what} must be from 1 to {MAX_SIZE}, got {n}",
                              _size_span(source.span, i))
@@ -244,6 +244,11 @@ def _check_input(spec: ModelSpec):
                          f"{math.prod(source.shape):,} values per image is more than the limit "
                          f"of {MAX_VALUES:,}", source.span, hint="use a smaller input")
     return source
+
+
+#: What each size of an input declaration is, by how many sizes it has.
+INPUT_SIZES = {2: ("maps", "length"), 3: ("maps", "height", "width"),
+               4: ("maps", "depth", "height", "width")}
 
 
 def _size_span(name: Span, index: int) -> Span:
@@ -268,14 +273,16 @@ def _lower(network, registry, layer):
     if count < least or (most is not None and count > most):
         at = layer.sources[most].span if most is not None and count > most else layer.span
         raise BuildError(f"'{layer.kind}' reads {_layer_count(least, most)}, got {count}", at)
+    sources = [network.layer_outputs[ref.name] for ref in layer.sources]
+    first = network.graph.nodes[sources[0]]["shape"] if sources else ()
+    rank = len(first) - 2 if len(first) > 2 else None  # spatial dimensions; None: a vector
     values, spans = read_options(layer.options, rule.options, f"layer kind '{layer.kind}'",
-                                 layer.span, registry)
+                                 layer.span, registry, rank)
     network.layer_options[layer.name] = values
-    network.layer_defaults[layer.name] = {name: option.default
+    network.layer_defaults[layer.name] = {name: default_for(option, rank)
                                           for name, option in rule.options.items()
                                           if not option.required}
     ctx = LowerContext(network, registry, layer, spans)
-    sources = [network.layer_outputs[ref.name] for ref in layer.sources]
     for ref, node in zip(layer.sources, sources):
         if node == network.loss:
             raise BuildError(f"'{ref.name}' is the loss; no layer can read it", ref.span,

@@ -81,17 +81,52 @@ def boolean(value: Value, what: str) -> bool:
 boolean.expects = "true | false"
 
 
-def size_pair(value: Value, what: str) -> tuple[int, int]:
-    """5 (square) or [5, 3] (height, width)."""
-    if value.kind == "list" and len(value.data) == 2:
-        return tuple(integer()(v, what) for v in value.data)
-    if value.kind == "number":
-        n = integer()(value, what)
-        return (n, n)
-    raise _fail(value, what, "an integer or [height, width]")
+#: The spatial dimensions' names, by rank (the number of spatial dimensions).
+AXES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
-size_pair.expects = "integer or [height, width]"
+def fit_rank(default, rank):
+    """A per-dimension default, written for 2-D as (1, 1), for ``rank`` dimensions."""
+    if rank and isinstance(default, tuple) and default and len(set(default)) == 1:
+        return default[:1] * rank
+    return default
+
+
+@dataclass(frozen=True)
+class ForRank:
+    """A checker that reads the rank of the layer's input (its number of spatial
+    dimensions, 1 to 3; None for a vector): read(rank, value, what).  ``fit(default,
+    rank)`` gives the option's default for a rank.  `read_options` passes the rank."""
+
+    read: Callable
+    expects: str = ""
+    fit: Callable = fit_rank
+
+
+def rank_list(rank) -> str:
+    """'[height, width]': what a list of one number per dimension holds."""
+    return "[" + ", ".join(AXES.get(rank, AXES[2])) + "]"
+
+
+def rank_error(value: Value, what: str, rank, expected: str) -> BuildError:
+    """A value that does not fit the rank: the error names the rank of the input."""
+    given = f"a list of {len(value.data)}" if value.kind == "list" else value.describe()
+    where = f" (the layer's input is {rank}-D)" if rank else ""
+    return BuildError(f"option '{what}' expects {expected}, got {given}{where}", value.span)
+
+
+def per_dimension(low: int = 1) -> ForRank:
+    """N (every dimension) or a list of one integer >= ``low`` per spatial dimension:
+    a tuple as long as the rank (2 where the input is a vector, which the layer refuses
+    later)."""
+    def read(rank, value, what):
+        if value.kind == "number":
+            return (integer(low)(value, what),) * (rank or 2)
+        if value.kind == "list" and (len(value.data) == rank if rank
+                                     else 1 <= len(value.data) <= 3):
+            return tuple(integer(low)(v, what) for v in value.data)
+        raise rank_error(value, what, rank, f"an integer or {rank_list(rank)}")
+    return ForRank(read, f"integer >= {low} or [one per dimension]")
 
 
 def integer_list(value: Value, what: str) -> tuple[int, ...]:
@@ -159,11 +194,19 @@ class FromRegistry:
     expects: str = ""
 
 
-def check_value(check, value: Value, what: str, registry=None):
-    """``value`` through ``check``, a plain checker or a `FromRegistry` reading
-    ``registry``."""
+def check_value(check, value: Value, what: str, registry=None, rank=None):
+    """``value`` through ``check``, a plain checker, a `FromRegistry` reading
+    ``registry`` or a `ForRank` reading ``rank``."""
+    if isinstance(check, ForRank):
+        return check.read(rank, value, what)
     return check.read(registry, value, what) if isinstance(check, FromRegistry) \
         else check(value, what)
+
+
+def default_for(option, rank=None):
+    """An option's default, fitted to ``rank`` where its checker reads the rank."""
+    check = option.check
+    return check.fit(option.default, rank) if isinstance(check, ForRank) else option.default
 
 
 def named(kind: str) -> FromRegistry:
@@ -184,11 +227,11 @@ def named(kind: str) -> FromRegistry:
 
 
 def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, span,
-                 registry=None):
+                 registry=None, rank=None):
     """Check each option against its declaration; fill defaults; reject unknown,
     repeated and missing-required options.  ``declared``: name -> `Option`; a
-    `FromRegistry` checker reads ``registry``.  Returns (values by name, value
-    spans by name for the options given)."""
+    `FromRegistry` checker reads ``registry``, a `ForRank` one ``rank``.  Returns
+    (values by name, value spans by name for the options given)."""
     values, seen = {}, {}
     for option in options:
         if option.name not in declared:
@@ -199,10 +242,10 @@ def read_options(options: tuple[OptionSpec, ...], declared: dict, where: str, sp
             raise BuildError(f"option '{option.name}' is given twice", option.span)
         seen[option.name] = option
         values[option.name] = check_value(declared[option.name].check, option.value,
-                                          option.name, registry)
+                                          option.name, registry, rank)
     for name, spec in declared.items():
         if name not in values:
             if spec.required:
                 raise BuildError(f"{where} needs option '{name}' ({spec.doc})", span)
-            values[name] = spec.default
+            values[name] = default_for(spec, rank)
     return values, {name: o.value.span for name, o in seen.items()}

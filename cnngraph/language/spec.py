@@ -45,8 +45,10 @@ class Ref:
 
 @dataclass(frozen=True)
 class InputSpec:
+    """maps x length (1-D), maps x height x width (2-D) or maps x depth x height x width."""
+
     name: str
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     span: Span
 
 

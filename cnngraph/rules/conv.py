@@ -12,6 +12,8 @@ the same sums as im2col matrix products, the numba one directly in blocks.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -35,28 +37,50 @@ def _label(name):
 
 
 def _connected(kernel, mask):
-    return kernel if mask is None else kernel * mask[:, :, None, None]
+    return kernel if mask is None else kernel * mask.reshape(mask.shape + (1,) * (kernel.ndim - 2))
+
+
+def _letters(rank: int) -> tuple[str, str]:
+    """einsum letters of the output positions and the kernel taps, one per dimension."""
+    return "hwv"[:rank], "abc"[:rank]
+
+
+def _window(corner, size) -> tuple:
+    """The slices of the window of ``size`` at ``corner`` (one entry per dimension)."""
+    return tuple(slice(c, c + k) for c, k in zip(corner, size))
+
+
+def _rank_check(x, kernel, what="input"):
+    if len(x) != len(kernel):
+        raise ShapeError(f"a {len(kernel) - 2}-D kernel on a {len(x) - 2}-D {what}")
+
+
+def _x(sizes) -> str:
+    return "x".join(map(str, sizes))
 
 
 # conv_valid ---------------------------------------------------------------
 
 def conv_valid_reference(x, kernel, *, mask=None):
-    """y[n, o] = Σ_i x[n, i] ⋆ k[o, i] (valid cross-correlation, seed 3.1)."""
-    kh, kw = kernel.shape[2:]
-    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))   # n i h w a b
-    return np.einsum("nihwab,oiab->nohw", windows, _connected(kernel, mask))
+    """y[n, o] = Σ_i x[n, i] ⋆ k[o, i] (valid cross-correlation, seed 3.1), in 1, 2
+    or 3 dimensions."""
+    size = kernel.shape[2:]
+    windows = sliding_window_view(x, size, axis=tuple(range(2, x.ndim)))   # n i h w a b
+    out, taps = _letters(len(size))
+    return np.einsum(f"ni{out}{taps},oi{taps}->no{out}", windows, _connected(kernel, mask))
 
 
 
 def conv_valid_shape(x, kernel, *, mask=None):
-    n, c_in, h, w = x
-    c_out, k_in, kh, kw = kernel
+    n, c_in, *size = x
+    c_out, k_in, *k = kernel
+    _rank_check(x, kernel)
     if k_in != c_in:
         raise ShapeError(f"kernel reads {k_in} maps, input has {c_in}")
-    if kh > h or kw > w:
-        raise ShapeError(f"kernel {kh}x{kw} is larger than input map {h}x{w}")
+    if any(a > b for a, b in zip(k, size)):
+        raise ShapeError(f"kernel {_x(k)} is larger than input map {_x(size)}")
     _check_mask(mask, c_out, c_in)
-    return (n, c_out, h - kh + 1, w - kw + 1)
+    return (n, c_out, *(m - a + 1 for m, a in zip(size, k)))
 
 
 def conv_valid_gradient(emit, node, delta):
@@ -75,7 +99,7 @@ def masked_kernel_onnx(graph, kernel, mask):
     """The ONNX name of the kernel; a masked kernel is written densely as kernel·mask."""
     if mask is None:
         return kernel
-    pairs = mask[:, :, None, None]
+    pairs = mask.reshape(mask.shape + (1,) * (len(graph.shape(kernel)) - 2))
     known = graph.value(kernel)
     return graph.const(known * pairs, kernel) if known is not None else \
         graph.op("Mul", [kernel, graph.const(pairs.astype(np.float64), "mask")])
@@ -90,17 +114,17 @@ def conv_valid_explain(inputs, attrs, index):
     """One output value: each connected map's receptive field ⋆ its kernel, summed."""
     x, kernel = inputs
     mask = attrs.get("mask")
-    n, o, r, c = index
-    kh, kw = kernel.shape[2:]
+    n, o, *at = index
+    size = kernel.shape[2:]
     parts = []
     for i in range(x.shape[1]):
         if mask is not None and not mask[o, i]:
             continue
-        patch = np.asarray(x[n, i, r:r + kh, c:c + kw], np.float64)
+        patch = np.asarray(x[(n, i) + _window(at, size)], np.float64)
         k = np.asarray(kernel[o, i], np.float64)
-        parts.append(part(f"x_{i} ⋆ k_{i},{o}", (patch * k).sum(), "x", (n, i, r, c),
+        parts.append(part(f"x_{i} ⋆ k_{i},{o}", (patch * k).sum(), "x", (n, i, *at),
                           values=patch, weights=k, weight_slot="kernel",
-                          weight_index=(o, i, 0, 0)))
+                          weight_index=(o, i) + (0,) * len(size)))
     return explained("Σ over the connected input maps i of x_i ⋆ k_ij: each receptive field "
                      "times its kernel, summed (seed 3.1)", "sum", parts)
 
@@ -110,10 +134,10 @@ def conv_valid_explain(inputs, attrs, index):
 def conv_full_reference(delta, kernel, *, mask=None):
     """dx[n, i] = Σ_o delta[n, o] * k[o, i] (full true convolution, seed 3.2.1):
     the valid correlation of zero-padded delta with the rotated kernel."""
-    kh, kw = kernel.shape[2:]
-    padded = np.pad(delta, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
-    rotated = _connected(kernel, mask)[:, :, ::-1, ::-1]
-    return conv_valid_reference(padded, rotated.transpose(1, 0, 2, 3))
+    size = kernel.shape[2:]
+    padded = np.pad(delta, ((0, 0), (0, 0)) + tuple((k - 1, k - 1) for k in size))
+    rotated = _connected(kernel, mask)[(slice(None), slice(None)) + (slice(None, None, -1),) * len(size)]
+    return conv_valid_reference(padded, rotated.transpose(1, 0, *range(2, kernel.ndim)))
 
 
 
@@ -122,29 +146,32 @@ def conv_full_explain(inputs, attrs, index):
     window (zeros outside δ) times the kernel k_io rotated by 180°, summed."""
     delta, kernel = inputs
     mask = attrs.get("mask")
-    n, i, r, c = index
-    kh, kw = kernel.shape[2:]
-    padded = np.pad(np.asarray(delta[n], np.float64), ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    n, i, *at = index
+    size = kernel.shape[2:]
+    padded = np.pad(np.asarray(delta[n], np.float64), ((0, 0),) + tuple((k - 1, k - 1)
+                                                                      for k in size))
     parts = []
     for o in range(delta.shape[1]):
         if mask is not None and not mask[o, i]:
             continue
-        window = padded[o, r:r + kh, c:c + kw]
-        rotated = np.asarray(kernel[o, i], np.float64)[::-1, ::-1]
+        window = padded[(o,) + _window(at, size)]
+        rotated = np.asarray(kernel[o, i], np.float64)[(slice(None, None, -1),) * len(size)]
         parts.append(part(f"δ_{o} ⋆ rot180(k_{i},{o})", (window * rotated).sum(), "delta",
-                          (n, o, r - kh + 1, c - kw + 1), values=window, weights=rotated,
-                          weight_slot="kernel", weight_index=(o, i, 0, 0)))
+                          (n, o, *(a - k + 1 for a, k in zip(at, size))), values=window,
+                          weights=rotated, weight_slot="kernel",
+                          weight_index=(o, i) + (0,) * len(size)))
     return explained("Σ over the maps o that read this map of δ_o * k_io, the full "
                      "convolution (zeros outside δ; seed 3.2.1)", "sum", parts)
 
 
 def conv_full_shape(delta, kernel, *, mask=None):
-    n, c_out, h, w = delta
-    k_out, c_in, kh, kw = kernel
+    n, c_out, *size = delta
+    k_out, c_in, *k = kernel
+    _rank_check(delta, kernel, "delta")
     if k_out != c_out:
         raise ShapeError(f"kernel writes {k_out} maps, delta has {c_out}")
     _check_mask(mask, c_out, c_in)
-    return (n, c_in, h + kh - 1, w + kw - 1)
+    return (n, c_in, *(m + a - 1 for m, a in zip(size, k)))
 
 
 def conv_full_gradient(emit, node, delta):
@@ -163,18 +190,20 @@ def conv_full_example(rng):
 
 def conv_grad_kernel_reference(x, delta, *, size, mask=None):
     """dE/dk[o, i] = Σ_n x[n, i] ⋆ delta[n, o], valid (seed eq. 7)."""
-    windows = sliding_window_view(x, delta.shape[2:], axis=(2, 3))   # n i a b h w
-    return _connected(np.einsum("niabhw,nohw->oiab", windows, delta), mask)
+    windows = sliding_window_view(x, delta.shape[2:], axis=tuple(range(2, x.ndim)))  # n i a b h w
+    out, taps = _letters(x.ndim - 2)
+    return _connected(np.einsum(f"ni{taps}{out},no{out}->oi{taps}", windows, delta), mask)
 
 
 def conv_grad_kernel_shape(x, delta, *, size, mask=None):
-    _, c_in, h, w = x
-    _, c_out, ho, wo = delta
-    kh, kw = size
-    if (ho, wo) != (h - kh + 1, w - kw + 1):
-        raise ShapeError(f"delta {ho}x{wo} does not fit input {h}x{w} and kernel {kh}x{kw}")
+    _, c_in, *spatial = x
+    _, c_out, *out = delta
+    if len(out) != len(spatial) or len(size) != len(spatial) \
+            or tuple(out) != tuple(m - k + 1 for m, k in zip(spatial, size)):
+        raise ShapeError(f"delta {_x(out)} does not fit input {_x(spatial)} and kernel "
+                         f"{_x(size)}")
     _check_mask(mask, c_out, c_in)
-    return (c_out, c_in, kh, kw)
+    return (c_out, c_in, *size)
 
 
 def conv_grad_kernel_gradient(emit, node, delta):
@@ -190,21 +219,21 @@ def conv_grad_kernel_example(rng):
 
 
 def conv_valid_macs(x, kernel, *, mask=None):
-    c_out, c_in, kh, kw = kernel
+    c_out, c_in, *k = kernel
     pairs = c_out * c_in if mask is None else int(mask.sum())
-    return pairs * kh * kw * (x[2] - kh + 1) * (x[3] - kw + 1)
+    return pairs * math.prod(k) * math.prod(m - a + 1 for m, a in zip(x[2:], k))
 
 
 def conv_full_macs(delta, kernel, *, mask=None):
     """As many as the forward convolution whose delta it takes back."""
-    c_out, c_in, kh, kw = kernel
+    c_out, c_in, *k = kernel
     pairs = c_out * c_in if mask is None else int(mask.sum())
-    return pairs * kh * kw * delta[2] * delta[3]
+    return pairs * math.prod(k) * math.prod(delta[2:])
 
 
 def conv_grad_kernel_macs(x, delta, *, size, mask=None):
     pairs = delta[1] * x[1] if mask is None else int(mask.sum())
-    return pairs * size[0] * size[1] * delta[2] * delta[3]
+    return pairs * math.prod(size) * math.prod(delta[2:])
 
 
 RULES = (

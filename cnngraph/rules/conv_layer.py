@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..core.errors import BuildError
-from ..language.options import call, choice, integer, number
+from ..language.options import AXES, ForRank, call, choice, integer, number, rank_error, rank_list
 from .activations import apply_activation
 from .lowering import add_bias, require_maps, stack_maps
 
@@ -130,38 +130,27 @@ def _table_mask(ctx, table, c_out, c_in):
     return mask
 
 
-def per_dimension(value, what):
-    """N (every dimension) or [h, w]: a stride or a dilation."""
-    if value.kind == "list" and len(value.data) == 2:
-        return tuple(integer()(v, what) for v in value.data)
-    if value.kind == "number":
-        n = integer()(value, what)
-        return (n, n)
-    raise BuildError(f"option '{what}' expects an integer or [height, width], got "
-                     f"{value.describe()}", value.span)
-
-
-per_dimension.expects = "integer >= 1 or [height, width]"
-
-
-def padding_option(value, what):
-    """valid | same | N | [h, w] | [[top, bottom], [left, right]]: zeros around the map;
-    no zeros reads as valid, so padding=0 and valid hash alike."""
+def _padding(rank, value, what):
+    """valid | same | N | [one per dimension] | [[before, after], ...]: zeros around the
+    map; no zeros reads as valid, so padding=0 and valid hash alike."""
     if value.kind == "name" and value.data in ("valid", "same"):
         return value.data
     if value.kind == "number":
-        pads = ((integer(0)(value, what),) * 2,) * 2
-    elif value.kind == "list" and len(value.data) == 2:
+        pads = ((integer(0)(value, what),) * 2,) * (rank or 2)
+    elif value.kind == "list" and (len(value.data) == rank if rank
+                                   else 1 <= len(value.data) <= 3):
         pads = tuple(tuple(integer(0)(p, what) for p in v.data)
                      if v.kind == "list" and len(v.data) == 2 else (integer(0)(v, what),) * 2
                      for v in value.data)
     else:
-        raise BuildError(f"option '{what}' expects valid, same, an integer, [height, width] "
-                         f"or [[top, bottom], [left, right]], got {value.describe()}", value.span)
+        pairs = ", ".join(f"[{a}_before, {a}_after]" for a in AXES.get(rank, AXES[2]))
+        raise rank_error(value, what, rank, f"valid, same, an integer, {rank_list(rank)} "
+                                            f"or [{pairs}]")
     return "valid" if not any(p for pair in pads for p in pair) else pads
 
 
-padding_option.expects = "valid | same | N | [h, w] | [[top, bottom], [left, right]]"
+padding_option = ForRank(_padding, "valid | same | N | [one per dimension] | "
+                                   "[[before, after], ...]")
 
 
 def _same(n, span, stride):
@@ -173,6 +162,13 @@ def _same(n, span, stride):
 
 def _dims(values) -> str:
     return "x".join(map(str, values))
+
+
+def _pads(pads) -> str:
+    """'1+1 rows and 0+1 columns' (2-D), else the (before+after) pairs per dimension."""
+    if len(pads) == 2:
+        return f"{pads[0][0]}+{pads[0][1]} rows and {pads[1][0]}+{pads[1][1]} columns"
+    return "x".join(f"{a}+{b}" for a, b in pads)
 
 
 def conv_geometry(ctx, opts, size):
@@ -196,29 +192,30 @@ def conv_geometry(ctx, opts, size):
                 "odd kernel")
         pads = tuple(_same(n, sp, s) for n, sp, s in zip(size, span, stride))
     else:
-        pads = ((0, 0), (0, 0)) if padding == "valid" else padding
+        pads = ((0, 0),) * len(size) if padding == "valid" else padding
     if any(p >= sp for pair, sp in zip(pads, span) for p in pair):
-        raise ctx.error(f"padding of {pads[0][0]}+{pads[0][1]} rows and {pads[1][0]}+"
-                        f"{pads[1][1]} columns reaches the kernel's span {_dims(span)}: some "
-                        "outputs would read zeros only", "padding",
+        raise ctx.error(f"padding of {_pads(pads)} reaches the kernel's span {_dims(span)}: "
+                        "some outputs would read zeros only", "padding",
                         "pad each side by less than the (dilated) kernel")
     padded = tuple(n + p0 + p1 for n, (p0, p1) in zip(size, pads))
-    if any(sp > n for sp, n in zip(span, padded)) and padded == size and dilation == (1, 1):
+    undilated = all(d == 1 for d in dilation)
+    if any(sp > n for sp, n in zip(span, padded)) and padded == size and undilated:
         raise ctx.error(f"kernel {_dims(kernel)} is larger than input map {_dims(size)}",
                         "kernel", f"use a kernel of at most {min(size)}")
     if any(sp > n for sp, n in zip(span, padded)):
         dilated = f" dilated by {_dims(dilation)} spans {_dims(span)}, which" \
-            if dilation != (1, 1) else ""
+            if not undilated else ""
         raise ctx.error(f"kernel {_dims(kernel)}{dilated} is larger than the "
                         f"{'padded ' if padding != 'valid' else ''}input map {_dims(padded)}",
-                        "dilation" if dilation != (1, 1) else "kernel",
+                        "kernel" if undilated else "dilation",
                         f"use a kernel spanning at most {min(padded)}")
-    if stride == (1, 1) and dilation == (1, 1) and not any(p for pair in pads for p in pair):
+    if all(s == 1 for s in stride) and undilated and not any(p for pair in pads for p in pair):
         return None
     left = [(n - sp) % s for n, sp, s in zip(padded, span, stride)]
     if any(left):
-        ctx.warn(f"stride {_dims(stride)} leaves the last {left[0]} row(s) and {left[1]} "
-                 f"column(s) of the "
+        unread = (f"{left[0]} row(s) and {left[1]} column(s)" if len(left) == 2
+                  else f"{_dims(left)} pixels (per dimension)")
+        ctx.warn(f"stride {_dims(stride)} leaves the last {unread} of the "
                  f"{'padded ' if padding != 'valid' else ''}{_dims(padded)} map unread",
                  "stride")
     return {"stride": stride, "padding": pads, "dilation": dilation}
@@ -227,26 +224,31 @@ def conv_geometry(ctx, opts, size):
 def lower_conv(ctx, opts, sources):
     require_maps(ctx, sources)
     x = stack_maps(ctx, sources)
-    _, c_in, h, w = ctx.shape(x)
-    kh, kw = opts["kernel"]
-    geometry = conv_geometry(ctx, opts, (h, w))
-    c_out = opts["maps"]
-    ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, kh, kw), "maps")
+    _, c_in, *size = ctx.shape(x)
+    k = opts["kernel"]
+    geometry = conv_geometry(ctx, opts, tuple(size))
+    c_out, taps = opts["maps"], math.prod(k)
+    ctx.check_size(f"parameter '{ctx.layer.name}.kernel'", (c_out, c_in, *k), "maps")
     if opts["connect"][0] == "learned":
-        u = _learned_combination(ctx, opts, x, c_in, c_out, (kh, kw), geometry)
+        u = _learned_combination(ctx, opts, x, c_in, c_out, k, geometry)
         u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
         return apply_activation(ctx, u, opts["activation"])
     mask = connection_mask(ctx, opts["connect"], c_out, c_in)
     ctx.annotate("connections", _connection_rows(mask, c_out, c_in))
     reads = np.full(c_out, c_in) if mask is None else mask.sum(axis=1)
     readers = c_out if mask is None else max(1.0, mask.sum() / c_in)
-    kernel = ctx.param("kernel", (c_out, c_in, kh, kw), opts["init"] or ctx.settings.init.weights,
-                       fan_in=reads * kh * kw, fan_out=readers * kh * kw,
+    kernel = ctx.param("kernel", (c_out, c_in, *k), opts["init"] or ctx.settings.init.weights,
+                       fan_in=reads * taps, fan_out=readers * taps,
                        lr_scale=opts["lr_scale"],
-                       trainable=None if mask is None else mask[:, :, None, None] != 0)
+                       trainable=None if mask is None else _per_pair(mask, len(k)) != 0)
     u = _convolve(ctx, x, kernel, geometry, mask=mask)
     u = add_bias(ctx, u, opts["bias"], c_out, opts["lr_scale"])
     return apply_activation(ctx, u, opts["activation"])
+
+
+def _per_pair(mask, rank):
+    """A (C_out, C_in) mask shaped to broadcast over kernels of ``rank`` dimensions."""
+    return mask.reshape(mask.shape + (1,) * rank)
 
 
 def _convolve(ctx, x, kernel, geometry, **mask):
@@ -264,7 +266,8 @@ def _learned_combination(ctx, opts, x, c_in, c_out, kernel_size, geometry):
     conv_valid, then alpha as a 1x1 convolution.  per_pair: kernels k_ij
     scaled by alpha_ij, one conv_valid.  The penalty on alpha joins the loss.
     """
-    args, (kh, kw) = opts["connect"][1], kernel_size
+    args, k = opts["connect"][1], kernel_size
+    taps = math.prod(k)
     kernels, penalty = args.get("kernels", "per_input"), args.get("penalty", "none")
     weights = opts["init"] or ctx.settings.init.weights
     c = ctx.param("c", (c_out, c_in), ("normal", {"std": 0.1}), fan_in=c_in, fan_out=c_out,
@@ -274,15 +277,15 @@ def _learned_combination(ctx, opts, x, c_in, c_out, kernel_size, geometry):
     ctx.annotate("connections", _connection_rows(None, c_out, c_in))
     if kernels == "per_input":
         eye = np.eye(c_in, dtype=np.int8)
-        kernel = ctx.param("kernel", (c_in, c_in, kh, kw), weights, fan_in=kh * kw,
-                           fan_out=c_out * kh * kw, lr_scale=opts["lr_scale"],
-                           trainable=eye[:, :, None, None] != 0)  # k_i is entry (i, i)
+        kernel = ctx.param("kernel", (c_in, c_in, *k), weights, fan_in=taps,
+                           fan_out=c_out * taps, lr_scale=opts["lr_scale"],
+                           trainable=_per_pair(eye, len(k)) != 0)  # k_i is entry (i, i)
         z = _convolve(ctx, x, kernel, geometry, mask=eye)
-        mixing = ctx.emit("reshape", (alpha,), shape=(c_in, 1, 1))
+        mixing = ctx.emit("reshape", (alpha,), shape=(c_in,) + (1,) * len(k))
         u = ctx.emit("conv_valid", (z, mixing))
     else:
-        kernel = ctx.param("kernel", (c_out, c_in, kh, kw), weights, fan_in=kh * kw,
-                           fan_out=kh * kw, lr_scale=opts["lr_scale"])
+        kernel = ctx.param("kernel", (c_out, c_in, *k), weights, fan_in=taps,
+                           fan_out=taps, lr_scale=opts["lr_scale"])
         u = _convolve(ctx, x, ctx.emit("scale_pairs", (kernel, alpha)), geometry)
     if penalty != "none":
         lam = args.get("lam", 1e-3)

@@ -15,14 +15,17 @@ against the registry when a model is built.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..core.errors import BuildError
 from ..core.registry import LayerRule, Option, Registry
-from ..language.options import FromRegistry, choice, integer, named, number, size_pair
+from ..language.options import (FromRegistry, ForRank, choice, integer, named, number,
+                                per_dimension, rank_error, rank_list)
 from .activations import ACTIVATION, apply_activation
 from .choices import CODINGS
-from .conv_layer import connectivity, lower_conv, padding_option, per_dimension
+from .conv_layer import connectivity, lower_conv, padding_option
 from .dropout import DROPOUT_LAYER
 from .lowering import add_bias, flatten, require_maps, stack_maps
 from .norm import NORM_LAYER
@@ -40,18 +43,38 @@ def _beta(value, what):
 _beta.expects = "trainable | number"
 
 
+def _factor(rank, value, what):
+    """n (every dimension: kept as the integer, as models before 1-D/3-D hash it) or one
+    per dimension (an integer again when they are all the same)."""
+    check = integer(2, 1024)
+    if value.kind == "number":
+        return check(value, what)
+    if value.kind == "list" and (len(value.data) == rank if rank else 1 <= len(value.data) <= 3):
+        factors = tuple(check(v, what) for v in value.data)
+        return factors[0] if len(set(factors)) == 1 else factors
+    raise rank_error(value, what, rank, f"an integer or {rank_list(rank)}")
+
+
+FACTOR = ForRank(_factor, "integer 2..1024 or [one per dimension]")
+
+
 def lower_subsample(ctx, opts, sources):
     require_maps(ctx, sources)
     x = stack_maps(ctx, sources)
-    _, maps, h, w = ctx.shape(x)
+    _, maps, *size = ctx.shape(x)
     n = opts["factor"]
-    if h % n or w % n:
-        raise ctx.error(f"subsample factor {n} does not divide the map {h}x{w}", "factor")
-    d = ctx.emit(f"subsample_{opts['mode']}", (x,), at="factor", factor=n)
+    factors = (n,) * len(size) if isinstance(n, int) else n
+    if any(m % f for m, f in zip(size, factors)):
+        raise ctx.error(f"subsample factor {n if isinstance(n, int) else _x(factors)} does "
+                        f"not divide the map {_x(size)}", "factor")
+    # 2-D layers give the ops one integer, as before 1-D and 3-D existed (the same graph)
+    d = ctx.emit(f"subsample_{opts['mode']}", (x,), at="factor",
+                 factor=n if len(size) == 2 and isinstance(n, int) else factors)
     beta = opts["beta"]
     if beta == "trainable":
         coefficient = ctx.param("beta", (maps,), opts["init"] or ctx.settings.init.weights,
-                                fan_in=np.full(maps, n * n), fan_out=1, lr_scale=opts["lr_scale"])
+                                fan_in=np.full(maps, math.prod(factors)), fan_out=1,
+                                lr_scale=opts["lr_scale"])
         d = ctx.emit("scale_maps", (d, coefficient))
     elif beta != 1.0:
         d = ctx.emit("scale", (d,), c=beta)
@@ -88,10 +111,14 @@ def lower_add(ctx, opts, sources):
 
 
 def _shape(shape) -> str:
-    """'6 x 12x12' (maps) or '10 units'."""
+    """'6 x 12x12' (maps), '6 x 28' (1-D maps) or '10 units'."""
     if len(shape) == 2:
         return f"{shape[1]} units"
-    return f"{shape[1]} x " + "x".join(map(str, shape[2:]))
+    return f"{shape[1]} x " + _x(shape[2:])
+
+
+def _x(sizes) -> str:
+    return "x".join(map(str, sizes))
 
 
 def lower_concat(ctx, opts, sources):
@@ -138,13 +165,14 @@ def register_builtin_layers(registry: Registry) -> Registry:
     for rule in (
         LayerRule("conv", {
             "maps": Option(integer(), required=True, doc="number of output maps"),
-            "kernel": Option(size_pair, required=True, doc="kernel size, 5 or [5, 3]"),
+            "kernel": Option(per_dimension(), required=True,
+                             doc="kernel size, 5 or one per dimension ([5, 3])"),
             "connect": Option(connectivity, ("all", {}),
                               doc="all, one_to_one, table(NAME), random(k, seed)"),
-            "stride": Option(per_dimension, (1, 1), doc="window step, 2 or [2, 1]"),
+            "stride": Option(per_dimension(), (1, 1), doc="window step, 2 or [2, 1]"),
             "padding": Option(padding_option, "valid",
                               doc="zeros around the map: valid, same, 1 or [1, 2]"),
-            "dilation": Option(per_dimension, (1, 1), doc="kernel taps this far apart"),
+            "dilation": Option(per_dimension(), (1, 1), doc="kernel taps this far apart"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,
         }, lower_conv, max_inputs=None, doc="valid convolution of the input maps (seed 3.1)",
             example=(
@@ -169,7 +197,7 @@ def register_builtin_layers(registry: Registry) -> Registry:
                 "  2: 0 1\n"
                 "}\n")),
         LayerRule("subsample", {
-            "factor": Option(integer(2, 1024), required=True, doc="block size n"),
+            "factor": Option(FACTOR, required=True, doc="block size n, or one per dimension"),
             "mode": Option(choice("sum", "decimate"), "sum", doc="block sum or keep every n-th"),
             "beta": Option(_beta, "trainable", doc="trainable, or a fixed number (0.25: mean)"),
             "activation": ACTIVATION, "bias": BIAS, "init": INIT, "lr_scale": LR_SCALE,

@@ -20,9 +20,9 @@ def stack_maps(ctx, sources):
     refs, first = ctx.layer.sources, ctx.shape(sources[0])
     for ref, other in zip(refs[1:], sources[1:]):
         shape = ctx.shape(other)
-        if len(first) == len(shape) == 4 and first[2:] != shape[2:]:
-            raise BuildError(f"'{ref.name}' has {shape[2]}x{shape[3]} maps but '{refs[0].name}' "
-                             f"has {first[2]}x{first[3]}; stacked maps must be the same size",
+        if len(first) > 2 and len(shape) > 2 and first[2:] != shape[2:]:
+            raise BuildError(f"'{ref.name}' has {_size(shape)} maps but '{refs[0].name}' "
+                             f"has {_size(first)}; stacked maps must be the same size",
                              ref.span)
     node = sources[0]
     for other in sources[1:]:
@@ -30,11 +30,16 @@ def stack_maps(ctx, sources):
     return node
 
 
+def _size(shape) -> str:
+    """A map's size: '12x12', '28' (1-D), '8x8x8' (3-D)."""
+    return "x".join(map(str, shape[2:]))
+
+
 def require_maps(ctx, sources):
     """Every source is a stack of maps: an error at the first that is a vector."""
     for ref, node in zip(ctx.layer.sources, sources):
         shape = ctx.shape(node)
-        if len(shape) != 4:
+        if len(shape) < 3:
             raise BuildError(f"'{ctx.layer.kind}' reads feature maps (maps x height x width), "
                              f"but '{ref.name}' is a vector of {shape[1]} units", ref.span)
 

@@ -16,6 +16,7 @@ and the kernels compiled (or loaded from numba's on-disk cache), on first use.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -28,6 +29,7 @@ from ..core.errors import CnnError
 from . import numerics
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
+from .ranks import by_rank
 
 #: images per block of the direct convolutions (numba_conv): a chunk of dlt.cnn's C1
 #: input and output, 32 x 4.1 KiB in float32, stays in L2
@@ -250,8 +252,32 @@ def _setup():
     _conv(), _strided(), _maps(), _pool()
 
 
+#: ops whose compiled kernels are 2-D only: 1-D maps run through them one pixel high
+#: (runtime/ranks.lifted, the same sums), 3-D maps on the fallback's kernel
+PLANAR = ("conv_valid", "conv_full", "conv_grad_kernel", "conv_strided", "conv_strided_full",
+          "conv_strided_grad_kernel")
+#: block ops compiled for 2-D maps and one factor: other ranks on the fallback's kernel
+BLOCKS = ("subsample_sum", "upsample_kron")
+
+
+def _by_rank(op, kernel, fallback):
+    """``kernel`` for the ranks it has, ``fallback``'s kernel for op ``op`` (looked up when
+    called, once every op is registered) for the others."""
+    def other(*arrays, **attrs):
+        return fallback.kernel(op).run(*arrays, **attrs)
+    if op in PLANAR:
+        return dataclasses.replace(kernel, run=by_rank(kernel.run, other))
+
+    def blocks(x, *, factor):
+        planar = x.ndim == 4 and np.ndim(factor) == 0
+        return (kernel.run if planar else other)(x, factor=factor)
+    return dataclasses.replace(kernel, run=blocks)
+
+
 def numba_backend(fallback: Backend) -> Backend:
-    return Backend("numba", KERNELS, setup=_setup, fallback=fallback,
+    kernels = {op: _by_rank(op, kernel, fallback) if op in PLANAR + BLOCKS else kernel
+               for op, kernel in KERNELS.items()}
+    return Backend("numba", kernels, setup=_setup, fallback=fallback,
                    set_threads=set_threads)
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 
 import numpy as np
 
 from ..core.backend import Backend, Kernel, SharedInput
-from . import numerics
+from . import numerics, ranks
+from .ranks import by_rank
 
 #: glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -55,41 +57,86 @@ def reuse_freed_buffers() -> bool:
 
 def masked(kernel, mask):
     """Only connected map pairs have kernels: the others are multiplied by 0."""
-    return kernel if mask is None else kernel * mask[:, :, None, None].astype(kernel.dtype)
+    if mask is None:
+        return kernel
+    return kernel * mask.reshape(mask.shape + (1,) * (kernel.ndim - 2)).astype(kernel.dtype)
 
 
-def conv_valid(x, kernel, *, mask=None):
-    return numerics.correlate_valid(x, masked(kernel, mask))
+# 1-D maps as 2-D ones one pixel high, 3-D ones through im2col of any rank (runtime/ranks.py)
+conv_valid = by_rank(lambda x, kernel: numerics.correlate_valid(x, kernel), ranks.correlate)
+conv_full = by_rank(lambda delta, kernel: numerics.convolve_full(delta, kernel),
+                    ranks.convolve_full)
+_grad_kernel = by_rank(
+    lambda x, delta, *, size: numerics.correlate_kernel(x, delta, *size),
+    lambda x, delta, *, size: ranks.kernel_columns(ranks.columns(x, size), delta, size))
 
 
-def conv_full(delta, kernel, *, mask=None):
-    return numerics.convolve_full(delta, masked(kernel, mask))
+def _conv_valid(x, kernel, *, mask=None):
+    return conv_valid(x, masked(kernel, mask))
 
 
-def conv_grad_kernel(x, delta, *, size, mask=None):
-    return masked(numerics.correlate_kernel(x, delta, *size), mask)
+def _conv_full(delta, kernel, *, mask=None):
+    return conv_full(delta, masked(kernel, mask))
+
+
+def _conv_grad_kernel(x, delta, *, size, mask=None):
+    return masked(_grad_kernel(x, delta, size=size), mask)
 
 
 def _patch_shape(x_shape, size):
-    _, c, h, w = x_shape
-    kh, kw = size
-    return (c * kh * kw, None, h - kh + 1, w - kw + 1)
+    """(C·Πk, None, *out): the patch matrix, batch axis None (1-D: 2-D's, one row high)."""
+    return (x_shape[1] * math.prod(size), None, *ranks.out_size(x_shape, size))
+
+
+def _prepare_columns(x, size):
+    if x.ndim == 4:
+        return numerics.columns(x, *size)
+    return numerics.columns(x[:, :, None], 1, *size) if x.ndim == 3 else ranks.columns(x, size)
 
 
 def _conv_valid_from_columns(cols, kernel, *, x_shape, key, mask=None):
-    _, _, ho, wo = _patch_shape(x_shape, key)
-    return numerics.correlate_columns(cols, masked(kernel, mask), (ho, wo))
+    out = ranks.out_size(x_shape, key)
+    if len(key) == 2:
+        return numerics.correlate_columns(cols, masked(kernel, mask), out)
+    return ranks.correlate_columns(cols, masked(kernel, mask), out)
 
 
 def _conv_grad_kernel_from_columns(cols, delta, *, x_shape, key, size, mask=None):
-    return masked(numerics.correlate_kernel_columns(cols, delta, *size), mask)
+    if len(size) == 2:
+        return masked(numerics.correlate_kernel_columns(cols, delta, *size), mask)
+    return masked(ranks.kernel_columns(cols, delta, size), mask)
 
 
 def _patches(finish, key):
     """x's im2col patch matrix for a kernel size, shareable between the forward
     convolution and the kernel gradients that read the same x."""
-    return SharedInput(0, "im2col", key, lambda x, size: numerics.columns(x, *size),
-                       _patch_shape, finish)
+    return SharedInput(0, "im2col", key, _prepare_columns, _patch_shape, finish)
+
+
+# subsampling: factor² strided slices in 2-D (numerics), the block reshape elsewhere ----
+
+def _planar_factor(x, factor):
+    return x.ndim == 4 and np.ndim(factor) == 0
+
+
+def _factors(x, factor):
+    return (factor,) * (x.ndim - 2) if np.ndim(factor) == 0 else tuple(factor)
+
+
+def block_sum(x, *, factor):
+    """down(x): the sum of each block (seed 3.2)."""
+    if _planar_factor(x, factor):
+        return numerics.block_sum(x, factor)
+    f = _factors(x, factor)
+    blocks = x.shape[:2] + tuple(d for m, b in zip(x.shape[2:], f) for d in (m // b, b))
+    return x.reshape(blocks).sum(axis=tuple(range(3, 2 + 2 * len(f), 2)))
+
+
+def upsample_kron(x, *, factor):
+    """up(x) = x ⊗ 1: each value tiled over its block."""
+    if _planar_factor(x, factor):
+        return numerics.upsample_kron(x, factor)
+    return np.kron(x, np.ones((1, 1) + _factors(x, factor), dtype=x.dtype))
 
 
 # elementwise ----------------------------------------------------------------------
@@ -225,13 +272,13 @@ def _softmax_rows(c):
 
 
 KERNELS = {
-    "conv_valid": Kernel(conv_valid, shared_input=_patches(
+    "conv_valid": Kernel(_conv_valid, shared_input=_patches(
         _conv_valid_from_columns, lambda shapes, attrs: tuple(shapes[1][2:]))),
-    "conv_full": Kernel(conv_full),
-    "conv_grad_kernel": Kernel(conv_grad_kernel, shared_input=_patches(
+    "conv_full": Kernel(_conv_full),
+    "conv_grad_kernel": Kernel(_conv_grad_kernel, shared_input=_patches(
         _conv_grad_kernel_from_columns, lambda shapes, attrs: tuple(attrs["size"]))),
-    "subsample_sum": Kernel(lambda x, *, factor: numerics.block_sum(x, factor)),
-    "upsample_kron": Kernel(lambda x, *, factor: numerics.upsample_kron(x, factor)),
+    "subsample_sum": Kernel(block_sum),
+    "upsample_kron": Kernel(upsample_kron),
     "add_bias": Kernel(lambda x, bias: x + numerics.per_map(bias, x.ndim), fresh=True),
     "sum_bias": Kernel(lambda d: d.sum(axis=(0,) + tuple(range(2, d.ndim)))),
     "expand_bias": Kernel(lambda b, like: np.broadcast_to(numerics.per_map(b, like.ndim),
@@ -257,10 +304,11 @@ KERNELS = {
     "squared_error_curvature": Kernel(lambda y, t, h: np.full_like(y, h / len(y))),
     "softmax_cross_entropy_curvature": Kernel(
         lambda y, t, h: (lambda p: p * (1 - p) * (h / len(y)))(numerics.softmax(y))),
-    "scale_pairs": Kernel(lambda kernel, alpha: kernel * alpha[:, :, None, None]),
-    "sum_taps": Kernel(lambda x: x.sum(axis=(2, 3))),
-    "expand_taps": Kernel(lambda x, like: np.broadcast_to(x[:, :, None, None],
-                                                          like.shape).copy()),
+    "scale_pairs": Kernel(lambda kernel, alpha: kernel * alpha.reshape(
+        alpha.shape + (1,) * (kernel.ndim - 2))),
+    "sum_taps": Kernel(lambda x: x.sum(axis=tuple(range(2, x.ndim)))),
+    "expand_taps": Kernel(lambda x, like: np.broadcast_to(
+        x.reshape(x.shape + (1,) * (like.ndim - 2)), like.shape).copy()),
     "softmax_rows": Kernel(_softmax_rows),
     "softmax_rows_grad": Kernel(
         lambda alpha, delta: alpha * (delta - np.sum(delta * alpha, axis=1, keepdims=True))),
