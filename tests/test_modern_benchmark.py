@@ -1,0 +1,39 @@
+"""benchmarks/modern_vs_torch.py in a tiny run: its one-step check against PyTorch
+holds and its tables have every row.  No timing is asserted (the machine decides
+those); the benchmark itself is run by hand (docs/performance.md)."""
+import importlib.util
+
+import pytest
+
+from conftest import ROOT
+
+pytest.importorskip("torch", reason="the benchmark compares with PyTorch: "
+                                    "pip install -e '.[bench]' brings torch==2.13.0 (CPU)")
+pytest.importorskip("numba", reason="the benchmark times the numba backend: "
+                                    "pip install -e '.[fast]'")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("modern_vs_torch",
+                                                  ROOT / "benchmarks" / "modern_vs_torch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_checks_then_times_every_row(bench, capsys):
+    result = bench.main(["--batch", "8", "16", "--threads", "1", "--reps", "2",
+                         "--seconds", "0.01", "--skip-conv"])
+    for dtype, found in result["check"].items():  # main asserts them too: here, they ran
+        assert set(found) == set(bench.TOLERANCE[dtype])
+        assert all(found[k] <= bench.TOLERANCE[dtype][k] for k in found)
+    assert [(r["threads"], r["batch"]) for r in result["train"]] == [(1, 8), (1, 16)]
+    for row in result["train"]:
+        assert len(row["pairs"]) == 2 and all(a > 0 and b > 0 for a, b in row["pairs"])
+        assert 0 < row["ratio_min"] <= row["ratio_median"] <= row["ratio_max"]
+        assert row["cnngraph_gflops"] == pytest.approx(row["cnngraph"] * row["step_flops"] / 1e9)
+        assert row["cnngraph_busy_threads"] >= 1 and row["torch_busy_threads"] >= 1
+    out = capsys.readouterr().out
+    assert "cpu: " in out and "SIMD: " in out and "kernel " in out  # the machine and BLAS
+    assert out.count(": the same") == 2 and "min-max" in out
