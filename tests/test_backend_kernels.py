@@ -2,7 +2,9 @@
 op's reference maths, generated from the registry: a kernel added later, built-in
 or a plugin's, is checked without a new test.
 
-Cases of an op: its rule's example, and every distinct call that the shipped
+Cases of an op: its rule's example (and its 1-D and 3-D forms, where it has them:
+the NumPy and numba kernels lift 1-D maps into 2-D ones and route 3-D ones), and every
+distinct call that the shipped
 models, the example plugins' model and the layers' examples make of it (forward,
 gradients and curvatures) at batch 1 and at batch 37, with the values they compute,
 so each op sees inputs in its domain.  Batch 37 is more than the numba backend's
@@ -21,7 +23,7 @@ from cnngraph.core.backend import Backend, Kernel
 from cnngraph.core.plugins import load_plugin
 from cnngraph.core.registry import Example
 from cnngraph.tools.bench import synthetic_batch
-from cnngraph.tools.check_ops import verify_kernel
+from cnngraph.tools.check_ops import examples, verify_kernel
 
 BATCHES = (1, 37)
 PLUGINS = [ROOT / "examples" / name for name in ("maxpool.py", "relu.py")]
@@ -77,8 +79,7 @@ def cases():
     recording.add_backend(Backend("recording", {
         op: Kernel(_recorder(op, rule.reference, calls))
         for op, rule in recording.ops.items() if rule.reference is not None}))
-    found = {op: [("example", rule.example(np.random.default_rng(0)))]
-             for op, rule in REGISTRY.ops.items()}
+    found = {op: examples(rule) for op, rule in REGISTRY.ops.items()}
     for label, source in _model_sources():
         model = compile_model(source, recording, backend="recording")
         params = model.init_params(0, np.float64)

@@ -14,6 +14,7 @@ from cnngraph import CnnError, Example, compile_model, default_registry
 from cnngraph.cli.main import main
 from cnngraph.core.errors import RuleError, format_error
 from cnngraph.core.plugins import load_plugin
+from cnngraph.core.registry import draw_example, example_ranks
 from cnngraph.core.vjp import add_vjp_op
 from cnngraph.tools.export import OnnxGraph, export_onnx, pixel_scale_offset, save_onnx
 from cnngraph.training.checkpoint import save_checkpoint
@@ -139,14 +140,19 @@ def _lowered_ops():
 REGISTRY, LOWERED = _lowered_ops()
 
 
+CASES = [(op, rank) for op in LOWERED for rank in (None, *example_ranks(REGISTRY.op(op)))]
+
+
 @pytest.mark.parametrize("known", [False, True], ids=["inputs", "constants"])
-@pytest.mark.parametrize("op", LOWERED)
-def test_every_lowering_agrees_with_its_reference(op, known):
-    """Each op's example through its lowering and onnxruntime, against the op's
-    reference in float32: with its operands as graph inputs, and as constants (what
-    a lowering may fold, as a masked kernel)."""
+@pytest.mark.parametrize("op,rank", CASES,
+                         ids=[op + (f"-{rank}d" if rank else "") for op, rank in CASES])
+def test_every_lowering_agrees_with_its_reference(op, rank, known):
+    """Each op's example (and its 1-D and 3-D forms, where it has them) through its
+    lowering and onnxruntime, against the op's reference in float32: with its
+    operands as graph inputs, and as constants (what a lowering may fold, as a
+    masked kernel)."""
     rule = REGISTRY.op(op)
-    example = rule.example(np.random.default_rng(0))
+    example = draw_example(rule, np.random.default_rng(0), rank)
     inputs = [np.asarray(a, np.float32) for a in example.inputs]
     want = rule.reference(*[a.copy() for a in inputs], **example.attrs)
     graph = OnnxGraph()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnngraph.compiler.program import default_registry
-from cnngraph.core.registry import NotDifferentiable
+from cnngraph.core.registry import NotDifferentiable, example_ranks
 from cnngraph.tools.check_ops import verify_op
 
 REGISTRY = default_registry()
@@ -26,6 +26,27 @@ def test_op_rules_agree_with_finite_differences(op):
     assert "shape" in checks
     if op in DIFFERENTIABLE:
         assert "gradient" in checks
+
+
+RANKED = [(op, rank) for op in OPS for rank in example_ranks(REGISTRY.ops[op])]
+
+
+@pytest.mark.parametrize("op,rank", RANKED, ids=[f"{op}-{rank}d" for op, rank in RANKED])
+def test_op_rules_agree_with_finite_differences_in_1d_and_3d(op, rank):
+    """The same checks on the op's example with 1 and 3 spatial dimensions (maps of
+    length n, and volumes), for every op whose example takes a rank."""
+    reports = verify_op(REGISTRY, op, backend="reference", rank=rank)
+    bad = [r for r in reports if not r.ok]
+    assert not bad, bad
+    if op in DIFFERENTIABLE:
+        assert "gradient" in {r.check for r in reports}
+
+
+def test_the_map_ops_have_1d_and_3d_examples():
+    """Every op of the families that work in every rank checks its 1-D and 3-D forms."""
+    for op in OPS:
+        if op.startswith(("conv_", "pool_", "subsample_", "upsample_", "norm_")):
+            assert example_ranks(REGISTRY.ops[op]) == (1, 3), op
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -60,6 +60,26 @@ class Example:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: The ranks (spatial dimensions) besides 2 that an op's example comes in where its
+#: example function takes ``rank=`` (a map op: conv, pooling, subsampling, norm...).
+OTHER_RANKS = (1, 3)
+
+
+def example_ranks(rule) -> tuple:
+    """The other ranks an op's example is drawn in: OTHER_RANKS where its ``example``
+    takes ``rank=``, else none (the generated checks run each one as well)."""
+    try:
+        return OTHER_RANKS if "rank" in inspect.signature(rule.example).parameters else ()
+    except (TypeError, ValueError):   # a callable without a signature
+        return ()
+
+
+def draw_example(rule, rng, rank=None) -> Example:
+    """The op's example (its default form with ``rank`` None, else in ``rank`` spatial
+    dimensions, one of `example_ranks`)."""
+    return rule.example(rng) if rank is None else rule.example(rng, rank=rank)
+
+
 @dataclass(frozen=True)
 class OpRule:
     """Everything about one primitive op, declared once.
@@ -69,7 +89,8 @@ class OpRule:
         that slot gets no gradient by design.  ``emit`` is an `Emitter`.
     curvature(emit, node, h) -> one entry per slot, the diagonal Gauss-Newton
         recursion; derived from `gradient` for ops with the 'multilinear' trait.
-    example(rng) -> Example, used by the generated checks.
+    example(rng) -> Example, used by the generated checks; an op on maps of any rank
+        takes ``rank=`` too (1, 2 or 3 spatial dimensions; `example_ranks`).
     reference(*inputs, **attrs) -> array: the op's definition, plain NumPy read
         like the seed's equations.  It is the "reference" backend's kernel, and
         every other backend falls back on it where it has no faster kernel

@@ -66,8 +66,20 @@ def expand_bias_reference(b, like):
     return np.ones_like(like) * per_map(b, like.ndim)
 
 
-def _example_bias(rng):
-    return Example((rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(3,))))
+#: The examples' map sizes by rank (2-D: as before 1-D and 3-D existed).
+SIZES = {1: (5,), 2: (4, 4), 3: (2, 3, 2)}
+
+
+def _example_bias(rng, rank=2):
+    return Example((rng.normal(size=(2, 3, *SIZES[rank])), rng.normal(size=(3,))))
+
+
+def _example_sum(rng, rank=2):
+    return Example((rng.normal(size=(2, 3, *SIZES[rank])),))
+
+
+def _example_expand(rng, rank=2):
+    return Example((rng.normal(size=(3,)), rng.normal(size=(2, 3, *SIZES[rank]))))
 
 
 RULES = (
@@ -84,13 +96,12 @@ RULES = (
            doc="beta_j · x_j; dE/dbeta_j = sum delta ∘ d (seed 3.2.1)"),
     OpRule("sum_bias", ("delta",), lambda d: (d[1],),
            lambda emit, node, delta: (emit.emit("expand_bias", (delta, node.inputs[0])),),
-           lambda rng: Example((rng.normal(size=(2, 3, 4, 4)),)), reference=sum_bias_reference,
+           _example_sum, reference=sum_bias_reference,
            label=lambda a: "Σ per map", traits=LINEAR,
            doc="sum over batch and pixels, one value per map"),
     OpRule("expand_bias", ("bias", "like"), lambda b, like: _same_with_vector(like, b),
            lambda emit, node, delta: (emit.emit("sum_bias", (delta,)), None),
-           lambda rng: Example((rng.normal(size=(3,)), rng.normal(size=(2, 3, 4, 4)))),
-           reference=expand_bias_reference, label=lambda a: "expand per map",
+           _example_expand, reference=expand_bias_reference, label=lambda a: "expand per map",
            traits=LINEAR | {"shape_only"}, shape_slots=("like",),
            doc="tile a per-map vector to the shape of 'like'"),
 )

@@ -90,9 +90,15 @@ def conv_valid_gradient(emit, node, delta):
             emit.emit("conv_grad_kernel", (x, delta), mask=mask, size=emit.shape(kernel)[2:]))
 
 
-def conv_valid_example(rng):
-    return Example((rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(3, 2, 3, 2))),
-                   {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+#: The examples' map and kernel sizes by rank (2-D: the sizes before 1-D and 3-D existed).
+EXAMPLE_SIZES = {1: ((9,), (3,)), 2: ((6, 5), (3, 2)), 3: ((5, 4, 4), (3, 2, 2))}
+EXAMPLE_MASK = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)
+
+
+def conv_valid_example(rng, rank=2):
+    size, k = EXAMPLE_SIZES[rank]
+    return Example((rng.normal(size=(2, 2, *size)), rng.normal(size=(3, 2, *k))),
+                   {"mask": EXAMPLE_MASK})
 
 
 def masked_kernel_onnx(graph, kernel, mask):
@@ -136,7 +142,8 @@ def conv_full_reference(delta, kernel, *, mask=None):
     the valid correlation of zero-padded delta with the rotated kernel."""
     size = kernel.shape[2:]
     padded = np.pad(delta, ((0, 0), (0, 0)) + tuple((k - 1, k - 1) for k in size))
-    rotated = _connected(kernel, mask)[(slice(None), slice(None)) + (slice(None, None, -1),) * len(size)]
+    flip = (slice(None), slice(None)) + (slice(None, None, -1),) * len(size)
+    rotated = _connected(kernel, mask)[flip]
     return conv_valid_reference(padded, rotated.transpose(1, 0, *range(2, kernel.ndim)))
 
 
@@ -181,9 +188,11 @@ def conv_full_gradient(emit, node, delta):
             emit.emit("conv_grad_kernel", (delta, d), mask=mask, size=emit.shape(kernel)[2:]))
 
 
-def conv_full_example(rng):
-    return Example((rng.normal(size=(2, 3, 4, 4)), rng.normal(size=(3, 2, 3, 2))),
-                   {"mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+def conv_full_example(rng, rank=2):
+    size, k = EXAMPLE_SIZES[rank]
+    delta = (4, 4) if rank == 2 else tuple(n - a + 1 for n, a in zip(size, k))
+    return Example((rng.normal(size=(2, 3, *delta)), rng.normal(size=(3, 2, *k))),
+                   {"mask": EXAMPLE_MASK})
 
 
 # conv_grad_kernel ---------------------------------------------------------
@@ -213,9 +222,11 @@ def conv_grad_kernel_gradient(emit, node, delta):
             emit.emit("conv_valid", (x, delta), mask=mask))
 
 
-def conv_grad_kernel_example(rng):
-    return Example((rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(2, 3, 4, 4))),
-                   {"size": (3, 2), "mask": np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)})
+def conv_grad_kernel_example(rng, rank=2):
+    size, k = EXAMPLE_SIZES[rank]
+    out = tuple(n - a + 1 for n, a in zip(size, k))
+    return Example((rng.normal(size=(2, 2, *size)), rng.normal(size=(2, 3, *out))),
+                   {"size": k, "mask": EXAMPLE_MASK})
 
 
 def conv_valid_macs(x, kernel, *, mask=None):

@@ -33,6 +33,19 @@ from .explain_support import explained, part
 MULTILINEAR = frozenset({"multilinear"})
 EXAMPLE_MASK = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.int8)
 EXAMPLE_GEOMETRY = {"stride": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2)}
+#: The examples by rank: map size, kernel size and geometry (2-D: as before 1-D and 3-D)
+EXAMPLES = {
+    1: ((9,), (3,), {"stride": (2,), "padding": ((1, 2),), "dilation": (2,)}),
+    2: ((7, 6), (3, 2), EXAMPLE_GEOMETRY),
+    3: ((5, 5, 4), (2, 2, 3), {"stride": (2, 1, 1), "padding": ((1, 0), (0, 1), (1, 1)),
+                               "dilation": (1, 2, 1)}),
+}
+
+
+def _example_parts(rank):
+    """Map size, kernel size, geometry and the output size of the rank's example."""
+    size, k, geometry = EXAMPLES[rank]
+    return size, k, geometry, output_size(size, k, **geometry)
 
 
 def output_size(size, kernel, stride, padding, dilation):
@@ -115,9 +128,10 @@ def conv_strided_gradient(emit, node, delta):
                       mask=mask, **geometry))
 
 
-def conv_strided_example(rng):
-    return Example((rng.normal(size=(2, 2, 7, 6)), rng.normal(size=(3, 2, 3, 2))),
-                   {**EXAMPLE_GEOMETRY, "mask": EXAMPLE_MASK})
+def conv_strided_example(rng, rank=2):
+    size, k, geometry, _ = _example_parts(rank)
+    return Example((rng.normal(size=(2, 2, *size)), rng.normal(size=(3, 2, *k))),
+                   {**geometry, "mask": EXAMPLE_MASK})
 
 
 def conv_strided_onnx(graph, x, kernel, *, stride, padding, dilation, mask=None):
@@ -192,9 +206,10 @@ def conv_strided_full_gradient(emit, node, delta):
                       mask=mask, **geometry))
 
 
-def conv_strided_full_example(rng):
-    return Example((rng.normal(size=(2, 3, 3, 7)), rng.normal(size=(3, 2, 3, 2))),
-                   {"map_size": (7, 6), **EXAMPLE_GEOMETRY, "mask": EXAMPLE_MASK})
+def conv_strided_full_example(rng, rank=2):
+    size, k, geometry, out = _example_parts(rank)
+    return Example((rng.normal(size=(2, 3, *out)), rng.normal(size=(3, 2, *k))),
+                   {"map_size": size, **geometry, "mask": EXAMPLE_MASK})
 
 
 def conv_strided_full_explain(inputs, attrs, index):
@@ -263,9 +278,10 @@ def conv_strided_grad_kernel_gradient(emit, node, delta):
             emit.emit("conv_strided", (x, delta), mask=mask, **geometry))
 
 
-def conv_strided_grad_kernel_example(rng):
-    return Example((rng.normal(size=(2, 2, 7, 6)), rng.normal(size=(2, 3, 3, 7))),
-                   {"size": (3, 2), **EXAMPLE_GEOMETRY, "mask": EXAMPLE_MASK})
+def conv_strided_grad_kernel_example(rng, rank=2):
+    size, k, geometry, out = _example_parts(rank)
+    return Example((rng.normal(size=(2, 2, *size)), rng.normal(size=(2, 3, *out))),
+                   {"size": k, **geometry, "mask": EXAMPLE_MASK})
 
 
 def conv_strided_grad_kernel_macs(x, delta, *, size, stride, padding, dilation, mask=None):

@@ -70,10 +70,10 @@ def _explain(inputs, attrs, index):
                                  part("mask", mask[index], "mask", index)])
 
 
-def _example(rng):
-    rate = 0.25
-    mask = np.where(rng.uniform(size=(2, 3, 4, 5)) >= rate, 1 / (1 - rate), 0.0)
-    return Example((rng.normal(size=(2, 3, 4, 5)), mask), {"rate": rate})
+def _example(rng, rank=2):
+    rate, shape = 0.25, (2, 3, *{1: (7,), 2: (4, 5), 3: (2, 3, 4)}[rank])
+    mask = np.where(rng.uniform(size=shape) >= rate, 1 / (1 - rate), 0.0)
+    return Example((rng.normal(size=shape), mask), {"rate": rate})
 
 
 RULES = (

@@ -74,13 +74,26 @@ def _scale_pairs_gradient(emit, node, delta):
 
 
 def _scale_pairs_onnx(graph, kernel, alpha):
-    """kernel_ij · alpha_ij, alpha reshaped to (C_out, C_in, 1, 1)."""
-    pairs = graph.op("Reshape", [alpha, ints(graph, [0, 0, 1, 1], "pairs_shape")])
+    """kernel_ij · alpha_ij, alpha reshaped to (C_out, C_in, 1, ...) (one 1 per dimension)."""
+    ones = [1] * (len(graph.shape(kernel)) - 2)
+    pairs = graph.op("Reshape", [alpha, ints(graph, [0, 0, *ones], "pairs_shape")])
     return graph.op("Mul", [kernel, pairs])
 
 
-def _example_kernel(rng):
-    return Example((rng.normal(size=(3, 2, 2, 3)), rng.normal(size=(3, 2))))
+#: The examples' kernel sizes by rank (2-D: as before 1-D and 3-D existed).
+TAPS = {1: (3,), 2: (2, 3), 3: (2, 2, 3)}
+
+
+def _example_kernel(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *TAPS[rank])), rng.normal(size=(3, 2))))
+
+
+def _example_taps(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *TAPS[rank])),))
+
+
+def _example_expand(rng, rank=2):
+    return Example((rng.normal(size=(3, 2)), rng.normal(size=(3, 2, *TAPS[rank]))))
 
 
 def _scale_pairs_explain(inputs, attrs, index):
@@ -123,19 +136,19 @@ def _softmax_rows_curvature(alpha, h):
 RULES = (
     OpRule("scale_pairs", ("kernel", "alpha"), _pairs_shape, _scale_pairs_gradient,
            _example_kernel,
-           reference=lambda kernel, alpha: np.einsum("oiab,oi->oiab", kernel, alpha),
+           reference=lambda kernel, alpha: np.einsum("oi...,oi->oi...", kernel, alpha),
            lowering=_scale_pairs_onnx, traits=frozenset({"multilinear"}),
            label=lambda a: "k_ij · α_ij", explain=_scale_pairs_explain,
            doc="the per-pair variant's effective kernel alpha_ij k_ij"),
     OpRule("sum_taps", ("x",), lambda x: tuple(x[:2]),
            lambda emit, node, delta: (emit.emit("expand_taps", (delta, node.inputs[0])),),
-           lambda rng: Example((rng.normal(size=(3, 2, 2, 3)),)),
-           reference=lambda x: np.einsum("oiab->oi", x), traits=frozenset({"multilinear"}),
+           _example_taps, reference=lambda x: np.einsum("oiabc"[:x.ndim] + "->oi", x),
+           traits=frozenset({"multilinear"}),
            label=lambda a: "Σ over taps", doc="sum over each kernel's taps"),
     OpRule("expand_taps", ("x", "like"), lambda x, like: like,
            lambda emit, node, delta: (emit.emit("sum_taps", (delta,)), None),
-           lambda rng: Example((rng.normal(size=(3, 2)), rng.normal(size=(3, 2, 2, 3)))),
-           reference=lambda x, like: np.einsum("oi,oiab->oiab", x, np.ones_like(like)),
+           _example_expand,
+           reference=lambda x, like: np.einsum("oi,oi...->oi...", x, np.ones_like(like)),
            traits=frozenset({"multilinear", "shape_only"}), shape_slots=("like",),
            label=lambda a: "expand over taps", doc="tile (C_out, C_in) over kernel taps"),
     OpRule("softmax_rows", ("c",), _matrix,

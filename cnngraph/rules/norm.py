@@ -183,22 +183,26 @@ def _explain(kind):
     return explain
 
 
-def _example(rng):
-    return Example((rng.normal(size=(3, 2, 4, 3)) * 1.5 + 0.5,), EPS)
+#: The examples' map sizes by rank (2-D: as before 1-D and 3-D existed).
+SIZES = {1: (7,), 2: (4, 3), 3: (3, 2, 3)}
 
 
-def _batch_example(rng):
-    return Example((rng.normal(size=(3, 2, 4, 3)) * 1.5 + 0.5, rng.normal(size=(2,)),
+def _example(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *SIZES[rank])) * 1.5 + 0.5,), EPS)
+
+
+def _batch_example(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *SIZES[rank])) * 1.5 + 0.5, rng.normal(size=(2,)),
                     rng.uniform(0.5, 2, size=(2,))), EPS)
 
 
-def _running_example(rng):
-    return Example((rng.normal(size=(3, 2, 4, 3)), rng.normal(size=(2,)),
+def _running_example(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *SIZES[rank])), rng.normal(size=(2,)),
                     rng.uniform(0.5, 2, size=(2,))), EPS)
 
 
-def _running_grad_example(rng):
-    return Example((rng.normal(size=(3, 2, 4, 3)), rng.uniform(0.5, 2, size=(2,))), EPS)
+def _running_grad_example(rng, rank=2):
+    return Example((rng.normal(size=(3, 2, *SIZES[rank])), rng.uniform(0.5, 2, size=(2,))), EPS)
 
 
 def _with_stats(x, mean, var, *, eps):
@@ -207,9 +211,9 @@ def _with_stats(x, mean, var, *, eps):
     return x
 
 
-def _pair_example(rng):
-    return Example((rng.normal(size=(3, 2, 4, 3)) * 1.5 + 0.5, rng.normal(size=(3, 2, 4, 3))),
-                   EPS)
+def _pair_example(rng, rank=2):
+    shape = (3, 2, *SIZES[rank])
+    return Example((rng.normal(size=shape) * 1.5 + 0.5, rng.normal(size=shape)), EPS)
 
 
 def _same(x, *, eps):

@@ -213,19 +213,29 @@ def _spread_explain(inputs, attrs, index):
 
 # examples: overlapping windows with padding; smooth random maps keep ties away -----------
 
-def _example(rng):
-    return Example((rng.normal(size=(2, 3, 7, 6)),),
-                   {"size": (3, 2), "stride": (2, 2), "padding": (1, 1)})
+#: The examples by rank: the map size and the window (2-D: as before 1-D and 3-D).
+EXAMPLES = {
+    1: ((9,), {"size": (3,), "stride": (2,), "padding": (1,)}),
+    2: ((7, 6), {"size": (3, 2), "stride": (2, 2), "padding": (1, 1)}),
+    3: ((5, 4, 5), {"size": (3, 2, 2), "stride": (2, 2, 1), "padding": (1, 1, 0)}),
+}
 
 
-def _grad_example(rng):
-    return Example((rng.normal(size=(2, 3, 7, 6)), rng.normal(size=(2, 3, 4, 4))),
-                   {"size": (3, 2), "stride": (2, 2), "padding": (1, 1)})
+def _example(rng, rank=2):
+    size, window = EXAMPLES[rank]
+    return Example((rng.normal(size=(2, 3, *size)),), dict(window))
 
 
-def _spread_example(rng):
-    return Example((rng.normal(size=(2, 3, 4, 4)),),
-                   {"size": (3, 2), "stride": (2, 2), "padding": (1, 1), "input_size": (7, 6)})
+def _grad_example(rng, rank=2):
+    size, window = EXAMPLES[rank]
+    return Example((rng.normal(size=(2, 3, *size)),
+                    rng.normal(size=(2, 3, *out_size(size, **window)))), dict(window))
+
+
+def _spread_example(rng, rank=2):
+    size, window = EXAMPLES[rank]
+    return Example((rng.normal(size=(2, 3, *out_size(size, **window))),),
+                   {**window, "input_size": size})
 
 
 def _label(name):

@@ -4,8 +4,9 @@ down(x) sums each distinct factor x factor block, up(x) = x ⊗ 1_{n×n} tiles
 each value over one; decimation keeps every factor-th sample and its adjoint
 scatters values back to the kept positions.  In 1, 2 or 3 dimensions: ``factor``
 is one integer for every dimension (what 2-D layers emit, as before 1-D and 3-D
-existed) or a tuple of one per dimension (what 1-D and 3-D layers emit).  The references reshape; the
-NumPy backend adds and writes factor² strided slices instead (numerics.py).
+existed) or a tuple of one per dimension (what 1-D and 3-D layers emit).  The
+references reshape; the NumPy backend adds and writes factor² strided slices
+instead (numerics.py) in 2-D.
 """
 from __future__ import annotations
 
@@ -132,12 +133,19 @@ def upsample_scatter_explain(inputs, attrs, index):
                  (*index[:2], *(i // b for i, b in zip(index[2:], f))), x, "select")
 
 
-def _example_down(rng):
-    return Example((rng.normal(size=(2, 3, 6, 4)),), {"factor": 2})
+#: The examples' block sizes by rank: 2-D layers' one integer, else one per dimension.
+EXAMPLE_FACTORS = {1: (3,), 2: 2, 3: (2, 1, 2)}
 
 
-def _example_up(rng):
-    return Example((rng.normal(size=(2, 3, 3, 2)),), {"factor": 2})
+def _example_down(rng, rank=2):
+    f = factors(EXAMPLE_FACTORS[rank], rank)
+    size = (6, 4) if rank == 2 else tuple(2 * b for b in f)
+    return Example((rng.normal(size=(2, 3, *size)),), {"factor": EXAMPLE_FACTORS[rank]})
+
+
+def _example_up(rng, rank=2):
+    size = {1: (3,), 2: (3, 2), 3: (2, 3, 2)}[rank]
+    return Example((rng.normal(size=(2, 3, *size)),), {"factor": EXAMPLE_FACTORS[rank]})
 
 
 def _by(op):

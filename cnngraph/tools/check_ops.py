@@ -27,7 +27,7 @@ from ..compiler.backward import check_entries, curvature_rule, gradient_rule
 from ..compiler.program import make_plan
 from ..core.backend import Backend
 from ..core.graph import Emitter, node_view
-from ..core.registry import NotDifferentiable, OpRule, Registry
+from ..core.registry import NotDifferentiable, OpRule, Registry, draw_example, example_ranks
 from ..runtime.execute import run_plan
 
 TOLERANCE = 1e-6
@@ -51,13 +51,14 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def verify_op(registry: Registry, name: str, seed: int = 0,
-              backend: str = "numpy") -> list[SlotReport]:
-    """All generated checks of one op, run with its kernel in ``backend``."""
+              backend: str = "numpy", rank: int | None = None) -> list[SlotReport]:
+    """All generated checks of one op, run with its kernel in ``backend``, on its
+    example (in ``rank`` spatial dimensions where given: `example_ranks`)."""
     rule = registry.op(name)
     kernel = registry.backend(backend).kernel(name)
     forward = kernel.run
     rng = np.random.default_rng(seed)
-    example = rule.example(rng)
+    example = draw_example(rule, rng, rank)
     inputs = [np.asarray(a, dtype=np.float64) for a in example.inputs]
     attrs = dict(example.attrs)
     reports = [_check_shape(rule, forward, inputs, attrs)]
@@ -227,11 +228,18 @@ def verify_own_kernels(registry: Registry, name: str, seed: int = 0) -> list[Slo
     """Every backend's own kernel for op ``name`` (an accelerated plugin kernel)
     against the rule's reference on its example, in float64 and float32; the slot
     column names the backend and dtype."""
-    example = registry.op(name).example(np.random.default_rng(seed))
     return [replace(r, slot=f"{backend.name}/{np.dtype(dtype).name}")
             for backend in registry.backends.values() if name in backend.kernels
             for dtype in (np.float64, np.float32)
-            for r in verify_kernel(registry, backend.name, name, [("example", example)], dtype)]
+            for r in verify_kernel(registry, backend.name, name, examples(registry.op(name), seed),
+                                   dtype)]
+
+
+def examples(rule: OpRule, seed: int = 0) -> list:
+    """(label, Example) for an op's example and its forms in other ranks (`example_ranks`)."""
+    return [("example", rule.example(np.random.default_rng(seed)))] + [
+        (f"{rank}-D example", draw_example(rule, np.random.default_rng(seed), rank))
+        for rank in example_ranks(rule)]
 
 
 def _check_against_reference(rule, kernel, inputs, attrs) -> SlotReport:
