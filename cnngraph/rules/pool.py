@@ -29,7 +29,7 @@ import numpy as np
 from ..core.errors import BuildError
 from ..core.graph import ShapeError
 from ..core.registry import REQUIRED, Example, LayerRule, NotDifferentiable, OpRule, Option
-from ..language.options import choice, integer, number
+from ..language.options import choice, integer, number, rank_list
 from .activations import ACTIVATION, apply_activation
 from .explain_support import explained, part, zero
 from .lowering import add_bias, require_maps
@@ -305,8 +305,8 @@ def _dims(ctx, value, spatial, at):
     if isinstance(value, int):
         return (value,) * len(spatial)
     if len(value) != len(spatial):
-        raise ctx.error(f"'{at}' gives {len(value)} numbers for {len(spatial)}-D maps "
-                        f"{_x(spatial)}", at)
+        raise ctx.error(f"option '{at}' expects an integer or {rank_list(len(spatial))}, got a "
+                        f"list of {len(value)} (the layer's input is {len(spatial)}-D)", at)
     return value
 
 
