@@ -4,26 +4,19 @@
     python benchmarks/modern_vs_torch.py --batch 32 128 --threads 1 2 --reps 5 --seconds 1
         [--json FILE] [--skip-conv]
 
-cnngraph's side is the training step `run` takes (training.step.train_step with the
-model's own Adam, `parallel.reduction_for`'s reduction, a fresh dropout `Draw` per
-step; numba backend, float32).  PyTorch's is `ModernTorch`, written by hand as a
-PyTorch user would: Conv2d 3x3 padding 1 without bias, BatchNorm2d/1d (momentum
-0.1, eps 1e-5), ReLU, MaxPool2d, Dropout, Linear, cross-entropy and torch.optim.Adam
-with the model's betas and eps.  Before timing, one step from the same weights
-with the same dropout masks (cnngraph's, multiplied in on PyTorch's side) must give
-the same loss, gradients, updated weights and running statistics, in float64 to
-1e-9 and in float32 to its rounding (`TOLERANCE`); the script prints that check.
-Both run in one process, A/B interleaved over ``--reps`` repetitions; each row reports images/s of both, the ratio
-cnngraph/PyTorch (median, min-max), the step's GFLOP/s on each side (twice the
-multiply-adds of cnngraph's training graph, `tools.bench.step_flops`) and their
-share of a large float32 matrix product's speed on as many threads (the GEMM peak),
-and the threads each side ran on: the count it reports (numba, torch) and the
-threads /proc saw busy while it was timed.  BLAS has one thread (as `run` gives it);
-cnngraph's threads are the numba kernels', PyTorch's its intra-op threads.
-
-Then cnngraph's 1-D and 3-D convolution kernels (forward, input gradient, kernel
-gradient: the backend's ops for a conv layer) against torch's conv1d/conv3d forward
-and backward on the shapes of `CONV_SHAPES`, after checking that both agree.
+cnngraph's side is the training step `run` takes (train_step, the model's Adam,
+`reduction_for`'s reduction, a fresh dropout `Draw` per step; numba, float32);
+PyTorch's is `ModernTorch`, written as a PyTorch user would (Conv2d without bias,
+BatchNorm, ReLU, MaxPool2d, Dropout, Linear, cross-entropy, torch.optim.Adam) with
+the model file's momentum, eps, rates, betas and learning rate.  First, one step
+from the same weights and cnngraph's dropout masks must give the same loss,
+gradients, updated weights and running statistics (`TOLERANCE`).  Then, A/B
+interleaved in one process: images/s of each, the ratio cnngraph/PyTorch (median,
+min-max), each side's GFLOP/s (twice the training graph's multiply-adds,
+`step_flops`) and share of a float32 matrix product's speed on as many threads,
+and the threads each reported (asserted) and /proc saw busy.  BLAS has one thread,
+as in `run`.  Last, cnngraph's 1-D and 3-D convolutions (forward, input and kernel
+gradient) against torch's conv1d/conv3d forward and backward (`CONV_SHAPES`).
 """
 from __future__ import annotations
 
@@ -45,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import summarize  # noqa: E402  (benchmarks/ is not a package)
 
 from cnngraph import compile_model  # noqa: E402
+from cnngraph.rules.norm import running_statistics  # noqa: E402
 from cnngraph.tools.bench import gemm_flops_per_second, step_flops, synthetic_batch  # noqa: E402
 from cnngraph.tools.machine import format_machine, machine_facts  # noqa: E402
 from cnngraph.training.parallel import reduction_for  # noqa: E402
@@ -63,21 +57,22 @@ TOLERANCE = {"float64": {"loss": 1e-12, "grads": 1e-9, "params": 1e-9, "running"
 
 
 class ModernTorch(nn.Module):
-    """models/modern.cnn as a PyTorch user writes it; ``masks`` (name -> array of
-    0 and 1/(1 − rate)) replace Dropout's own draw, for the equivalence check."""
+    """models/modern.cnn as a PyTorch user writes it, with the batch norm and dropout
+    options the model file sets (`layer_options`); ``masks`` (name -> array of 0 and
+    1/(1 − rate)) replace Dropout's own draw, for the equivalence check."""
 
-    def __init__(self):
+    def __init__(self, options: dict):
         super().__init__()
 
         def conv(c_in, c_out):
             return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.C1, self.C2, self.C3, self.C4 = conv(1, 16), conv(16, 16), conv(16, 32), conv(32, 32)
-        self.B1, self.B2 = nn.BatchNorm2d(16, 1e-5, 0.1), nn.BatchNorm2d(16, 1e-5, 0.1)
-        self.B3, self.B4 = nn.BatchNorm2d(32, 1e-5, 0.1), nn.BatchNorm2d(32, 1e-5, 0.1)
+        self.B1, self.B2 = nn.BatchNorm2d(16, **options["B1"]), nn.BatchNorm2d(16, **options["B2"])
+        self.B3, self.B4 = nn.BatchNorm2d(32, **options["B3"]), nn.BatchNorm2d(32, **options["B4"])
         self.F5 = nn.Linear(32 * 7 * 7, 128, bias=False)
-        self.B5 = nn.BatchNorm1d(128, 1e-5, 0.1)
+        self.B5 = nn.BatchNorm1d(128, **options["B5"])
         self.out = nn.Linear(128, 10)
-        self.D1, self.D2 = nn.Dropout(0.25), nn.Dropout(0.5)
+        self.D1, self.D2 = nn.Dropout(options["D1"]["p"]), nn.Dropout(options["D2"]["p"])
         self.relu, self.pool = nn.ReLU(), nn.MaxPool2d(2)
 
     def forward(self, x, masks=None):
@@ -88,6 +83,20 @@ class ModernTorch(nn.Module):
         x = drop("D1", self.D1, self.pool(x)).flatten(1)
         x = drop("D2", self.D2, self.relu(self.B5(self.F5(x))))
         return self.out(x)
+
+
+def layer_options(model) -> dict:
+    """Each batch norm layer's eps and momentum and each dropout layer's rate (as p),
+    by layer name, as the model file sets them."""
+    found = {}
+    for _, data in model.graph.nodes(data=True):
+        if data.get("op") == "norm_batch":
+            found.setdefault(data["layer"], {})["eps"] = data["attrs"]["eps"]
+        elif data.get("op") == "dropout":
+            found[data["layer"]] = {"p": data["attrs"]["rate"]}
+    for running in running_statistics(model):
+        found[running["mean"].split(".")[0]]["momentum"] = running["momentum"]
+    return found
 
 
 def torch_name(name: str) -> str:
@@ -105,10 +114,14 @@ def copy_into(net: ModernTorch, params: dict) -> None:
     net.load_state_dict({k: torch.as_tensor(v) for k, v in mine.items()}, strict=False)
 
 
-def adam_args(optimizer: Optimizer) -> dict:
+def torch_twin(model, params: dict, optimizer: Optimizer):
+    """(ModernTorch holding ``params``, in their dtype, in training mode; its Adam)."""
+    net = ModernTorch(layer_options(model)).to(torch.from_numpy(params["C1.kernel"]).dtype)
+    copy_into(net, params)
     options = optimizer.rule.options
     b1, b2, eps = (optimizer.args.get(k, options[k].default) for k in ("beta1", "beta2", "eps"))
-    return {"betas": (b1, b2), "eps": eps}
+    return net.train(), torch.optim.Adam(net.parameters(), lr=model.settings.train.lr,
+                                         betas=(b1, b2), eps=eps)
 
 
 def torch_step(net, optimizer, x, labels, masks=None):
@@ -135,10 +148,7 @@ def check_step(model, dtype, batch: int = 32, seed: int = 0) -> dict:
     draw = Draw.for_step(model, seed, 0, 0)
     new, _, stats = train_step(model, params, optimizer.start(params), (x, t), optimizer,
                                cfg.lr, reduction_for(cfg, model, workers=1), draw)
-    net = ModernTorch().to(torch.float64 if dtype == np.float64 else torch.float32)
-    copy_into(net, params)
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, **adam_args(optimizer))
+    net, opt = torch_twin(model, params, optimizer)
     masks = {k: torch.as_tensor(v) for k, v in draw.masks(model, batch, dtype).items()}
     loss = torch_step(net, opt, torch.as_tensor(x), torch.as_tensor(t.argmax(1)), masks)
     named, state = dict(net.named_parameters()), net.state_dict()
@@ -208,28 +218,31 @@ def reported_threads() -> tuple[int, int]:
     return numba.get_num_threads(), torch.get_num_threads()
 
 
+def interleaved(sides: dict, batch: int, threads: int, reps: int, seconds: float) -> dict:
+    """``sides`` (cnngraph, torch: a step each) timed A/B over ``reps`` repetitions, both
+    reporting ``threads`` threads before each run: `compare.summarize`'s numbers and
+    each side's median busy threads and CPU seconds per wall second."""
+    runs = {side: [] for side in sides}
+    for _ in range(reps):
+        for side, step in sides.items():
+            assert reported_threads() == (threads, threads), (reported_threads(), threads)
+            runs[side].append(timed(step, batch, seconds))
+    row = summarize([(a[0], b[0]) for a, b in zip(*runs.values())])
+    for side, measured in runs.items():
+        row[f"{side}_busy_threads"] = statistics.median(m[1] for m in measured)
+        row[f"{side}_cpu_per_wall"] = statistics.median(m[2] for m in measured)
+    return row
+
+
 def train_row(model, batch: int, threads: int, reps: int, seconds: float) -> dict:
     params = model.init_params(0, np.float32)
     x, t = synthetic_batch(model, batch, np.float32, np.random.default_rng(batch))
     ours, optimizer = cnngraph_trainer(model, params, x, t, threads)
     torch.set_num_threads(threads)
-    net = ModernTorch()
-    copy_into(net, params)
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=model.settings.train.lr, **adam_args(optimizer))
+    net, opt = torch_twin(model, params, optimizer)
     tx, labels = torch.as_tensor(x), torch.as_tensor(t.argmax(1))
-    sides = {"cnngraph": ours, "torch": lambda: torch_step(net, opt, tx, labels)}
-    runs = {side: [] for side in sides}
-    for _ in range(reps):  # interleaved A/B
-        for side, step in sides.items():
-            assert reported_threads() == (threads, threads), (reported_threads(), threads)
-            runs[side].append(timed(step, batch, seconds))
-    assert reported_threads() == (threads, threads), (reported_threads(), threads)
-    row = summarize([(a[0], b[0]) for a, b in zip(runs["cnngraph"], runs["torch"])])
-    for side, measured in runs.items():
-        row[f"{side}_busy_threads"] = statistics.median(m[1] for m in measured)
-        row[f"{side}_cpu_per_wall"] = statistics.median(m[2] for m in measured)
-    return row
+    return interleaved({"cnngraph": ours, "torch": lambda: torch_step(net, opt, tx, labels)},
+                       batch, threads, reps, seconds)
 
 
 # ---- 1-D and 3-D convolutions -------------------------------------------------------
@@ -304,16 +317,13 @@ def conv_rows(threads_list, reps: int, seconds: float, shapes=CONV_SHAPES) -> li
                 rows.append({**row, "error": said})
                 print(f"{name:<20}{threads:>3}  FAILED: {said}", flush=True)
                 continue
-            runs = []
-            for _ in range(reps):  # interleaved A/B
-                assert reported_threads() == (threads, threads), (reported_threads(), threads)
-                runs.append((timed(ours, shape[0], seconds), timed(theirs, shape[0], seconds)))
-            row.update(summarize([(a[0], b[0]) for a, b in runs]))
-            row["busy_threads"] = [statistics.median(r[i][1] for r in runs) for i in (0, 1)]
+            row.update(interleaved({"cnngraph": ours, "torch": theirs}, shape[0], threads,
+                                   reps, seconds))
             rows.append(row)
             print(f"{name:<20}{threads:>3}{row['cnngraph']:>11,.0f}{row['torch']:>11,.0f}"
                   f"{row['ratio_median']:>7.2f}  {row['ratio_min']:.2f}-{row['ratio_max']:.2f}"
-                  f"{row['busy_threads'][0]:>10g} / {row['busy_threads'][1]:g}", flush=True)
+                  f"{row['cnngraph_busy_threads']:>10g} / {row['torch_busy_threads']:g}",
+                  flush=True)
     return rows
 
 
