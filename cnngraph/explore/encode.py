@@ -60,17 +60,40 @@ def grey_uri(values: np.ndarray, lo: float, hi: float) -> str:
 
 def encode_maps(maps: np.ndarray) -> dict:
     """One layer's maps (or deltas) of one image, one PNG per map over a shared
-    diverging range.  Maps of (maps, H, W); a layer of units (units,), or of 1×1 maps,
-    is one 1×units strip with the numbers themselves in "values" (a PNG per unit would
-    cost far more than the number)."""
+    diverging range.  Maps of (maps, H, W); 1-D maps (maps, L) each as a strip one
+    pixel high, 3-D maps (maps, D, H, W) each by its middle slice across the depth
+    ("depth": which slice; "plane": each PNG's height and width; "note" says so);
+    a layer of units (units,), or of maps of one pixel, is one 1×units strip with
+    the numbers themselves in "values" (a PNG per unit would cost far more than the
+    number)."""
     maps = np.asarray(maps, dtype=np.float64)
     limit = signed_limit(maps)
     entry = {"shape": list(maps.shape), "range": [round_sig(-limit), round_sig(limit)]}
-    if maps.ndim < 3 or maps.shape[1:] == (1, 1):
+    if maps.ndim < 2 or math.prod(maps.shape[1:]) == 1:
         flat = maps.reshape(1, -1)
         return {**entry, "png": [diverging_uri(flat, limit)],
                 "values": round_sig(flat[0].tolist())}
-    return {**entry, "png": [diverging_uri(m, limit) for m in maps.reshape(-1, *maps.shape[-2:])]}
+    if maps.ndim == 2:
+        entry.update(plane=[1, maps.shape[1]], note="1-D maps: each a strip one pixel high")
+        maps = maps[:, None]
+    elif maps.ndim == 4:
+        depth = maps.shape[1] // 2
+        entry.update(plane=list(maps.shape[2:]), depth=depth,
+                     note=f"3-D maps: each by its middle slice across the depth (slice "
+                          f"{depth} of {maps.shape[1]})")
+        maps = maps[:, depth]
+    return {**entry, "png": [diverging_uri(m, limit) for m in maps]}
+
+
+def picture(image: np.ndarray) -> np.ndarray:
+    """What the page draws of one input image (maps, *spatial): its first map; a 1-D
+    input whole, a row per map (MNIST read as 28 rows of 28 is the digit again); a
+    3-D one by its first map's middle slice across the depth."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image
+    first = image[0]
+    return first[len(first) // 2] if first.ndim == 3 else first
 
 
 def encode_kernels(kernel: np.ndarray) -> dict:
@@ -79,10 +102,13 @@ def encode_kernels(kernel: np.ndarray) -> dict:
     apart, tile (j, i) at (j·tile[0], i·tile[1]); a weight matrix (out, in) as itself,
     "tile" None.  Only the first "rows" output maps are drawn when the mosaic would
     pass `MOSAIC_TILES` tiles (C5's 120 × 16 kernels are noise at a glance, and cost
-    70 kB a position)."""
+    70 kB a position).  A 1-D kernel (out, in, k) is the matrix (out, in·k); a 3-D
+    one is drawn by its middle slice across the depth."""
     kernel = np.asarray(kernel, dtype=np.float64)
     limit = signed_limit(kernel)
     entry = {"shape": list(kernel.shape), "range": [round_sig(-limit), round_sig(limit)]}
+    if kernel.ndim == 5:  # 3-D kernels by their middle slice across the depth
+        kernel = kernel[:, :, kernel.shape[2] // 2]
     if kernel.ndim != 4:
         matrix = kernel.reshape(kernel.shape[0], -1)
         return {**entry, "tile": None, "rows": len(matrix),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def map_layers(model) -> list[str]:
     """The layers whose outputs the page shows as maps, in model order: every layer
     the loss depends on, the input first, the loss layer itself left out."""
@@ -43,33 +42,34 @@ def layer_table(model) -> dict:
 
 
 def receptive_fields(model) -> dict:
-    """Per layer, [rows, columns] of input pixels one output value depends on: found by
-    making one input pixel NaN at a time along the input's middle row and column and
-    seeing which of them reach the layer's middle value (NaN passes through every
-    product and sum, so this holds for any op).  A layer of units sees the whole input."""
-    _, height, width = model.input_shape
+    """Per layer, the input pixels one output value depends on along each spatial
+    dimension ([rows, columns] in 2-D; [length] in 1-D; [depth, rows, columns] in
+    3-D): found by making one input pixel NaN at a time along the lines through the
+    input's middle and seeing which of them reach the layer's middle value (NaN
+    passes through every product and sum, so this holds for any op).  A layer of
+    units sees the whole input."""
+    _, *sizes = model.input_shape
+    middle = [size // 2 for size in sizes]
     dtype = np.float64
     params = {k: np.full(s, 0.5, dtype) for k, s in model.param_shapes.items()}
-    probes = []
-    for r in range(height):
-        probes.append((r, width // 2))
-    for c in range(width):
-        probes.append((height // 2, c))
+    probes = [tuple(middle[:axis]) + (p,) + tuple(middle[axis + 1:])
+              for axis, size in enumerate(sizes) for p in range(size)]
     reached: dict = {}
     with np.errstate(all="ignore"):
-        for k, (r, c) in enumerate(probes):
+        for k, pixel in enumerate(probes):
             x = np.zeros((1, *model.input_shape), dtype)
-            x[0, :, r, c] = np.nan
+            x[(0, slice(None)) + pixel] = np.nan
             for layer, y in model.layer_outputs(params, x).items():
                 if layer not in reached:
                     reached[layer] = np.zeros(len(probes), bool)
                 reached[layer][k] = np.isnan(_middle(y)).any()
-    return {layer: [int(hit[:height].sum()), int(hit[height:].sum())]
+    ends = np.cumsum([0] + sizes)
+    return {layer: [int(hit[a:b].sum()) for a, b in zip(ends[:-1], ends[1:])]
             for layer, hit in reached.items()}
 
 
 def _middle(y: np.ndarray) -> np.ndarray:
     """The middle value of every map (maps) or every unit (a layer of units)."""
-    if y.ndim == 4:
-        return y[0, :, y.shape[2] // 2, y.shape[3] // 2]
+    if y.ndim >= 3:
+        return y[(0, slice(None)) + tuple(size // 2 for size in y.shape[2:])]
     return y[0]

@@ -9,7 +9,7 @@ import numpy as np
 from ..runtime.numerics import softmax
 from ..tools import diagnose
 from ..tools.connections import learned_layers
-from .encode import diverging_uri, grey_uri, round_sig, signed_limit
+from .encode import diverging_uri, grey_uri, picture, round_sig, signed_limit
 from .views import Image
 
 #: Images shown for each cell of the confusion matrix off its diagonal.
@@ -19,9 +19,9 @@ MISTAKES = 8
 
 
 def thumbnail(split, index: int) -> str:
-    """A test image (its first map) in grey over the split's own range."""
+    """A test image (its first map; `encode.picture`) in grey over the split's own range."""
     lo, hi = float(split.images.min()), float(split.images.max())
-    return grey_uri(split.images[index, 0], lo, hi)
+    return grey_uri(picture(split.images[index]), lo, hi)
 
 
 def test_image(split, index: int) -> Image:
@@ -51,19 +51,22 @@ def confusion(model, params, split) -> dict:
 
 
 def mistakes(model, params, split) -> list[dict]:
-    """C's most confidently wrong test images, each with its saliency map dE/dx and
-    its occlusion map (the true class's probability lost where a patch is covered)."""
+    """C's most confidently wrong test images, each with its saliency map dE/dx and,
+    for 2-D images, its occlusion map (the true class's probability lost where a
+    patch is covered; square patches have no meaning for 1-D and 3-D inputs)."""
     found = []
+    planar = len(model.input_shape) == 3
     for wrong in diagnose.confident_mistakes(model, params, split, count=MISTAKES):
         image = test_image(split, wrong["index"])
-        saliency = np.asarray(diagnose.saliency(model, params, image.x, image.t))[0, 0]
-        occlusion = np.asarray(diagnose.occlusion(model, params, image.x, image.label))[0]
+        saliency = picture(np.asarray(diagnose.saliency(model, params, image.x, image.t))[0])
+        shown = {"png": thumbnail(split, wrong["index"]),
+                 "saliency_png": diverging_uri(saliency, signed_limit(saliency))}
+        if planar:
+            occlusion = np.asarray(diagnose.occlusion(model, params, image.x, image.label))[0]
+            shown["occlusion_png"] = diverging_uri(occlusion, signed_limit(occlusion))
         found.append({**round_sig({k: wrong[k] for k in ("index", "label", "predicted",
                                                           "confidence", "probabilities")
-                                   if k in wrong}),
-                      "png": thumbnail(split, wrong["index"]),
-                      "saliency_png": diverging_uri(saliency, signed_limit(saliency)),
-                      "occlusion_png": diverging_uri(occlusion, signed_limit(occlusion))})
+                                   if k in wrong}), **shown})
     return found
 
 

@@ -331,7 +331,8 @@ def _layer_node(model, layer: str) -> str:
 
 
 def _index(y, layer, map_index, pixel) -> tuple:
-    """(0, j, r, c) or (0, j): the value explained; pixel None: the map's largest |value|."""
+    """(0, j, *pixel) or (0, j): the value explained (a pixel has one index per spatial
+    dimension: (r, c) in 2-D); pixel None: the map's largest |value|."""
     if not 0 <= int(map_index) < y.shape[1]:
         raise UsageError(f"layer '{layer}' has {y.shape[1]} maps; map {map_index} is out of "
                          f"range (0 to {y.shape[1] - 1})")
@@ -340,7 +341,7 @@ def _index(y, layer, map_index, pixel) -> tuple:
         return (0, int(map_index))
     if pixel is None:
         pixel = np.unravel_index(int(np.argmax(np.abs(plane))), plane.shape)
-    if len(pixel) != 2 or not all(0 <= int(p) < s for p, s in zip(pixel, plane.shape)):
+    if len(pixel) != plane.ndim or not all(0 <= int(p) < s for p, s in zip(pixel, plane.shape)):
         raise UsageError(f"pixel {list(pixel)} is outside layer '{layer}''s "
-                         f"{plane.shape[0]}x{plane.shape[1]} maps")
-    return (0, int(map_index), int(pixel[0]), int(pixel[1]))
+                         f"{'x'.join(map(str, plane.shape))} maps")
+    return (0, int(map_index), *(int(p) for p in pixel))

@@ -95,13 +95,31 @@ def _log_if_wide(ax) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
+def as_pictures(array: np.ndarray, rank: int) -> np.ndarray:
+    """(N, maps, *spatial) or a kernel (out, in, *k) with ``rank`` spatial axes as
+    (N, maps, h, w): 2-D as it is, a 3-D map by its middle slice across the depth, a
+    1-D map as a strip one pixel high."""
+    if rank == 3:
+        return array[:, :, array.shape[2] // 2]
+    return array[:, :, None, :] if rank == 1 else array
+
+
 def kernel_grid(kernel: np.ndarray, title: str, path: Path, colour: bool | None = None) -> None:
-    """A conv layer's kernels, one small image per (output map, input map) pair.
+    """A conv layer's kernels, one small image per (output map, input map) pair
+    (1-D kernels: one picture per output map, a row per input map; 3-D: the middle
+    slice across the depth).
 
     ``colour`` (default: when the kernels read 3 input maps, an RGB input's) adds a
     top row drawing each output map's three input kernels as one colour patch:
     grey is 0, and each patch is scaled by its own largest weight."""
     plt = _pyplot()
+    rank = kernel.ndim - 2
+    if rank == 1:
+        kernel, colour = kernel[:, None], False  # (out, 1, in, k): input maps as rows
+        title += "\n1-D kernels: one picture per output map, a row per input map"
+    elif rank == 3:
+        kernel = as_pictures(kernel, 3)
+        title += "\n3-D kernels: the middle slice across the depth"
     c_out, c_in = kernel.shape[:2]
     colour = c_in == 3 if colour is None else colour and c_in == 3
     rows = c_in + (1 if colour else 0)
@@ -126,6 +144,7 @@ def kernel_grid(kernel: np.ndarray, title: str, path: Path, colour: bool | None 
             if j == 0:
                 i = r - (rows - c_in)
                 ax.set_ylabel("RGB" if i < 0 else f"in {i} ({'RGB'[i]})" if colour
+                              else f"in 0..{kernel.shape[2] - 1}" if rank == 1
                               else f"in {i}", fontsize=7)
     if colour:
         title += ("\ntop row: each output map's kernels on the R, G and B input maps as one "
@@ -150,8 +169,13 @@ def feature_maps(outputs: dict, label: int, path: Path, input_name: str | None =
     rows = list(outputs.items())
     if input_name is None and rows:
         input_name = rows[0][0]
+    # a 1-D layer as one picture, a row per map; a 3-D map by its middle slice
+    flat = {layer for layer, a in rows if a.ndim == 3}
+    deep = any(a.ndim == 5 for _, a in rows)
+    rows = [(layer, a[:, None] if a.ndim == 3 else as_pictures(a, 3) if a.ndim == 5 else a)
+            for layer, a in rows]
     rgb = {layer for layer, a in rows if layer == input_name and a.ndim == 4
-           and a.shape[1] == 3 and a.shape[2] * a.shape[3] > 1}
+           and a.shape[1] == 3 and a.shape[2] * a.shape[3] > 1 and layer not in flat}
     width = max((a.shape[1] if a.ndim == 4 and a.shape[2] * a.shape[3] > 1 else 1)
                 + (1 if layer in rgb else 0) for layer, a in rows)
     width = min(width, 16)
@@ -180,7 +204,9 @@ def feature_maps(outputs: dict, label: int, path: Path, input_name: str | None =
                 ax.set_ylabel(layer, fontsize=8)
     fig.suptitle(f"feature maps of one test image (label {label}): one row per layer, one "
                  "column per map (at most 16); vectors and 1x1 maps as one strip"
-                 + ("; the colour input also as one picture" if rgb else ""))
+                 + ("; the colour input also as one picture" if rgb else "")
+                 + ("; 1-D layers as one picture, a row per map" if flat else "")
+                 + ("; 3-D maps by their middle slice across the depth" if deep else ""))
     save_figure(fig, path)
     plt.close(fig)
 

@@ -7,7 +7,9 @@ Every ``every`` steps (and after the first): the training loss and error average
 over the steps since the last log, the learning rate, each layer's vital signs
 (`training.vitals`) and histograms of each parameter, its gradient and each
 layer's activations.  Every epoch: its training loss and error, the validation
-error, the first layer's kernels and one training image's feature maps.  At the
+error, the first layer's kernels and one training image's feature maps (1-D maps as
+one picture, a row per map; 3-D maps and kernels by their middle slice across the
+depth).  At the
 end: the test error, the confusion matrix and, for a sweep point, its settings
 as hparams with the test error as metric.  At the start: the forward and
 backward graph, one GraphDef whose name scopes are pass/layer/op.
@@ -144,7 +146,7 @@ class TensorBoardLogger:
         outputs = self.model.layer_outputs(params, self.image)
         return [_image(f"maps/{layer}", maps_image(y[0, :MAPS]))
                 for layer, y in outputs.items()
-                if layer != self.model.roles.input and y.ndim == 4 and y.shape[2] * y.shape[3] > 1]
+                if layer != self.model.roles.input and y.ndim >= 3 and np.prod(y.shape[2:]) > 1]
 
     def _write(self, values: list, step: int) -> None:
         from tensorboardX.proto.summary_pb2 import Summary
@@ -192,13 +194,20 @@ def _image(tag: str, rgb: np.ndarray):
 # pictures ---------------------------------------------------------------------------
 def first_kernel(model) -> str | None:
     """The first parameter (in the model's order) that is a conv kernel (out, in, k, k)."""
-    return next((name for name, shape in model.param_shapes.items() if len(shape) == 4), None)
+    return next((name for name, shape in model.param_shapes.items() if len(shape) == 4
+                 or (name.endswith(".kernel") and len(shape) in (3, 5))), None)
 
 
 def kernel_image(kernel: np.ndarray) -> np.ndarray:
     """A conv kernel (out, in, kh, kw) as a mosaic in the diverging colours (blue < 0 <
-    red), one row per output map, or rows of `COLUMNS` tiles when it reads one map."""
+    red), one row per output map, or rows of `COLUMNS` tiles when it reads one map; a
+    1-D kernel (out, in, k) as one tile per output map, a row per input map; a 3-D one
+    by its middle slice across the depth."""
     kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim == 3:
+        return _coloured(mosaic(kernel, COLUMNS))
+    if kernel.ndim == 5:
+        kernel = kernel[:, :, kernel.shape[2] // 2]
     if kernel.shape[1] == 1:
         return _coloured(mosaic(kernel[:, 0], COLUMNS))
     out, inputs = kernel.shape[:2]
@@ -206,8 +215,15 @@ def kernel_image(kernel: np.ndarray) -> np.ndarray:
 
 
 def maps_image(maps: np.ndarray) -> np.ndarray:
-    """Feature maps (M, H, W) of one image as a mosaic over one diverging range."""
-    return _coloured(mosaic(np.asarray(maps, dtype=np.float64), COLUMNS))
+    """Feature maps (M, H, W) of one image as a mosaic over one diverging range; 1-D
+    maps (M, L) as one picture, a row per map; 3-D maps (M, D, H, W) by their middle
+    slice across the depth."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 2:
+        return _coloured(mosaic(maps[None], 1))
+    if maps.ndim == 4:
+        maps = maps[:, maps.shape[1] // 2]
+    return _coloured(mosaic(maps, COLUMNS))
 
 
 def confusion_image(matrix) -> np.ndarray:

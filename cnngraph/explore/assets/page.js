@@ -217,7 +217,7 @@ function facts(rows) {
 }
 function mapFigures(layer, kind, record) {
   if (!record) return el("p", {class: "muted", text: "none recorded for this layer"});
-  const caption = el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, colours over ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])} (blue −, white 0, red +; black: not finite)`});
+  const caption = el("div", {class: "muted", text: `shape ${shapeText(record.shape)}, colours over ${fmt((record.range || [])[0])} … ${fmt((record.range || [])[1])} (blue −, white 0, red +; black: not finite)${record.note ? "; " + record.note : ""}`});
   if (record.values) {  // a layer of units: one strip, one pixel per unit; a click picks the unit
     const units = record.values.length;
     const strip = el("img", {class: "strip", src: record.png[0], alt: `${layer} ${kind}`, "data-layer": layer, "data-kind": kind,
@@ -229,7 +229,7 @@ function mapFigures(layer, kind, record) {
   }
   return el("div", {}, [caption,
     el("div", {class: "maps"}, record.png.map((src, j) => el("figure", {}, [
-      el("img", {class: "map", src, alt: `${layer} ${kind} ${j}`, "data-layer": layer, "data-map": j, "data-kind": kind,
+      el("img", {class: record.plane && record.plane[0] === 1 ? "map line" : "map", src, alt: `${layer} ${kind} ${j}`, "data-layer": layer, "data-map": j, "data-kind": kind,
                  onclick: () => chooseMap(layer, j, kind)}), el("figcaption", {text: String(j)})])))]);
 }
 function grid(values, chosenRow) {
@@ -324,11 +324,16 @@ function inputLayers(layer) {
   }
   return [...found];
 }
-function bigMap(src, pixel, shape) {
-  const frame = el("div", {class: "pixel-frame"}, [el("img", {src, alt: "chosen map"})]);
-  if (pixel && shape && shape.length >= 2) {
-    const h = shape[shape.length - 2], w = shape[shape.length - 1], size = 140;
-    frame.append(el("div", {class: "pixel-mark", style: `left:${pixel[1] * size / w}px;top:${pixel[0] * size / h}px;width:${size / w}px;height:${size / h}px`}));
+function bigMap(src, pixel, record) {
+  // plane: the PNG's height and width where it is not the map's (a 1-D strip, a 3-D map's
+  // middle slice at "depth": the pixel is marked only when it lies on that slice)
+  const shape = record.shape, plane = record.plane, line = plane && plane[0] === 1;
+  const frame = el("div", {class: line ? "pixel-frame line" : "pixel-frame"}, [el("img", {src, alt: "chosen map"})]);
+  const px = pixel && (pixel.length === 1 ? [0, pixel[0]] : pixel.slice(-2));
+  const onSlice = !pixel || record.depth === undefined || pixel[0] === record.depth;
+  if (px && onSlice && shape && shape.length >= 2) {
+    const [h, w] = plane || shape.slice(-2), size = 140, high = line ? 20 : size;
+    frame.append(el("div", {class: "pixel-mark", style: `left:${px[1] * size / w}px;top:${px[0] * high / h}px;width:${size / w}px;height:${high / h}px`}));
   }
   return frame;
 }
@@ -364,7 +369,7 @@ function renderExplain() {
   const what = m.kind === "maps" ? "feature map" : "δ map";
   root.append(el("h2", {id: "explain-title", text: `${m.layer} ${what} ${m.index} at step ${p.step}`}));
   const src = record && record.png[m.index];
-  if (src && !record.values) root.append(bigMap(src, explained && explained.pixel, record.shape));
+  if (src && !record.values) root.append(bigMap(src, explained && explained.pixel, record));
   if (record && record.values && !explained) root.append(el("p", {}, [`value: `, el("span", {class: "number", text: fmt(record.values[m.index])})]));
   if (explained) {
     const px = explained.pixel || [];

@@ -95,11 +95,11 @@ function showCell(cell, t, p, images) {
 function renderMistakes() {
   const root = document.getElementById("tab-mistakes"), mistakes = DATA.mistakes || [];
   root.append(el("h2", {text: "the most confidently wrong test images"}),
-    el("p", {class: "muted", text: "saliency: dE/dx by the derived backward graph; occlusion: the drop in the true class's probability when a patch is hidden (blue −, white 0, red +)"}));
+    el("p", {class: "muted", text: "saliency: dE/dx by the derived backward graph; occlusion: the drop in the true class's probability when a patch is hidden (2-D images only; blue −, white 0, red +); a 1-D input drawn whole, a row per map, a 3-D one by its middle slice"}));
   if (!mistakes.length) root.append(el("p", {class: "muted", text: "no mistakes on the test images"}));
   root.append(el("div", {class: "cards"}, mistakes.map(m => el("div", {class: "mistake", "data-index": m.index}, [
     el("div", {text: `#${m.index}: true ${m.label}, predicted ${m.predicted} (${fmt(100 * num(m.confidence))} %)`}),
-    el("div", {class: "row"}, [["image", m.png], ["saliency", m.saliency_png], ["occlusion", m.occlusion_png]].map(
+    el("div", {class: "row"}, [["image", m.png], ["saliency", m.saliency_png], ["occlusion", m.occlusion_png]].filter(([, src]) => src).map(
       ([name, src]) => el("figure", {}, [el("img", {class: "thumb", src, alt: `${name} of test image ${m.index}`, "data-kind": name}), el("figcaption", {text: name})])))]))));
 }
 function renderModel() {
