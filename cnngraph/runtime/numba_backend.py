@@ -255,7 +255,7 @@ def _setup():
 #: ops whose compiled kernels are 2-D only: 1-D maps run through them one pixel high
 #: (runtime/ranks.lifted, the same sums), 3-D maps on the fallback's kernel
 PLANAR = ("conv_valid", "conv_full", "conv_grad_kernel", "conv_strided", "conv_strided_full",
-          "conv_strided_grad_kernel")
+          "conv_strided_grad_kernel", "pool_max", "pool_max_grad", "pool_mean", "pool_mean_grad")
 #: block ops compiled for 2-D maps and one factor: other ranks on the fallback's kernel
 BLOCKS = ("subsample_sum", "upsample_kron")
 
