@@ -107,6 +107,33 @@ def test_an_explicit_eps_fixes_the_step(stack, capsys):
     assert all(r.step == 1e-4 for r in check_model(compile_model(stack), sample=5, eps=1e-4))
 
 
+# ReLU on "same" convolutions: the search's step crossed relu's kink at 0 for a
+# few directions (C1.kernel 1.3e-3, C1.bias 2.7e-2 before those were refined).
+KINKED = """\
+input x : 1 x 12 x 12
+conv C1 <- x : maps=4, kernel=3, padding=same, activation=relu
+pool P <- C1 : kind=max, size=2
+full out <- P : units=10
+loss L <- out : function=softmax_cross_entropy
+"""
+
+
+def test_directions_across_a_kink_are_compared_at_a_smaller_step():
+    results = check_model(compile_model(KINKED))
+    assert [r.name for r in results if not r.ok] == []
+    assert sum(r.refined for r in results) > 0
+    assert all(r.refined == 0 for r in check_model(compile_model(KINKED), eps=1e-6))
+
+
+@pytest.mark.parametrize("factor", [1.01, 1 + 1e-5])
+def test_refining_never_hides_a_wrong_gradient(factor):
+    model = _ScaledGradient(compile_model(KINKED), "C1.kernel", factor)
+    results = {r.name: r for r in check_model(model)}
+    wrong = results.pop("C1.kernel")
+    assert not wrong.ok and wrong.error > 100 * wrong.estimated_error
+    assert all(r.ok for r in results.values())
+
+
 def test_only_trainable_entries_are_checked(tmp_path):
     """A parameter whose ParamInfo marks entries untrainable (a one-to-one kernel's
     off-diagonal maps) is checked, and counted, on the trainable entries only."""

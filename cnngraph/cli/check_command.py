@@ -54,7 +54,7 @@ def cmd_check(args) -> int:
                                        "directions": r.directions, "error": r.error,
                                        "step": _finite(r.step),
                                        "estimated_error": _finite(r.estimated_error),
-                                       "ok": r.ok} for r in results]}))
+                                       "refined": r.refined, "ok": r.ok} for r in results]}))
     else:
         bad = [r.name for r in results if not r.ok]
         step = "step h chosen per tensor" if eps is None else f"h={eps:g}"
@@ -77,5 +77,7 @@ def _print_row(r):
     flag = "ok" if r.ok else "FAILED"
     if not r.ok and r.estimated_error > TOLERANCE:
         flag += " (est. error above tolerance: finite differences unsure, try --eps)"
+    if r.refined:
+        flag += f" ({r.refined} near a kink: at a smaller step)"
     print(f"{r.name:<14} {r.size:>8} {r.checked:>8} {r.error:>11.2e} {r.step:>8.1e} "
           f"{r.estimated_error:>11.2e}  {flag}", flush=True)
