@@ -162,53 +162,61 @@ def _flat(kernel):
     return run
 
 
+def _factors(x, factor) -> tuple:
+    """One factor per dimension (an int factor is the same for all)."""
+    return (factor,) * (x.ndim - 2) if isinstance(factor, int) else tuple(factor)
+
+
+def _seed_blocks(factors) -> bool:
+    """Square blocks of 2-D maps run the seed's kernels, whose bits the shipped models
+    keep; other ranks and oblong blocks run numba_maps' 3-D forms."""
+    return len(factors) == 2 and factors[0] == factors[1]
+
+
 def block_sum(x, *, factor):
+    factors = _factors(x, factor)
+    if not _seed_blocks(factors):
+        return _maps().block_sum_nd(x, factors)
     if x.size < SMALL:
-        return numerics.block_sum(x, factor)
-    return _maps().block_sum(np.ascontiguousarray(x), factor)
+        return numerics.block_sum(x, factors[0])
+    return _maps().block_sum(np.ascontiguousarray(x), factors[0])
 
 
 def upsample_kron(x, *, factor):
-    if x.size * factor * factor < SMALL:
-        return numerics.upsample_kron(x, factor)
-    return _maps().upsample_kron(np.ascontiguousarray(x), factor)
+    factors = _factors(x, factor)
+    if not _seed_blocks(factors):
+        return _maps().upsample_kron_nd(x, factors)
+    if x.size * factors[0] ** 2 < SMALL:
+        return numerics.upsample_kron(x, factors[0])
+    return _maps().upsample_kron(np.ascontiguousarray(x), factors[0])
 
 
 def _pool():
     return _compiled("numba_pool")
 
 
-def _pooled(x, size, stride, padding):
-    """The output's height and width (rules/pool.out_size)."""
-    return tuple((n + 2 * p - k) // s + 1
-                 for n, k, s, p in zip(x.shape[2:], size, stride, padding))
-
-
 def pool_max(x, *, size, stride, padding):
-    """Always compiled (NumPy has only the reference): 2-D windows of rules/pool.py."""
-    return _pool().pool_max(np.ascontiguousarray(x), *size, *stride, *padding,
-                            *_pooled(x, size, stride, padding))
+    """Always compiled (NumPy has only the reference): windows of 1, 2 or 3
+    dimensions (rules/pool.py), one kernel for every rank (runtime/numba_pool.py)."""
+    return _pool().pool_max(x, size, stride, padding)
 
 
 def pool_max_grad(x, delta, *, size, stride, padding):
-    return _pool().pool_max_grad(np.ascontiguousarray(x), np.ascontiguousarray(delta),
-                                 *size, *stride, *padding)
+    return _pool().pool_max_grad(x, delta, size, stride, padding)
 
 
 def pool_mean(x, *, size, stride, padding):
-    return _pool().pool_mean(np.ascontiguousarray(x), *size, *stride, *padding,
-                             *_pooled(x, size, stride, padding))
+    return _pool().pool_mean(x, size, stride, padding)
 
 
 def pool_mean_grad(delta, *, size, stride, padding, input_size):
-    return _pool().pool_mean_grad(np.ascontiguousarray(delta), *size, *stride, *padding,
-                                  *input_size)
+    return _pool().pool_mean_grad(delta, size, stride, padding, input_size)
 
 
 def _norm(kernel, reads):
-    """A batch norm kernel (runtime/numba_norm.py) over (N, C, positions) of its first
-    ``reads`` inputs (norm_batch's running statistics are not read in training): each
-    map's sums in one fixed order whatever the threads."""
+    """A normalisation kernel (runtime/numba_norm.py) over (N, C, positions) of its
+    first ``reads`` inputs, maps of any rank (norm_batch's running statistics are not
+    read in training): each group's sums in one fixed order whatever the threads."""
     def run(*arrays, eps):
         shape = arrays[0].shape
         flat = [np.ascontiguousarray(a).reshape(shape[0], shape[1], -1)
@@ -237,6 +245,8 @@ KERNELS = {
     "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
     "norm_batch": Kernel(_norm("norm_batch", 1), fresh=True),
     "norm_batch_grad": Kernel(_norm("norm_batch_grad", 2), fresh=True),
+    "norm_layer": Kernel(_norm("norm_layer", 1), fresh=True),
+    "norm_layer_grad": Kernel(_norm("norm_layer_grad", 2), fresh=True),
 }
 
 

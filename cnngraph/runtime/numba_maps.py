@@ -1,6 +1,10 @@
 """Per-map kernels compiled with numba: block sums, Kronecker upsampling, the bias
 add and its gradient, and polynomials (an activation's slope).
 
+block_sum and upsample_kron are the seed's 2-D kernels, square blocks, kept
+unchanged so the shipped models' bits stay; maps of 1 or 3 dimensions (or 2-D
+blocks that are not square) run their 3-D forms, a missing dimension 1 long.
+
 Each walks the batch in parallel (prange over images, or over maps for the
 bias gradient, a sum over the batch), one output element per loop iteration,
 so the bits never depend on the thread count.  Transcendental functions
@@ -52,6 +56,66 @@ def upsample_kron(x, factor):
                         v = src[X]
                         for b in range(factor):
                             dst[X * factor + b] = v
+    return out
+
+
+def as_3d(x: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) as a contiguous (N, C, D, H, W), missing dimensions 1 long."""
+    x = np.ascontiguousarray(x)
+    return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
+
+
+def block_sum_nd(x: np.ndarray, factors: tuple) -> np.ndarray:
+    """down(x) for maps of 1, 2 or 3 dimensions, one factor per dimension."""
+    full = (1,) * (3 - len(factors)) + tuple(factors)
+    out = _block_sum_3d(as_3d(x), *full)
+    return out.reshape(x.shape[:2] + tuple(n // f for n, f in zip(x.shape[2:], factors)))
+
+
+def upsample_kron_nd(x: np.ndarray, factors: tuple) -> np.ndarray:
+    """up(x) for maps of 1, 2 or 3 dimensions, one factor per dimension."""
+    full = (1,) * (3 - len(factors)) + tuple(factors)
+    out = _upsample_kron_3d(as_3d(x), *full)
+    return out.reshape(x.shape[:2] + tuple(n * f for n, f in zip(x.shape[2:], factors)))
+
+
+@njit(parallel=True, **_jit)
+def _block_sum_3d(x, fd, fh, fw):
+    """block_sum's sums for (N, C, D, H, W) maps and fd x fh x fw blocks, each block's
+    values added in row-major order."""
+    n, c, d, h, w = x.shape
+    do, ho, wo = d // fd, h // fh, w // fw
+    out = np.zeros((n, c, do, ho, wo), x.dtype)
+    for q in prange(n * c):
+        m, i = q // c, q % c
+        for Z in range(do):
+            for Y in range(ho):
+                dst = out[m, i, Z, Y]
+                for cc in range(fd):
+                    for a in range(fh):
+                        row = x[m, i, Z * fd + cc, Y * fh + a]
+                        for X in range(wo):
+                            s = dst[X]
+                            for b in range(fw):
+                                s += row[X * fw + b]
+                            dst[X] = s
+    return out
+
+
+@njit(parallel=True, **_jit)
+def _upsample_kron_3d(x, fd, fh, fw):
+    """upsample_kron for (N, C, D, H, W) maps: each value tiled over its block."""
+    n, c, d, h, w = x.shape
+    out = np.empty((n, c, d * fd, h * fh, w * fw), x.dtype)
+    for q in prange(n * c):
+        m, i = q // c, q % c
+        for Z in range(d * fd):
+            for Y in range(h * fh):
+                src, dst = x[m, i, Z // fd, Y // fh], out[m, i, Z, Y]
+                for X in range(w):
+                    v = src[X]
+                    for b in range(fw):
+                        dst[X * fw + b] = v
     return out
 
 
