@@ -16,6 +16,7 @@ import pytest
 
 from cnngraph.compiler.program import compile_model, default_registry
 from cnngraph.core.errors import CnnError
+from cnngraph.core.registry import draw_example, example_ranks
 from cnngraph.rules.explain_support import COMBINES
 from cnngraph.tools import explain
 
@@ -39,11 +40,17 @@ def recombined(explained, rule, attrs) -> float:
     return partials[explained["chosen"]] / math.fsum(partials)
 
 
-@pytest.mark.parametrize("name", EXPLAINED)
-def test_parts_recombine_to_the_reference(name):
+#: each explained op on its example, and on its 1-D and 3-D forms where it has them
+CASES = [(name, rank) for name in EXPLAINED
+         for rank in (None, *example_ranks(REGISTRY.op(name)))]
+
+
+@pytest.mark.parametrize("name,rank", CASES,
+                         ids=[name + (f"-{rank}d" if rank else "") for name, rank in CASES])
+def test_parts_recombine_to_the_reference(name, rank):
     rule = REGISTRY.op(name)
     rng = np.random.default_rng(3)
-    example = rule.example(rng)
+    example = draw_example(rule, rng, rank)
     inputs = [np.asarray(a, np.float64) for a in example.inputs]
     attrs = dict(example.attrs)
     out = rule.reference(*inputs, **attrs)

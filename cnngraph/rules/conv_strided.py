@@ -146,20 +146,20 @@ def conv_strided_explain(inputs, attrs, index):
     x, kernel = inputs
     stride, padding, dilation, mask = (attrs["stride"], attrs["padding"], attrs["dilation"],
                                        attrs.get("mask"))
-    n, o, r, c = index
-    kh, kw = kernel.shape[2:]
+    n, o, *at = index
+    size = kernel.shape[2:]
     padded = _pad(np.asarray(x[n:n + 1], np.float64), padding)[0]
-    top, left = r * stride[0], c * stride[1]
+    corner = [a * s for a, s in zip(at, stride)]
+    window = tuple(slice(c, c + (k - 1) * d + 1, d) for c, k, d in zip(corner, size, dilation))
     parts = []
     for i in range(x.shape[1]):
         if mask is not None and not mask[o, i]:
             continue
-        patch = padded[i, top:top + (kh - 1) * dilation[0] + 1:dilation[0],
-                       left:left + (kw - 1) * dilation[1] + 1:dilation[1]]
+        patch = padded[(i,) + window]
         k = np.asarray(kernel[o, i], np.float64)
         parts.append(part(f"x_{i} ⋆ k_{i},{o}", (patch * k).sum(), "x",
-                          (n, i, top - padding[0][0], left - padding[1][0]), values=patch,
-                          weights=k, weight_slot="kernel", weight_index=(o, i, 0, 0)))
+                          (n, i, *(c - p for c, (p, _) in zip(corner, padding))), values=patch,
+                          weights=k, weight_slot="kernel", weight_index=(o, i) + (0,) * len(size)))
     return explained(f"Σ over the connected input maps i of x_i ⋆ k_ij at stride "
                      f"{stride}, taps {dilation} apart, zeros outside the map", "sum", parts)
 
@@ -218,23 +218,23 @@ def conv_strided_full_explain(inputs, attrs, index):
     delta, kernel = inputs
     stride, padding, dilation, mask = (attrs["stride"], attrs["padding"], attrs["dilation"],
                                        attrs.get("mask"))
-    n, i, r, c = index
-    kh, kw = kernel.shape[2:]
-    rows = [(Y, a) for a in range(kh) for Y in range(delta.shape[2])
-            if Y * stride[0] + a * dilation[0] == r + padding[0][0]]
-    cols = [(X, b) for b in range(kw) for X in range(delta.shape[3])
-            if X * stride[1] + b * dilation[1] == c + padding[1][0]]
+    n, i, *at = index
+    # per dimension, the (output position, kernel tap) pairs that read this pixel
+    pairs = [[(Y, a) for a in range(k) for Y in range(m) if Y * s + a * d == q + p]
+             for q, k, m, s, d, (p, _) in zip(at, kernel.shape[2:], delta.shape[2:], stride,
+                                              dilation, padding)]
+    outputs = np.ix_(*[[Y for Y, _ in dim] for dim in pairs])
+    taps = np.ix_(*[[a for _, a in dim] for dim in pairs])
     parts = []
     for o in range(delta.shape[1]):
         if mask is not None and not mask[o, i]:
             continue
-        values = np.array([[delta[n, o, Y, X] for X, _ in cols] for Y, _ in rows], np.float64)
-        taps = np.array([[kernel[o, i, a, b] for _, b in cols] for _, a in rows], np.float64)
-        parts.append(part(f"up(δ_{o}) * k_{i},{o}", (values * taps).sum(), "delta",
-                          (n, o, rows[0][0] if rows else 0, cols[0][0] if cols else 0),
-                          values=values.reshape(len(rows), len(cols)),
-                          weights=taps.reshape(len(rows), len(cols)), weight_slot="kernel",
-                          weight_index=(o, i, 0, 0)))
+        values = np.asarray(delta[n, o], np.float64)[outputs]
+        weights = np.asarray(kernel[o, i], np.float64)[taps]
+        parts.append(part(f"up(δ_{o}) * k_{i},{o}", (values * weights).sum(), "delta",
+                          (n, o, *(dim[0][0] if dim else 0 for dim in pairs)), values=values,
+                          weights=weights, weight_slot="kernel",
+                          weight_index=(o, i) + (0,) * len(pairs)))
     return explained("Σ over the maps o that read this map of the δ values whose windows "
                      "covered this pixel, each times the tap that read it (the full "
                      "convolution of the stride-dilated δ; seed 3.1.1)", "sum", parts)
