@@ -164,7 +164,7 @@ def _flat(kernel):
 
 def _factors(x, factor) -> tuple:
     """One factor per dimension (an int factor is the same for all)."""
-    return (factor,) * (x.ndim - 2) if isinstance(factor, int) else tuple(factor)
+    return (int(factor),) * (x.ndim - 2) if np.ndim(factor) == 0 else tuple(factor)
 
 
 def _seed_blocks(factors) -> bool:
@@ -263,11 +263,10 @@ def _setup():
 
 
 #: ops whose compiled kernels are 2-D only: 1-D maps run through them one pixel high
-#: (runtime/ranks.lifted, the same sums), 3-D maps on the fallback's kernel
+#: (runtime/ranks.lifted, the same sums), 3-D maps on the fallback's kernel (pooling,
+#: subsampling and normalisation have kernels for every rank)
 PLANAR = ("conv_valid", "conv_full", "conv_grad_kernel", "conv_strided", "conv_strided_full",
-          "conv_strided_grad_kernel", "pool_max", "pool_max_grad", "pool_mean", "pool_mean_grad")
-#: block ops compiled for 2-D maps and one factor: other ranks on the fallback's kernel
-BLOCKS = ("subsample_sum", "upsample_kron")
+          "conv_strided_grad_kernel")
 
 
 def _by_rank(op, kernel, fallback):
@@ -275,17 +274,11 @@ def _by_rank(op, kernel, fallback):
     called, once every op is registered) for the others."""
     def other(*arrays, **attrs):
         return fallback.kernel(op).run(*arrays, **attrs)
-    if op in PLANAR:
-        return dataclasses.replace(kernel, run=by_rank(kernel.run, other))
-
-    def blocks(x, *, factor):
-        planar = x.ndim == 4 and np.ndim(factor) == 0
-        return (kernel.run if planar else other)(x, factor=factor)
-    return dataclasses.replace(kernel, run=blocks)
+    return dataclasses.replace(kernel, run=by_rank(kernel.run, other))
 
 
 def numba_backend(fallback: Backend) -> Backend:
-    kernels = {op: _by_rank(op, kernel, fallback) if op in PLANAR + BLOCKS else kernel
+    kernels = {op: _by_rank(op, kernel, fallback) if op in PLANAR else kernel
                for op, kernel in KERNELS.items()}
     return Backend("numba", kernels, setup=_setup, fallback=fallback,
                    set_threads=set_threads)
