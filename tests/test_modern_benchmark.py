@@ -1,6 +1,7 @@
 """benchmarks/modern_vs_torch.py in a tiny run: its one-step check against PyTorch
-holds and its tables have every row.  No timing is asserted (the machine decides
-those); the benchmark itself is run by hand (docs/performance.md)."""
+holds, its tables have every row, and cnngraph's 1-D and 3-D convolutions agree with
+PyTorch's.  No timing is asserted (the machine decides those); the benchmark itself
+is run by hand (docs/performance.md)."""
 import importlib.util
 
 import pytest
@@ -37,3 +38,13 @@ def test_checks_then_times_every_row(bench, capsys):
     out = capsys.readouterr().out
     assert "cpu: " in out and "SIMD: " in out and "kernel " in out  # the machine and BLAS
     assert out.count(": the same") == 2 and "min-max" in out
+
+
+def test_convolutions_agree_and_are_timed(bench, capsys):
+    shapes = [("1-D same", (3, 2, 40), 4, 3, 1), ("1-D valid", (3, 2, 40), 4, 5, 0),
+              ("3-D same", (2, 2, 6, 6, 6), 3, 3, 1), ("3-D valid", (2, 2, 6, 6, 6), 3, 3, 0)]
+    rows = bench.conv_rows([1], 1, 0.01, shapes)
+    assert [r["conv"] for r in rows] == [s[0] for s in shapes]
+    assert not [r["error"] for r in rows if "error" in r]
+    assert all(r["cnngraph"] > 0 and r["torch"] > 0 for r in rows)
+    assert "FAILED" not in capsys.readouterr().out
