@@ -21,8 +21,8 @@ def add_make_data(sub):
         f"{name}: {what}" for name, what in SETS.items()))
     sub.add_argument("file", metavar="FILE", help="the .npz to write (a folder: "
                      "FOLDER/NAME.npz)")
-    sub.add_argument("--train", type=int, default=2000, metavar="N",
-                     help="training volumes (default 2000)")
+    sub.add_argument("--train", type=int, default=3000, metavar="N",
+                     help="training volumes (default 3000)")
     sub.add_argument("--test", type=int, default=500, metavar="N",
                      help="test volumes (default 500)")
     sub.add_argument("--seed", type=int, default=0, help="everything is drawn from it "

@@ -140,9 +140,9 @@ def _describe(shape) -> str:
 
 
 def _inputs_for(shape) -> list:
-    """The input shapes that read an image of this shape."""
+    """The input shapes that read an image of this shape (a leading 1 is a map axis)."""
     found = [shape] if 2 <= len(shape) <= 4 else []
-    return found + [(1,) + shape] if 2 <= len(shape) <= 3 else found
+    return found + [(1,) + shape] if 2 <= len(shape) <= 3 and shape[0] != 1 else found
 
 
 def full_scale(images: np.ndarray) -> float:

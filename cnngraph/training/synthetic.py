@@ -1,7 +1,7 @@
 """A volumetric data set the project makes itself: solid shapes in 16³ volumes.
 
-    arrays = shapes3d(train=2000, test=500, seed=0)     # x_train (N, 1, 16, 16, 16) uint8, ...
-    write_shapes3d("shapes3d.npz", train=2000, test=500, seed=0)
+    arrays = shapes3d(train=3000, test=500, seed=0)     # x_train (N, 1, 16, 16, 16) uint8, ...
+    write_shapes3d("shapes3d.npz", train=3000, test=500, seed=0)
 
 Each volume holds one shape of ``SHAPES`` (its label is the index there): a ball,
 a cube, a cylinder, a torus or a flat cross of two bars, with a random size,
@@ -26,12 +26,12 @@ import numpy as np
 SETS = ("shapes3d",)
 SHAPES = ("ball", "cube", "cylinder", "torus", "cross")
 #: The sizes a shape's outer radius is drawn from, in voxels (16³ volumes).
-RADIUS = (3.5, 6.0)
+RADIUS = (4.5, 7.0)
 #: The standard deviation of the noise, on the 0..1 scale of a full voxel.
 NOISE = 0.08
 
 
-def shapes3d(train: int = 2000, test: int = 500, seed: int = 0, size: int = 16,
+def shapes3d(train: int = 3000, test: int = 500, seed: int = 0, size: int = 16,
              noise: float = NOISE) -> dict:
     """The data set as the four arrays an .npz holds (x_train, y_train, x_test, y_test)."""
     x_train, y_train = volumes(train, np.random.default_rng([seed, 0]), size, noise)
@@ -39,7 +39,7 @@ def shapes3d(train: int = 2000, test: int = 500, seed: int = 0, size: int = 16,
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
-def write_shapes3d(path, train: int = 2000, test: int = 500, seed: int = 0, size: int = 16,
+def write_shapes3d(path, train: int = 3000, test: int = 500, seed: int = 0, size: int = 16,
                    noise: float = NOISE) -> Path:
     """`shapes3d` written atomically to the .npz file ``path`` (compressed)."""
     from ..core.outputs import usual_mode, write_atomically
@@ -92,7 +92,7 @@ def _distance(shape: str, u: np.ndarray, r: float) -> np.ndarray:
     if shape == "cube":
         return _box(u, (0.7 * r,) * 3)
     if shape == "cylinder":
-        return np.maximum(radial - 0.55 * r, np.abs(u[2]) - r)
+        return np.maximum(radial - 0.4 * r, np.abs(u[2]) - r)
     if shape == "torus":
         return np.hypot(radial - 0.65 * r, u[2]) - 0.35 * r
     bar = 0.3 * r  # the cross: two bars at right angles in one plane
