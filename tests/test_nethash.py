@@ -64,6 +64,10 @@ KNOWN = {
     "lenet5": "3cb5c18dc8ed7545a4853f907c8ef2d70311dd44c7608f2bc2e9b9863674030e",
     "lenet5_distorted": "3cb5c18dc8ed7545a4853f907c8ef2d70311dd44c7608f2bc2e9b9863674030e",
     "mlp": "99d8fa4c823a2a9ac4b19fdcb8db6c175954fd23f2bb3786bfd8a05a7facc220",
+    # added with issue 22's models (2026-12-06)
+    "modern": "a810e34c0a434fd3826215802d2f8586d6295cd8c5f44ee6bad0c64f7a437f44",
+    "rows1d": "12821e826e36b005cf499e6da375e459e674f2fced2032bff4b7e2d090454ea0",
+    "simard2003": "c69c3998ed37720be7b32aafce374a0dead5372977494d909f44bcf9152e705f",
 }
 
 
