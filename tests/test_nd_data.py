@@ -179,6 +179,22 @@ def test_make_data_writes_an_npz_that_data_reads(tmp_path, capsys):
     assert code == 2 and "--train 0: from 1 to" in err
 
 
+def test_volumes_in_idx_files_named_by_a_manifest(tmp_path):
+    """IDX holds up to 5 dimensions: N x maps x D x H x W volumes in four files."""
+    arrays5 = shapes3d(10, 5, seed=1)
+    for name, array in arrays5.items():
+        array = array.astype(np.uint8)
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+            int(d).to_bytes(4, "big") for d in array.shape)
+        (tmp_path / f"{name}.idx").write_bytes(header + array.tobytes())
+    keys = {"train_images": "x_train", "train_labels": "y_train", "test_images": "x_test",
+            "test_labels": "y_test"}
+    (tmp_path / "v.json").write_text(json.dumps({k: f"{v}.idx" for k, v in keys.items()}))
+    data = load_data(tmp_path / "v.json")
+    assert np.array_equal(data.train_images, arrays5["x_train"])
+    assert np.array_equal(data.test_labels, arrays5["y_test"])
+
+
 def test_a_missing_synthetic_set_says_how_to_make_it():
     missing = ROOT / "examples" / "shapes3d.npz"
     if missing.exists():

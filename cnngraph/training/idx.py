@@ -109,8 +109,8 @@ def _read_idx(f, path: Path, size: int, packed: bool) -> np.ndarray:
     if code not in _IDX_DTYPES:
         known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
         raise _fail(path, "magic number", f"unknown data type code 0x{code:02X} (known: {known})")
-    if not 1 <= ndim <= 4:
-        raise _fail(path, "magic number", f"number of dimensions is {ndim}, expected 1..4")
+    if not 1 <= ndim <= 5:  # labels, and images up to N x maps x D x H x W
+        raise _fail(path, "magic number", f"number of dimensions is {ndim}, expected 1..5")
     header = 4 + 4 * ndim
     sizes = f.read(4 * ndim)
     if len(sizes) < 4 * ndim:
@@ -228,8 +228,10 @@ def _fetch_to_cache(cache: Path, download: Download, looked: list[str]) -> Path:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A data set's arrays.  Images (N, H, W) for one map or (N, maps, H, W): uint8
-    pixels 0..255, or floats on a 0..1 scale; labels integers 0..K-1, (N,).  MNIST's
+    """A data set's arrays.  Images (N, H, W) for one map or (N, maps, H, W), 1-D
+    signals (N, maps, L), 3-D volumes (N, [maps,] D, H, W) (the model's input line
+    says which: `preprocess.image_layout`): uint8 pixels 0..255, or floats on a
+    0..1 scale; labels integers 0..K-1, (N,).  MNIST's
     are uint8 (N, 28, 28) and uint8 labels.  ``classes``: the class names, when the
     source has them (image folders); ``source``: where it was read from; ``names``:
     what the source calls the four arrays (an .npz's keys, IDX file names), for
