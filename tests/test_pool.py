@@ -144,7 +144,9 @@ def test_global_pooling_is_one_window_over_the_map(kind):
     ("pool P <- C1 : kind=maximum, size=2", "1:21", "expects one of max, mean"),
     ("pool P <- C1 : kind=max, size=3, padding=3", "1:42",
      "padding 3x3 must be less than the window 3x3"),
-    ("pool P <- C1 : kind=mean, size=[2, 2, 2]", "1:32", "'size' gives 3 numbers for 2-D maps"),
+    ("pool P <- C1 : kind=mean, size=[2, 2, 2]", "1:32",
+     "option 'size' expects an integer or [height, width], got a list of 3 (the layer's "
+     "input is 2-D)"),
     ("pool P <- C1 : kind=max, size=global, padding=1", "1:47", "size=global takes no stride"),
     ("pool P <- C1 : kind=max, size=two", "1:31", "expects global, an integer or a list"),
 ])
