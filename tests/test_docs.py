@@ -56,8 +56,10 @@ SH_FLAGS = {"mpi", "network", "slurm", "benchmark"}
 NOT_HERE = {"mpi", "network", "benchmark"}
 #: the path README's first command gives --data; the tests use the MNIST they find
 README_DATA = "../shared/data/mnist"
-#: quick overrides per command, added when the line does not give the flag
-QUICK = {"run": [("--epochs", "1"), ("--limit-train", "1000"), ("--limit-test", "200")],
+#: quick overrides per command, added when the line does not give the flag; a run keeps
+#: 6 snapshots, not 50, since `explore` replays and draws every one of them
+QUICK = {"run": [("--epochs", "1"), ("--limit-train", "1000"), ("--limit-test", "200"),
+                 ("--snapshots", "6")],
          "sweep": [("--epochs", "1"), ("--limit-train", "1000"), ("--limit-test", "200"),
                    ("--jobs", "2")],
          "eval": [("--limit-test", "200")],
