@@ -7,15 +7,15 @@ or 2-D pool runs the arithmetic of a 3-D one that has nothing to add along the
 extra dimensions.  Each kernel runs its (image, map) pairs in parallel and a
 pair's windows in one fixed order, so the bits never depend on the thread count.
 
-A window row is worked a tap at a time over the whole output row (streaming the
-input row, no per-window bookkeeping), yet each window still meets its taps in
+Windows wholly inside the map take a tight loop over their taps at offsets
+computed once; those reaching into the padding a separate call that skips the
+taps there (which is what −∞ padding amounts to).  Each window meets its taps in
 row-major order: the max keeps the first tap that is larger than all before it
-(the reference's np.argmax winner), a NaN winning as there; taps in the padding
-are skipped, which is what −∞ padding amounts to.  The mean adds a window's taps
-in row-major order and divides by the window's size; where windows overlap, the
-gradients add each pixel's shares tap by tap in row-major order, as the
-reference adds them.  Where the windows tile the map (stride = size, no padding)
-the gradients write each pixel once instead of adding onto zeros.
+(the reference's np.argmax winner), a NaN winning as there; the mean adds them
+from 0 and divides by the window's size.  Where windows overlap, the gradients
+add each pixel's shares tap by tap in row-major order over the whole map, as the
+reference adds them; where they tile the map (stride = size, no padding) they
+write each pixel once instead of adding onto zeros.
 """
 from __future__ import annotations
 
