@@ -11,8 +11,11 @@ from cnngraph.tools.check_model import check_model
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 def test_shipped_model_gradients_agree(path):
-    """Sampled coordinates plus random directions (the CLI checks every coordinate)."""
-    results = check_model(compile_model(path), sample=60, directions=3)
+    """Sampled coordinates plus random directions (the CLI checks every coordinate);
+    modern.cnn's every evaluation recomputes 28x28 maps through eight layers, so it
+    samples fewer coordinates per tensor (each of its tensors is still checked)."""
+    sample = {"modern": 16}.get(path.stem, 60)
+    results = check_model(compile_model(path), sample=sample, directions=3)
     assert {r.name for r in results} >= {"x"}
     for r in results:
         assert r.ok, (r.name, r.error)
