@@ -600,11 +600,13 @@ def test_float_images_are_on_a_0_to_1_scale(digits):
 
 def test_both_new_kinds_of_data_train_below_five_percent(digits, tmp_path, capsys):
     """Issue 15's bar, on real digits: a two-map .npz and a colour image folder each
-    train a small net to under 5 % test error (30 000 training images, 4 epochs)."""
+    train a small net to under 5 % test error in 4 epochs (30 000 training images of
+    two maps; 10 000 colour PNGs, which reach 2.2 % here, 1.2 % from 30 000: writing
+    and decoding the other 20 000 PNGs cost time and proved nothing more)."""
     np.savez(tmp_path / "shifted.npz", x_train=two_maps(digits.train_images[:30000]),
              y_train=digits.train_labels[:30000], x_test=two_maps(digits.test_images[:2000]),
              y_test=digits.test_labels[:2000])
-    write_colour_folder(tmp_path / "colour", digits, 30000, 2000)
+    write_colour_folder(tmp_path / "colour", digits, 10000, 2000)
     for maps, data in ((2, tmp_path / "shifted.npz"), (3, tmp_path / "colour")):
         model = tmp_path / f"net{maps}.cnn"
         model.write_text(small_net(maps, extra=TRAIN.replace("DATA", "")))
