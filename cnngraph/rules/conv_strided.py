@@ -104,7 +104,9 @@ def conv_strided_reference(x, kernel, *, stride, padding, dilation, mask=None):
                       + tuple(slice(None, None, d) for d in dilation)]  # n i *Y *a
     taps = tuple(range(2 + len(spatial), 2 + 2 * len(spatial)))
     y = np.tensordot(windows, _connected(kernel, mask), axes=((1,) + taps, (1,) + spatial))
-    return np.moveaxis(y, -1, 1)
+    # batch-first in memory too: a kernel that keeps its input's layout (an activation's
+    # slope) would otherwise hand a later sum another order than the unfused plan's
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
 
 
 def conv_strided_shape(x, kernel, *, stride, padding, dilation, mask=None):
