@@ -115,9 +115,10 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
     enough to leave NumPy's fallback."""
     from numba.core.registry import CPUDispatcher
 
-    from cnngraph.runtime import numba_conv, numba_maps, numba_pool, numba_strided
+    from cnngraph.runtime import (numba_conv, numba_maps, numba_pool, numba_strided,
+                                  numba_strided3)
     reached, entries = set(), set()
-    for module in (numba_conv, numba_maps, numba_pool, numba_strided):
+    for module in (numba_conv, numba_maps, numba_pool, numba_strided, numba_strided3):
         for name, compiled in list(vars(module).items()):
             if isinstance(compiled, CPUDispatcher) and compiled.targetoptions.get("parallel"):
                 entries.add(name)

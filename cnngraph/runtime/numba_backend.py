@@ -16,7 +16,6 @@ and the kernels compiled (or loaded from numba's on-disk cache), on first use.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -108,22 +107,80 @@ def _geometry(stride, padding, dilation):
     return (*stride, pt, pb, pl, pr, *dilation)
 
 
+def _rows(x, stride) -> bool:
+    """Whether the 2-D stride-1 row kernels (numba_strided) serve; else numba_strided3's
+    stride phases, in 3-D."""
+    return x.ndim == 4 and tuple(stride) == (1, 1)
+
+
+def _as3d(a):
+    """(N, C, *spatial) as (N, C, D, H, W), unit dimensions in front."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
+
+
+def _geometry3(stride, padding, dilation):
+    lead = 3 - len(stride)
+    return (np.array((1,) * lead + tuple(stride), np.int64),
+            np.array(((0, 0),) * lead + tuple(tuple(p) for p in padding), np.int64),
+            np.array((1,) * lead + tuple(dilation), np.int64))
+
+
+def _size3(size):
+    return np.array((1,) * (3 - len(size)) + tuple(size), np.int64)
+
+
 def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
     """Strided, padded, dilated: always the direct kernel (NumPy has only the reference)."""
-    return _strided().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(
-        masked(kernel, mask)), *_geometry(stride, padding, dilation), _threads())
+    kernel = masked(kernel, mask)
+    if _rows(x, stride):
+        return _strided().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+                                       *_geometry(stride, padding, dilation), _threads())
+    y = _compiled("numba_strided3").conv_strided(
+        _as3d(x), _as3d(kernel), *_geometry3(stride, padding, dilation), _threads())
+    return y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
-    return _strided().conv_strided_full(
-        np.ascontiguousarray(delta), np.ascontiguousarray(masked(kernel, mask)), *map_size,
-        *_geometry(stride, padding, dilation), _threads())
+    kernel = masked(kernel, mask)
+    if _rows(delta, stride):
+        return _strided().conv_strided_full(
+            np.ascontiguousarray(delta), np.ascontiguousarray(kernel), *map_size,
+            *_geometry(stride, padding, dilation), _threads())
+    dx = _compiled("numba_strided3").conv_strided_full(
+        _as3d(delta), _as3d(kernel), _size3(map_size), *_geometry3(stride, padding, dilation),
+        _threads())
+    return dx.reshape(dx.shape[:2] + tuple(map_size))
 
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
-    return masked(_strided().conv_strided_grad_kernel(
-        np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
-        *_geometry(stride, padding, dilation)), mask)
+    if _rows(x, stride):
+        return masked(_strided().conv_strided_grad_kernel(
+            np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
+            *_geometry(stride, padding, dilation)), mask)
+    g = _compiled("numba_strided3").conv_strided_grad_kernel(
+        _as3d(x), _as3d(delta), _size3(size), *_geometry3(stride, padding, dilation))
+    return masked(g.reshape(g.shape[:2] + tuple(size)), mask)
+
+
+def _unit(x) -> dict:
+    """Stride 1, no padding, dilation 1 in x's rank."""
+    rank = x.ndim - 2
+    return {"stride": (1,) * rank, "padding": ((0, 0),) * rank, "dilation": (1,) * rank}
+
+
+def _valid3(x, kernel, *, mask=None):
+    """conv_valid of 3-D maps: the stride-phase kernels at unit geometry."""
+    return conv_strided(x, kernel, mask=mask, **_unit(x))
+
+
+def _full3(delta, kernel, *, mask=None):
+    size = tuple(n + k - 1 for n, k in zip(delta.shape[2:], kernel.shape[2:]))
+    return conv_strided_full(delta, kernel, map_size=size, mask=mask, **_unit(delta))
+
+
+def _grad_kernel3(x, delta, *, size, mask=None):
+    return conv_strided_grad_kernel(x, delta, size=size, mask=mask, **_unit(x))
 
 
 def numpy_kernel(op):
@@ -152,6 +209,19 @@ def poly(x, *, coeffs):
         return numpy_kernel("poly")(x, coeffs=coeffs)
     c0, c1, c2, c3 = (x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
+
+
+def scale_maps(x, beta):
+    """x · β_j per map: one product a value, the reference's bits."""
+    if x.ndim == 2 or x.size < SMALL:
+        return x * numerics.per_map(beta, x.ndim)
+    return _maps().scale_maps(_by_map(x), beta.astype(x.dtype)).reshape(x.shape)
+
+
+def _rectifier_slope(y, negative):
+    """1 where y > 0, else ``negative``: NumPy's slope values in one pass instead of five."""
+    return _maps().rectifier_slope(np.ascontiguousarray(y).reshape(-1),
+                                   y.dtype.type(negative)).reshape(y.shape)
 
 
 def _flat(kernel):
@@ -226,17 +296,23 @@ def _norm(kernel, reads):
 
 
 KERNELS = {
-    "conv_valid": Kernel(conv_valid),
-    "conv_full": Kernel(conv_full),
-    "conv_grad_kernel": Kernel(conv_grad_kernel),
-    "conv_strided": Kernel(conv_strided),
-    "conv_strided_full": Kernel(conv_strided_full),
-    "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
+    # 1-D maps through the 2-D kernels one pixel high (runtime/ranks.lifted: the same
+    # sums), 3-D ones through numba_strided3
+    "conv_valid": Kernel(by_rank(conv_valid, _valid3)),
+    "conv_full": Kernel(by_rank(conv_full, _full3)),
+    "conv_grad_kernel": Kernel(by_rank(conv_grad_kernel, _grad_kernel3)),
+    "conv_strided": Kernel(by_rank(conv_strided, conv_strided)),
+    "conv_strided_full": Kernel(by_rank(conv_strided_full, conv_strided_full)),
+    "conv_strided_grad_kernel": Kernel(by_rank(conv_strided_grad_kernel,
+                                               conv_strided_grad_kernel)),
     "subsample_sum": Kernel(block_sum),
     "upsample_kron": Kernel(upsample_kron),
     "add_bias": Kernel(add_bias, fresh=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
+    "scale_maps": Kernel(scale_maps, fresh=True),
+    "relu_slope": Kernel(lambda y: _rectifier_slope(y, 0), fresh=True),
+    "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: _rectifier_slope(y, slope), fresh=True),
     "pool_max": Kernel(pool_max, fresh=True),
     "pool_max_grad": Kernel(pool_max_grad, fresh=True),
     "pool_mean": Kernel(pool_mean, fresh=True),
@@ -259,28 +335,11 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _strided(), _maps(), _pool()
-
-
-#: ops whose compiled kernels are 2-D only: 1-D maps run through them one pixel high
-#: (runtime/ranks.lifted, the same sums), 3-D maps on the fallback's kernel (pooling,
-#: subsampling and normalisation have kernels for every rank)
-PLANAR = ("conv_valid", "conv_full", "conv_grad_kernel", "conv_strided", "conv_strided_full",
-          "conv_strided_grad_kernel")
-
-
-def _by_rank(op, kernel, fallback):
-    """``kernel`` for the ranks it has, ``fallback``'s kernel for op ``op`` (looked up when
-    called, once every op is registered) for the others."""
-    def other(*arrays, **attrs):
-        return fallback.kernel(op).run(*arrays, **attrs)
-    return dataclasses.replace(kernel, run=by_rank(kernel.run, other))
+    _conv(), _strided(), _compiled("numba_strided3"), _maps(), _pool()
 
 
 def numba_backend(fallback: Backend) -> Backend:
-    kernels = {op: _by_rank(op, kernel, fallback) if op in PLANAR else kernel
-               for op, kernel in KERNELS.items()}
-    return Backend("numba", kernels, setup=_setup, fallback=fallback,
+    return Backend("numba", KERNELS, setup=_setup, fallback=fallback,
                    set_threads=set_threads)
 
 
