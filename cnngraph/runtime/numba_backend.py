@@ -211,6 +211,19 @@ def poly(x, *, coeffs):
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
 
 
+def scale_maps(x, beta):
+    """x · β_j per map: one product a value, the reference's bits."""
+    if x.ndim == 2 or x.size < SMALL:
+        return x * numerics.per_map(beta, x.ndim)
+    return _maps().scale_maps(_by_map(x), beta.astype(x.dtype)).reshape(x.shape)
+
+
+def _rectifier_slope(y, negative):
+    """1 where y > 0, else ``negative``: NumPy's slope values in one pass instead of five."""
+    return _maps().rectifier_slope(np.ascontiguousarray(y).reshape(-1),
+                                   y.dtype.type(negative)).reshape(y.shape)
+
+
 def _flat(kernel):
     """A compiled elementwise loop (runtime/numba_gelu.py) over x of any shape."""
     def run(x):
@@ -297,6 +310,9 @@ KERNELS = {
     "add_bias": Kernel(add_bias, fresh=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
+    "scale_maps": Kernel(scale_maps, fresh=True),
+    "relu_slope": Kernel(lambda y: _rectifier_slope(y, 0), fresh=True),
+    "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: _rectifier_slope(y, slope), fresh=True),
     "pool_max": Kernel(pool_max, fresh=True),
     "pool_max_grad": Kernel(pool_max_grad, fresh=True),
     "pool_mean": Kernel(pool_mean, fresh=True),

@@ -1,5 +1,6 @@
 """Per-map kernels compiled with numba: block sums, Kronecker upsampling, the bias
-add and its gradient, and polynomials (an activation's slope).
+add and its gradient, the per-map scale, and polynomials and rectifiers (an
+activation's slope).
 
 block_sum and upsample_kron are the seed's 2-D kernels, square blocks, kept
 unchanged so the shipped models' bits stay; maps of 1 or 3 dimensions (or 2-D
@@ -129,6 +130,32 @@ def add_bias(x, bias):
             b = bias[i]
             for q in range(p):
                 out[m, i, q] = x[m, i, q] + b
+    return out
+
+
+@njit(parallel=True, **_jit)
+def scale_maps(x, beta):
+    """x · beta per map, for maps (N, C, ...) viewed as (N, C, pixels): one product
+    per value, NumPy's bits."""
+    n, c, p = x.shape
+    out = np.empty_like(x)
+    for m in prange(n):
+        for i in range(c):
+            b = beta[i]
+            for q in range(p):
+                out[m, i, q] = x[m, i, q] * b
+    return out
+
+
+@njit(parallel=True, **_jit)
+def rectifier_slope(y, negative):
+    """1 where y > 0, ``negative`` elsewhere (NaN included), for a flat y: relu's and
+    leaky_relu's slope from their output, the values NumPy's m + (1 − m)·negative
+    makes in five passes, in one."""
+    out = np.empty_like(y)
+    one = y.dtype.type(1)
+    for q in prange(y.shape[0]):
+        out[q] = one if y[q] > 0 else negative
     return out
 
 
