@@ -104,9 +104,10 @@ def test_export_runs_in_onnxruntime_as_in_cnngraph(path, mnist_data):
     scale = float(props["cnngraph.preprocess.pixel_scale"])
     offset = float(props["cnngraph.preprocess.pixel_offset"])
     pad = int(props["cnngraph.preprocess.pad"])
-    raw = mnist_data.test_images[:50].astype(np.float32)[:, None] * np.float32(scale) \
-        + np.float32(offset)
-    rebuilt = np.pad(raw, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=offset)
+    rank = len(model.input_shape) - 1     # rows1d reads each image as 28 maps of 28
+    raw = mnist_data.test_images[:50].astype(np.float32) * np.float32(scale) + np.float32(offset)
+    raw = raw.reshape(50, -1, *raw.shape[-rank:])
+    rebuilt = np.pad(raw, [(0, 0), (0, 0)] + [(pad, pad)] * rank, constant_values=offset)
     np.testing.assert_allclose(rebuilt, test.images[:50], rtol=0, atol=1e-6)
 
 
