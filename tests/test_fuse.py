@@ -13,7 +13,8 @@ from cnngraph.runtime.execute import run_plan
 from cnngraph.runtime.numpy_backend import reuse_freed_buffers
 from cnngraph.tools.bench import synthetic_batch, timed_run
 from cnngraph.tools.check_ops import verify_op
-from cnngraph.training.resources import plan_peak_bytes
+from cnngraph.training.resources import plan_peak_bytes, step_peak_bytes
+from cnngraph.training.step import Draw
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = sorted(p.name for p in (ROOT / "models").glob("*.cnn"))
@@ -188,9 +189,14 @@ def test_freed_buffers_setting_can_be_turned_off(monkeypatch):
 @pytest.mark.parametrize("batch", [1, 7])
 def test_live_buffers_peak_equals_the_lifetimes_estimate(name, dtype, batch):
     """Issue 4, item 4: walking the plan, the arrays held at once peak at exactly
-    the bytes the schedule's lifetimes predict (views counted once)."""
+    the bytes the schedule's lifetimes predict (views counted once), dropout masks
+    fed as the identity (one element broadcast) or as a training step's draw."""
     model = compile_model(ROOT / "models" / name)
     graph, plan = model.training.graph, model.plans.gradients
     x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
-    feeds = model.feeds(model.init_params(0, dtype), x, t)
+    params = model.init_params(0, dtype)
+    feeds = model.feeds(params, x, t)
     assert timed_run(plan, feeds, dtype) == plan_peak_bytes(plan, graph, batch, dtype)
+    if model.masks:
+        feeds = model.feeds(params, x, t, Draw(0, 0, 0).masks(model, batch, dtype))
+        assert timed_run(plan, feeds, dtype) == step_peak_bytes(model, batch, dtype)

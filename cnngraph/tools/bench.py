@@ -119,13 +119,13 @@ def _chosen(chooser, workers):
 
 def profile_ops(model, batch: int, dtype, repeats: int = 20, seed: int = 0):
     """(rows per op type, slowest first; rows per layer and pass, in plan order; peak
-    bytes of live buffers) for a training step.  A row holds its pass,
-    milliseconds per step and share of the step."""
+    bytes of live buffers) for a training step, its dropout masks drawn.  A row holds
+    its pass, milliseconds per step and share of the step."""
     rng = np.random.default_rng(seed)
     params = model.init_params(seed, dtype)
     x, t = synthetic_batch(model, batch, dtype, rng)
     plan = model.plans.gradients
-    feeds = model.feeds(params, x, t)
+    feeds = model.feeds(params, x, t, Draw(seed, 0, 0).masks(model, batch, dtype))
     totals, peak = defaultdict(float), 0
     for _ in range(repeats):
         peak = max(peak, timed_run(plan, feeds, dtype, totals))

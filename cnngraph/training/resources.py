@@ -8,7 +8,9 @@ the plan's need; a view (reshape, slicing) adds nothing but keeps the buffer it
 views alive.  This equals, byte for byte, the peak of the arrays the executor
 really holds (tests/test_fuse.py walks the plan and compares), fused steps'
 values included (the training plan keeps each convolution's patch matrix from
-the forward pass to its kernel gradient).  Not counted: a kernel's transient
+the forward pass to its kernel gradient).  A dropout mask is a full array only
+in a training step; every other walk is fed the identity, one element broadcast
+(`Program.feeds`), and counted so.  Not counted: a kernel's transient
 scratch inside one step; tests/test_faults.py prints tracemalloc's peak beside.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from ..core.backend import Backend
 from ..core.errors import CnnError
 from ..core.plan import Plan
+from ..rules.dropout import ROLE as MASK
 
 MIB = 1 << 20
 #: A suggested batch's estimate is at most available / SCRATCH_ROOM where one exists:
@@ -35,12 +38,16 @@ class ResourceError(CnnError):
 
 
 def plan_peak_bytes(plan: Plan, graph: nx.DiGraph, batch: int, dtype,
-                    value_bytes=Backend.value_bytes) -> int:
+                    value_bytes=Backend.value_bytes, drawn: bool = False) -> int:
     """The most bytes live at once while `run_plan` walks ``plan`` on a batch, buffers
     sized by the backend's ``value_bytes``.  A view step adds nothing and keeps the
-    buffer it views alive until all its views die."""
-    size = {n: value_bytes(graph.nodes[n]["shape"], batch, dtype)
-            for n in (*plan.sources, *plan.constants)}
+    buffer it views alive until all its views die.  ``drawn``: the dropout masks are
+    a training step's (full arrays), not the identity (one element each)."""
+    def fed(node):
+        data = graph.nodes[node]
+        identity = data.get("role") == MASK and not drawn
+        return value_bytes(() if identity else data["shape"], batch, dtype)
+    size = {n: fed(n) for n in (*plan.sources, *plan.constants)}
     root = {n: n for n in size}
     holders = dict.fromkeys(size, 1)  # buffer -> values still alive in it
     live = sum(size.values())
@@ -77,9 +84,9 @@ def training_bytes(model, batch: int, dtype, optimizer: tuple = ("sgd", {})) -> 
 
 
 def step_peak_bytes(model, batch: int, dtype) -> int:
-    """The training step plan's peak of live buffers at ``batch``."""
+    """The training step plan's peak of live buffers at ``batch``, its dropout masks drawn."""
     return plan_peak_bytes(model.plans.gradients, model.training.graph, batch, dtype,
-                           model.backend.value_bytes)
+                           model.backend.value_bytes, drawn=True)
 
 
 def _training_need(model, dtype, optimizer: tuple):
