@@ -146,7 +146,7 @@ def test_bad_dtype_code(tmp_path):
     assert_names(exc, path, "magic number")
 
 
-@pytest.mark.parametrize("ndim", [0, 5])
+@pytest.mark.parametrize("ndim", [0, 6])
 def test_bad_dimension_count(tmp_path, ndim):
     payload = bytearray(good_images())
     payload[3] = ndim
