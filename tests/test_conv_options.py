@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, needs_numba
 
 from cnngraph import compile_model, default_registry
-from cnngraph.explore.layers import receptive_fields
+from cnngraph.tools.receptive import receptive_fields
 from cnngraph.rules import conv_strided as cs
 from cnngraph.tools.check_model import check_model
 from cnngraph.tools.check_ops import verify_op

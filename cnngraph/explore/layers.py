@@ -6,7 +6,7 @@ parameters, connection table and graph nodes.
 """
 from __future__ import annotations
 
-import numpy as np
+from ..tools.receptive import receptive_fields
 
 
 def map_layers(model) -> list[str]:
@@ -40,36 +40,3 @@ def layer_table(model) -> dict:
                        "graph_nodes": members}
     return table
 
-
-def receptive_fields(model) -> dict:
-    """Per layer, the input pixels one output value depends on along each spatial
-    dimension ([rows, columns] in 2-D; [length] in 1-D; [depth, rows, columns] in
-    3-D): found by making one input pixel NaN at a time along the lines through the
-    input's middle and seeing which of them reach the layer's middle value (NaN
-    passes through every product and sum, so this holds for any op).  A layer of
-    units sees the whole input."""
-    _, *sizes = model.input_shape
-    middle = [size // 2 for size in sizes]
-    dtype = np.float64
-    params = {k: np.full(s, 0.5, dtype) for k, s in model.param_shapes.items()}
-    probes = [tuple(middle[:axis]) + (p,) + tuple(middle[axis + 1:])
-              for axis, size in enumerate(sizes) for p in range(size)]
-    reached: dict = {}
-    with np.errstate(all="ignore"):
-        for k, pixel in enumerate(probes):
-            x = np.zeros((1, *model.input_shape), dtype)
-            x[(0, slice(None)) + pixel] = np.nan
-            for layer, y in model.layer_outputs(params, x).items():
-                if layer not in reached:
-                    reached[layer] = np.zeros(len(probes), bool)
-                reached[layer][k] = np.isnan(_middle(y)).any()
-    ends = np.cumsum([0] + sizes)
-    return {layer: [int(hit[a:b].sum()) for a, b in zip(ends[:-1], ends[1:])]
-            for layer, hit in reached.items()}
-
-
-def _middle(y: np.ndarray) -> np.ndarray:
-    """The middle value of every map (maps) or every unit (a layer of units)."""
-    if y.ndim >= 3:
-        return y[(0, slice(None)) + tuple(size // 2 for size in y.shape[2:])]
-    return y[0]
