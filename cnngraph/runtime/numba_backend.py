@@ -28,7 +28,7 @@ from ..core.errors import CnnError
 from . import numerics
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
-from .ranks import by_rank
+from .ranks import as_3d, by_rank, in_3d
 
 #: images per block of the direct convolutions (numba_conv): a chunk of dlt.cnn's C1
 #: input and output, 32 x 4.1 KiB in float32, stays in L2
@@ -113,21 +113,14 @@ def _rows(x, stride) -> bool:
     return x.ndim == 4 and tuple(stride) == (1, 1)
 
 
-def _as3d(a):
-    """(N, C, *spatial) as (N, C, D, H, W), unit dimensions in front."""
-    a = np.ascontiguousarray(a)
-    return a.reshape(a.shape[:2] + (1,) * (5 - a.ndim) + a.shape[2:])
-
-
 def _geometry3(stride, padding, dilation):
-    lead = 3 - len(stride)
-    return (np.array((1,) * lead + tuple(stride), np.int64),
-            np.array(((0, 0),) * lead + tuple(tuple(p) for p in padding), np.int64),
-            np.array((1,) * lead + tuple(dilation), np.int64))
+    return (np.array(in_3d(stride), np.int64),
+            np.array(in_3d([tuple(p) for p in padding], fill=(0, 0)), np.int64),
+            np.array(in_3d(dilation), np.int64))
 
 
 def _size3(size):
-    return np.array((1,) * (3 - len(size)) + tuple(size), np.int64)
+    return np.array(in_3d(size), np.int64)
 
 
 def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
@@ -137,7 +130,7 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
         return _strided().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
                                        *_geometry(stride, padding, dilation), _threads())
     y = _compiled("numba_strided3").conv_strided(
-        _as3d(x), _as3d(kernel), *_geometry3(stride, padding, dilation), _threads())
+        as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation), _threads())
     return y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
 
 
@@ -148,7 +141,7 @@ def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mas
             np.ascontiguousarray(delta), np.ascontiguousarray(kernel), *map_size,
             *_geometry(stride, padding, dilation), _threads())
     dx = _compiled("numba_strided3").conv_strided_full(
-        _as3d(delta), _as3d(kernel), _size3(map_size), *_geometry3(stride, padding, dilation),
+        as_3d(delta), as_3d(kernel), _size3(map_size), *_geometry3(stride, padding, dilation),
         _threads())
     return dx.reshape(dx.shape[:2] + tuple(map_size))
 
@@ -159,7 +152,7 @@ def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=
             np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
             *_geometry(stride, padding, dilation)), mask)
     g = _compiled("numba_strided3").conv_strided_grad_kernel(
-        _as3d(x), _as3d(delta), _size3(size), *_geometry3(stride, padding, dilation))
+        as_3d(x), as_3d(delta), _size3(size), *_geometry3(stride, padding, dilation))
     return masked(g.reshape(g.shape[:2] + tuple(size)), mask)
 
 
@@ -289,8 +282,7 @@ def _norm(kernel, reads):
     read in training): each group's sums in one fixed order whatever the threads."""
     def run(*arrays, eps):
         shape = arrays[0].shape
-        flat = [np.ascontiguousarray(a).reshape(shape[0], shape[1], -1)
-                for a in arrays[:reads]]
+        flat = [_by_map(a) for a in arrays[:reads]]
         return getattr(_compiled("numba_norm"), kernel)(*flat, eps).reshape(shape)
     return run
 

@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_conv import FASTMATH
+from .ranks import as_3d, in_3d
 
 _jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
 
@@ -60,23 +61,15 @@ def upsample_kron(x, factor):
     return out
 
 
-def as_3d(x: np.ndarray) -> np.ndarray:
-    """(N, C, *spatial) as a contiguous (N, C, D, H, W), missing dimensions 1 long."""
-    x = np.ascontiguousarray(x)
-    return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
-
-
 def block_sum_nd(x: np.ndarray, factors: tuple) -> np.ndarray:
     """down(x) for maps of 1, 2 or 3 dimensions, one factor per dimension."""
-    full = (1,) * (3 - len(factors)) + tuple(factors)
-    out = _block_sum_3d(as_3d(x), *full)
+    out = _block_sum_3d(as_3d(x), *in_3d(factors))
     return out.reshape(x.shape[:2] + tuple(n // f for n, f in zip(x.shape[2:], factors)))
 
 
 def upsample_kron_nd(x: np.ndarray, factors: tuple) -> np.ndarray:
     """up(x) for maps of 1, 2 or 3 dimensions, one factor per dimension."""
-    full = (1,) * (3 - len(factors)) + tuple(factors)
-    out = _upsample_kron_3d(as_3d(x), *full)
+    out = _upsample_kron_3d(as_3d(x), *in_3d(factors))
     return out.reshape(x.shape[:2] + tuple(n * f for n, f in zip(x.shape[2:], factors)))
 
 

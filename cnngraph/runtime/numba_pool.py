@@ -23,21 +23,14 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_conv import FASTMATH
+from .ranks import as_3d, in_3d
 
 _jit = dict(fastmath=FASTMATH, cache=True, error_model="numpy")
 
 
-def as_3d(x: np.ndarray) -> np.ndarray:
-    """(N, C, *spatial) as a contiguous (N, C, D, H, W), missing dimensions 1 long."""
-    x = np.ascontiguousarray(x)
-    return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
-
-
-def geometry(rank: int, size, stride, padding) -> tuple:
-    """The nine window numbers (kd, kh, kw, sd, sh, sw, pd, ph, pw) of a rank-D pool."""
-    pad = (3 - rank)
-    return ((1,) * pad + tuple(size)) + ((1,) * pad + tuple(stride)) \
-        + ((0,) * pad + tuple(padding))
+def geometry(size, stride, padding) -> tuple:
+    """The nine window numbers (kd, kh, kw, sd, sh, sw, pd, ph, pw) of a pool of any rank."""
+    return in_3d(size) + in_3d(stride) + in_3d(padding, fill=0)
 
 
 def out_size(spatial, size, stride, padding) -> tuple:
@@ -46,27 +39,24 @@ def out_size(spatial, size, stride, padding) -> tuple:
 
 def pool_max(x, size, stride, padding):
     out = out_size(x.shape[2:], size, stride, padding)
-    y = _max(as_3d(x), *geometry(len(size), size, stride, padding), *(1,) * (3 - len(out)), *out)
+    y = _max(as_3d(x), *geometry(size, stride, padding), *in_3d(out))
     return y.reshape(x.shape[:2] + out)
 
 
 def pool_max_grad(x, delta, size, stride, padding):
-    return _max_grad(as_3d(x), as_3d(delta),
-                     *geometry(len(size), size, stride, padding)).reshape(x.shape)
+    return _max_grad(as_3d(x), as_3d(delta), *geometry(size, stride, padding)).reshape(x.shape)
 
 
 def pool_mean(x, size, stride, padding):
     out = out_size(x.shape[2:], size, stride, padding)
-    y = _mean(as_3d(x), *geometry(len(size), size, stride, padding), *(1,) * (3 - len(out)),
-              *out)
+    y = _mean(as_3d(x), *geometry(size, stride, padding), *in_3d(out))
     return y.reshape(x.shape[:2] + out)
 
 
 def pool_mean_grad(delta, size, stride, padding, input_size):
     shape = delta.shape[:2] + tuple(input_size)
-    full = (1,) * (3 - len(input_size)) + tuple(input_size)
-    return _mean_grad(as_3d(delta), *geometry(len(size), size, stride, padding),
-                      *full).reshape(shape)
+    return _mean_grad(as_3d(delta), *geometry(size, stride, padding),
+                      *in_3d(input_size)).reshape(shape)
 
 
 # the compiled kernels -------------------------------------------------------------------

@@ -13,6 +13,19 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+# kernels written in 3-D run 1-D and 2-D maps with unit dimensions in front -------------
+
+def as_3d(x: np.ndarray) -> np.ndarray:
+    """(N, C, *spatial) as a contiguous (N, C, D, H, W), missing dimensions 1 long."""
+    x = np.ascontiguousarray(x)
+    return x.reshape(x.shape[:2] + (1,) * (5 - x.ndim) + x.shape[2:])
+
+
+def in_3d(values, fill=1) -> tuple:
+    """A per-dimension tuple of a 1-D or 2-D map as its 3-D form: ``fill`` in front."""
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
 # 2-D kernels run 1-D maps as maps one pixel high: the same sums, term for term --------
 
 def _lift_attr(name, value):
