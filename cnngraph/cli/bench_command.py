@@ -1,5 +1,5 @@
-"""The ``bench`` command: training and inference speed, time per op and per layer,
-peak memory, the first use's cost and the roofline (the work is
+"""The ``bench`` command: training and inference speed, GFLOP/s and share of the
+peak, time per op and per layer, peak memory and the first use's cost (the work is
 `cnngraph.tools.bench`).  Part of the CLI (only the CLI prints)."""
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def add_bench(sub):
 
 def cmd_bench(args) -> int:
     from ..core.errors import UsageError
-    from ..tools.bench import (first_use, gemm_flops_per_second, measure, profile_ops,
-                               step_flops)
+    from ..tools.bench import (first_use, forward_flops, gemm_peaks, measure, profile_ops,
+                               step_flops, with_roofline)
     from ..tools.machine import format_machine, machine_facts
     from ..training.resources import step_peak_bytes
     started = time.perf_counter()
@@ -45,17 +45,16 @@ def cmd_bench(args) -> int:
         results = measure(model, args.batch, dtype, args.seconds, workers=args.threads)
         profile_batch = args.profile_batch or max(args.batch)
         ops, layers, peak = profile_ops(model, profile_batch, dtype)
-    flops = step_flops(model)
-    gemm = {n: gemm_flops_per_second(dtype, n) for n in
-            sorted({r["train_threads"] for r in results})}
-    for r in results:
-        r["roofline_fraction"] = r["train_images_per_s"] * flops / gemm[r["train_threads"]]
+    flops, infer_flops = step_flops(model), forward_flops(model)
+    gemm = gemm_peaks(dtype, [r[f"{mode}_threads"] for r in results for mode in ("train", "infer")])
+    results = with_roofline(results, flops, infer_flops, gemm)
     predicted = step_peak_bytes(model, profile_batch, dtype)
     threads = args.threads
     if args.json:
         print(json.dumps({"model": args.model, "machine": machine, "threads": threads,
                           "backend": model.backend.name, "first_use": first,
                           "step_flops_per_image": flops,
+                          "forward_flops_per_image": infer_flops,
                           "gemm_flops_per_s": {str(n): v for n, v in gemm.items()},
                           "results": results,
                           "ops": ops, "layers": layers, "peak_bytes": peak,
@@ -70,15 +69,17 @@ def cmd_bench(args) -> int:
           f"training step {first['first_step_s']:.2f} s and forward pass "
           f"{first['first_forward_s']:.2f} s (a compiled backend compiles its kernels there, "
           f"or loads them from its cache), the next step {1e3 * first['next_step_s']:.1f} ms")
-    print(f"a training step is {flops / 1e6:.3f} MFLOP per image; a large matrix product runs "
-          "at " + ", ".join(f"{v / 1e9:.0f} GFLOP/s on {n} thread(s)" for n, v in gemm.items())
-          + " (the roofline)")
-    print(f"{'batch':>6} {'train images/s':>15} {'threads':>8} {'roofline':>9} "
-          f"{'infer images/s':>15} {'threads':>8}")
+    print(f"a training step is {flops / 1e6:.3f} MFLOP per image, a forward pass (inference) "
+          f"{infer_flops / 1e6:.3f}; a large matrix product runs at "
+          + ", ".join(f"{v / 1e9:.0f} GFLOP/s on {n} thread(s)" for n, v in gemm.items())
+          + " (the peak)")
+    print(f"{'':>6}  {' training ':-^35}  {' inference ':-^35}")
+    print(f"{'batch':>6}" + f"  {'images/s':>11} {'threads':>7} {'GFLOP/s':>8} {'peak':>6}" * 2)
     for r in results:
-        print(f"{r['batch']:>6} {r['train_images_per_s']:>15,.0f} {r['train_threads']:>8} "
-              f"{100 * r['roofline_fraction']:>8.1f}% "
-              f"{r['infer_images_per_s']:>15,.0f} {r['infer_threads']:>8}")
+        print(f"{r['batch']:>6}" + "".join(
+            f"  {r[f'{m}_images_per_s']:>11,.0f} {r[f'{m}_threads']:>7} "
+            f"{r[f'{m}_gflops_per_s']:>8.1f} {100 * r[f'{m}_peak_fraction']:>5.1f}%"
+            for m in ("train", "infer")))
     print(f"\ntime per op, one training step at batch {profile_batch}:")
     for r in ops:
         print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  "

@@ -5,17 +5,19 @@ Training is one full step: forward, derived backward, SGD update.  Inputs are
 random (the speed does not depend on the pixels), so no data set is needed.
 The per-op profile walks the training plan with `run_plan`, timing each step
 (as ``caffe time`` does per layer) and tracking the bytes of live buffers.
-The roofline is a large square matrix product in BLAS on the same threads: the
-step's floating-point operations (twice the multiply-adds its op rules declare)
-per second, over the product's.
+The roofline is a large square matrix product in BLAS on the same threads (the
+peak): a training step's or a forward pass's floating-point operations (twice the
+multiply-adds its op rules declare) per second, over the product's.
 """
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 
+import networkx as nx
 import numpy as np
 
+from ..compiler.evaluation import evaluation_graph
 from ..core.plan import Plan
 from ..runtime.execute import run_plan
 from ..training.step import Draw, Optimizer, train_step
@@ -95,8 +97,21 @@ def first_use(model, dtype, batch: int = 64, seed: int = 0) -> dict:
 def step_flops(model) -> int:
     """Floating-point operations of one training step per image: twice the
     multiply-adds of every op in the training graph (their rules' ``macs``)."""
-    graph = model.training.graph
-    return 2 * sum(op_macs(data, graph, model.registry)
+    return _flops(model.training.graph, model.registry)
+
+
+def forward_flops(model) -> int:
+    """Floating-point operations of one forward pass (inference) per image, counted
+    as `step_flops` counts them over the ops the forward plan runs: those the
+    prediction needs, in evaluation mode (no loss, no backward pass)."""
+    graph = evaluation_graph(model.graph)
+    prediction = model.network.prediction
+    return _flops(graph.subgraph(nx.ancestors(graph, prediction) | {prediction}),
+                  model.registry)
+
+
+def _flops(graph, registry) -> int:
+    return 2 * sum(op_macs(data, graph, registry)
                    for _, data in graph.nodes(data=True) if data.get("op"))
 
 
@@ -108,6 +123,26 @@ def gemm_flops_per_second(dtype, threads: int = 1, size: int = 1536,
     with threadpool_limits(threads, user_api="blas"):
         rate = images_per_second(lambda: a @ a, 1, seconds)
     return rate * 2 * size ** 3
+
+
+def gemm_peaks(dtype, thread_counts) -> dict[int, float]:
+    """Thread count -> `gemm_flops_per_second`, measured once each (the peak)."""
+    return {n: gemm_flops_per_second(dtype, n) for n in sorted(set(thread_counts))}
+
+
+def with_roofline(rows: list[dict], train_flops: int, infer_flops: int,
+                  peaks: dict[int, float]) -> list[dict]:
+    """`measure`'s rows with, for training and inference, GFLOP/s (images/s times
+    the FLOPs per image) and the fraction of the peak on the threads that ran them."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        for mode, flops in (("train", train_flops), ("infer", infer_flops)):
+            rate = r[f"{mode}_images_per_s"] * flops
+            r[f"{mode}_gflops_per_s"] = rate / 1e9
+            r[f"{mode}_peak_fraction"] = rate / peaks[r[f"{mode}_threads"]]
+        out.append(r)
+    return out
 
 
 def _chosen(chooser, workers):
