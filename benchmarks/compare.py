@@ -20,6 +20,13 @@ Beside them, reported and never a target: PyTorch's inference under
 torch.inference_mode (``infer`` rows, column ``inf-mode``) and, with --torch-compile,
 the same step and inference through torch.compile (inductor on the CPU; its
 compile time is printed, not timed).
+Under each row a second line gives every side's GFLOP/s and share of the peak
+(``--json``: each row's ``roofline``).  The FLOPs per image are the model's
+(`cnngraph.tools.bench.step_flops` for a training step, `forward_flops` for
+inference), one count for every side (PyTorch's masked C3 convolves every map
+pair, more arithmetic than counted); the peak is a large matrix product in
+NumPy's BLAS in the row's dtype on its thread count (`gemm_flops_per_second`),
+measured once each and printed in the header beside the machine.
 It also times a full MNIST-sized epoch (60 000 random images) of dlt.cnn in
 float64 at batch 50, to set beside DeepLearnToolbox's ~800 images/s on Octave.
 """
@@ -37,7 +44,8 @@ from threadpoolctl import threadpool_limits
 
 from cnngraph import compile_model
 from cnngraph.compiler.program import make_plan
-from cnngraph.tools.bench import sgd_step, synthetic_batch
+from cnngraph.tools.bench import (forward_flops, gemm_peaks, sgd_step, step_flops,
+                                  synthetic_batch)
 from cnngraph.tools.machine import format_machine, machine_facts
 from cnngraph.training.step import Optimizer, train_step
 from cnngraph.training.threads import threads_for
@@ -230,7 +238,32 @@ def dlt_epoch(threads, backend="auto"):
         return 60_000 / (time.perf_counter() - start)
 
 
-def main():
+def roofline(rates: dict, flops: int, peak: float) -> dict:
+    """Side -> GFLOP/s and fraction of ``peak`` at its images/s (``rates``)."""
+    return {side: {"gflops_per_s": r * flops / 1e9, "peak_fraction": r * flops / peak}
+            for side, r in rates.items()}
+
+
+def format_row(head, s, rates, extra_names, roof):
+    """A row's two lines: each side's images/s and the ratio cnngraph/PyTorch eager;
+    under each side, its GFLOP/s and % of the peak (``head``: the row's first 44
+    columns; ``rates`` and ``roof``: side -> images/s, `roofline`)."""
+    def cells(text, middle):
+        ours = "".join(f"{text(k):>12}" for k in ("cnngraph", "torch"))
+        others = "".join(f"{text(k) if k in rates else '':>12}" for k in extra_names)
+        return f"{ours}{middle:<19}{others}"
+
+    def speed(k):
+        return f"{rates[k]:,.0f}"
+
+    def share(k):
+        return f"{roof[k]['gflops_per_s']:.1f} {100 * roof[k]['peak_fraction']:4.1f}%"
+    ratio = f"{s['ratio_median']:>7.2f}  {s['ratio_min']:.2f}-{s['ratio_max']:.2f}"
+    return (f"{head:<44}{cells(speed, ratio)}".rstrip() + "\n"
+            + f"{'':<18}{'GFLOP/s, % of peak':<26}{cells(share, '')}".rstrip())
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["models/dlt.cnn", "models/lenet5.cnn"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 10, 50, 256])
@@ -245,7 +278,7 @@ def main():
                         help="cnngraph's kernels (default auto: numba where installed)")
     parser.add_argument("--torch-compile", action="store_true",
                         help="also time PyTorch through torch.compile (inductor)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     with threadpool_limits(1, user_api="blas"):  # as the timings run cnngraph's side
         print(format_machine(machine_facts()))
@@ -259,10 +292,20 @@ def main():
         warm.forward(warm.init_params(0, np.float32),
                      synthetic_batch(warm, 40, np.float32, np.random.default_rng(0))[0])
     print(f"cnngraph backend: {warm.backend.name}")
+    peaks = {dtype: gemm_peaks(np.dtype(dtype), args.threads) for dtype in args.dtype}
+    print("peak, a 1536x1536 matrix product in NumPy's BLAS: " + "; ".join(
+        f"{dtype} " + ", ".join(f"{p / 1e9:.0f} GFLOP/s on {n} thread(s)" for n, p in by_n.items())
+        for dtype, by_n in peaks.items()))
+    flops = {}
+    for path in args.models:
+        model = compile_model(path, backend=args.backend)
+        flops[path] = {"train": step_flops(model), "infer": forward_flops(model)}
+        print(f"{path}: a training step is {flops[path]['train'] / 1e6:.3f} MFLOP per image, "
+              f"a forward pass (inference) {flops[path]['infer'] / 1e6:.3f}, on every side")
     extra_names = ["inf-mode"] + (["compiled"] if args.torch_compile else [])
     print(f"{'model':<18}{'dtype':<9}{'thr':>3}{'batch':>6}  {'mode':<6}"
-          f"{'cnngraph':>10}{'torch':>10}{'ratio':>7}  {'min-max':<10}"
-          + "".join(f"{name:>10}" for name in extra_names))
+          f"{'cnngraph':>12}{'torch':>12}{'ratio':>7}  {'min-max':<10}"
+          + "".join(f"{name:>12}" for name in extra_names))
     for path in args.models:
         for dtype in args.dtype:
             for threads in args.threads:
@@ -274,15 +317,17 @@ def main():
                         s = summarize(p)
                         extra = {name: statistics.median(v)
                                  for name, v in others.get(mode, {}).items()}
+                        rates = {"cnngraph": s["cnngraph"], "torch": s["torch"], **extra}
+                        peak = peaks[dtype][threads]
+                        roof = roofline(rates, flops[path][mode], peak)
                         rows.append({"model": path, "dtype": dtype, "threads": threads,
                                      "batch": batch, "mode": mode, **s,
-                                     "torch_others": extra})
-                        print(f"{path.split('/')[-1]:<18}{dtype:<9}{threads:>3}{batch:>6}  "
-                              f"{mode:<6}{s['cnngraph']:>10,.0f}{s['torch']:>10,.0f}"
-                              f"{s['ratio_median']:>7.2f}  "
-                              f"{s['ratio_min']:.2f}-{s['ratio_max']:.2f}".ljust(10 + 62)
-                              + "".join(f"{extra[n]:>10,.0f}" if n in extra else f"{'':>10}"
-                                        for n in extra_names), flush=True)
+                                     "torch_others": extra,
+                                     "flops_per_image": flops[path][mode],
+                                     "peak_flops_per_s": peak, "roofline": roof})
+                        head = (f"{path.split('/')[-1]:<18}{dtype:<9}{threads:>3}{batch:>6}  "
+                                f"{mode}")
+                        print(format_row(head, s, rates, extra_names, roof), flush=True)
     result = {"rows": rows}
     if not args.skip_epoch:
         for threads in args.threads:
@@ -293,6 +338,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    return result
 
 
 if __name__ == "__main__":
