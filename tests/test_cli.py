@@ -122,7 +122,7 @@ def test_run_prints_its_setup_epochs_result_and_files(capsys, mnist, tmp_path):
                         "float64, seed 0, validation 20")
     assert lines[1].startswith("epoch   1  loss ") and lines[2].startswith("epoch   2  loss ")
     assert re.fullmatch(r"test error \d+\.\d\d% on 50 images", lines[3])
-    assert lines[4] == "confusion (rows: true digit, columns: predicted)"
+    assert lines[4] == "confusion (rows: true class, columns: predicted)"
     assert lines[-2] == f"wrote {tmp_path / 'metrics.json'} and {tmp_path / 'checkpoint.npz'}"
     assert lines[-1] == f"explore: python -m cnngraph explore {tmp_path}"
 

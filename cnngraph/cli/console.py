@@ -119,7 +119,7 @@ def duration(seconds: float) -> str:
 
 def format_confusion(confusion) -> str:
     n = len(confusion)
-    lines = ["confusion (rows: true digit, columns: predicted)",
+    lines = ["confusion (rows: true class, columns: predicted)",
              "      " + "".join(f"{j:>6}" for j in range(n))]
     lines += [f"{i:>6}" + "".join(f"{v:>6}" for v in row) for i, row in enumerate(confusion)]
     return "\n".join(lines)
