@@ -235,8 +235,8 @@ def pixel_scale_offset(model, train_images=None, full_scale: float = 255.0):
                          f"those images",
                          hint="pass pixels=ckpt.preprocessing.scale_offset(model.registry) "
                               "(a checkpoint's record), or the training images")
-    return fit_preprocessing(pre, train_images, full_scale,
-                             model.registry).scale_offset(model.registry)
+    return fit_preprocessing(pre, train_images, full_scale, model.registry,
+                             len(model.input_shape) - 1).scale_offset(model.registry)
 
 
 def export_onnx(model, params, *, pixels: tuple[float, float] | None = None,
