@@ -115,14 +115,15 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
     enough to leave NumPy's fallback."""
     from numba.core.registry import CPUDispatcher
 
-    from cnngraph.runtime import (numba_conv, numba_maps, numba_pool, numba_strided,
-                                  numba_strided3)
+    from cnngraph.runtime import (numba_conv, numba_maps, numba_pool, numba_strided3,
+                                  numba_tiled)
     reached, entries = set(), set()
-    for module in (numba_conv, numba_maps, numba_pool, numba_strided, numba_strided3):
+    for module in (numba_conv, numba_maps, numba_pool, numba_strided3, numba_tiled):
         for name, compiled in list(vars(module).items()):
             if isinstance(compiled, CPUDispatcher) and compiled.targetoptions.get("parallel"):
-                entries.add(name)
-                monkeypatch.setattr(module, name, lambda *a, _name=name, _run=compiled:
+                entry = f"{module.__name__}.{name}"
+                entries.add(entry)
+                monkeypatch.setattr(module, name, lambda *a, _name=entry, _run=compiled:
                                     reached.add((_name, a[0].dtype.name)) or _run(*a))
     backend = REGISTRY.backend("numba")
     for op, kernel in backend.kernels.items():

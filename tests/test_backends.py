@@ -139,13 +139,13 @@ def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
 def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
     """conv_valid and conv_full cut small batches into one chunk per thread: each output
     must be summed in the same order whatever the chunks."""
-    from cnngraph.runtime import numba_conv
+    from cnngraph.runtime import numba_tiled
     rng = np.random.default_rng(0)
     x, kernel = rng.normal(size=(10, 6, 12, 12)).astype(dtype), \
         rng.normal(size=(12, 6, 5, 5)).astype(dtype)
     delta = rng.normal(size=(10, 12, 8, 8)).astype(dtype)
-    for run, args in ((numba_conv.conv_valid, (x, kernel)), (numba_conv.conv_full,
-                                                            (delta, kernel))):
+    for run, args in ((numba_tiled.conv_valid, (x, kernel)), (numba_tiled.conv_full,
+                                                             (delta, kernel))):
         outs = [run(*args, chunks).tobytes() for chunks in (1, 2, 3, 10)]
         assert outs[0] == outs[1] == outs[2] == outs[3]
 
@@ -156,15 +156,16 @@ def test_numba_convolutions_give_the_same_bits_in_any_chunks(dtype):
                                    (3, 4, 8, 9, 9, 1, 1), (1, 5, 9, 40, 6, 3, 5)],
                          ids=lambda s: "n{}c{}h{}w{}o{}k{}x{}".format(*s))
 def test_numba_convolutions_equal_numerics_for_any_kernel_shape(shape):
-    """Kernel widths of five take the four-map paths, the others the generic rows;
-    both, in every direction, against runtime/numerics.py in float64.  One image
-    with rows 36 wide is convolved directly too (one chunk)."""
-    from cnngraph.runtime import numba_conv, numerics
+    """Map counts of 8, 4, 2 and 1 take tiles of as many maps, kernel widths of five the
+    seed's four-map kernel-gradient paths, the others its generic rows; every
+    direction against runtime/numerics.py in float64.  One image with rows 36 wide is
+    convolved directly too (one chunk)."""
+    from cnngraph.runtime import numba_conv, numba_tiled, numerics
     n, c, h, w, c_out, kh, kw = shape
     rng = np.random.default_rng(1)
     x, kernel = rng.normal(size=(n, c, h, w)), rng.normal(size=(c_out, c, kh, kw))
     delta = rng.normal(size=(n, c_out, h - kh + 1, w - kw + 1))
-    _close(numba_conv.conv_valid(x, kernel, 2), numerics.correlate_valid(x, kernel), "valid")
-    _close(numba_conv.conv_full(delta, kernel, 2), numerics.convolve_full(delta, kernel), "full")
+    _close(numba_tiled.conv_valid(x, kernel, 2), numerics.correlate_valid(x, kernel), "valid")
+    _close(numba_tiled.conv_full(delta, kernel, 2), numerics.convolve_full(delta, kernel), "full")
     _close(numba_conv.conv_grad_kernel(x, delta, kh, kw),
            numerics.correlate_kernel(x, delta, kh, kw), "kernel gradient")

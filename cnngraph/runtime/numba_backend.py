@@ -1,9 +1,10 @@
 """The numba backend: compiled CPU kernels for the convolution triple and the
 per-map ops, the NumPy backend behind it for everything else.
 
-Convolutions run directly in cache-sized blocks (runtime/numba_conv.py) where
-their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN
-values long; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at
+Stride-1 convolutions of 2-D (and 1-D) maps run directly on register tiles
+(runtime/numba_tiled.py; the seed's kernel gradient in cache-sized blocks,
+runtime/numba_conv.py) where their output rows, across a chunk of the batch, are
+at least DIRECT_MIN_RUN values long; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at
 batch 1) stay matrix products, where BLAS was 2-4x faster than the direct
 loops.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
 compiled call's fixed cost is the larger.  (Both measured while choosing, each
@@ -54,8 +55,8 @@ def _conv():
     return _compiled("numba_conv")
 
 
-def _strided():
-    return _compiled("numba_strided")
+def _tiled():
+    return _compiled("numba_tiled")
 
 
 def _maps():
@@ -77,16 +78,16 @@ def conv_valid(x, kernel, *, mask=None):
     kernel = masked(kernel, mask)
     if not _direct(len(x), x.shape[3] - kernel.shape[3] + 1):
         return numerics.correlate_valid(x, kernel)
-    return _conv().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
-                              _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1))
+    return _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+                               _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1))
 
 
 def conv_full(delta, kernel, *, mask=None):
     kernel = masked(kernel, mask)
     if not _direct(len(delta), delta.shape[3]):
         return numerics.convolve_full(delta, kernel)
-    return _conv().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
-                             _chunks_for(len(delta), delta.shape[3]))
+    return _tiled().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
+                              _chunks_for(len(delta), delta.shape[3]))
 
 
 def conv_grad_kernel(x, delta, *, size, mask=None):
@@ -102,15 +103,15 @@ def _threads() -> int:
     return numba.get_num_threads()
 
 
-def _geometry(stride, padding, dilation):
-    (pt, pb), (pl, pr) = padding
-    return (*stride, pt, pb, pl, pr, *dilation)
-
-
 def _rows(x, stride) -> bool:
-    """Whether the 2-D stride-1 row kernels (numba_strided) serve; else numba_strided3's
+    """Whether the 2-D stride-1 kernels (numba_tiled) serve; else numba_strided3's
     stride phases, in 3-D."""
     return x.ndim == 4 and tuple(stride) == (1, 1)
+
+
+def _padding_dilation(padding, dilation):
+    (pt, pb), (pl, pr) = padding
+    return pt, pb, pl, pr, *dilation
 
 
 def _geometry3(stride, padding, dilation):
@@ -127,8 +128,8 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
     """Strided, padded, dilated: always the direct kernel (NumPy has only the reference)."""
     kernel = masked(kernel, mask)
     if _rows(x, stride):
-        return _strided().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
-                                       *_geometry(stride, padding, dilation), _threads())
+        return _tiled().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+                                     *_padding_dilation(padding, dilation), _threads())
     y = _compiled("numba_strided3").conv_strided(
         as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation), _threads())
     return y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
@@ -137,9 +138,9 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
     kernel = masked(kernel, mask)
     if _rows(delta, stride):
-        return _strided().conv_strided_full(
+        return _tiled().conv_strided_full(
             np.ascontiguousarray(delta), np.ascontiguousarray(kernel), *map_size,
-            *_geometry(stride, padding, dilation), _threads())
+            *_padding_dilation(padding, dilation), _threads())
     dx = _compiled("numba_strided3").conv_strided_full(
         as_3d(delta), as_3d(kernel), _size3(map_size), *_geometry3(stride, padding, dilation),
         _threads())
@@ -148,9 +149,9 @@ def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mas
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
     if _rows(x, stride):
-        return masked(_strided().conv_strided_grad_kernel(
+        return masked(_tiled().conv_strided_grad_kernel(
             np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
-            *_geometry(stride, padding, dilation)), mask)
+            *_padding_dilation(padding, dilation)), mask)
     g = _compiled("numba_strided3").conv_strided_grad_kernel(
         as_3d(x), as_3d(delta), _size3(size), *_geometry3(stride, padding, dilation))
     return masked(g.reshape(g.shape[:2] + tuple(size)), mask)
@@ -327,7 +328,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _strided(), _compiled("numba_strided3"), _maps(), _pool()
+    _conv(), _tiled(), _compiled("numba_strided3"), _maps(), _pool()
 
 
 def numba_backend(fallback: Backend) -> Backend:

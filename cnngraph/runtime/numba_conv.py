@@ -1,21 +1,18 @@
-"""The convolution triple compiled with numba, computed directly in cache-sized blocks.
+"""The seed's kernel gradient compiled with numba, computed directly in cache-sized
+blocks, and the settings every numba kernel shares (FASTMATH, chunking).
 
-Each kernel walks the batch in chunks of at most CHUNK images and copies a chunk
-into a batch-innermost block, (maps, H, W, images), that stays in L2: there a
-map row of every image in the chunk is one contiguous run, so the inner loops
-are long and vectorize whatever the map width (8 pixels in dlt.cnn's C3).
-Taps are applied five at a time (`_taps5`), so one load and store of the
-output row serves five multiply-adds, and to four maps at a time.  Chunks run
-in parallel (prange).  The forward and input-gradient kernels sum each output
-in the same order whatever the chunks, so they cut a small batch into one chunk
-per thread; the kernel gradient adds per-chunk partial sums in chunk order, so
-its chunks depend on the batch size alone.  Results are bitwise the same for
-any thread count.
+conv_grad_kernel walks the batch in chunks of at most CHUNK images and copies a
+chunk into a batch-innermost block, (maps, H, W, images), that stays in L2: there
+a map row of every image in the chunk is one contiguous run, so the inner loops
+are long and vectorize whatever the map width (8 pixels in dlt.cnn's C3).  Five
+taps' sums share each load of delta (`_dots5`), for four maps at a time.  Chunks
+run in parallel (prange); the per-chunk partial sums are added in chunk order and
+the chunks depend on the batch size alone, so the result is bitwise the same for
+any thread count.  (The forward pass and input gradient are numba_tiled's.)
 
 Shapes and conventions are runtime/numerics.py's: maps (N, C, H, W), kernels
-(C_out, C_in, kh, kw); conv_valid is a valid cross-correlation, conv_full the
-full true convolution of delta with the kernel, conv_grad_kernel the valid
-cross-correlation of x with delta summed over the batch.
+(C_out, C_in, kh, kw); conv_grad_kernel is the valid cross-correlation of x with
+delta summed over the batch.
 """
 from __future__ import annotations
 
@@ -40,157 +37,18 @@ def chunking(n, at_least=1):
 
 
 @njit(inline="always", **_jit)
-def _to_block(x, start, stop, pad, out):
-    """out[i, Y, X + pad, m] = x[start + m, i, Y, X]: one chunk, batch innermost.
-    Row by row: one (X, m) slab of out stays in L1 while every image's row fills it."""
+def _block_rows(x, start, stop):
+    """Images start..stop of x as a batch-innermost block viewed as rows: (maps, H,
+    W · images).  Row by row: one (X, m) slab stays in L1 while every image's row
+    fills it."""
+    B = stop - start
+    block = np.empty((x.shape[1], x.shape[2], x.shape[3], B), x.dtype)
     for i in range(x.shape[1]):
         for Y in range(x.shape[2]):
-            for m in range(stop - start):
+            for m in range(B):
                 for X in range(x.shape[3]):
-                    out[i, Y, X + pad, m] = x[start + m, i, Y, X]
-
-
-@njit(inline="always", **_jit)
-def _block_rows(x, start, stop, pad):
-    """Images start..stop of x as a batch-innermost block, zero-padded by ``pad`` on
-    both sides along X, viewed as rows: (maps, H, (W + 2 pad) · images)."""
-    shape = (x.shape[1], x.shape[2], x.shape[3] + 2 * pad, stop - start)
-    block = np.zeros(shape, x.dtype) if pad else np.empty(shape, x.dtype)
-    _to_block(x, start, stop, pad, block)
-    return block.reshape(shape[0], shape[1], shape[2] * shape[3])
-
-
-@njit(inline="always", **_jit)
-def _from_block(block, start, out):
-    """out[start + m, i, Y, X] = block[i, Y, X, m], row by row as `_to_block`."""
-    for i in range(block.shape[0]):
-        for Y in range(block.shape[1]):
-            for m in range(block.shape[3]):
-                for X in range(block.shape[2]):
-                    out[start + m, i, Y, X] = block[i, Y, X, m]
-
-
-@njit(inline="always", **_jit)
-def _taps5(dst, src, base, step, k0, k1, k2, k3, k4):
-    """dst[q] += Σ_j k_j src[base + q + j·step]: five taps of one kernel row."""
-    for q in range(dst.shape[0]):
-        p = base + q
-        dst[q] += (k0 * src[p] + k1 * src[p + step] + k2 * src[p + 2 * step]
-                   + k3 * src[p + 3 * step] + k4 * src[p + 4 * step])
-
-
-@njit(inline="always", **_jit)
-def _taps5_4maps(d0, d1, d2, d3, src, step, k0, k1, k2, k3):
-    """_taps5 into four output rows at once, each with its own kernel row (k0..k3):
-    each load of src serves four maps (C3's forward ran 1.7x faster so)."""
-    a0, a1, a2, a3, a4 = k0[0], k0[1], k0[2], k0[3], k0[4]
-    b0, b1, b2, b3, b4 = k1[0], k1[1], k1[2], k1[3], k1[4]
-    c0, c1, c2, c3, c4 = k2[0], k2[1], k2[2], k2[3], k2[4]
-    e0, e1, e2, e3, e4 = k3[0], k3[1], k3[2], k3[3], k3[4]
-    for q in range(d0.shape[0]):
-        s0, s1, s2 = src[q], src[q + step], src[q + 2 * step]
-        s3, s4 = src[q + 3 * step], src[q + 4 * step]
-        d0[q] += a0 * s0 + a1 * s1 + a2 * s2 + a3 * s3 + a4 * s4
-        d1[q] += b0 * s0 + b1 * s1 + b2 * s2 + b3 * s3 + b4 * s4
-        d2[q] += c0 * s0 + c1 * s1 + c2 * s2 + c3 * s3 + c4 * s4
-        d3[q] += e0 * s0 + e1 * s1 + e2 * s2 + e3 * s3 + e4 * s4
-
-
-@njit(inline="always", **_jit)
-def _tap1(dst, src, base, kv):
-    for q in range(dst.shape[0]):
-        dst[q] += kv * src[base + q]
-
-
-@njit(inline="always", **_jit)
-def _row(dst, src, krow, step, reverse):
-    """dst += the row of kernel taps krow applied along src (each tap `step` further;
-    `reverse` walks the kernel row backwards, as a true convolution does)."""
-    kw = krow.shape[0]
-    b = 0
-    while b + 5 <= kw:
-        if reverse:
-            _taps5(dst, src, b * step, step, krow[kw - 1 - b], krow[kw - 2 - b],
-                   krow[kw - 3 - b], krow[kw - 4 - b], krow[kw - 5 - b])
-        else:
-            _taps5(dst, src, b * step, step, krow[b], krow[b + 1], krow[b + 2], krow[b + 3],
-                   krow[b + 4])
-        b += 5
-    while b < kw:
-        _tap1(dst, src, b * step, krow[kw - 1 - b] if reverse else krow[b])
-        b += 1
-
-
-@njit(parallel=True, **_jit)
-def conv_valid(x, kernel, threads):
-    """y[n, o] = Σ_i x[n, i] ⋆ kernel[o, i], valid borders.  Each output is summed in
-    the same order whatever the chunks, so a small batch is cut into ``threads``."""
-    n, c, h, w = x.shape
-    c_out, _, kh, kw = kernel.shape
-    ho, wo = h - kh + 1, w - kw + 1
-    y = np.empty((n, c_out, ho, wo), x.dtype)
-    count, size = chunking(n, threads)
-    for chunk in prange(count):
-        start = chunk * size
-        stop = min(n, start + size)
-        B = stop - start
-        rows = _block_rows(x, start, stop, 0)
-        out = np.zeros((c_out, ho, wo, B), x.dtype)
-        out_rows = out.reshape(c_out, ho, wo * B)
-        o = 0
-        while kw == 5 and o + 4 <= c_out:  # four maps at a time
-            for Y in range(ho):
-                for i in range(c):
-                    for a in range(kh):
-                        _taps5_4maps(out_rows[o, Y], out_rows[o + 1, Y], out_rows[o + 2, Y],
-                                     out_rows[o + 3, Y], rows[i, Y + a], B, kernel[o, i, a],
-                                     kernel[o + 1, i, a], kernel[o + 2, i, a],
-                                     kernel[o + 3, i, a])
-            o += 4
-        for o in range(o, c_out):
-            for Y in range(ho):
-                for i in range(c):
-                    for a in range(kh):
-                        _row(out_rows[o, Y], rows[i, Y + a], kernel[o, i, a], B, False)
-        _from_block(out, start, y)
-    return y
-
-
-@njit(parallel=True, **_jit)
-def conv_full(delta, kernel, threads):
-    """dx[n, i] = Σ_o delta[n, o] * kernel[o, i], full borders: each row of dx gathers
-    the delta rows it overlaps (no zero rows are visited), delta padded along X.
-    Chunks as `conv_valid`'s."""
-    n, c_out, ho, wo = delta.shape
-    _, c, kh, kw = kernel.shape
-    h, w = ho + kh - 1, wo + kw - 1
-    dx = np.empty((n, c, h, w), delta.dtype)
-    count, size = chunking(n, threads)
-    for chunk in prange(count):
-        start = chunk * size
-        stop = min(n, start + size)
-        B = stop - start
-        rows = _block_rows(delta, start, stop, kw - 1)
-        out = np.zeros((c, h, w, B), delta.dtype)
-        out_rows = out.reshape(c, h, w * B)
-        flipped = kernel[:, :, :, ::-1]  # a true convolution walks each kernel row backwards
-        i = 0
-        while kw == 5 and i + 4 <= c:  # four maps at a time
-            for Y in range(h):
-                for o in range(c_out):
-                    for a in range(max(0, Y - ho + 1), min(kh, Y + 1)):
-                        _taps5_4maps(out_rows[i, Y], out_rows[i + 1, Y], out_rows[i + 2, Y],
-                                     out_rows[i + 3, Y], rows[o, Y - a], B, flipped[o, i, a],
-                                     flipped[o, i + 1, a], flipped[o, i + 2, a],
-                                     flipped[o, i + 3, a])
-            i += 4
-        for i in range(i, c):
-            for Y in range(h):
-                for o in range(c_out):
-                    for a in range(max(0, Y - ho + 1), min(kh, Y + 1)):
-                        _row(out_rows[i, Y], rows[o, Y - a], kernel[o, i, a], B, True)
-        _from_block(out, start, dx)
-    return dx
+                    block[i, Y, X, m] = x[start + m, i, Y, X]
+    return block.reshape(x.shape[1], x.shape[2], x.shape[3] * B)
 
 
 @njit(inline="always", **_jit)
@@ -252,8 +110,8 @@ def conv_grad_kernel(x, delta, kh, kw):
         start = chunk * size
         stop = min(n, start + size)
         B = stop - start
-        rows = _block_rows(x, start, stop, 0)
-        drows = _block_rows(delta, start, stop, 0)
+        rows = _block_rows(x, start, stop)
+        drows = _block_rows(delta, start, stop)
         part = parts[chunk]
         o = 0
         while kw == 5 and o + 4 <= c_out:  # four maps at a time

@@ -1,0 +1,229 @@
+"""Register tiles: the inner loops of numba_tiled's convolutions, generated as
+straight-line code so that their sums stay in registers.
+
+numba keeps scalars, not arrays, in registers, so each tile is written out with
+one scalar per sum (the sources below, expanded with `exec`), and LLVM's SLP
+vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
+
+- a correlation tile (`_tile_source`) holds R maps x T positions of sums; per tap
+  it loads one run of T inputs and multiplies it by R broadcast kernel values;
+- a kernel-gradient tile (`_gkt_source`) holds S taps x J maps of sums, the maps
+  along the vectors, through every position of an image.
+
+Every sum is one FMA chain in a fixed order (the taps', or the positions'): the
+tiles' fastmath lacks "reassoc", so LLVM cannot split a chain into partial sums,
+and which tile computes an output never changes its bits.
+
+Two settings numba does not offer are made here, and need checking when numba or
+llvmlite is upgraded: LLVM's SLP vectorizer, off in numba, is switched on while
+the tiles (and nothing else) compile, at import; and `_zmm` asks LLVM for 512-bit
+vectors in each tile (its tuning for AVX-512 CPUs prefers 256; a CPU without
+AVX-512 uses its widest).  Compiled for their dtype only and cached on disk.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+from numba import njit, types
+from numba.core import config
+from numba.extending import intrinsic, overload
+
+from .numba_conv import _jit
+
+#: each output a chain of FMAs in order: no "reassoc" (with it, LLVM's loop vectorizer
+#: split the chains into partial sums along the taps, with gathers)
+_strict = dict(_jit, fastmath={"contract", "nsz"})
+#: (maps, positions) per correlation tile, about 16 vector accumulators each
+TILES = {np.float32: ((8, 32), (4, 64), (2, 128), (1, 128)),
+         np.float64: ((8, 16), (4, 32), (2, 64), (1, 64))}
+#: (taps, maps) per kernel-gradient tile
+GRADIENT_TILES = {np.float32: ((16, 8), (16, 16), (8, 32)),
+                  np.float64: ((16, 8), (8, 16), (4, 32))}
+#: the longest run of positions a tile reads past its start: slack after each buffer
+WIDEST = 128
+
+
+@intrinsic
+def _zmm(typingctx):
+    """Marks the calling function to be vectorized 512 bits wide and kept a call."""
+    def codegen(context, builder, signature, args):
+        attributes = builder.function.attributes
+        set.add(attributes, '"prefer-vector-width"="512"')   # llvmlite knows no such name
+        attributes.add("noinline")
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
+def _tile_source(R, T):
+    """dst[d0 + r·dstride + j] = Σ_t kq[t, o0 + r] src[offs[t] + p0 + j], r < R, j < T.
+    Unsigned indices: numba then adds no negative-index fix-up to each load."""
+    sums = [f"a{r}_{j}" for r in range(R) for j in range(T)]
+    lines = [f"def _tile_{R}_{T}(src, offs, p0, kq, o0, dst, d0, dstride):",
+             "    _zmm()",
+             "    z = src.dtype.type(0)",
+             "    " + " = ".join(sums) + " = z"]
+    lines += [f"    j{j} = np.uint64({j})" for j in range(T)]
+    lines += [f"    o{r} = np.uint64(o0 + {r})" for r in range(R)]
+    lines += ["    for t in range(offs.shape[0]):",
+              "        b = np.uint64(offs[t] + p0)"]
+    lines += [f"        s{j} = src[b + j{j}]" for j in range(T)]
+    lines += [f"        k{r} = kq[t, o{r}]" for r in range(R)]
+    lines += [f"        a{r}_{j} += k{r} * s{j}" for r in range(R) for j in range(T)]
+    for r in range(R):
+        lines.append(f"    d = np.uint64(d0 + {r} * dstride)")
+        lines += [f"    dst[d + j{j}] = a{r}_{j}" for j in range(T)]
+    return "\n".join(lines) + "\n"
+
+
+def _gkt_source(S, J):
+    """g[(t0 + s)·ldo + o0 + j] += Σ_{Y, X} src[offs[t0 + s] + Y·W + X]
+    dt[(Y·wo + X)·ldo + o0 + j], s < S, j < J, each sum one chain over the positions."""
+    lines = [f"def _gkt_{S}_{J}(src, offs, t0, dt, o0, ldo, ho, wo, W, g):",
+             "    _zmm()"]
+    lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
+    lines += [f"    f{s} = np.uint64(offs[t0 + {s}])" for s in range(S)]
+    lines += [f"    e{s} = np.uint64((t0 + {s}) * ldo + o0)" for s in range(S)]
+    lines += [f"    a{s}_{j} = g[e{s} + j{j}]" for s in range(S) for j in range(J)]
+    lines += ["    for Y in range(ho):",
+              "        for X in range(wo):",
+              "            P = np.uint64(Y * W + X)",
+              "            q = np.uint64((Y * wo + X) * ldo + o0)"]
+    lines += [f"            d{j} = dt[q + j{j}]" for j in range(J)]
+    lines += [f"            x{s} = src[f{s} + P]" for s in range(S)]
+    lines += [f"            a{s}_{j} += x{s} * d{j}" for s in range(S) for j in range(J)]
+    lines += [f"    g[e{s} + j{j}] = a{s}_{j}" for s in range(S) for j in range(J)]
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _slp_vectorized():
+    """LLVM's SLP vectorizer on (numba's NUMBA_SLP_VECTORIZE is 0) while compiling."""
+    saved = config.SLP_VECTORIZE
+    config.SLP_VECTORIZE = 1
+    try:
+        yield
+    finally:
+        config.SLP_VECTORIZE = saved
+
+
+def _signatures(kind, dtypes):
+    vectors = [types.Array(types.float32 if d == np.float32 else types.float64, 1, "C")
+               for d in dtypes]
+    i, offsets = types.int64, types.Array(types.int64, 1, "C")
+    if kind == "tile":
+        return [types.void(v, offsets, i, types.Array(v.dtype, 2, "C"), i, v, i, i)
+                for v in vectors]
+    return [types.void(v, offsets, i, v, i, i, i, i, i, v) for v in vectors]
+
+
+def _compiled_tiles():
+    """Every tile, compiled (or loaded from the cache) for the dtypes that use it."""
+    wanted = {}
+    for dtype, shapes in TILES.items():
+        for R, T in shapes:
+            wanted.setdefault(("tile", _tile_source(R, T), f"_tile_{R}_{T}"), []).append(dtype)
+    for dtype, shapes in GRADIENT_TILES.items():
+        for S, J in shapes:
+            wanted.setdefault(("gkt", _gkt_source(S, J), f"_gkt_{S}_{J}"), []).append(dtype)
+    namespace = {"__name__": __name__, "_zmm": _zmm, "np": np}
+    tiles = {}
+    with _slp_vectorized():
+        for (kind, source, name), dtypes in wanted.items():
+            exec(compile(source, __file__, "exec"), namespace)
+            tiles[name] = njit(_signatures(kind, dtypes), **_strict)(namespace[name])
+    return tiles
+
+
+globals().update(_compiled_tiles())
+
+
+@njit(**_jit)
+def _correlate_tiles32(src, offs, kq, o0, R, dst, d0, dstride, npos):
+    if R == 8:
+        for p0 in range(0, npos, 32):
+            _tile_8_32(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    elif R == 4:
+        for p0 in range(0, npos, 64):
+            _tile_4_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    elif R == 2:
+        for p0 in range(0, npos, 128):
+            _tile_2_128(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    else:
+        for p0 in range(0, npos, 128):
+            _tile_1_128(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+
+
+@njit(**_jit)
+def _correlate_tiles64(src, offs, kq, o0, R, dst, d0, dstride, npos):
+    if R == 8:
+        for p0 in range(0, npos, 16):
+            _tile_8_16(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    elif R == 4:
+        for p0 in range(0, npos, 32):
+            _tile_4_32(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    elif R == 2:
+        for p0 in range(0, npos, 64):
+            _tile_2_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+    else:
+        for p0 in range(0, npos, 64):
+            _tile_1_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
+
+
+@njit(**_jit)
+def _gradient_tiles32(src, offs, dt, ldo, ho, wo, W, g):
+    o0 = 0
+    while o0 < ldo:
+        left = ldo - o0
+        J = 32 if left >= 32 else 16 if left >= 16 else 8
+        for t0 in range(0, offs.shape[0], 16):
+            if J == 32:
+                _gkt_8_32(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
+                _gkt_8_32(src, offs, t0 + 8, dt, o0, ldo, ho, wo, W, g)
+            elif J == 16:
+                _gkt_16_16(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
+            else:
+                _gkt_16_8(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
+        o0 += J
+
+
+@njit(**_jit)
+def _gradient_tiles64(src, offs, dt, ldo, ho, wo, W, g):
+    o0 = 0
+    while o0 < ldo:
+        left = ldo - o0
+        J = 32 if left >= 32 else 16 if left >= 16 else 8
+        for t0 in range(0, offs.shape[0], 16):
+            if J == 32:
+                for t in range(t0, t0 + 16, 4):
+                    _gkt_4_32(src, offs, t, dt, o0, ldo, ho, wo, W, g)
+            elif J == 16:
+                _gkt_8_16(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
+                _gkt_8_16(src, offs, t0 + 8, dt, o0, ldo, ho, wo, W, g)
+            else:
+                _gkt_16_8(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
+        o0 += J
+
+
+def correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
+    """dst rows d0 + r·dstride, r < R: positions 0..npos (rounded up to the tile) of
+    Σ_t kq[t, o0 + r] src[offs[t] + position], in R-map tiles of src's dtype."""
+
+
+def gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
+    """g[t·ldo + o] += Σ_{Y, X} src[offs[t] + Y·W + X] dt[(Y·wo + X)·ldo + o] for every
+    tap t (offs padded to 16) and map o (ldo, a multiple of 8), in tiles of the dtype."""
+
+
+@overload(correlate_tiles, jit_options=_jit)
+def _correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
+    """Typed, not branched, by dtype: each dtype's tiles are compiled for it alone."""
+    run = _correlate_tiles32 if src.dtype == types.float32 else _correlate_tiles64
+    return lambda src, offs, kq, o0, R, dst, d0, dstride, npos: run(
+        src, offs, kq, o0, R, dst, d0, dstride, npos)
+
+
+@overload(gradient_tiles, jit_options=_jit)
+def _gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
+    run = _gradient_tiles32 if src.dtype == types.float32 else _gradient_tiles64
+    return lambda src, offs, dt, ldo, ho, wo, W, g: run(src, offs, dt, ldo, ho, wo, W, g)
