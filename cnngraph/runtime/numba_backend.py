@@ -36,6 +36,8 @@ from .ranks import as_3d, by_rank, in_3d
 CHUNK = 32
 #: direct convolutions need output rows this long across a chunk, and 4 pixels wide
 DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
+#: positions per image a float32 tile of numba_tiled computes at once
+TILE_POSITIONS = 32
 SMALL = 8192
 
 
@@ -74,9 +76,17 @@ def _direct(batch: int, width: int) -> bool:
     return width >= DIRECT_MIN_WIDTH and min(batch, CHUNK) * width >= DIRECT_MIN_RUN
 
 
+def _fills_a_tile(rows: int, pitch: int) -> bool:
+    """Whether a map's rows, ``pitch`` values apart, give numba_tiled a tile's positions:
+    fewer leave lanes idle, and BLAS ran MNIST's 12-long rows (rows1d.cnn's C2)
+    2.2-2.7x faster."""
+    return rows * pitch >= TILE_POSITIONS
+
+
 def conv_valid(x, kernel, *, mask=None):
     kernel = masked(kernel, mask)
-    if not _direct(len(x), x.shape[3] - kernel.shape[3] + 1):
+    if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
+            and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])):
         return numerics.correlate_valid(x, kernel)
     return _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
                                _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1))
@@ -84,7 +94,9 @@ def conv_valid(x, kernel, *, mask=None):
 
 def conv_full(delta, kernel, *, mask=None):
     kernel = masked(kernel, mask)
-    if not _direct(len(delta), delta.shape[3]):
+    if not (_direct(len(delta), delta.shape[3])
+            and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
+                              delta.shape[3] + 2 * kernel.shape[3] - 2)):
         return numerics.convolve_full(delta, kernel)
     return _tiled().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
                               _chunks_for(len(delta), delta.shape[3]))
