@@ -105,7 +105,7 @@ def forward_flops(model) -> int:
     as `step_flops` counts them over the ops the forward plan runs: those the
     prediction needs, in evaluation mode (no loss, no backward pass)."""
     graph = evaluation_graph(model.graph)
-    prediction = model.network.prediction
+    prediction = model.roles.prediction
     return _flops(graph.subgraph(nx.ancestors(graph, prediction) | {prediction}),
                   model.registry)
 
