@@ -4,9 +4,10 @@ per-map ops, the NumPy backend behind it for everything else.
 Stride-1 convolutions of 2-D (and 1-D) maps run directly on register tiles
 (runtime/numba_tiled.py; the seed's kernel gradient in cache-sized blocks,
 runtime/numba_conv.py) where their output rows, across a chunk of the batch, are
-at least DIRECT_MIN_RUN values long; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at
-batch 1) stay matrix products, where BLAS was 2-4x faster than the direct
-loops.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
+at least DIRECT_MIN_RUN values long and a map fills a tile; narrower ones
+(LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1, rows1d.cnn's rows of
+12) stay matrix products, where BLAS was 2-4x faster than the direct loops.
+Strided convolutions and 3-D ones run numba_strided3's stride phases.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
 compiled call's fixed cost is the larger.  (Both measured while choosing, each
 kernel against NumPy's at batches 1, 4, 10, 20 and 256.)  The kernels use their
 own threads (`set_threads`), so training never splits the batch across threads
