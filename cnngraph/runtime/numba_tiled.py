@@ -9,9 +9,9 @@ at every P < ho·W (the columns X >= wo are dropped).  One padded image and its
 output stay in cache.  The input gradient is the same correlation of the padded δ
 with the flipped, transposed kernel.
 
-Each output is one FMA chain over the taps in the order the earlier kernels
-(numba_conv's and numba_strided's row loops) summed them, so the forward pass and
-the input gradient keep their bits; both take the batch in chunks, one or more per
+Each output is one FMA chain over the taps in the order the row kernels before
+these (until a4b65fa) summed them, so the forward pass and the input gradient
+kept their bits; both take the batch in chunks, one or more per
 thread.  The kernel gradient runs with the maps along the vectors (δ transposed
 per image): each entry one chain over the positions of a chunk's images in order,
 chunks set by the batch size alone and added in order.  Bitwise the same for any
