@@ -8,7 +8,9 @@ vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
 - a correlation tile (`_tile_source`) holds R maps x T positions of sums; per tap
   it loads one run of T inputs and multiplies it by R broadcast kernel values;
 - a kernel-gradient tile (`_gkt_source`) holds S taps x J maps of sums, the maps
-  along the vectors, through every position of an image.
+  along the vectors, through every position of an image;
+- each dtype's dispatchers (`_correlate_source`, `_gradient_source`) pick the tiles
+  from the same tables, TILES and GRADIENT_TILES.
 
 Every sum is one FMA chain in a fixed order (the taps', or the positions'): the
 tiles' fastmath lacks "reassoc", so LLVM cannot split a chain into partial sums,
@@ -132,77 +134,46 @@ def _compiled_tiles():
         for (kind, source, name), dtypes in wanted.items():
             exec(compile(source, __file__, "exec"), namespace)
             tiles[name] = njit(_signatures(kind, dtypes), **_strict)(namespace[name])
+    namespace.update(tiles)
+    for dtype, bits in ((np.float32, 32), (np.float64, 64)):
+        for name, source in ((f"_correlate_tiles{bits}", _correlate_source(TILES[dtype])),
+                             (f"_gradient_tiles{bits}", _gradient_source(GRADIENT_TILES[dtype]))):
+            exec(compile(source.replace("def _tiles(", f"def {name}("), __file__, "exec"),
+                 namespace)
+            tiles[name] = njit(**_jit)(namespace[name])
     return tiles
 
 
+def _correlate_source(shapes):
+    """One dtype's correlation tiles by map count: R maps (8, 4, 2 or 1) in `TILES`'
+    tile of R maps, T positions at a time."""
+    lines = ["def _tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):"]
+    for k, (R, T) in enumerate(shapes):
+        lines.append("    else:" if k == len(shapes) - 1 else
+                     f"    {'if' if k == 0 else 'elif'} R == {R}:")
+        lines += [f"        for p0 in range(0, npos, {T}):",
+                  f"            _tile_{R}_{T}(src, offs, p0, kq, o0, dst, d0 + p0, dstride)"]
+    return "\n".join(lines) + "\n"
+
+
+def _gradient_source(shapes):
+    """One dtype's kernel-gradient tiles: maps in blocks of J (32, 16, then 8), each
+    block's 16 taps S at a time in `GRADIENT_TILES`' tile of J maps."""
+    lines = ["def _tiles(src, offs, dt, ldo, ho, wo, W, g):",
+             "    o0 = 0",
+             "    while o0 < ldo:",
+             "        left = ldo - o0",
+             "        J = 32 if left >= 32 else 16 if left >= 16 else 8",
+             "        for t0 in range(0, offs.shape[0], 16):"]
+    for k, (S, J) in enumerate(sorted(shapes, key=lambda shape: -shape[1])):
+        lines += [f"            {'if' if k == 0 else 'elif'} J == {J}:",
+                  f"                for t in range(t0, t0 + 16, {S}):",
+                  f"                    _gkt_{S}_{J}(src, offs, t, dt, o0, ldo, ho, wo, W, g)"]
+    lines.append("        o0 += J")
+    return "\n".join(lines) + "\n"
+
+
 globals().update(_compiled_tiles())
-
-
-@njit(**_jit)
-def _correlate_tiles32(src, offs, kq, o0, R, dst, d0, dstride, npos):
-    if R == 8:
-        for p0 in range(0, npos, 32):
-            _tile_8_32(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    elif R == 4:
-        for p0 in range(0, npos, 64):
-            _tile_4_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    elif R == 2:
-        for p0 in range(0, npos, 128):
-            _tile_2_128(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    else:
-        for p0 in range(0, npos, 128):
-            _tile_1_128(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-
-
-@njit(**_jit)
-def _correlate_tiles64(src, offs, kq, o0, R, dst, d0, dstride, npos):
-    if R == 8:
-        for p0 in range(0, npos, 16):
-            _tile_8_16(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    elif R == 4:
-        for p0 in range(0, npos, 32):
-            _tile_4_32(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    elif R == 2:
-        for p0 in range(0, npos, 64):
-            _tile_2_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-    else:
-        for p0 in range(0, npos, 64):
-            _tile_1_64(src, offs, p0, kq, o0, dst, d0 + p0, dstride)
-
-
-@njit(**_jit)
-def _gradient_tiles32(src, offs, dt, ldo, ho, wo, W, g):
-    o0 = 0
-    while o0 < ldo:
-        left = ldo - o0
-        J = 32 if left >= 32 else 16 if left >= 16 else 8
-        for t0 in range(0, offs.shape[0], 16):
-            if J == 32:
-                _gkt_8_32(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
-                _gkt_8_32(src, offs, t0 + 8, dt, o0, ldo, ho, wo, W, g)
-            elif J == 16:
-                _gkt_16_16(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
-            else:
-                _gkt_16_8(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
-        o0 += J
-
-
-@njit(**_jit)
-def _gradient_tiles64(src, offs, dt, ldo, ho, wo, W, g):
-    o0 = 0
-    while o0 < ldo:
-        left = ldo - o0
-        J = 32 if left >= 32 else 16 if left >= 16 else 8
-        for t0 in range(0, offs.shape[0], 16):
-            if J == 32:
-                for t in range(t0, t0 + 16, 4):
-                    _gkt_4_32(src, offs, t, dt, o0, ldo, ho, wo, W, g)
-            elif J == 16:
-                _gkt_8_16(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
-                _gkt_8_16(src, offs, t0 + 8, dt, o0, ldo, ho, wo, W, g)
-            else:
-                _gkt_16_8(src, offs, t0, dt, o0, ldo, ho, wo, W, g)
-        o0 += J
 
 
 def correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
