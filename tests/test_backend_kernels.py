@@ -115,10 +115,10 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
     enough to leave NumPy's fallback."""
     from numba.core.registry import CPUDispatcher
 
-    from cnngraph.runtime import (numba_conv, numba_maps, numba_pool, numba_strided3,
+    from cnngraph.runtime import (numba_conv, numba_maps, numba_pool,
                                   numba_tiled)
     reached, entries = set(), set()
-    for module in (numba_conv, numba_maps, numba_pool, numba_strided3, numba_tiled):
+    for module in (numba_conv, numba_maps, numba_pool, numba_tiled):
         for name, compiled in list(vars(module).items()):
             if isinstance(compiled, CPUDispatcher) and compiled.targetoptions.get("parallel"):
                 entry = f"{module.__name__}.{name}"

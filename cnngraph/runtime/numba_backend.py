@@ -1,13 +1,13 @@
 """The numba backend: compiled CPU kernels for the convolution triple and the
 per-map ops, the NumPy backend behind it for everything else.
 
-Stride-1 convolutions of 2-D (and 1-D) maps run directly on register tiles
-(runtime/numba_tiled.py; the seed's kernel gradient in cache-sized blocks,
-runtime/numba_conv.py) where their output rows, across a chunk of the batch, are
-at least DIRECT_MIN_RUN values long and a map fills a tile; narrower ones
-(LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1, rows1d.cnn's rows of
-12) stay matrix products, where BLAS was 2-4x faster than the direct loops.
-Strided convolutions and 3-D ones run numba_strided3's stride phases.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
+Convolutions run directly on register tiles (runtime/numba_tiled.py; the seed's
+kernel gradient in cache-sized blocks, runtime/numba_conv.py): conv_strided's in
+every rank, stride, padding and dilation; the seed's conv_valid and conv_full where
+their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN values
+long and a map fills a tile; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's
+C3 at batch 1, rows1d.cnn's rows of 12) stay matrix products, where BLAS was 2-4x
+faster than the direct loops.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
 compiled call's fixed cost is the larger.  (Both measured while choosing, each
 kernel against NumPy's at batches 1, 4, 10, 20 and 256.)  The kernels use their
 own threads (`set_threads`), so training never splits the batch across threads
@@ -111,26 +111,16 @@ def conv_grad_kernel(x, delta, *, size, mask=None):
 
 
 def _threads() -> int:
-    """A chunk per thread: the strided kernels sum each output alike whatever the chunks."""
+    """A chunk per thread: the tiles sum each output alike whatever the chunks."""
     import numba
     return numba.get_num_threads()
 
 
-def _rows(x, stride) -> bool:
-    """Whether the 2-D stride-1 kernels (numba_tiled) serve; else numba_strided3's
-    stride phases, in 3-D."""
-    return x.ndim == 4 and tuple(stride) == (1, 1)
-
-
-def _padding_dilation(padding, dilation):
-    (pt, pb), (pl, pr) = padding
-    return pt, pb, pl, pr, *dilation
-
-
 def _geometry3(stride, padding, dilation):
-    return (np.array(in_3d(stride), np.int64),
-            np.array(in_3d([tuple(p) for p in padding], fill=(0, 0)), np.int64),
-            np.array(in_3d(dilation), np.int64))
+    """stride, padding in front, padding behind and dilation, each per dimension in 3-D."""
+    pads = np.array(in_3d([tuple(p) for p in padding], fill=(0, 0)), np.int64)
+    return (np.array(in_3d(stride), np.int64), np.ascontiguousarray(pads[:, 0]),
+            np.ascontiguousarray(pads[:, 1]), np.array(in_3d(dilation), np.int64))
 
 
 def _size3(size):
@@ -138,35 +128,24 @@ def _size3(size):
 
 
 def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
-    """Strided, padded, dilated: always the direct kernel (NumPy has only the reference)."""
+    """Strided, padded, dilated, maps of any rank: always the tiles (NumPy has only the
+    reference)."""
     kernel = masked(kernel, mask)
-    if _rows(x, stride):
-        return _tiled().conv_strided(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
-                                     *_padding_dilation(padding, dilation), _threads())
-    y = _compiled("numba_strided3").conv_strided(
-        as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation), _threads())
+    y = _tiled().conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
+                              _threads())
     return y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
-    kernel = masked(kernel, mask)
-    if _rows(delta, stride):
-        return _tiled().conv_strided_full(
-            np.ascontiguousarray(delta), np.ascontiguousarray(kernel), *map_size,
-            *_padding_dilation(padding, dilation), _threads())
-    dx = _compiled("numba_strided3").conv_strided_full(
-        as_3d(delta), as_3d(kernel), _size3(map_size), *_geometry3(stride, padding, dilation),
-        _threads())
+    s, before, _, d = _geometry3(stride, padding, dilation)
+    dx = _tiled().full(as_3d(delta), as_3d(masked(kernel, mask)), _size3(map_size), s, before,
+                       d, _threads(), False)
     return dx.reshape(dx.shape[:2] + tuple(map_size))
 
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
-    if _rows(x, stride):
-        return masked(_tiled().conv_strided_grad_kernel(
-            np.ascontiguousarray(x), np.ascontiguousarray(delta), *size,
-            *_padding_dilation(padding, dilation)), mask)
-    g = _compiled("numba_strided3").conv_strided_grad_kernel(
-        as_3d(x), as_3d(delta), _size3(size), *_geometry3(stride, padding, dilation))
+    g = _tiled().conv_strided_grad_kernel(as_3d(x), as_3d(delta), _size3(size),
+                                          *_geometry3(stride, padding, dilation))
     return masked(g.reshape(g.shape[:2] + tuple(size)), mask)
 
 
@@ -177,7 +156,7 @@ def _unit(x) -> dict:
 
 
 def _valid3(x, kernel, *, mask=None):
-    """conv_valid of 3-D maps: the stride-phase kernels at unit geometry."""
+    """conv_valid of 3-D maps: conv_strided at unit geometry."""
     return conv_strided(x, kernel, mask=mask, **_unit(x))
 
 
@@ -302,15 +281,14 @@ def _norm(kernel, reads):
 
 
 KERNELS = {
-    # 1-D maps through the 2-D kernels one pixel high (runtime/ranks.lifted: the same
-    # sums), 3-D ones through numba_strided3
+    # the seed's ops: 1-D maps through the 2-D kernels one pixel high (runtime/ranks.lifted:
+    # the same sums), 3-D ones through conv_strided
     "conv_valid": Kernel(by_rank(conv_valid, _valid3)),
     "conv_full": Kernel(by_rank(conv_full, _full3)),
     "conv_grad_kernel": Kernel(by_rank(conv_grad_kernel, _grad_kernel3)),
-    "conv_strided": Kernel(by_rank(conv_strided, conv_strided)),
-    "conv_strided_full": Kernel(by_rank(conv_strided_full, conv_strided_full)),
-    "conv_strided_grad_kernel": Kernel(by_rank(conv_strided_grad_kernel,
-                                               conv_strided_grad_kernel)),
+    "conv_strided": Kernel(conv_strided),
+    "conv_strided_full": Kernel(conv_strided_full),
+    "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
     "subsample_sum": Kernel(block_sum),
     "upsample_kron": Kernel(upsample_kron),
     "add_bias": Kernel(add_bias, fresh=True),
@@ -341,7 +319,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _tiled(), _compiled("numba_strided3"), _maps(), _pool()
+    _conv(), _tiled(), _maps(), _pool()
 
 
 def numba_backend(fallback: Backend) -> Backend:

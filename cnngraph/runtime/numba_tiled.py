@@ -1,21 +1,29 @@
-"""Stride-1 convolutions of 2-D maps (conv_valid's and conv_strided's forward, input
-gradient and kernel gradient) on numba_tiles' register tiles, image by image.
+"""Convolutions of 1-, 2- and 3-D maps at any stride, padding and dilation (conv_strided's
+forward, input gradient and kernel gradient; the seed's conv_valid and conv_full) on
+numba_tiles' register tiles, image by image.  Maps of lower rank run as 3-D ones with
+unit dimensions in front, (N, C, D, H, W): the same sums, term for term.
 
-An image's maps are copied, zero padded, into planes H x W; with the padded width
-W as the row pitch, output position P = Y·W + X of a map reads the input at
-P + off_t, off_t = i·H·W + a·dh·W + b·dw for tap t = (i, a, b), so a convolution is
-a small matrix product per image, out[o, P] = Σ_t K[t, o] src[off_t + P], computed
-at every P < ho·W (the columns X >= wo are dropped).  One padded image and its
-output stay in cache.  The input gradient is the same correlation of the padded δ
-with the flipped, transposed kernel.
+An image's maps are copied, zero padded, into planes Dq x Hq x Wq split by the stride
+into phases: phase (p, q, r) of a map holds the padded pixels whose coordinates are
+p, q, r modulo the stride (at stride 1, the padded map itself).  Output position
+P = (Z·Hq + Y)·Wq + X then reads the input at P + off_t for each tap t = (i, c, a, b),
+off_t = the tap's phase plane + ⌊dd·c/sd⌋·Hq·Wq + ⌊dh·a/sh⌋·Wq + ⌊dw·b/sw⌋ (`_offsets`),
+so a convolution is a small matrix product per image, out[o, P] = Σ_t K[t, o] src[off_t + P],
+computed at every P of the output's rows at pitch Wq (the columns X >= wo dropped).  One
+padded image and its output stay in cache.
 
-Each output is one FMA chain over the taps in the order the row kernels before
-these (until a4b65fa) summed them, so the forward pass and the input gradient
-kept their bits; both take the batch in chunks, one or more per
-thread.  The kernel gradient runs with the maps along the vectors (δ transposed
-per image): each entry one chain over the positions of a chunk's images in order,
-chunks set by the batch size alone and added in order.  Bitwise the same for any
-thread count.
+The input gradient (the full true convolution of the stride-dilated δ) is one such
+correlation per phase of the padded input: the taps that reach a phase, reversed, read
+δ padded in front (`_phase_taps`), and the results are scattered into the phase's
+pixels; pixels no tap reaches get 0.
+
+Each output is one FMA chain over the taps in a fixed order: (i, c, a, b) forward,
+(o, c, a, b) with c, a, b from the kernel's far end backward (the order the row
+kernels before these, until a4b65fa, summed 2-D maps in: their bits are kept); both
+take the batch in chunks, one or more per thread.  The kernel gradient runs with the
+maps along the vectors (δ transposed per image): each entry one chain over the
+positions of a chunk's images in order, chunks set by the batch size alone and added in
+order.  Bitwise the same for any thread count.
 """
 from __future__ import annotations
 
@@ -27,180 +35,307 @@ from .numba_tiles import WIDEST, correlate_tiles, gradient_tiles
 
 
 @njit(**_jit)
-def _offsets(c, kh, kw, H, W, dh, dw, rows_down):
-    """off_t for t = (i, a, b) in that order; ``rows_down`` walks a from kh - 1 to 0."""
-    offs = np.empty(c * kh * kw, np.int64)
+def _planes(size, before, after, s):
+    """Each dimension's phase-plane extent: the padded extent over the stride, rounded up."""
+    nq = np.empty(3, np.int64)
+    for j in range(3):
+        nq[j] = (size[j] + before[j] + after[j] + s[j] - 1) // s[j]
+    return nq
+
+
+@njit(**_jit)
+def _offsets(c, k, s, d, nq):
+    """off_t for taps t = (i, cz, cy, cx) in that order (`_split_image`'s layout)."""
+    plane = nq[0] * nq[1] * nq[2]
+    offs = np.empty(c * k[0] * k[1] * k[2], np.int64)
     t = 0
     for i in range(c):
-        for a in range(kh):
-            row = kh - 1 - a if rows_down else a
-            for b in range(kw):
-                offs[t] = i * H * W + row * dh * W + b * dw
-                t += 1
+        for cz in range(k[0]):
+            for cy in range(k[1]):
+                for cx in range(k[2]):
+                    z, y, x = d[0] * cz, d[1] * cy, d[2] * cx
+                    phase = ((i * s[0] + z % s[0]) * s[1] + y % s[1]) * s[2] + x % s[2]
+                    offs[t] = phase * plane + (z // s[0] * nq[1] + y // s[1]) * nq[2] + x // s[2]
+                    t += 1
     return offs
 
 
 @njit(**_jit)
-def _pad_image(x, m, pt, pl, H, W, flat):
-    """The interior of flat's planes (zero padded, H x W each) = image m of x; a
-    negative pad crops.  Unsigned indices: numba adds no negative-index fix-up, and
-    the row copies vectorize."""
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
-    y0, y1 = max(0, -pt), min(h, H - pt)
-    x0, x1 = max(0, -pl), min(w, W - pl)
+def _split_image(x, m, before, s, nq, flat):
+    """flat's phase planes (zero elsewhere) = image m of x padded by ``before`` (a
+    negative pad crops): padded pixel (z, y, x) to phase (z % sd, y % sh, x % sw) at
+    (z // sd, y // sh, x // sw).  Unsigned indices: numba adds no negative-index fix-up,
+    and the rows of stride 1 copy as vectors."""
+    c, D, H, W = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    plane = nq[0] * nq[1] * nq[2]
+    z0, z1 = max(0, -before[0]), min(D, nq[0] * s[0] - before[0])
+    y0, y1 = max(0, -before[1]), min(H, nq[1] * s[1] - before[1])
+    x0, x1 = max(0, -before[2]), min(W, nq[2] * s[2] - before[2])
     xf = x.reshape(x.size)
-    run = np.uint64(x1 - x0)
+    run = np.uint64(max(0, x1 - x0))
     for i in range(c):
-        for Y in range(y0, y1):
-            d = np.uint64((i * H + Y + pt) * W + x0 + pl)
-            s = np.uint64(((m * c + i) * h + Y) * w + x0)
-            for X in range(run):
-                flat[d + X] = xf[s + X]
+        for z in range(z0, z1):
+            zp = z + before[0]
+            for y in range(y0, y1):
+                yp = y + before[1]
+                row = ((i * s[0] + zp % s[0]) * s[1] + yp % s[1]) * s[2]
+                at = (zp // s[0] * nq[1] + yp // s[1]) * nq[2]
+                src = np.uint64((((m * c + i) * D + z) * H + y) * W + x0)
+                if s[2] == 1:
+                    dst = np.uint64(row * plane + at + x0 + before[2])
+                    for X in range(run):
+                        flat[dst + X] = xf[src + X]
+                else:
+                    for X in range(x0, x1):
+                        xp = X + before[2]
+                        flat[(row + xp % s[2]) * plane + at + xp // s[2]] = xf[src + np.uint64(X - x0)]
 
 
 @njit(**_jit)
-def _crop_out(out, rowq, W, m, y):
-    """y[m, o, Y, X] = out[o·rowq + Y·W + X]: the kept columns of each output row."""
-    c_out, ho, wo = y.shape[1], y.shape[2], y.shape[3]
+def _all_maps(src, offs, kq, out, rowq, npos):
+    """out[o·rowq + P] = Σ_t kq[t, o] src[offs[t] + P] for P < npos, every map o: the
+    tiles take 8, 4, 2 or 1 maps at once."""
+    count = kq.shape[1]
+    o0 = 0
+    while o0 < count:
+        left = count - o0
+        R = 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
+        correlate_tiles(src, offs, kq, o0, R, out, o0 * rowq, rowq, npos)
+        o0 += R
+
+
+@njit(**_jit)
+def _rounded(npos):
+    """npos rounded up to whole tiles."""
+    return (npos + WIDEST - 1) // WIDEST * WIDEST
+
+
+@njit(**_jit)
+def _correlate(x, kq, offs, before, s, nq, start, stop, y):
+    """y[start:stop] = the correlation of padded, phase-split x with kq[t, o] at offsets
+    offs[t] (`_offsets`), image by image."""
+    c, c_out, do, ho, wo = x.shape[1], kq.shape[1], y.shape[2], y.shape[3], y.shape[4]
+    src = np.zeros(c * s[0] * s[1] * s[2] * nq[0] * nq[1] * nq[2] + WIDEST + nq[2], x.dtype)
+    npos = ((do - 1) * nq[1] + ho) * nq[2]
+    rowq = _rounded(npos)
+    out = np.empty(c_out * rowq, x.dtype)
     yf = y.reshape(y.size)
     run = np.uint64(wo)
-    for o in range(c_out):
-        for Y in range(ho):
-            s = np.uint64(o * rowq + Y * W)
-            d = np.uint64(((m * c_out + o) * ho + Y) * wo)
-            for X in range(run):
-                yf[d + X] = out[s + X]
-
-
-@njit(**_jit)
-def _correlate(x, kq, offs, pt, pb, pl, pr, start, stop, y):
-    """y[start:stop] = the stride-1 correlation of padded x with kq[t, o] at offsets
-    offs[t] (`_offsets`), image by image; the tiles take 8, 4, 2 or 1 maps at once."""
-    c, c_out = x.shape[1], kq.shape[1]
-    H, W = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-    src = np.zeros(c * H * W + WIDEST + W, x.dtype)
-    npos = y.shape[2] * W
-    rowq = (npos + WIDEST - 1) // WIDEST * WIDEST
-    out = np.empty(c_out * rowq, x.dtype)
     for m in range(start, stop):
-        _pad_image(x, m, pt, pl, H, W, src)
-        o0 = 0
-        while o0 < c_out:
-            left = c_out - o0
-            R = 8 if left >= 8 else 4 if left >= 4 else 2 if left >= 2 else 1
-            correlate_tiles(src, offs, kq, o0, R, out, o0 * rowq, rowq, npos)
-            o0 += R
-        _crop_out(out, rowq, W, m, y)
+        _split_image(x, m, before, s, nq, src)
+        _all_maps(src, offs, kq, out, rowq, npos)
+        for o in range(c_out):
+            for Z in range(do):
+                for Y in range(ho):
+                    at = np.uint64(o * rowq + (Z * nq[1] + Y) * nq[2])
+                    d = np.uint64((((m * c_out + o) * do + Z) * ho + Y) * wo)
+                    for X in range(run):
+                        yf[d + X] = out[at + X]
 
 
 @njit(parallel=True, **_jit)
-def conv_strided(x, kernel, pt, pb, pl, pr, dh, dw, threads):
-    """y[n, o, Y, X] = Σ_iab x̃[n, i, Y + dh·a, X + dw·b] k[o, i, a, b] at stride 1, x̃
-    zero padded; each output summed over i, then a, then b."""
+def conv_strided(x, kernel, s, before, after, d, threads):
+    """y[n, o, Z, Y, X] = Σ_icab x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] k[o, i, c, a, b],
+    x̃ zero padded; each output summed over i, then c, a and b."""
     n, c = x.shape[0], x.shape[1]
-    c_out, _, kh, kw = kernel.shape
-    H, W = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-    kq = np.ascontiguousarray(kernel.reshape(c_out, c * kh * kw).T)
-    offs = _offsets(c, kh, kw, H, W, dh, dw, False)
-    y = np.empty((n, c_out, H - dh * (kh - 1), W - dw * (kw - 1)), x.dtype)
-    count, size = chunking(n, threads)
+    c_out = kernel.shape[0]
+    k = np.array(kernel.shape[2:])
+    size = np.array(x.shape[2:])
+    nq = _planes(size, before, after, s)
+    shape = (size + before + after - d * (k - 1) - 1) // s + 1
+    kq = np.ascontiguousarray(kernel.reshape(c_out, c * k[0] * k[1] * k[2]).T)
+    offs = _offsets(c, k, s, d, nq)
+    y = np.empty((n, c_out, shape[0], shape[1], shape[2]), x.dtype)
+    count, per = chunking(n, threads)
     for chunk in prange(count):
-        start = chunk * size
-        _correlate(x, kq, offs, pt, pb, pl, pr, start, min(n, start + size), y)
+        start = chunk * per
+        _correlate(x, kq, offs, before, s, nq, start, min(n, start + per), y)
     return y
 
 
 @njit(**_jit)
-def _full_taps(kernel, c_out, H, W, dh, dw, rows_down):
-    """The flipped, transposed kernel kq[(o, a, b), i] and its offsets, taps (o, a, b) in
-    order (a from the bottom if ``rows_down``)."""
-    c, kh, kw = kernel.shape[1], kernel.shape[2], kernel.shape[3]
-    kq = np.empty((c_out * kh * kw, c), kernel.dtype)
-    t = 0
-    for o in range(c_out):
-        for a in range(kh):
-            row = kh - 1 - a if rows_down else a
-            for b in range(kw):
-                for i in range(c):
-                    kq[t, i] = kernel[o, i, kh - 1 - row, kw - 1 - b]
-                t += 1
-    return kq, _offsets(c_out, kh, kw, H, W, dh, dw, rows_down)
+def _phase_taps(k, s, d, before, size, do, rows_down):
+    """Per dimension j and phase p of the padded input, the taps c reaching it
+    ((d·c) % s = p) from the kernel's far end (rows, j = 1, from its near end if
+    ``rows_down``), their reads in δ padded by ``front`` (so that position u of the
+    phase reads δ̃[u + read]), and the phase's first position u0 and count inside the
+    input; δ's padding in front and behind (negative: cropped)."""
+    K, S = max(k[0], k[1], k[2]), max(s[0], s[1], s[2])
+    taps = np.zeros((3, S, K), np.int64)
+    reads = np.zeros((3, S, K), np.int64)
+    ntaps = np.zeros((3, S), np.int64)
+    u0 = np.zeros((3, S), np.int64)
+    count = np.zeros((3, S), np.int64)
+    front = np.empty(3, np.int64)
+    behind = np.empty(3, np.int64)
+    for j in range(3):
+        reach = d[j] * (k[j] - 1) // s[j]
+        first, last = 1 << 62, 0
+        for p in range(s[j]):
+            u0[j, p] = (before[j] - p + s[j] - 1) // s[j]
+            end = (before[j] + size[j] - p + s[j] - 1) // s[j]
+            count[j, p] = max(0, end - u0[j, p])
+            first, last = min(first, u0[j, p]), max(last, end)
+        front[j], behind[j] = reach - first, last - do[j]
+        for p in range(s[j]):
+            t = 0
+            for q in range(k[j]):
+                c = q if rows_down and j == 1 else k[j] - 1 - q
+                if d[j] * c % s[j] == p:
+                    taps[j, p, t] = c
+                    reads[j, p, t] = u0[j, p] - first + reach - (d[j] * c - p) // s[j]
+                    t += 1
+            ntaps[j, p] = t
+    return taps, reads, ntaps, u0, count, front, behind
+
+
+@njit(**_jit)
+def _full_taps(kernel, taps, reads, ntaps, nd, s):
+    """Every phase's flipped, transposed kernel kq[(o, c, a, b), i] and offsets into δ̃
+    (extents nd), phases in order, with where each phase's taps start."""
+    c_out, c = kernel.shape[0], kernel.shape[1]
+    phases = s[0] * s[1] * s[2]
+    starts = np.zeros(phases + 1, np.int64)
+    for p in range(phases):
+        pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+        starts[p + 1] = starts[p] + c_out * ntaps[0, pz] * ntaps[1, py] * ntaps[2, px]
+    kq = np.empty((starts[phases], c), kernel.dtype)
+    offs = np.empty(starts[phases], np.int64)
+    for p in range(phases):
+        pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+        t = starts[p]
+        for o in range(c_out):
+            for a in range(ntaps[0, pz]):
+                for b in range(ntaps[1, py]):
+                    for e in range(ntaps[2, px]):
+                        for i in range(c):
+                            kq[t, i] = kernel[o, i, taps[0, pz, a], taps[1, py, b], taps[2, px, e]]
+                        offs[t] = ((o * nd[0] + reads[0, pz, a]) * nd[1]
+                                   + reads[1, py, b]) * nd[2] + reads[2, px, e]
+                        t += 1
+    return kq, offs, starts
+
+
+@njit(**_jit)
+def _gradient_images(delta, kq, offs, starts, s, before, u0, count, front, nd, start, stop, dx):
+    """dx[start:stop], image by image: δ padded (`_phase_taps`' front), then per phase
+    its correlation scattered into the phase's pixels."""
+    c_out, c = delta.shape[1], dx.shape[1]
+    D, H, W = dx.shape[2], dx.shape[3], dx.shape[4]
+    one = np.ones(3, np.int64)
+    src = np.zeros(c_out * nd[0] * nd[1] * nd[2] + WIDEST + nd[2], delta.dtype)
+    out = np.empty(c * _rounded(nd[0] * nd[1] * nd[2]), delta.dtype)
+    for m in range(start, stop):
+        _split_image(delta, m, front, one, nd, src)
+        for p in range(starts.shape[0] - 1):
+            pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+            nz, ny, nx = count[0, pz], count[1, py], count[2, px]
+            if nz * ny * nx == 0 or starts[p + 1] == starts[p]:
+                continue
+            npos = ((nz - 1) * nd[1] + ny) * nd[2]
+            rowq = _rounded(npos)
+            _all_maps(src, offs[starts[p]:starts[p + 1]], kq[starts[p]:starts[p + 1]],
+                      out, rowq, npos)
+            for i in range(c):
+                for u in range(nz):
+                    z = s[0] * (u0[0, pz] + u) + pz - before[0]
+                    for v in range(ny):
+                        y = s[1] * (u0[1, py] + v) + py - before[1]
+                        at = i * rowq + (u * nd[1] + v) * nd[2]
+                        for w in range(nx):
+                            dx[m, i, z, y, s[2] * (u0[2, px] + w) + px - before[2]] = out[at + w]
 
 
 @njit(parallel=True, **_jit)
-def full(delta, kernel, h, w, pt, pb, pl, pr, dh, dw, threads, rows_down):
-    """The input gradient: δ padded by the kernel's reach less the padding, correlated
-    with the flipped, transposed kernel (`_full_taps`)."""
-    n, c_out = delta.shape[0], delta.shape[1]
-    ph, pw = dh * (kernel.shape[2] - 1), dw * (kernel.shape[3] - 1)
-    H, W = delta.shape[2] + 2 * ph - pt - pb, delta.shape[3] + 2 * pw - pl - pr
-    kq, offs = _full_taps(kernel, c_out, H, W, dh, dw, rows_down)
-    dx = np.empty((n, kernel.shape[1], h, w), delta.dtype)
-    count, size = chunking(n, threads)
-    for chunk in prange(count):
-        start = chunk * size
-        _correlate(delta, kq, offs, ph - pt, ph - pb, pw - pl, pw - pr, start,
-                   min(n, start + size), dx)
+def full(delta, kernel, size, s, before, d, threads, rows_down):
+    """The input gradient, maps of extents ``size``: per phase of the padded input, δ
+    correlated with the phase's taps, reversed (`_phase_taps`, `_full_taps`)."""
+    n, c = delta.shape[0], kernel.shape[1]
+    k = np.array(kernel.shape[2:])
+    do = np.array(delta.shape[2:])
+    taps, reads, ntaps, u0, count, front, behind = _phase_taps(k, s, d, before, size, do,
+                                                               rows_down)
+    nd = do + front + behind
+    kq, offs, starts = _full_taps(kernel, taps, reads, ntaps, nd, s)
+    reached = True
+    for j in range(3):
+        for p in range(s[j]):
+            reached = reached and ntaps[j, p] > 0
+    shape = (n, c, size[0], size[1], size[2])
+    dx = np.empty(shape, delta.dtype) if reached else np.zeros(shape, delta.dtype)
+    chunks, per = chunking(n, threads)
+    for chunk in prange(chunks):
+        start = chunk * per
+        _gradient_images(delta, kq, offs, starts, s, before, u0, count, front, nd, start,
+                         min(n, start + per), dx)
     return dx
 
 
-def conv_strided_full(delta, kernel, h, w, pt, pb, pl, pr, dh, dw, threads):
-    """dx = the full true convolution of δ with the dilated kernel, cropped by the
-    padding (stride 1), each value summed over o, then a, then b."""
-    return full(delta, kernel, h, w, pt, pb, pl, pr, dh, dw, threads, False)
+@njit(**_jit)
+def _gradient_chunk(x, delta, k, before, s, d, nq, start, stop, part):
+    """part[t, o] += images start..stop's kernel gradient, image by image: x padded and
+    phase split, δ transposed to dt[((Z·ho + Y)·wo + X)·ldo + o]; part padded to whole
+    tiles, its sums carried from image to image and depth to depth (one chain each)."""
+    c, c_out = x.shape[1], delta.shape[1]
+    do, ho, wo = delta.shape[2], delta.shape[3], delta.shape[4]
+    ldo = part.shape[1]
+    src = np.zeros(c * s[0] * s[1] * s[2] * nq[0] * nq[1] * nq[2] + nq[2], x.dtype)
+    base = _offsets(c, k, s, d, nq)
+    offs = np.zeros((do, part.shape[0]), np.int64)
+    for Z in range(do):
+        offs[Z, :base.shape[0]] = base + Z * nq[1] * nq[2]
+    area = ho * wo * ldo
+    dt = np.zeros(do * area, x.dtype)
+    g = part.reshape(part.size)
+    for m in range(start, stop):
+        _split_image(x, m, before, s, nq, src)
+        for Z in range(do):
+            for Y in range(ho):
+                for X in range(wo):
+                    row = ((Z * ho + Y) * wo + X) * ldo
+                    for o in range(c_out):
+                        dt[row + o] = delta[m, o, Z, Y, X]
+        for Z in range(do):
+            gradient_tiles(src, offs[Z], dt[Z * area:(Z + 1) * area], ldo, ho, wo, nq[2], g)
+
+
+@njit(parallel=True, **_jit)
+def conv_strided_grad_kernel(x, delta, k, s, before, after, d):
+    """g[o, i, c, a, b] = Σ_n Σ_ZYX x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] δ[n, o, Z, Y, X]:
+    per-chunk sums (chunks from the batch size alone) added in chunk order."""
+    n, c, c_out = x.shape[0], x.shape[1], delta.shape[1]
+    nq = _planes(np.array(x.shape[2:]), before, after, s)
+    taps = c * k[0] * k[1] * k[2]
+    count, per = chunking(n)
+    parts = np.zeros((count, (taps + 15) // 16 * 16, (c_out + 7) // 8 * 8), x.dtype)
+    for chunk in prange(count):
+        start = chunk * per
+        _gradient_chunk(x, delta, k, before, s, d, nq, start, min(n, start + per),
+                        parts[chunk])
+    total = parts[0, :taps, :c_out].copy()
+    for chunk in range(1, count):
+        total += parts[chunk, :taps, :c_out]
+    return np.ascontiguousarray(total.T).reshape(c_out, c, k[0], k[1], k[2])
+
+
+# the seed's valid correlation and full convolution of 2-D maps --------------------------
+
+_UNIT, _NONE = np.ones(3, np.int64), np.zeros(3, np.int64)
+
+
+def _in_3d(a):
+    return a.reshape(a.shape[:2] + (1,) + a.shape[2:])
 
 
 def conv_valid(x, kernel, threads):
     """The seed's valid correlation (runtime/numerics.py's conventions)."""
-    return conv_strided(x, kernel, 0, 0, 0, 0, 1, 1, threads)
+    return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads)[:, :, 0]
 
 
 def conv_full(delta, kernel, threads):
     """The seed's full true convolution of δ with the kernel, kernel rows from the
     bottom (the order conv_full's bits were made in)."""
-    kh, kw = kernel.shape[2], kernel.shape[3]
-    return full(delta, kernel, delta.shape[2] + kh - 1, delta.shape[3] + kw - 1,
-                0, 0, 0, 0, 1, 1, threads, True)
-
-
-@njit(**_jit)
-def _gradient_chunk(x, delta, kh, kw, pt, pb, pl, pr, dh, dw, start, stop, part):
-    """part[t, o] += images start..stop's kernel gradient, image by image: x padded
-    (planes at pitch W), δ transposed to dt[(Y·wo + X)·ldo + o]; part padded to whole
-    tiles, its sums carried from image to image (one chain each)."""
-    c, c_out, ho, wo = x.shape[1], delta.shape[1], delta.shape[2], delta.shape[3]
-    H, W = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-    ldo = part.shape[1]
-    src = np.zeros(c * H * W + W, x.dtype)
-    offs = np.zeros(part.shape[0], np.int64)
-    offs[:c * kh * kw] = _offsets(c, kh, kw, H, W, dh, dw, False)
-    dt = np.zeros(ho * wo * ldo, x.dtype)
-    g = part.reshape(part.size)
-    for m in range(start, stop):
-        _pad_image(x, m, pt, pl, H, W, src)
-        for Y in range(ho):
-            for X in range(wo):
-                row = (Y * wo + X) * ldo
-                for o in range(c_out):
-                    dt[row + o] = delta[m, o, Y, X]
-        gradient_tiles(src, offs, dt, ldo, ho, wo, W, g)
-
-
-@njit(parallel=True, **_jit)
-def conv_strided_grad_kernel(x, delta, kh, kw, pt, pb, pl, pr, dh, dw):
-    """g[o, i, a, b] = Σ_n Σ_YX x̃[n, i, Y + dh·a, X + dw·b] δ[n, o, Y, X] at stride 1:
-    per-chunk sums (chunks from the batch size alone) added in chunk order.  Fewer
-    than 8 maps leave lanes idle and still ran 1.1-5x faster than the batch-innermost
-    dot products before."""
-    n, c, c_out = x.shape[0], x.shape[1], delta.shape[1]
-    taps = c * kh * kw
-    count, size = chunking(n)
-    parts = np.zeros((count, (taps + 15) // 16 * 16, (c_out + 7) // 8 * 8), x.dtype)
-    for chunk in prange(count):
-        start = chunk * size
-        _gradient_chunk(x, delta, kh, kw, pt, pb, pl, pr, dh, dw, start,
-                        min(n, start + size), parts[chunk])
-    total = parts[0, :taps, :c_out].copy()
-    for chunk in range(1, count):
-        total += parts[chunk, :taps, :c_out]
-    return np.ascontiguousarray(total.T).reshape(c_out, c, kh, kw)
+    size = np.array((1, delta.shape[2] + kernel.shape[2] - 1,
+                     delta.shape[3] + kernel.shape[3] - 1), np.int64)
+    return full(_in_3d(delta), _in_3d(kernel), size, _UNIT, _NONE, _UNIT, threads,
+                True)[:, :, 0]
