@@ -39,6 +39,9 @@ def test_every_kind_is_listed_with_options_types_defaults_and_docs(capsys):
     assert "      momentum (number 0..1; default 0):" in out
     assert "      per_map (true | false; default false): each input map on its own" in out
     assert "  lecun_tanh: 1.7159 tanh(2u/3)" in out and "  numba: " in out
+    # a per-dimension default as a model file writes it, whatever the input's rank
+    assert "      stride (integer >= 1 or [one per dimension]; default 1): " in out
+    assert "      dilation (integer >= 1 or [one per dimension]; default 1): " in out
 
 
 def test_json_lists_exactly_what_the_registry_holds(capsys):

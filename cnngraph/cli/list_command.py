@@ -67,9 +67,21 @@ def _with_options(table) -> list[dict]:
     """Entries from {name: (doc, {option: `Option`})}."""
     from ..language.options import describe
     return [{"name": name, "doc": doc,
-             "options": [{"name": key, "type": describe(o.check), "default": _plain(o.default),
+             "options": [{"name": key, "type": describe(o.check),
+                          "default": _plain(_every_dimension(o)),
                           "required": o.required, "doc": o.doc} for key, o in options.items()]}
             for name, (doc, options) in table.items()]
+
+
+def _every_dimension(option):
+    """A per-dimension default that is the same in every dimension as the one number a
+    model file writes for it (stride 1, not the 2-D (1, 1) it is stored as)."""
+    from ..language.options import ForRank
+    default = option.default
+    if isinstance(option.check, ForRank) and isinstance(default, tuple) and default \
+            and len(set(default)) == 1:
+        return default[0]
+    return default
 
 
 def _op_entry(name, rule) -> dict:
