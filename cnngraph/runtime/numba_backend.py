@@ -210,6 +210,46 @@ def _rectifier_slope(y, negative):
                                    y.dtype.type(negative)).reshape(y.shape)
 
 
+def _activations():
+    return _compiled("numba_activations")
+
+
+def _compiled_float32(x) -> bool:
+    """Whether numba_activations' one pass runs: float32 maps of SMALL values or more
+    (float64 keeps NumPy's bits)."""
+    return x.dtype == np.float32 and x.size >= SMALL
+
+
+def sigmoid(u, *, gain=1.0):
+    if not _compiled_float32(u):
+        return numpy_kernel("sigmoid")(u, gain=gain)
+    flat = np.ascontiguousarray(u).reshape(-1)
+    return _activations().sigmoid_into(flat, gain, np.empty_like(flat)).reshape(u.shape)
+
+
+def sigmoid_in_place(u, *, gain=1.0):
+    if not (_compiled_float32(u) and u.flags.c_contiguous):
+        return NUMPY_KERNELS["sigmoid"].in_place(u, gain=gain)
+    flat = u.reshape(-1)
+    _activations().sigmoid_into(flat, gain, flat)
+    return u
+
+
+def tanh(u, *, a=1.0, b=1.0):
+    if not _compiled_float32(u):
+        return numpy_kernel("tanh")(u, a=a, b=b)
+    flat = np.ascontiguousarray(u).reshape(-1)
+    return _activations().tanh_into(flat, a, b, np.empty_like(flat)).reshape(u.shape)
+
+
+def tanh_in_place(u, *, a=1.0, b=1.0):
+    if not (_compiled_float32(u) and u.flags.c_contiguous):
+        return NUMPY_KERNELS["tanh"].in_place(u, a=a, b=b)
+    flat = u.reshape(-1)
+    _activations().tanh_into(flat, a, b, flat)
+    return u
+
+
 def _flat(kernel):
     """A compiled elementwise loop (runtime/numba_gelu.py) over x of any shape."""
     def run(x):
@@ -301,6 +341,8 @@ KERNELS = {
     "pool_max_grad": Kernel(pool_max_grad, fresh=True),
     "pool_mean": Kernel(pool_mean, fresh=True),
     "pool_mean_grad": Kernel(pool_mean_grad, fresh=True),
+    "sigmoid": Kernel(sigmoid, in_place=sigmoid_in_place),
+    "tanh": Kernel(tanh, in_place=tanh_in_place),
     "gelu": Kernel(_flat("gelu")),
     "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
     "norm_batch": Kernel(_norm("norm_batch", 1), fresh=True),
@@ -319,7 +361,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _tiled(), _maps(), _pool()
+    _conv(), _tiled(), _maps(), _pool(), _activations()
 
 
 def numba_backend(fallback: Backend) -> Backend:
