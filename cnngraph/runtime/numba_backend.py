@@ -215,7 +215,7 @@ def _activations():
 
 
 def _compiled_float32(x) -> bool:
-    """Whether numba_activations' one pass runs: float32 maps of SMALL values or more
+    """Whether numba_activations' sigmoid runs: float32 maps of SMALL values or more
     (float64 keeps NumPy's bits)."""
     return x.dtype == np.float32 and x.size >= SMALL
 
@@ -223,30 +223,13 @@ def _compiled_float32(x) -> bool:
 def sigmoid(u, *, gain=1.0):
     if not _compiled_float32(u):
         return numpy_kernel("sigmoid")(u, gain=gain)
-    flat = np.ascontiguousarray(u).reshape(-1)
-    return _activations().sigmoid_into(flat, gain, np.empty_like(flat)).reshape(u.shape)
+    return _activations().sigmoid(np.ascontiguousarray(u).reshape(-1), gain).reshape(u.shape)
 
 
 def sigmoid_in_place(u, *, gain=1.0):
     if not (_compiled_float32(u) and u.flags.c_contiguous):
         return NUMPY_KERNELS["sigmoid"].in_place(u, gain=gain)
-    flat = u.reshape(-1)
-    _activations().sigmoid_into(flat, gain, flat)
-    return u
-
-
-def tanh(u, *, a=1.0, b=1.0):
-    if not _compiled_float32(u):
-        return numpy_kernel("tanh")(u, a=a, b=b)
-    flat = np.ascontiguousarray(u).reshape(-1)
-    return _activations().tanh_into(flat, a, b, np.empty_like(flat)).reshape(u.shape)
-
-
-def tanh_in_place(u, *, a=1.0, b=1.0):
-    if not (_compiled_float32(u) and u.flags.c_contiguous):
-        return NUMPY_KERNELS["tanh"].in_place(u, a=a, b=b)
-    flat = u.reshape(-1)
-    _activations().tanh_into(flat, a, b, flat)
+    _activations().sigmoid_in_place(u.reshape(-1), gain)
     return u
 
 
@@ -342,7 +325,6 @@ KERNELS = {
     "pool_mean": Kernel(pool_mean, fresh=True),
     "pool_mean_grad": Kernel(pool_mean_grad, fresh=True),
     "sigmoid": Kernel(sigmoid, in_place=sigmoid_in_place),
-    "tanh": Kernel(tanh, in_place=tanh_in_place),
     "gelu": Kernel(_flat("gelu")),
     "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
     "norm_batch": Kernel(_norm("norm_batch", 1), fresh=True),
