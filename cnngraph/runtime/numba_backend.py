@@ -7,11 +7,12 @@ every rank, stride, padding and dilation; the seed's conv_valid and conv_full wh
 their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN values
 long and a map fills a tile; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's
 C3 at batch 1, rows1d.cnn's rows of 12) stay matrix products, where BLAS was 2-4x
-faster than the direct loops.  Per-map ops on fewer than SMALL values stay NumPy's too: there a
-compiled call's fixed cost is the larger.  (Both measured while choosing, each
-kernel against NumPy's at batches 1, 4, 10, 20 and 256.)  The kernels use their
-own threads (`set_threads`), so training never splits the batch across threads
-for this backend.
+faster than the direct loops.  The float32 sigmoid is one compiled pass
+(runtime/numba_activations.py); float64's stays NumPy's.  Per-map ops on fewer than
+SMALL values stay NumPy's too: there a compiled call's fixed cost is the larger.
+(Both measured while choosing, each kernel against NumPy's at batches 1, 4, 10, 20
+and 256.)  The kernels use their own threads (`set_threads`), so training never
+splits the batch across threads for this backend.
 
 numba is an optional extra (``pip install 'cnngraph[fast]'``): it is imported,
 and the kernels compiled (or loaded from numba's on-disk cache), on first use.
