@@ -80,8 +80,7 @@ def sigmoid(u, gain):
 @njit(parallel=True, **_jit)
 def sigmoid_in_place(x, gain):
     """x = 1/(1 + exp(-gain·x)) for a flat float32 array, each block through a copy:
-    a loop that reads and writes one array ran unvectorized (LLVM could not tell
-    that the store leaves the array's data pointer alone), 5x slower."""
+    a loop that reads and writes one array compiled to scalar code, 5x slower."""
     negative_gain = F(-gain)
     for block in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         start, stop = block * BLOCK, min(x.shape[0], (block + 1) * BLOCK)
