@@ -222,6 +222,7 @@ def _gradient_images(delta, kq, offs, starts, s, before, u0, count, front, nd, s
     its correlation scattered into the phase's pixels."""
     c_out, c = delta.shape[1], dx.shape[1]
     D, H, W = dx.shape[2], dx.shape[3], dx.shape[4]
+    dxf = dx.reshape(dx.size)
     one = np.ones(3, np.int64)
     src = np.zeros(c_out * nd[0] * nd[1] * nd[2] + WIDEST + nd[2], delta.dtype)
     out = np.empty(c * _rounded(nd[0] * nd[1] * nd[2]), delta.dtype)
@@ -236,14 +237,21 @@ def _gradient_images(delta, kq, offs, starts, s, before, u0, count, front, nd, s
             rowq = _rounded(npos)
             _all_maps(src, offs[starts[p]:starts[p + 1]], kq[starts[p]:starts[p + 1]],
                       out, rowq, npos)
+            x0 = s[2] * u0[2, px] + px - before[2]
             for i in range(c):
                 for u in range(nz):
                     z = s[0] * (u0[0, pz] + u) + pz - before[0]
                     for v in range(ny):
                         y = s[1] * (u0[1, py] + v) + py - before[1]
-                        at = i * rowq + (u * nd[1] + v) * nd[2]
-                        for w in range(nx):
-                            dx[m, i, z, y, s[2] * (u0[2, px] + w) + px - before[2]] = out[at + w]
+                        at = np.uint64(i * rowq + (u * nd[1] + v) * nd[2])
+                        row = (((m * c + i) * D + z) * H + y) * W + x0
+                        if s[2] == 1:  # a run: unsigned indices, so that it copies as vectors
+                            d = np.uint64(row)
+                            for w in range(np.uint64(nx)):
+                                dxf[d + w] = out[at + w]
+                        else:
+                            for w in range(nx):
+                                dxf[row + s[2] * w] = out[at + np.uint64(w)]
 
 
 @njit(parallel=True, **_jit)
