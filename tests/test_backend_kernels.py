@@ -112,8 +112,8 @@ def test_every_fast_backend_has_kernels_of_its_own():
 def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
     """Each compiled entry point of the numba backend (a parallel numba function of its
     kernel modules) runs on some case, in float32 and in float64: the cases are large
-    enough to leave NumPy's fallback.  numba_activations' are float32's alone (float64
-    keeps NumPy's sigmoid and tanh)."""
+    enough to leave NumPy's fallback; kernels with an in-place form run it too.
+    numba_activations' are float32's alone (float64 keeps NumPy's sigmoid)."""
     from numba.core.registry import CPUDispatcher
 
     from cnngraph.runtime import (numba_activations, numba_conv, numba_maps, numba_pool,
@@ -131,5 +131,8 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
     for op, kernel in backend.kernels.items():
         for dtype in (np.float32, np.float64):
             for _, example in cases[op]:
-                kernel.run(*[np.asarray(a, dtype) for a in example.inputs], **example.attrs)
+                inputs = [np.asarray(a, dtype) for a in example.inputs]
+                kernel.run(*inputs, **example.attrs)
+                if kernel.in_place is not None:  # the fused plan's form (compiler/fuse.py)
+                    kernel.in_place(*[a.copy() for a in inputs], **example.attrs)
     assert reached == entries
