@@ -228,8 +228,12 @@ def sigmoid(u, *, gain=1.0):
 
 
 def sigmoid_in_place(u, *, gain=1.0):
-    if not (_compiled_float32(u) and u.flags.c_contiguous):
+    """sigmoid's bits in u's buffer (a strided u through a contiguous copy)."""
+    if not _compiled_float32(u):
         return NUMPY_KERNELS["sigmoid"].in_place(u, gain=gain)
+    if not u.flags.c_contiguous:
+        u[...] = sigmoid(u, gain=gain)
+        return u
     _activations().sigmoid_in_place(u.reshape(-1), gain)
     return u
 
