@@ -189,6 +189,12 @@ def _phase_taps(k, s, d, before, size, do, rows_down):
     return taps, reads, ntaps, u0, count, front, behind
 
 
+@njit(inline="always", **_jit)
+def _phase(p, s):
+    """Phase p's index along each dimension, phases in C order."""
+    return p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+
+
 @njit(**_jit)
 def _full_taps(kernel, taps, reads, ntaps, nd, s):
     """Every phase's flipped, transposed kernel kq[(o, c, a, b), i] and offsets into δ̃
@@ -197,12 +203,12 @@ def _full_taps(kernel, taps, reads, ntaps, nd, s):
     phases = s[0] * s[1] * s[2]
     starts = np.zeros(phases + 1, np.int64)
     for p in range(phases):
-        pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+        pz, py, px = _phase(p, s)
         starts[p + 1] = starts[p] + c_out * ntaps[0, pz] * ntaps[1, py] * ntaps[2, px]
     kq = np.empty((starts[phases], c), kernel.dtype)
     offs = np.empty(starts[phases], np.int64)
     for p in range(phases):
-        pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+        pz, py, px = _phase(p, s)
         t = starts[p]
         for o in range(c_out):
             for a in range(ntaps[0, pz]):
@@ -229,7 +235,7 @@ def _gradient_images(delta, kq, offs, starts, s, before, u0, count, front, nd, s
     for m in range(start, stop):
         _split_image(delta, m, front, one, nd, src)
         for p in range(starts.shape[0] - 1):
-            pz, py, px = p // (s[1] * s[2]), p // s[2] % s[1], p % s[2]
+            pz, py, px = _phase(p, s)
             nz, ny, nx = count[0, pz], count[1, py], count[2, px]
             if nz * ny * nx == 0 or starts[p + 1] == starts[p]:
                 continue
