@@ -191,8 +191,14 @@ ROWS = [
     ("step-negative", "stopped", setting("step", -1), [], "'step'", ()),
     ("step-huge", "stopped", setting("step", 10 ** 12), [], "'step'", ()),
     ("step-huge-at-epoch-start", "done", setting("step", 10 ** 12), [], "'step'", ()),
-    ("step-other-batch", "stopped", lambda header, arrays: None, ["--batch", "16"], "'step'",
-     ()),
+    ("step-other-batch", "stopped", setting("run.batch", ...), ["--batch", "16"], "'step'",
+     ()),  # a checkpoint from before the batch was recorded
+    ("run-other-batch", "stopped", lambda header, arrays: None, ["--batch", "16"],
+     "'run.batch'", ()),
+    ("run-other-seed", "done", lambda header, arrays: None, ["--seed", "9"], "'run.seed'", ()),
+    ("run-other-lr", "done", lambda header, arrays: None, ["--lr", "0.5"], "'run.lr'", ()),
+    ("run-lr-zero", "done", setting("run.lr", 0), [], "'run.lr'", ()),
+    ("run-lr-text", "done", setting("run.lr", "0.1"), [], "'run.lr'", ()),
     ("step-past-less-data", "stopped", lambda header, arrays: None, ["--limit-train", "16"],
      "'step'", ()),
     # meta: the history of done epochs and the sums of the one in progress

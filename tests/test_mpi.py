@@ -95,7 +95,7 @@ def test_mpiexec_without_shards_takes_one_per_rank_and_a_resume_keeps_them(tmp_p
     with them bitwise, and a resume naming other shards is refused."""
     two = _run(tmp_path, mnist, "two", 2)
     assert two.returncode == 0, two.stderr
-    assert load_checkpoint(tmp_path / "two" / "checkpoint.npz").run == {"shards": 2}
+    assert load_checkpoint(tmp_path / "two" / "checkpoint.npz").run["shards"] == 2
     single = _run(tmp_path, mnist, "single", None, "--shards", "2")
     assert single.returncode == 0, single.stderr
     _same_bits(_params(tmp_path, "two"), _params(tmp_path, "single"))
@@ -103,7 +103,7 @@ def test_mpiexec_without_shards_takes_one_per_rank_and_a_resume_keeps_them(tmp_p
     assert first.returncode == 0, first.stderr
     other = _run(tmp_path, mnist, "parts", None, "--resume", "--shards", "3")
     assert other.returncode == 2
-    assert "started with 2 shards (its checkpoint records them), not 3" in other.stderr
+    assert "started with shards 2 (the checkpoint's 'run.shards'), this one has 3" in other.stderr
     rest = _run(tmp_path, mnist, "parts", None, "--resume")
     assert rest.returncode == 0, rest.stderr
     _same_bits(_params(tmp_path, "parts"), _params(tmp_path, "two"))
@@ -180,7 +180,7 @@ def test_a_first_run_under_mpiexec_fetches_mnist_once(tmp_path, mirror):  # noqa
     assert done.stderr.count("MNIST not found (") == 1
     assert done.stderr.count("MNIST is in ") == 1
     assert len(requested) == 4 and "test error" in done.stdout
-    assert load_checkpoint(tmp_path / "out" / "checkpoint.npz").run == {"shards": 2}
+    assert load_checkpoint(tmp_path / "out" / "checkpoint.npz").run["shards"] == 2
 
 
 def test_a_first_run_under_mpiexec_offline_fails_on_every_rank(tmp_path):

@@ -201,8 +201,9 @@ def with_train_block_logger(observers, model: Model, cfg: TrainConfig) -> tuple:
 
 def run_config(model: Model, config, world=SINGLE, recorded: Recorded | None = None
                ) -> TrainConfig:
-    """The run's `TrainConfig` (see `run_experiment`), its shards settled: those
-    ``recorded`` by the checkpoint a resume continues, else one per rank."""
+    """The run's `TrainConfig` (see `run_experiment`).  A resume continues the run as
+    it started: the settings its checkpoint ``recorded`` (batch, seed, val, lr) stand where
+    ``config`` does not name them, and so do its shards, else one per rank."""
     changes = {}
     if config is None:
         cfg = model.settings.train
@@ -211,6 +212,9 @@ def run_config(model: Model, config, world=SINGLE, recorded: Recorded | None = N
     else:
         changes = check_changes(config)
         cfg = model.settings.train.replace(**changes)
+    if recorded and not isinstance(config, TrainConfig):
+        cfg = cfg.replace(**{name: value for name, value in recorded.run.items()
+                             if name != "shards" and name not in changes})
     if "shards" in changes or cfg.shards != 1:
         return cfg
     return cfg.replace(shards=recorded.shards if recorded else world.size)
@@ -248,11 +252,16 @@ def check_changes(changes: Mapping) -> dict:
 @dataclass(frozen=True)
 class Recorded:
     """What a run's checkpoint says of how the run is set up, which a resume keeps:
-    its ``shards`` (1 for a checkpoint written before they were recorded) and its
-    ``preprocessing`` constants (None for a format-1 checkpoint: they are fitted
-    again, as that run did)."""
-    shards: int
+    its ``run`` settings (`checkpoint.RUN_FIELDS`; only shards before batch, seed, val
+    and lr were recorded, none in format 1) and its ``preprocessing`` constants (None for
+    a format-1 checkpoint: they are fitted again, as that run did)."""
+    run: dict
     preprocessing: Preprocessing | None
+
+    @property
+    def shards(self) -> int:
+        """The run's shards (1 for a checkpoint written before they were recorded)."""
+        return self.run.get("shards", 1)
 
 
 def recorded_run(path: Path, world=SINGLE) -> Recorded | None:
@@ -262,7 +271,7 @@ def recorded_run(path: Path, world=SINGLE) -> Recorded | None:
     if world.is_root:
         try:
             ckpt = load_checkpoint(path)
-            found = Recorded(ckpt.run.get("shards", 1), ckpt.preprocessing)
+            found = Recorded(ckpt.run, ckpt.preprocessing)
         except CnnError:
             found = None
     return world.bcast(found)

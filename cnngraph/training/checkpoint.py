@@ -10,8 +10,10 @@ compiled and must hash to the checkpoint's network hash (`embedded_model`).
 Format 2 adds ``preprocess``, every constant the run mapped its pixels with
 (`preprocess.Preprocessing`; null when the caller made the splits), so that
 ``eval`` and ``export`` map images exactly as training did, and ``run``, the
-run's own settings beyond the model and its train block (`RUN_FIELDS`).  Each is
-checked on load.  Format 2 reads format 1, whose checkpoints record neither:
+settings that decide its steps, whichever way they were given (`RUN_FIELDS`: its
+shards, batch, seed, validation count and learning rate; checkpoints written
+before the last four were recorded hold only shards).  Each is checked on
+load.  Format 2 reads format 1, whose checkpoints record neither:
 their ``preprocessing`` is None and their ``run`` empty, and ``eval`` and
 ``export`` compute the constants from the training data as format 1's cnngraph
 did (the one case where they are recomputed).
@@ -38,8 +40,9 @@ from .preprocess import STATISTICS, Preprocessing
 FORMAT_VERSION = 2
 #: The formats this cnngraph reads: 1 (before preprocess and run) and 2.
 READABLE = (1, 2)
-#: What a checkpoint's ``run`` may hold: name -> the least value of that whole number.
-RUN_FIELDS = {"shards": 1}
+#: What a checkpoint's ``run`` may hold: name -> the least value of that whole number
+#: (None: a finite number above 0).
+RUN_FIELDS = {"shards": 1, "batch": 1, "seed": 0, "val": 0, "lr": None}
 
 
 @dataclass
@@ -311,15 +314,21 @@ def _check_optimizer_arrays(optimizer: dict, params: dict, path: Path) -> None:
 
 def _read_run(run: dict, path: Path) -> dict:
     """The header's ``run``: each field one of `RUN_FIELDS`, a whole number at least
-    its least value."""
+    its least value (the rate: a finite number above 0)."""
     for name, value in run.items():
         if name not in RUN_FIELDS:
             raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' is not a run "
                                   f"field (they are {', '.join(RUN_FIELDS)})", where=str(path))
-        if not _whole(value) or value < RUN_FIELDS[name]:
-            raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' must be a whole "
-                                  f"number of at least {RUN_FIELDS[name]}, found "
-                                  f"{json.dumps(value)}", where=str(path))
+        least = RUN_FIELDS[name]
+        if least is None:
+            good = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and 0 < value < math.inf)
+            need = "a finite number above 0"
+        else:
+            good, need = _whole(value) and value >= least, f"a whole number of at least {least}"
+        if not good:
+            raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' must be {need}, "
+                                  f"found {json.dumps(value)}", where=str(path))
     return dict(run)
 
 

@@ -24,10 +24,11 @@ from typing import Callable
 import numpy as np
 
 from ..core import outputs
-from ..core.errors import CnnError, DataError
+from ..core.errors import CheckpointError, CnnError, DataError
 from ..language.settings import TrainConfig
 from .augment import Augmenter
-from .checkpoint import Checkpoint, check_param_arrays, load_checkpoint, save_checkpoint
+from .checkpoint import (RUN_FIELDS, Checkpoint, check_param_arrays, load_checkpoint,
+                         save_checkpoint)
 from .divergence import Diverged, beginning, check_epoch, kept, record, reported_at
 from .observe import StepEvent, notify
 from .parallel import reduction_for
@@ -158,13 +159,14 @@ class Trainer:
         ckpt = found[1]
         check_resumable(ckpt, self.model, self.cfg, self.optimizer,
                         str(self._checkpoint_path()))
-        recorded = ckpt.run.get("shards")  # None: format 1, written before they were recorded
-        if recorded is not None and recorded != self.cfg.shards:
-            raise CnnError(f"this run was started with {recorded} shard"
-                           f"{'s' if recorded != 1 else ''} (its checkpoint records them), not "
-                           f"{self.cfg.shards}: the shards are part of what defines a run",
-                           where="--shards", hint=f"leave --shards out to continue with "
-                                                  f"{recorded}, or start anew in another --out")
+        for name, recorded in ckpt.run.items():  # those the checkpoint records (format 2)
+            if recorded != getattr(self.cfg, name):
+                raise CheckpointError(f"the run was started with {name} {recorded} (the "
+                                      f"checkpoint's 'run.{name}'), this one has "
+                                      f"{getattr(self.cfg, name)}: {name} is part of what "
+                                      "defines a run", where=str(self._checkpoint_path()),
+                                      hint=f"leave --{name} out to continue with {recorded}, "
+                                           "or start anew in another --out")
         self.restore(ckpt)
 
     def restore(self, ckpt: Checkpoint):
@@ -347,7 +349,8 @@ class Trainer:
         return Checkpoint(self.hash, self.params, state, rng_state, self.epoch, self.step,
                           {"epochs": self.history, "sums": self.sums},
                           model_text=self.model.spec.text, model_file=self.model.file,
-                          preprocessing=self.preprocessing, run={"shards": self.cfg.shards})
+                          preprocessing=self.preprocessing,
+                          run={name: getattr(self.cfg, name) for name in RUN_FIELDS})
 
     def metrics(self, test_error=None, confusion=None) -> dict:
         cfg = self.cfg
