@@ -199,10 +199,11 @@ def test_the_shards_are_recorded_and_a_resume_keeps_them(tmp_path):
     """Shards define the run: a resume that leaves them out continues with the
     checkpoint's (bitwise as the whole run), one that names others is refused."""
     whole = run(model(), tmp_path / "whole", config={"shards": 3}, plots=False)
-    assert load_checkpoint(tmp_path / "whole" / "checkpoint.npz").run == {"shards": 3, "batch": 10, "seed": 3,
-                                                                         "val": 0, "lr": 0.1}
+    recorded = load_checkpoint(tmp_path / "whole" / "checkpoint.npz").run
+    assert recorded == {"shards": 3, "batch": 10, "seed": 3, "val": 0, "lr": 0.1}
     run(model(), tmp_path / "cut", config={"shards": 3, "epochs": 1}, plots=False)
-    with pytest.raises(CnnError, match=r"started with shards 3 \(the checkpoint's 'run.shards'\), this one has 2: shards is part"):
+    with pytest.raises(CnnError, match=r"started with shards 3 \(the checkpoint's 'run.shards'"
+                                        r"\), this one has 2: shards is part"):
         run(model(), tmp_path / "cut", config={"shards": 2}, resume=True, plots=False)
     resumed = run(model(), tmp_path / "cut", resume=True, plots=False)
     assert resumed.metrics["config"]["shards"] == 3 and len(resumed.metrics["epochs"]) == 2
@@ -227,8 +228,8 @@ def test_a_resume_keeps_the_batch_seed_and_validation_the_run_started_with(tmp_p
         assert refused.value.hint.startswith(f"leave --{name} out to continue with")
     resumed = run(model(), tmp_path / "cut", config={"epochs": 2, "batch": 4}, resume=True,
                   plots=False)
-    assert {k: resumed.metrics["config"][k] for k in ("batch", "val", "lr")} == {"batch": 4, "val": 6,
-                                                                              "lr": 0.05}
+    kept = {k: resumed.metrics["config"][k] for k in ("batch", "val", "lr")}
+    assert kept == {"batch": 4, "val": 6, "lr": 0.05}
     assert resumed.metrics["seed"] == 5
     assert all(np.array_equal(resumed.params[k], whole.params[k]) for k in whole.params)
 

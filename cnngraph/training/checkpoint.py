@@ -320,13 +320,10 @@ def _read_run(run: dict, path: Path) -> dict:
             raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' is not a run "
                                   f"field (they are {', '.join(RUN_FIELDS)})", where=str(path))
         least = RUN_FIELDS[name]
-        if least is None:
-            good = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and 0 < value < math.inf)
-            need = "a finite number above 0"
-        else:
-            good, need = _whole(value) and value >= least, f"a whole number of at least {least}"
-        if not good:
+        need = "a finite number above 0" if least is None else f"a whole number of at least {least}"
+        if not (_whole(value) and value >= least if least is not None else
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                and 0 < value < math.inf):
             raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' must be {need}, "
                                   f"found {json.dumps(value)}", where=str(path))
     return dict(run)
