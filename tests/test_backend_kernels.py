@@ -46,7 +46,7 @@ def _own_kernels():
     reference, or that declares another form (in place, a shared input)."""
     for name, backend in sorted(REGISTRY.backends.items()):
         for op, kernel in sorted(backend.kernels.items()):
-            if kernel.run is not REGISTRY.op(op).reference or kernel.in_place \
+            if kernel.run is not REGISTRY.op(op).reference or kernel.in_place or kernel.epilogue \
                     or kernel.shared_input:
                 yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
 

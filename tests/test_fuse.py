@@ -1,5 +1,6 @@
 """The fused plan computes bitwise what the unfused one does, for every shipped model."""
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,38 @@ def test_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
     _, fused, plain = _both_plans(model)
     assert len(fused.steps) < len(plain.steps)
     _assert_fused_is_unfused(model, fused, plain, batch, dtype, seed=batch)
+
+
+numba_backend = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                   reason="the numba backend needs numba")
+
+
+@numba_backend
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 7, 40])
+def test_numba_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
+    """The numba backend's convolutions add the bias and apply the float32 sigmoid as
+    their tiles write (`Kernel.epilogue`): the same bits as the three steps, at batches
+    where the tiles and the compiled sigmoid run (7, 40) and where they do not (1)."""
+    model = compile_model(ROOT / "models" / name, backend="numba")
+    _, fused, plain = _both_plans(model)
+    assert len(fused.steps) < len(plain.steps)
+    _assert_fused_is_unfused(model, fused, plain, batch, dtype, seed=batch)
+
+
+@numba_backend
+def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
+    """Which steps the epilogue absorbs: dlt's convolutions their bias and sigmoid,
+    LeNet-5's their bias (tanh runs in place after), simard2003's strided ones; a
+    subsample's bias is no convolution's, a dense layer's matmul declares no epilogue."""
+    ops = {name: [step.op for step in compile_model(ROOT / "models" / name, backend="numba")
+                  .plans.gradients.steps] for name in ("dlt.cnn", "lenet5.cnn", "simard2003.cnn")}
+    assert ops["dlt.cnn"].count("conv_valid+add_bias+sigmoid") == 2
+    assert "conv_valid" not in ops["dlt.cnn"] and ops["dlt.cnn"].count("add_bias+sigmoid") == 1
+    assert ops["lenet5.cnn"].count("conv_valid+add_bias+tanh") == 3
+    assert ops["lenet5.cnn"].count("add_bias+tanh") == 3   # S2, S4 and F6
+    assert ops["simard2003.cnn"].count("conv_strided+add_bias+tanh") == 2
 
 
 def test_plugin_ops_run_fused_as_unfused():

@@ -10,6 +10,10 @@ it replaces (tests/test_fuse.py):
   (`Kernel.shared_input`: conv_valid(x, k) and conv_grad_kernel(x, delta) both
   build x's im2col for one kernel size) read one preparation, made before the
   first of them and kept until the last;
+- epilogues: a step whose kernel adds a bias per map (`Kernel.per_map_bias`) to the
+  one value that a kernel with an `epilogue` made, and the activation with an
+  in-place kernel that alone reads the sum, become one step: the producer adds the
+  bias, and applies the activation where it can, as it writes its result;
 - in place: a step whose kernel can compute into its first input's buffer
   (`Kernel.in_place`: an activation, the product with delta), reading a value
   that a `fresh` kernel made (a bias add, an activation's slope) and that
@@ -31,6 +35,7 @@ from ..core.plan import Plan, Step
 
 def fuse_steps(plan: Plan, graph: nx.DiGraph) -> Plan:
     steps = _share_prepared_inputs(list(plan.steps), graph)
+    steps = _fuse_epilogues(steps, plan.outputs)
     return replace(plan, steps=tuple(_fuse_in_place(steps, plan.outputs)))
 
 
@@ -76,11 +81,55 @@ def _finish(finish, x_shape, key):
     return kernel
 
 
+# epilogues ------------------------------------------------------------------------
+
+def _fuse_epilogues(steps, outputs):
+    readers = _readers(steps, outputs)
+    made = {step.node: step for step in steps if not step.view}
+    only_reader = {}
+    for step in steps:
+        for value in step.inputs:
+            only_reader[value] = step if readers[value] == 1 else None
+    fused, absorbed = {}, set()
+    for bias_step in steps:
+        source = made.get(bias_step.inputs[0]) if bias_step.kernel.per_map_bias else None
+        if source is None or source.kernel.epilogue is None or readers[source.node] != 1:
+            continue
+        then = only_reader.get(bias_step.node)
+        if then is None or then.kernel.in_place is None or then.inputs != (bias_step.node,):
+            then = None
+        last = then or bias_step
+        fused[last.node] = replace(
+            last, op="+".join(step.op for step in (source, bias_step, then) if step),
+            attrs={}, inputs=source.inputs + bias_step.inputs[1:],
+            kernel=Kernel(_with_epilogue(source, then)), layer=source.layer)
+        absorbed.update(step.node for step in (source, bias_step) if step is not last)
+    return [fused.get(step.node, step) for step in steps if step.node not in absorbed]
+
+
+def _with_epilogue(source: Step, then: Step | None):
+    """source's epilogue kernel: its result + the bias (the last value), then ``then``."""
+    epilogue, attrs, count = source.kernel.epilogue, source.attrs, len(source.inputs)
+    activation = then and then.kernel
+    then_attrs = dict(then.attrs) if then else None
+
+    def kernel(*values):
+        return epilogue(*values[:count], bias=values[count], then=activation,
+                        then_attrs=then_attrs, **attrs)
+    return kernel
+
+
+def _readers(steps, outputs) -> Counter:
+    """How many steps (and plan outputs) read each value."""
+    readers = Counter(value for step in steps for value in step.inputs)
+    readers.update(outputs)
+    return readers
+
+
 # in place -------------------------------------------------------------------------
 
 def _fuse_in_place(steps, outputs):
-    readers = Counter(value for step in steps for value in step.inputs)
-    readers.update(outputs)
+    readers = _readers(steps, outputs)
     fresh = {step.node: step for step in steps if step.kernel.fresh and not step.view}
     out, absorbed = [], set()
     for step in steps:

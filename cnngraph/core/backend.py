@@ -64,6 +64,11 @@ class Kernel:
     in_place: Callable | None = None     # (*inputs, **attrs) -> result in inputs[0]'s buffer
     fresh: bool = False                  # returns a new array nobody else holds
     shared_input: SharedInput | None = None
+    #: (*inputs, bias=, then=, then_attrs=, **attrs) -> run's result + bias per map (None:
+    #: none), then the `Kernel` ``then``'s in-place activation (None: none), bitwise as
+    #: the three steps would compute it, fused where the backend can
+    epilogue: Callable | None = None
+    per_map_bias: bool = False           # run(x, bias) adds one value per map to x
 
 
 class Backend:

@@ -67,6 +67,15 @@ def _sigmoid_block(u, negative_gain, out, start, stop):
         out[q] = ONE / (ONE + exp32(u[q] * negative_gain))
 
 
+@njit(**_jit)
+def sigmoid_into(u, out, start, count, negative_gain):
+    """out[start + q] = `sigmoid`'s value of u[q] for q < count (a convolution's output
+    as its tiles write it, `numba_tiled`: the fused plan's bits are the plain one's)."""
+    _zmm()
+    for q in range(count):
+        out[start + q] = ONE / (ONE + exp32(u[q] * negative_gain))
+
+
 @njit(parallel=True, **_jit)
 def sigmoid(u, gain):
     """1/(1 + exp(-gain·u)) for a flat float32 array."""

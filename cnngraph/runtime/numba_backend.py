@@ -8,8 +8,10 @@ their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN valu
 long and a map fills a tile; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's
 C3 at batch 1, rows1d.cnn's rows of 12) stay matrix products, where BLAS was 2-4x
 faster than the direct loops.  The float32 sigmoid is one compiled pass
-(runtime/numba_activations.py); float64's stays NumPy's.  Per-map ops on fewer than
-SMALL values stay NumPy's too: there a compiled call's fixed cost is the larger.
+(runtime/numba_activations.py); float64's stays NumPy's.  The tiled convolutions
+take the fused plan's epilogue: the bias, and that sigmoid, applied as they write.
+Per-map ops on fewer than SMALL values stay NumPy's too: there a compiled call's
+fixed cost is the larger.
 (Both measured while choosing, each kernel against NumPy's at batches 1, 4, 10, 20
 and 256.)  The kernels use their own threads (`set_threads`), so training never
 splits the batch across threads for this backend.
@@ -85,13 +87,35 @@ def _fills_a_tile(rows: int, pitch: int) -> bool:
     return rows * pitch >= TILE_POSITIONS
 
 
-def conv_valid(x, kernel, *, mask=None):
+def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
+    """The seed's valid correlation; as the fused plan's epilogue (`Kernel.epilogue`) also
+    + bias per map and then ``then``'s activation."""
     kernel = masked(kernel, mask)
     if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
             and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])):
-        return numerics.correlate_valid(x, kernel)
-    return _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
-                               _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1))
+        return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
+    act, negative_gain = _tiles_sigmoid(x.dtype, len(x) * kernel.shape[0] * (
+        x.shape[2] - kernel.shape[2] + 1) * (x.shape[3] - kernel.shape[3] + 1), then, then_attrs)
+    y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+                            _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), bias, act,
+                            negative_gain)
+    return y if act else _epilogue(y, None, then, then_attrs)
+
+
+def _tiles_sigmoid(dtype, size, then, then_attrs) -> tuple:
+    """(1, −gain) where ``then`` is this backend's sigmoid and would run compiled on a
+    result of ``size`` values (`_compiled_float32`): the tiles apply it as they write,
+    with its bits; else (0, 0.0)."""
+    if then is not None and then.run is sigmoid and dtype == np.float32 and size >= SMALL:
+        return 1, -float((then_attrs or {}).get("gain", 1.0))
+    return 0, 0.0
+
+
+def _epilogue(y, bias, then, then_attrs):
+    """y + bias per map (None: none), then ``then``'s activation in place (None: none)."""
+    if bias is not None:
+        y = add_bias(y, bias)
+    return y if then is None else then.in_place(y, **(then_attrs or {}))
 
 
 def conv_full(delta, kernel, *, mask=None):
@@ -128,13 +152,21 @@ def _size3(size):
     return np.array(in_3d(size), np.int64)
 
 
-def conv_strided(x, kernel, *, stride, padding, dilation, mask=None):
+def conv_strided(x, kernel, *, stride, padding, dilation, mask=None, bias=None, then=None,
+                 then_attrs=None):
     """Strided, padded, dilated, maps of any rank: always the tiles (NumPy has only the
-    reference)."""
+    reference); the fused epilogue as conv_valid's."""
     kernel = masked(kernel, mask)
-    y = _tiled().conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
-                              _threads())
-    return y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
+    s, before, after, d = _geometry3(stride, padding, dilation)
+    x3, k3 = as_3d(x), as_3d(kernel)
+    outputs = (np.array(x3.shape[2:]) + before + after - d * (np.array(k3.shape[2:]) - 1)
+               - 1) // s + 1
+    act, negative_gain = _tiles_sigmoid(x.dtype, len(x) * len(kernel) * int(outputs.prod()),
+                                        then, then_attrs)
+    y = _tiled().conv_strided(x3, k3, s, before, after, d, _threads(),
+                              _tiled()._bias(bias, x.dtype), act, x.dtype.type(negative_gain))
+    y = y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
+    return y if act else _epilogue(y, None, then, then_attrs)
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
@@ -156,9 +188,9 @@ def _unit(x) -> dict:
     return {"stride": (1,) * rank, "padding": ((0, 0),) * rank, "dilation": (1,) * rank}
 
 
-def _valid3(x, kernel, *, mask=None):
+def _valid3(x, kernel, **given):
     """conv_valid of 3-D maps: conv_strided at unit geometry."""
-    return conv_strided(x, kernel, mask=mask, **_unit(x))
+    return conv_strided(x, kernel, **given, **_unit(x))
 
 
 def _full3(delta, kernel, *, mask=None):
@@ -311,15 +343,15 @@ def _norm(kernel, reads):
 KERNELS = {
     # the seed's ops: 1-D maps through the 2-D kernels one pixel high (runtime/ranks.lifted:
     # the same sums), 3-D ones through conv_strided
-    "conv_valid": Kernel(by_rank(conv_valid, _valid3)),
+    "conv_valid": Kernel(by_rank(conv_valid, _valid3), epilogue=by_rank(conv_valid, _valid3)),
     "conv_full": Kernel(by_rank(conv_full, _full3)),
     "conv_grad_kernel": Kernel(by_rank(conv_grad_kernel, _grad_kernel3)),
-    "conv_strided": Kernel(conv_strided),
+    "conv_strided": Kernel(conv_strided, epilogue=conv_strided),
     "conv_strided_full": Kernel(conv_strided_full),
     "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
     "subsample_sum": Kernel(block_sum),
     "upsample_kron": Kernel(upsample_kron),
-    "add_bias": Kernel(add_bias, fresh=True),
+    "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
     "scale_maps": Kernel(scale_maps, fresh=True),

@@ -10,7 +10,8 @@ P = (Z·Hq + Y)·Wq + X then reads the input at P + off_t for each tap t = (i, c
 off_t = the tap's phase plane + ⌊dd·c/sd⌋·Hq·Wq + ⌊dh·a/sh⌋·Wq + ⌊dw·b/sw⌋ (`_offsets`),
 so a convolution is a small matrix product per image, out[o, P] = Σ_t K[t, o] src[off_t + P],
 computed at every P of the output's rows at pitch Wq (the columns X >= wo dropped).  One
-padded image and its output stay in cache.
+padded image and its output stay in cache, and the fused plan's bias and float32
+sigmoid (compiler/fuse.py's epilogues) are applied there, as the rows are copied out.
 
 The input gradient (the full true convolution of the stride-dilated δ) is one such
 correlation per phase of the padded input: the taps that reach a phase, reversed, read
@@ -30,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .numba_activations import sigmoid_into
 from .numba_conv import _jit, chunking
 from .numba_tiles import WIDEST, correlate_tiles, gradient_tiles
 
@@ -114,32 +116,53 @@ def _rounded(npos):
 
 
 @njit(**_jit)
-def _correlate(x, kq, offs, before, s, nq, start, stop, y):
+def _correlate(x, kq, offs, before, s, nq, start, stop, y, bias, act, negative_gain):
     """y[start:stop] = the correlation of padded, phase-split x with kq[t, o] at offsets
-    offs[t] (`_offsets`), image by image."""
+    offs[t] (`_offsets`), image by image, plus bias[o] where bias is not empty, through
+    the float32 sigmoid where act is 1 (`_write`)."""
     c, c_out, do, ho, wo = x.shape[1], kq.shape[1], y.shape[2], y.shape[3], y.shape[4]
     src = np.zeros(c * s[0] * s[1] * s[2] * nq[0] * nq[1] * nq[2] + WIDEST + nq[2], x.dtype)
     npos = ((do - 1) * nq[1] + ho) * nq[2]
     rowq = _rounded(npos)
     out = np.empty(c_out * rowq, x.dtype)
+    image = c_out * do * ho * wo
+    summed = np.empty(image if act else 0, x.dtype)
     yf = y.reshape(y.size)
-    run = np.uint64(wo)
     for m in range(start, stop):
         _split_image(x, m, before, s, nq, src)
         _all_maps(src, offs, kq, out, rowq, npos)
-        for o in range(c_out):
-            for Z in range(do):
-                for Y in range(ho):
-                    at = np.uint64(o * rowq + (Z * nq[1] + Y) * nq[2])
-                    d = np.uint64((((m * c_out + o) * do + Z) * ho + Y) * wo)
+        if act:
+            _write(out, rowq, nq, bias, summed, 0, c_out, do, ho, wo)
+            sigmoid_into(summed, yf, m * image, image, negative_gain)
+        else:
+            _write(out, rowq, nq, bias, yf, m * image, c_out, do, ho, wo)
+
+
+@njit(**_jit)
+def _write(out, rowq, nq, bias, to, at, c_out, do, ho, wo):
+    """to[at:] = the output maps' rows from out (their first wo columns at pitch nq[2]),
+    each plus its map's bias where bias is not empty: add_bias's sum."""
+    run = np.uint64(wo)
+    for o in range(c_out):
+        b = bias[o] if bias.shape[0] else out.dtype.type(0)
+        for Z in range(do):
+            for Y in range(ho):
+                q = np.uint64(o * rowq + (Z * nq[1] + Y) * nq[2])
+                d = np.uint64(at + ((o * do + Z) * ho + Y) * wo)
+                if bias.shape[0]:
                     for X in range(run):
-                        yf[d + X] = out[at + X]
+                        to[d + X] = out[q + X] + b
+                else:
+                    for X in range(run):
+                        to[d + X] = out[q + X]
 
 
 @njit(parallel=True, **_jit)
-def conv_strided(x, kernel, s, before, after, d, threads):
+def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_gain):
     """y[n, o, Z, Y, X] = Σ_icab x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] k[o, i, c, a, b],
-    x̃ zero padded; each output summed over i, then c, a and b."""
+    x̃ zero padded; each output summed over i, then c, a and b; then, fused as it is
+    written, + bias[o] (an empty bias: none) and, with act 1, the float32 sigmoid of gain
+    −negative_gain (numba_activations)."""
     n, c = x.shape[0], x.shape[1]
     c_out = kernel.shape[0]
     k = np.array(kernel.shape[2:])
@@ -152,7 +175,8 @@ def conv_strided(x, kernel, s, before, after, d, threads):
     count, per = chunking(n, threads)
     for chunk in prange(count):
         start = chunk * per
-        _correlate(x, kq, offs, before, s, nq, start, min(n, start + per), y)
+        _correlate(x, kq, offs, before, s, nq, start, min(n, start + per), y, bias, act,
+                   negative_gain)
     return y
 
 
@@ -344,9 +368,16 @@ def _in_3d(a):
     return a.reshape(a.shape[:2] + (1,) + a.shape[2:])
 
 
-def conv_valid(x, kernel, threads):
-    """The seed's valid correlation (runtime/numerics.py's conventions)."""
-    return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads)[:, :, 0]
+def conv_valid(x, kernel, threads, bias=None, act=0, negative_gain=0.0):
+    """The seed's valid correlation (runtime/numerics.py's conventions), with
+    conv_strided's fused bias and sigmoid."""
+    return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads,
+                        _bias(bias, x.dtype), act, x.dtype.type(negative_gain))[:, :, 0]
+
+
+def _bias(bias, dtype):
+    """The bias argument of conv_strided: the per-map bias in the maps' dtype, or empty."""
+    return np.zeros(0, dtype) if bias is None else np.ascontiguousarray(bias, dtype)
 
 
 def conv_full(delta, kernel, threads):

@@ -37,7 +37,7 @@ EPS = 1e-6
 @dataclass(frozen=True)
 class SlotReport:
     op: str
-    check: str       # 'shape', 'gradient', 'curvature' or 'in_place'
+    check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue'
     slot: str
     error: float     # norm-wise relative error, or 0/1 for shape
     ok: bool
@@ -202,8 +202,9 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     """``backend``'s own kernel for op ``name`` (its table's, never its fallback's)
     on each ``(label, Example)`` of ``cases`` in ``dtype``: its result against the
     rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
-    left unchanged, and its declared in-place and shared-input forms bitwise equal
-    to its run.  Each report's detail names the case."""
+    left unchanged, and its declared in-place, shared-input and epilogue forms bitwise
+    equal to its run (the epilogue's to its run, the backend's bias add and each
+    activation it can apply in place).  Each report's detail names the case."""
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
         return [SlotReport(name, "kernel", "-", 1.0, False,
@@ -219,6 +220,9 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
             found.append(_check_in_place(rule, kernel, inputs, attrs))
         if kernel.shared_input is not None:
             found.append(_check_shared_input(rule, kernel, inputs, attrs))
+        if kernel.epilogue is not None:
+            found += _check_epilogue(registry, registry.backend(backend), rule, kernel, inputs,
+                                     attrs)
         reports += [replace(r, detail=f"{label}: {r.detail}" if r.detail else label)
                     for r in found]
     return reports
@@ -291,3 +295,41 @@ def _check_shared_input(rule, kernel, inputs, attrs) -> SlotReport:
     same = np.shape(got) == np.shape(want) and np.array_equal(got, want)
     return SlotReport(rule.name, "shared_input", "-", 0.0 if same else relative_error(got, want),
                       same, "" if same else "prepare + finish differs from run")
+
+
+def _check_epilogue(registry, table, rule, kernel, inputs, attrs) -> list[SlotReport]:
+    """The fused form (compiler/fuse.py): epilogue(inputs, bias, then) against run, then
+    the backend's per-map bias add, then ``then``'s in-place kernel, for no activation
+    and for each one-input op whose kernel here has an in-place form (its default
+    attributes), bit for bit, the inputs unchanged."""
+    add_bias = next((k for k in table.kernels.values() if k.per_map_bias), None)
+    if add_bias is None:
+        return [SlotReport(rule.name, "epilogue", "-", 1.0, False,
+                           "the backend declares an epilogue but no per-map bias kernel")]
+    activations = [(None, None)] + [
+        (op, table.kernel(op)) for op, other in sorted(registry.ops.items())
+        if len(other.slots) == 1 and table.kernel(op).in_place is not None]
+    reports = []
+    for op, then in activations:
+        then_attrs = dict(registry.op(op).attrs) if op else None
+        before = [a.copy() for a in inputs]
+        try:
+            y = kernel.run(*inputs, **attrs)
+            bias = np.linspace(-1, 1, y.shape[1]).astype(y.dtype)
+            want = add_bias.run(y, bias)
+            want = then.in_place(want, **then_attrs) if then else want
+            got = kernel.epilogue(*inputs, bias=bias, then=then, then_attrs=then_attrs, **attrs)
+        except Exception as e:  # a user's kernel may fail in any way; report it, op named
+            reports.append(SlotReport(rule.name, "epilogue", op or "-", 1.0, False,
+                                      f"{type(e).__name__}: {e}"))
+            continue
+        if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
+            reports.append(SlotReport(rule.name, "epilogue", op or "-", 1.0, False,
+                                      "the epilogue changed its inputs"))
+            continue
+        same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
+        reports.append(SlotReport(rule.name, "epilogue", op or "-",
+                                  0.0 if same else relative_error(got, want), same,
+                                  "" if same else f"epilogue with {op or 'no activation'} "
+                                                  "differs from run + add_bias + it"))
+    return reports
