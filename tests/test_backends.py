@@ -4,12 +4,11 @@ ops' definitions written plainly, as through the fast NumPy and numba backends."
 import functools
 
 import numpy as np
-
-from cnngraph.compiler.program import make_plan
 import pytest
 from conftest import MODELS, ROOT, needs_numba
 
 from cnngraph import compile_model, default_registry
+from cnngraph.compiler.program import make_plan
 from cnngraph.core.plugins import load_plugin
 from cnngraph.tools.bench import synthetic_batch
 from cnngraph.training.step import Optimizer, train_step
