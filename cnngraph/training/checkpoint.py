@@ -10,10 +10,9 @@ compiled and must hash to the checkpoint's network hash (`embedded_model`).
 Format 2 adds ``preprocess``, every constant the run mapped its pixels with
 (`preprocess.Preprocessing`; null when the caller made the splits), so that
 ``eval`` and ``export`` map images exactly as training did, and ``run``, the
-settings that decide its steps, whichever way they were given (`RUN_FIELDS`: its
-shards, batch, seed, validation count and learning rate; checkpoints written
-before the last four were recorded hold only shards).  Each is checked on
-load.  Format 2 reads format 1, whose checkpoints record neither:
+settings that decide its steps however they were given (`RUN_FIELDS`; earlier
+format-2 checkpoints hold only shards).  Each is checked on load.  Format 2
+reads format 1, whose checkpoints record neither:
 their ``preprocessing`` is None and their ``run`` empty, and ``eval`` and
 ``export`` compute the constants from the training data as format 1's cnngraph
 did (the one case where they are recomputed).
@@ -320,10 +319,11 @@ def _read_run(run: dict, path: Path) -> dict:
             raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' is not a run "
                                   f"field (they are {', '.join(RUN_FIELDS)})", where=str(path))
         least = RUN_FIELDS[name]
-        need = "a finite number above 0" if least is None else f"a whole number of at least {least}"
-        if not (_whole(value) and value >= least if least is not None else
-                isinstance(value, (int, float)) and not isinstance(value, bool)
-                and 0 < value < math.inf):
+        if least is None:  # the rate
+            need, good = "a finite number above 0", _number(value) and value > 0
+        else:
+            need, good = f"a whole number of at least {least}", _whole(value) and value >= least
+        if not good:
             raise CheckpointError(f"corrupt checkpoint header: 'run.{name}' must be {need}, "
                                   f"found {json.dumps(value)}", where=str(path))
     return dict(run)
