@@ -61,19 +61,14 @@ def exp32(x):
 
 
 @njit(**_jit)
-def _sigmoid_block(u, negative_gain, out, start, stop):
+def sigmoid_block(u, out, negative_gain):
+    """out[q] = 1/(1 + exp(negative_gain·u[q])) for every q of out: the one loop of
+    `sigmoid`, its in-place form and numba_tiled's convolutions, which apply it as they
+    write (so the fused plan's bits are the plain one's).  Called on slices: with the
+    block's offset in the index instead, the loop ran 2.3x slower."""
     _zmm()
-    for q in range(start, stop):
+    for q in range(out.shape[0]):
         out[q] = ONE / (ONE + exp32(u[q] * negative_gain))
-
-
-@njit(**_jit)
-def sigmoid_into(u, out, start, count, negative_gain):
-    """out[start + q] = `sigmoid`'s value of u[q] for q < count (a convolution's output
-    as its tiles write it, `numba_tiled`: the fused plan's bits are the plain one's)."""
-    _zmm()
-    for q in range(count):
-        out[start + q] = ONE / (ONE + exp32(u[q] * negative_gain))
 
 
 @njit(parallel=True, **_jit)
@@ -82,7 +77,8 @@ def sigmoid(u, gain):
     out = np.empty_like(u)
     negative_gain = F(-gain)
     for block in prange((u.shape[0] + BLOCK - 1) // BLOCK):
-        _sigmoid_block(u, negative_gain, out, block * BLOCK, min(u.shape[0], (block + 1) * BLOCK))
+        start, stop = block * BLOCK, min(u.shape[0], (block + 1) * BLOCK)
+        sigmoid_block(u[start:stop], out[start:stop], negative_gain)
     return out
 
 
@@ -94,5 +90,5 @@ def sigmoid_in_place(x, gain):
     for block in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         start, stop = block * BLOCK, min(x.shape[0], (block + 1) * BLOCK)
         part = x[start:stop].copy()
-        _sigmoid_block(part, negative_gain, x[start:stop], 0, stop - start)
+        sigmoid_block(part, x[start:stop], negative_gain)
     return x

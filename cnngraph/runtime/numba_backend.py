@@ -94,21 +94,27 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
     if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
             and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])):
         return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
-    act, negative_gain = _tiles_sigmoid(x.dtype, len(x) * kernel.shape[0] * (
-        x.shape[2] - kernel.shape[2] + 1) * (x.shape[3] - kernel.shape[3] + 1), then, then_attrs)
+    fused = _tiles_epilogue(x, bias, then, then_attrs)
     y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
-                            _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), bias, act,
-                            negative_gain)
-    return y if act else _epilogue(y, None, then, then_attrs)
+                            _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), *fused)
+    return _after_tiles(y, fused, then, then_attrs)
 
 
-def _tiles_sigmoid(dtype, size, then, then_attrs) -> tuple:
-    """(1, −gain) where ``then`` is this backend's sigmoid and would run compiled on a
-    result of ``size`` values (`_compiled_float32`): the tiles apply it as they write,
-    with its bits; else (0, 0.0)."""
-    if then is not None and then.run is sigmoid and dtype == np.float32 and size >= SMALL:
-        return 1, -float((then_attrs or {}).get("gain", 1.0))
-    return 0, 0.0
+def _tiles_epilogue(x, bias, then, then_attrs) -> tuple:
+    """numba_tiled's epilogue arguments: the bias in x's dtype (empty: none); 1 and −gain
+    where ``then`` is this backend's sigmoid on float32 maps (else 0 and 0), which the
+    tiles apply as they write to a result of at least SMALL values, where `sigmoid` runs
+    compiled (`_compiled_float32`), with its bits; and SMALL."""
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    act = then is not None and then.run is sigmoid and x.dtype == np.float32
+    gain = (then_attrs or {}).get("gain", 1.0) if act else 0.0
+    return bias, int(act), x.dtype.type(-gain), SMALL
+
+
+def _after_tiles(y, fused, then, then_attrs):
+    """y from the tiles given ``fused`` (`_tiles_epilogue`): ``then`` in place unless the
+    tiles applied it."""
+    return y if fused[1] and _compiled_float32(y) else _epilogue(y, None, then, then_attrs)
 
 
 def _epilogue(y, bias, then, then_attrs):
@@ -157,16 +163,10 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None, bias=None, 
     """Strided, padded, dilated, maps of any rank: always the tiles (NumPy has only the
     reference); the fused epilogue as conv_valid's."""
     kernel = masked(kernel, mask)
-    s, before, after, d = _geometry3(stride, padding, dilation)
-    x3, k3 = as_3d(x), as_3d(kernel)
-    outputs = (np.array(x3.shape[2:]) + before + after - d * (np.array(k3.shape[2:]) - 1)
-               - 1) // s + 1
-    act, negative_gain = _tiles_sigmoid(x.dtype, len(x) * len(kernel) * int(outputs.prod()),
-                                        then, then_attrs)
-    y = _tiled().conv_strided(x3, k3, s, before, after, d, _threads(),
-                              _tiled()._bias(bias, x.dtype), act, x.dtype.type(negative_gain))
-    y = y.reshape(y.shape[:2] + y.shape[7 - x.ndim:])
-    return y if act else _epilogue(y, None, then, then_attrs)
+    fused = _tiles_epilogue(x, bias, then, then_attrs)
+    y = _tiled().conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
+                              _threads(), *fused)
+    return _after_tiles(y.reshape(y.shape[:2] + y.shape[7 - x.ndim:]), fused, then, then_attrs)
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
@@ -340,10 +340,11 @@ def _norm(kernel, reads):
     return run
 
 
+_conv_valid = by_rank(conv_valid, _valid3)  # its run takes the epilogue's arguments too
 KERNELS = {
     # the seed's ops: 1-D maps through the 2-D kernels one pixel high (runtime/ranks.lifted:
     # the same sums), 3-D ones through conv_strided
-    "conv_valid": Kernel(by_rank(conv_valid, _valid3), epilogue=by_rank(conv_valid, _valid3)),
+    "conv_valid": Kernel(_conv_valid, epilogue=_conv_valid),
     "conv_full": Kernel(by_rank(conv_full, _full3)),
     "conv_grad_kernel": Kernel(by_rank(conv_grad_kernel, _grad_kernel3)),
     "conv_strided": Kernel(conv_strided, epilogue=conv_strided),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_activations import sigmoid_into
+from .numba_activations import sigmoid_block
 from .numba_conv import _jit, chunking
 from .numba_tiles import WIDEST, correlate_tiles, gradient_tiles
 
@@ -133,7 +133,7 @@ def _correlate(x, kq, offs, before, s, nq, start, stop, y, bias, act, negative_g
         _all_maps(src, offs, kq, out, rowq, npos)
         if act:
             _write(out, rowq, nq, bias, summed, 0, c_out, do, ho, wo)
-            sigmoid_into(summed, yf, m * image, image, negative_gain)
+            sigmoid_block(summed, yf[m * image:(m + 1) * image], negative_gain)
         else:
             _write(out, rowq, nq, bias, yf, m * image, c_out, do, ho, wo)
 
@@ -158,11 +158,11 @@ def _write(out, rowq, nq, bias, to, at, c_out, do, ho, wo):
 
 
 @njit(parallel=True, **_jit)
-def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_gain):
+def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_gain, least):
     """y[n, o, Z, Y, X] = Σ_icab x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] k[o, i, c, a, b],
     x̃ zero padded; each output summed over i, then c, a and b; then, fused as it is
-    written, + bias[o] (an empty bias: none) and, with act 1, the float32 sigmoid of gain
-    −negative_gain (numba_activations)."""
+    written, + bias[o] (an empty bias: none) and, with act 1 and a y of at least
+    ``least`` values, the float32 sigmoid of gain −negative_gain (numba_activations)."""
     n, c = x.shape[0], x.shape[1]
     c_out = kernel.shape[0]
     k = np.array(kernel.shape[2:])
@@ -172,6 +172,8 @@ def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_ga
     kq = np.ascontiguousarray(kernel.reshape(c_out, c * k[0] * k[1] * k[2]).T)
     offs = _offsets(c, k, s, d, nq)
     y = np.empty((n, c_out, shape[0], shape[1], shape[2]), x.dtype)
+    if y.size < least:
+        act = 0
     count, per = chunking(n, threads)
     for chunk in prange(count):
         start = chunk * per
@@ -368,16 +370,12 @@ def _in_3d(a):
     return a.reshape(a.shape[:2] + (1,) + a.shape[2:])
 
 
-def conv_valid(x, kernel, threads, bias=None, act=0, negative_gain=0.0):
+def conv_valid(x, kernel, threads, bias=None, act=0, negative_gain=0.0, least=0):
     """The seed's valid correlation (runtime/numerics.py's conventions), with
-    conv_strided's fused bias and sigmoid."""
+    conv_strided's fused bias and sigmoid (by default none)."""
+    bias = np.zeros(0, x.dtype) if bias is None else bias
     return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads,
-                        _bias(bias, x.dtype), act, x.dtype.type(negative_gain))[:, :, 0]
-
-
-def _bias(bias, dtype):
-    """The bias argument of conv_strided: the per-map bias in the maps' dtype, or empty."""
-    return np.zeros(0, dtype) if bias is None else np.ascontiguousarray(bias, dtype)
+                        bias, act, x.dtype.type(negative_gain), least)[:, :, 0]
 
 
 def conv_full(delta, kernel, threads):
