@@ -138,6 +138,23 @@ def test_a_resumed_run_decides_as_one_never_interrupted(tmp_path, data):
     assert _late(tmp_path / "resumed", data, resume=True).record == straight.record
 
 
+def test_a_run_from_trained_weights_is_not_judged_by_its_first_batch(tmp_path, data):
+    """Fine-tuning a net trained on the first 200 images on the first 1000, in file
+    order: its first batch (trained images, no error) has a far lower loss than the
+    epoch, whose new images it has not seen. That is no divergence; with weights
+    given, epoch 1 is not judged (as an epoch 1 resumed midway) and later epochs are
+    judged against epoch 1."""
+    _run("mlp", data, tmp_path / "trained", 200, epochs=30, shuffle=False)
+    weights = {k.removeprefix("param/"): v for k, v in
+               np.load(tmp_path / "trained" / "checkpoint.npz").items()
+               if k.startswith("param/")}
+    tuned = run_experiment(load_model("models/mlp.cnn"), config={"epochs": 2, "shuffle": False},
+                           out=tmp_path / "tuned", data=data, limit_train=1000, limit_test=50,
+                           plots=False, weights=weights)
+    first, second = tuned.metrics["epochs"]
+    assert "divergence" not in tuned.metrics and second["train_loss"] < first["train_loss"]
+
+
 # the command line -------------------------------------------------------------------
 
 def test_run_exits_3_with_the_message_and_the_hint(tmp_path, mnist):

@@ -8,7 +8,8 @@ each epoch, training stops as diverged when
   while its training loss is above LEARNED times the loss where the run began;
 
 where the run began (`beginning`) is its first batch for epoch 1, epoch 1 for later
-epochs.  A healthy run, however noisy, ends no epoch with twice its starting loss
+epochs.  A run started from given weights (`--weights`) has no beginning in epoch 1:
+a trained net's first batch may have a tenth of its epoch's loss and no error.  A healthy run, however noisy, ends no epoch with twice its starting loss
 unless its error falls, and keeps some gradient; nothing is computed differently
 for it.  The trainer checks before saving the epoch, so the checkpoint of the last
 good epoch stays.
@@ -55,7 +56,7 @@ def beginning(epoch: int, first_batch: tuple | None, history: list) -> tuple | N
     """(loss, error, what) 0-based ``epoch`` is compared with: in epoch 1 those of
     the run's first batch (``first_batch``), later epoch 1's (kept in the checkpoint,
     so a resumed run decides as one never interrupted); None in an epoch 1 resumed
-    midway, whose first batch is not kept."""
+    midway, whose first batch is not kept, or of a run from given weights."""
     if epoch == 0:
         return None if first_batch is None else (*first_batch, "the run's first batch")
     if not history:

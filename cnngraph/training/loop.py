@@ -143,6 +143,7 @@ class Trainer:
         self.rng = np.random.default_rng([self.cfg.seed, 1])
         self.epoch, self.step, self.history, self.sums = 0, 0, [], _zero_sums()
         self.first_batch = None  # its training loss and error (`divergence`)
+        self.seeded = weights is None  # a trained net's first batch is no beginning
 
     def resume(self):
         """Continue from ``out``'s checkpoint, where it stopped: rank 0 reads it and
@@ -184,6 +185,7 @@ class Trainer:
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history, self.sums = ckpt.meta["epochs"], ckpt.meta["sums"]
         self.first_batch = None  # not in the checkpoint (`divergence.beginning`)
+        self.seeded = False
 
     def _read_checkpoint(self):
         ckpt = load_checkpoint(self._checkpoint_path(), self.hash)
@@ -251,7 +253,7 @@ class Trainer:
                 raise self._diverged(stats, x, t, lr, steps, draw)
             before, self.params, self.state = self.params, params, state
             self.last_batch = (x, stats.grads)
-            if self.epoch == 0 and self.step == 0:
+            if self.epoch == 0 and self.step == 0 and self.seeded:
                 self.first_batch = (stats.loss, stats.errors / stats.size)
             sums["loss"] += stats.loss * stats.size
             sums["errors"] += stats.errors
