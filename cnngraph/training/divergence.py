@@ -9,10 +9,11 @@ each epoch, training stops as diverged when
 
 where the run began (`beginning`) is its first batch for epoch 1, epoch 1 for later
 epochs.  A run started from given weights (`--weights`) has no beginning in epoch 1:
-a trained net's first batch may have a tenth of its epoch's loss and no error.  A healthy run, however noisy, ends no epoch with twice its starting loss
-unless its error falls, and keeps some gradient; nothing is computed differently
-for it.  The trainer checks before saving the epoch, so the checkpoint of the last
-good epoch stays.
+a trained net's first batch may have a tenth of its epoch's loss and no error.
+A healthy run, however noisy, ends no epoch with twice its starting loss unless its
+error falls, and keeps some gradient; nothing is computed differently for it.  The
+trainer checks before saving the epoch, so the checkpoint of the last good epoch
+stays.
 """
 from __future__ import annotations
 
