@@ -123,9 +123,10 @@ def test_numba_backend_falls_back_on_numpy_kernels_plugins_included():
 
 def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
     from cnngraph.core.errors import CnnError
-    from cnngraph.runtime import numba_backend
-    monkeypatch.setattr(numba_backend, "available", lambda: False)
-    numba_backend._compiled.cache_clear()
+    from cnngraph.runtime import numba_backend, numba_compiled
+    for module in (numba_backend, numba_compiled):
+        monkeypatch.setattr(module, "available", lambda: False)
+    numba_compiled.compiled.cache_clear()
     try:
         model = compile_model(ROOT / "models" / "dlt.cnn", backend="numba")  # pure: no numba yet
         x, _ = synthetic_batch(model, 1, np.float64, np.random.default_rng(0))
@@ -134,7 +135,7 @@ def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch):
         assert "cnngraph[fast]" in caught.value.hint
         assert numba_backend.default_backend() == "numpy"
     finally:
-        numba_backend._compiled.cache_clear()
+        numba_compiled.compiled.cache_clear()
 
 
 @needs_numba

@@ -58,9 +58,10 @@ numba_backend = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batch", [1, 7, 40])
 def test_numba_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
-    """The numba backend's convolutions add the bias and apply the float32 sigmoid as
-    their tiles write (`Kernel.epilogue`): the same bits as the three steps, at batches
-    where the tiles and the compiled sigmoid run (7, 40) and where they do not (1)."""
+    """The numba backend's convolutions add the bias and apply the float32 sigmoid or
+    tanh as their tiles write (`Kernel.epilogue`), other activations in place after: the
+    same bits as the three steps, at batches where the tiles and the compiled
+    activations run (7, 40) and where they do not (1)."""
     model = compile_model(ROOT / "models" / name, backend="numba")
     _, fused, plain = _both_plans(model)
     assert len(fused.steps) < len(plain.steps)
@@ -70,7 +71,7 @@ def test_numba_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
 @numba_backend
 def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
     """Which steps the epilogue absorbs: dlt's convolutions their bias and sigmoid,
-    LeNet-5's their bias (tanh runs in place after), simard2003's strided ones; a
+    LeNet-5's their bias and tanh, simard2003's strided ones; a
     subsample's bias is no convolution's, a dense layer's matmul declares no epilogue."""
     ops = {name: [step.op for step in compile_model(ROOT / "models" / name, backend="numba")
                   .plans.gradients.steps] for name in ("dlt.cnn", "lenet5.cnn", "simard2003.cnn")}

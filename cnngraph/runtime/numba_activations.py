@@ -1,18 +1,19 @@
-"""The logistic sigmoid in float32 in one compiled pass over the maps, in parallel over
-fixed blocks of values.
+"""The logistic sigmoid and tanh in float32 in one compiled pass over the maps, in
+parallel over fixed blocks of values.
 
-numba has no vector exp (libm's is scalar without Intel's SVML), so NumPy ran it: in
-four passes over the maps (product, exp, sum, reciprocal), on one thread while the
-convolutions around it ran on every core.  Here exp is written out in float32: Cody
-and Waite's reduction x = n·ln 2 + r with ln 2 in two parts (n·C1 exact), a degree-7
-Taylor polynomial on |r| <= ln 2 / 2 (its remainder below 6e-9 relative), and 2**n
-built from its bits in two halves (so that exp overflows to inf and underflows to 0
-as libm's does).  `_zmm` (numba_tiles) lets LLVM's loop vectorizer use 16-lane
-vectors.  Float64 stays NumPy's: it is the check path, and DLT's replay keeps its
-bits.  tanh stays NumPy's too: its float32 loop, vectorized, ran 0.56 ms for 885 000
-values where one written like this ran 0.83-0.90 on one thread.  Elementwise, with
-blocks fixed by the array's length: the bits never depend on the thread count, and
-in place equals out of place.
+numba has no vector exp (libm's is scalar without Intel's SVML), so NumPy ran them: the
+sigmoid in four passes over the maps (product, exp, sum, reciprocal), tanh in three
+(product, tanh, product), on one thread while the convolutions around them ran on every
+core.  Here exp is written out in float32: Cody and Waite's reduction x = n·ln 2 + r
+with ln 2 in two parts (n·C1 exact), a degree-7 Taylor polynomial on |r| <= ln 2 / 2
+(its remainder below 6e-9 relative), and 2**n built from its bits in two halves (so
+that exp overflows to inf and underflows to 0 as libm's does).  tanh|x| is
+e/(e + 2) with e = exp(2|x|) − 1, taken from a polynomial without its constant term
+where 2|x| < ln 2 / 2 (so that small x keep their relative precision).  `_zmm`
+(numba_tiles) lets LLVM's loop vectorizer use 16-lane vectors.  Float64 stays NumPy's:
+it is the check path, and DLT's replay keeps its bits.  Elementwise, with blocks fixed
+by the array's length: the bits never depend on the thread count, and in place equals
+out of place.
 """
 from __future__ import annotations
 
@@ -33,7 +34,14 @@ LN2_C1, LN2_C2 = F(0.693359375), F(-2.12194440e-4)
 EXP_HIGH, EXP_LOW = F(89.0), F(-104.0)
 #: 1/7! ... 1/0!, highest power first
 EXP_SERIES = tuple(F(1.0 / math.factorial(k)) for k in range(7, -1, -1))
-ONE, HALF = F(1.0), F(0.5)
+ONE, HALF, TWO = F(1.0), F(0.5), F(2.0)
+#: exp(x) − 1 as x·(1/1! + x/2! + ... + x**7/8!) below ln 2 / 2, highest power first
+EXPM1_SERIES = tuple(F(1.0 / math.factorial(k)) for k in range(8, 0, -1))
+EXPM1_SMALL = F(0.5 * math.log(2.0))
+#: tanh(x) is 1 in float32 from 9.01 on: 2|x| clamped here keeps exp finite
+TANH_CLAMP = F(20.0)
+#: the activations' codes (`activate_block`)
+SIGMOID, TANH = 1, 2
 #: values per block of the parallel loops
 BLOCK = 16384
 
@@ -63,7 +71,7 @@ def exp32(x):
 @njit(**_jit)
 def sigmoid_block(u, out, negative_gain):
     """out[q] = 1/(1 + exp(negative_gain·u[q])) for every q of out: the one loop of
-    `sigmoid`, its in-place form and numba_tiled's convolutions, which apply it as they
+    `activate`, its in-place form and numba_tiled's convolutions, which apply it as they
     write (so the fused plan's bits are the plain one's).  Called on slices: with the
     block's offset in the index instead, the loop ran 2.3x slower."""
     _zmm()
@@ -71,24 +79,56 @@ def sigmoid_block(u, out, negative_gain):
         out[q] = ONE / (ONE + exp32(u[q] * negative_gain))
 
 
+@njit(inline="always", **_jit)
+def tanh32(x):
+    """tanh of a float32 x, within a few ulp of the float64 maths; NaN passes."""
+    y = TWO * abs(x)
+    y = TANH_CLAMP if y > TANH_CLAMP else y  # NaN > 20 is false: NaN stays
+    p = EXPM1_SERIES[0]
+    for k in range(1, len(EXPM1_SERIES)):
+        p = p * y + EXPM1_SERIES[k]
+    e = p * y if y < EXPM1_SMALL else exp32(y) - ONE
+    t = e / (e + TWO)
+    return -t if x < 0 else t
+
+
+@njit(**_jit)
+def tanh_block(u, out, gain, scale):
+    """out[q] = scale·tanh(gain·u[q]) for every q of out, called on slices as
+    `sigmoid_block`."""
+    _zmm()
+    for q in range(out.shape[0]):
+        out[q] = scale * tanh32(u[q] * gain)
+
+
+@njit(**_jit)
+def activate_block(u, out, act, gain, scale):
+    """out = activation ``act`` of u: SIGMOID 1/(1 + exp(gain·u)) (gain the sigmoid's
+    negated), TANH scale·tanh(gain·u)."""
+    if act == SIGMOID:
+        sigmoid_block(u, out, gain)
+    else:
+        tanh_block(u, out, gain, scale)
+
+
 @njit(parallel=True, **_jit)
-def sigmoid(u, gain):
-    """1/(1 + exp(-gain·u)) for a flat float32 array."""
-    out = np.empty_like(u)
-    negative_gain = F(-gain)
+def activate(u, act, gain, scale):
+    """`activate_block` of a flat float32 array, block by block (gain and scale taken
+    in float32 whatever their type, as the tiles take them)."""
+    out, gain, scale = np.empty_like(u), F(gain), F(scale)
     for block in prange((u.shape[0] + BLOCK - 1) // BLOCK):
         start, stop = block * BLOCK, min(u.shape[0], (block + 1) * BLOCK)
-        sigmoid_block(u[start:stop], out[start:stop], negative_gain)
+        activate_block(u[start:stop], out[start:stop], act, gain, scale)
     return out
 
 
 @njit(parallel=True, **_jit)
-def sigmoid_in_place(x, gain):
-    """x = 1/(1 + exp(-gain·x)) for a flat float32 array, each block through a copy:
-    a loop that reads and writes one array compiled to scalar code, 5x slower."""
-    negative_gain = F(-gain)
+def activate_in_place(x, act, gain, scale):
+    """`activate` into x's own buffer, each block through a copy: a loop that reads and
+    writes one array compiled to scalar code, 5x slower."""
+    gain, scale = F(gain), F(scale)
     for block in prange((x.shape[0] + BLOCK - 1) // BLOCK):
         start, stop = block * BLOCK, min(x.shape[0], (block + 1) * BLOCK)
         part = x[start:stop].copy()
-        sigmoid_block(part, x[start:stop], negative_gain)
+        activate_block(part, x[start:stop], act, gain, scale)
     return x

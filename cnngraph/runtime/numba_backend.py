@@ -7,30 +7,23 @@ every rank, stride, padding and dilation; the seed's conv_valid and conv_full wh
 their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN values
 long and a map fills a tile; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's
 C3 at batch 1, rows1d.cnn's rows of 12) stay matrix products, where BLAS was 2-4x
-faster than the direct loops.  The float32 sigmoid is one compiled pass
-(runtime/numba_activations.py); float64's stays NumPy's.  The tiled convolutions
-take the fused plan's epilogue: the bias, and that sigmoid, applied as they write.
-Per-map ops on fewer than SMALL values stay NumPy's too: there a compiled call's
-fixed cost is the larger.
-(Both measured while choosing, each kernel against NumPy's at batches 1, 4, 10, 20
-and 256.)  The kernels use their own threads (`set_threads`), so training never
-splits the batch across threads for this backend.
-
-numba is an optional extra (``pip install 'cnngraph[fast]'``): it is imported,
-and the kernels compiled (or loaded from numba's on-disk cache), on first use.
+faster than the direct loops (measured while choosing, against NumPy's at batches 1,
+4, 10, 20 and 256).  The tiled convolutions take the fused plan's epilogue: the bias,
+and the float32 sigmoid or tanh (runtime/numba_values.py), applied as they write.  The
+kernels use their own threads (`set_threads`), so training never splits the batch
+across threads for this backend; they load on first use (runtime/numba_compiled.py).
 """
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import os
 
 import numpy as np
 
 from ..core.backend import Backend, Kernel
-from ..core.errors import CnnError
 from . import numerics
+from .numba_compiled import SMALL, available, compiled
+from .numba_values import (EPILOGUES, activation, activations, by_map, compiled_float32, flat,
+                           rectifier_slope, scale_maps)
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
 from .ranks import as_3d, by_rank, in_3d
@@ -42,31 +35,18 @@ CHUNK = 32
 DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
 #: positions per image a float32 tile of numba_tiled computes at once
 TILE_POSITIONS = 32
-SMALL = 8192
-
-
-def available() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
-@functools.cache
-def _compiled(module: str):
-    if not available():
-        raise CnnError("the numba backend needs the numba package",
-                       hint="pip install 'cnngraph[fast]' (or: --backend numpy)")
-    return importlib.import_module(f".{module}", __package__)
 
 
 def _conv():
-    return _compiled("numba_conv")
+    return compiled("numba_conv")
 
 
 def _tiled():
-    return _compiled("numba_tiled")
+    return compiled("numba_tiled")
 
 
 def _maps():
-    return _compiled("numba_maps")
+    return compiled("numba_maps")
 
 
 def _chunks_for(batch: int, width: int) -> int:
@@ -101,20 +81,21 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
 
 
 def _tiles_epilogue(x, bias, then, then_attrs) -> tuple:
-    """numba_tiled's epilogue arguments: the bias in x's dtype (empty: none); 1 and −gain
-    where ``then`` is this backend's sigmoid on float32 maps (else 0 and 0), which the
-    tiles apply as they write to a result of at least SMALL values, where `sigmoid` runs
-    compiled (`_compiled_float32`), with its bits; and SMALL."""
+    """numba_tiled's epilogue arguments: the bias in x's dtype (empty: none); the code,
+    gain and scale of numba_activations' activation where ``then`` is this backend's
+    sigmoid or tanh on float32 maps (else 0, 0 and 0), which the tiles apply as they
+    write to a result of at least SMALL values, where the activation runs compiled
+    (`compiled_float32`), with its bits; and SMALL."""
     bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
-    act = then is not None and then.run is sigmoid and x.dtype == np.float32
-    gain = (then_attrs or {}).get("gain", 1.0) if act else 0.0
-    return bias, int(act), x.dtype.type(-gain), SMALL
+    codes = EPILOGUES.get(then and then.run) if x.dtype == np.float32 else None
+    act, gain, scale = codes(**(then_attrs or {})) if codes else (0, 0.0, 0.0)
+    return bias, act, x.dtype.type(gain), x.dtype.type(scale), SMALL
 
 
 def _after_tiles(y, fused, then, then_attrs):
     """y from the tiles given ``fused`` (`_tiles_epilogue`): ``then`` in place unless the
     tiles applied it."""
-    return y if fused[1] and _compiled_float32(y) else _epilogue(y, None, then, then_attrs)
+    return y if fused[1] and compiled_float32(y) else _epilogue(y, None, then, then_attrs)
 
 
 def _epilogue(y, bias, then, then_attrs):
@@ -206,21 +187,16 @@ def numpy_kernel(op):
     return NUMPY_KERNELS[op].run
 
 
-def _by_map(x):
-    """(N, C, ...) as (N, C, pixels), contiguous."""
-    return np.ascontiguousarray(x).reshape(len(x), x.shape[1], -1)
-
-
 def add_bias(x, bias):
     if x.ndim == 2 or x.size < SMALL:
         return numpy_kernel("add_bias")(x, bias)
-    return _maps().add_bias(_by_map(x), bias.astype(x.dtype)).reshape(x.shape)
+    return _maps().add_bias(by_map(x), bias.astype(x.dtype)).reshape(x.shape)
 
 
 def sum_bias(d):
     if d.ndim == 2 or d.size < SMALL:
         return numpy_kernel("sum_bias")(d)
-    return _maps().sum_bias(_by_map(d))
+    return _maps().sum_bias(by_map(d))
 
 
 def poly(x, *, coeffs):
@@ -228,54 +204,6 @@ def poly(x, *, coeffs):
         return numpy_kernel("poly")(x, coeffs=coeffs)
     c0, c1, c2, c3 = (x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
-
-
-def scale_maps(x, beta):
-    """x · β_j per map: one product a value, the reference's bits."""
-    if x.ndim == 2 or x.size < SMALL:
-        return x * numerics.per_map(beta, x.ndim)
-    return _maps().scale_maps(_by_map(x), beta.astype(x.dtype)).reshape(x.shape)
-
-
-def _rectifier_slope(y, negative):
-    """1 where y > 0, else ``negative``: NumPy's slope values in one pass instead of five."""
-    return _maps().rectifier_slope(np.ascontiguousarray(y).reshape(-1),
-                                   y.dtype.type(negative)).reshape(y.shape)
-
-
-def _activations():
-    return _compiled("numba_activations")
-
-
-def _compiled_float32(x) -> bool:
-    """Whether numba_activations' sigmoid runs: float32 maps of SMALL values or more
-    (float64 keeps NumPy's bits)."""
-    return x.dtype == np.float32 and x.size >= SMALL
-
-
-def sigmoid(u, *, gain=1.0):
-    if not _compiled_float32(u):
-        return numpy_kernel("sigmoid")(u, gain=gain)
-    return _activations().sigmoid(np.ascontiguousarray(u).reshape(-1), gain).reshape(u.shape)
-
-
-def sigmoid_in_place(u, *, gain=1.0):
-    """sigmoid's bits in u's buffer (a strided u through a contiguous copy)."""
-    if not _compiled_float32(u):
-        return NUMPY_KERNELS["sigmoid"].in_place(u, gain=gain)
-    if not u.flags.c_contiguous:
-        u[...] = sigmoid(u, gain=gain)
-        return u
-    _activations().sigmoid_in_place(u.reshape(-1), gain)
-    return u
-
-
-def _flat(kernel):
-    """A compiled elementwise loop (runtime/numba_gelu.py) over x of any shape."""
-    def run(x):
-        return getattr(_compiled("numba_gelu"), kernel)(
-            np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
-    return run
 
 
 def _factors(x, factor) -> tuple:
@@ -308,7 +236,7 @@ def upsample_kron(x, *, factor):
 
 
 def _pool():
-    return _compiled("numba_pool")
+    return compiled("numba_pool")
 
 
 def pool_max(x, *, size, stride, padding):
@@ -335,8 +263,8 @@ def _norm(kernel, reads):
     read in training): each group's sums in one fixed order whatever the threads."""
     def run(*arrays, eps):
         shape = arrays[0].shape
-        flat = [_by_map(a) for a in arrays[:reads]]
-        return getattr(_compiled("numba_norm"), kernel)(*flat, eps).reshape(shape)
+        flat = [by_map(a) for a in arrays[:reads]]
+        return getattr(compiled("numba_norm"), kernel)(*flat, eps).reshape(shape)
     return run
 
 
@@ -356,15 +284,16 @@ KERNELS = {
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True),
     "scale_maps": Kernel(scale_maps, fresh=True),
-    "relu_slope": Kernel(lambda y: _rectifier_slope(y, 0), fresh=True),
-    "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: _rectifier_slope(y, slope), fresh=True),
+    "relu_slope": Kernel(lambda y: rectifier_slope(y, 0), fresh=True),
+    "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: rectifier_slope(y, slope), fresh=True),
     "pool_max": Kernel(pool_max, fresh=True),
     "pool_max_grad": Kernel(pool_max_grad, fresh=True),
     "pool_mean": Kernel(pool_mean, fresh=True),
     "pool_mean_grad": Kernel(pool_mean_grad, fresh=True),
-    "sigmoid": Kernel(sigmoid, in_place=sigmoid_in_place),
-    "gelu": Kernel(_flat("gelu")),
-    "gelu_slope": Kernel(_flat("gelu_slope"), fresh=True),
+    "sigmoid": activation("sigmoid", lambda gain=1.0: ("SIGMOID", -gain, 1.0)),
+    "tanh": activation("tanh", lambda a=1.0, b=1.0: ("TANH", b, a)),
+    "gelu": Kernel(flat("gelu")),
+    "gelu_slope": Kernel(flat("gelu_slope"), fresh=True),
     "norm_batch": Kernel(_norm("norm_batch", 1), fresh=True),
     "norm_batch_grad": Kernel(_norm("norm_batch_grad", 2), fresh=True),
     "norm_layer": Kernel(_norm("norm_layer", 1), fresh=True),
@@ -381,7 +310,7 @@ def set_threads(count: int) -> None:
 def _setup():
     """The kernels loaded (compiled on a first run); the fallback, NumPy's backend,
     sets up the allocator."""
-    _conv(), _tiled(), _maps(), _pool(), _activations()
+    _conv(), _tiled(), _maps(), _pool(), activations()
 
 
 def numba_backend(fallback: Backend) -> Backend:

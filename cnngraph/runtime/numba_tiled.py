@@ -11,7 +11,8 @@ off_t = the tap's phase plane + ⌊dd·c/sd⌋·Hq·Wq + ⌊dh·a/sh⌋·Wq + �
 so a convolution is a small matrix product per image, out[o, P] = Σ_t K[t, o] src[off_t + P],
 computed at every P of the output's rows at pitch Wq (the columns X >= wo dropped).  One
 padded image and its output stay in cache, and the fused plan's bias and float32
-sigmoid (compiler/fuse.py's epilogues) are applied there, as the rows are copied out.
+sigmoid or tanh (compiler/fuse.py's epilogues) are applied there, as the rows are
+copied out.
 
 The input gradient (the full true convolution of the stride-dilated δ) is one such
 correlation per phase of the padded input: the taps that reach a phase, reversed, read
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_activations import sigmoid_block
+from .numba_activations import activate_block
 from .numba_conv import _jit, chunking
 from .numba_tiles import WIDEST, correlate_tiles, gradient_tiles
 
@@ -116,10 +117,10 @@ def _rounded(npos):
 
 
 @njit(**_jit)
-def _correlate(x, kq, offs, before, s, nq, start, stop, y, bias, act, negative_gain):
+def _correlate(x, kq, offs, before, s, nq, start, stop, y, bias, act, gain, scale):
     """y[start:stop] = the correlation of padded, phase-split x with kq[t, o] at offsets
-    offs[t] (`_offsets`), image by image, plus bias[o] where bias is not empty, through
-    the float32 sigmoid where act is 1 (`_write`)."""
+    offs[t] (`_offsets`), image by image, plus bias[o] where bias is not empty (`_write`),
+    then through the float32 activation ``act`` (numba_activations' code; 0: none)."""
     c, c_out, do, ho, wo = x.shape[1], kq.shape[1], y.shape[2], y.shape[3], y.shape[4]
     src = np.zeros(c * s[0] * s[1] * s[2] * nq[0] * nq[1] * nq[2] + WIDEST + nq[2], x.dtype)
     npos = ((do - 1) * nq[1] + ho) * nq[2]
@@ -133,7 +134,7 @@ def _correlate(x, kq, offs, before, s, nq, start, stop, y, bias, act, negative_g
         _all_maps(src, offs, kq, out, rowq, npos)
         if act:
             _write(out, rowq, nq, bias, summed, 0, c_out, do, ho, wo)
-            sigmoid_block(summed, yf[m * image:(m + 1) * image], negative_gain)
+            activate_block(summed, yf[m * image:(m + 1) * image], act, gain, scale)
         else:
             _write(out, rowq, nq, bias, yf, m * image, c_out, do, ho, wo)
 
@@ -158,11 +159,12 @@ def _write(out, rowq, nq, bias, to, at, c_out, do, ho, wo):
 
 
 @njit(parallel=True, **_jit)
-def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_gain, least):
+def conv_strided(x, kernel, s, before, after, d, threads, bias, act, gain, scale, least):
     """y[n, o, Z, Y, X] = Σ_icab x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] k[o, i, c, a, b],
     x̃ zero padded; each output summed over i, then c, a and b; then, fused as it is
-    written, + bias[o] (an empty bias: none) and, with act 1 and a y of at least
-    ``least`` values, the float32 sigmoid of gain −negative_gain (numba_activations)."""
+    written, + bias[o] (an empty bias: none) and, with a y of at least ``least``
+    values, numba_activations' float32 activation ``act`` of ``gain`` and ``scale``
+    (`activate_block`; 0: none)."""
     n, c = x.shape[0], x.shape[1]
     c_out = kernel.shape[0]
     k = np.array(kernel.shape[2:])
@@ -178,7 +180,7 @@ def conv_strided(x, kernel, s, before, after, d, threads, bias, act, negative_ga
     for chunk in prange(count):
         start = chunk * per
         _correlate(x, kq, offs, before, s, nq, start, min(n, start + per), y, bias, act,
-                   negative_gain)
+                   gain, scale)
     return y
 
 
@@ -370,12 +372,12 @@ def _in_3d(a):
     return a.reshape(a.shape[:2] + (1,) + a.shape[2:])
 
 
-def conv_valid(x, kernel, threads, bias=None, act=0, negative_gain=0.0, least=0):
+def conv_valid(x, kernel, threads, bias=None, act=0, gain=0.0, scale=0.0, least=0):
     """The seed's valid correlation (runtime/numerics.py's conventions), with
-    conv_strided's fused bias and sigmoid (by default none)."""
+    conv_strided's fused bias and activation (by default none)."""
     bias = np.zeros(0, x.dtype) if bias is None else bias
     return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads,
-                        bias, act, x.dtype.type(negative_gain), least)[:, :, 0]
+                        bias, act, x.dtype.type(gain), x.dtype.type(scale), least)[:, :, 0]
 
 
 def conv_full(delta, kernel, threads):
