@@ -43,11 +43,11 @@ REGISTRY = _registry()
 
 def _own_kernels():
     """(backend, op) for each kernel a backend holds itself that is not the op's
-    reference, or that declares another form (in place, a shared input)."""
+    reference, or that declares another form (in place, a shared input, times)."""
     for name, backend in sorted(REGISTRY.backends.items()):
         for op, kernel in sorted(backend.kernels.items()):
             if kernel.run is not REGISTRY.op(op).reference or kernel.in_place or kernel.epilogue \
-                    or kernel.shared_input:
+                    or kernel.shared_input or kernel.times:
                 yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
 
 
@@ -112,7 +112,7 @@ def test_every_fast_backend_has_kernels_of_its_own():
 def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
     """Each compiled entry point of the numba backend (a parallel numba function of its
     kernel modules) runs on some case, in float32 and in float64: the cases are large
-    enough to leave NumPy's fallback; kernels with an in-place form run it too.
+    enough to leave NumPy's fallback; kernels with an in-place or times form run it too.
     numba_activations' are float32's alone (float64 keeps NumPy's sigmoid)."""
     from numba.core.registry import CPUDispatcher
 
@@ -132,7 +132,9 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
         for dtype in (np.float32, np.float64):
             for _, example in cases[op]:
                 inputs = [np.asarray(a, dtype) for a in example.inputs]
-                kernel.run(*inputs, **example.attrs)
-                if kernel.in_place is not None:  # the fused plan's form (compiler/fuse.py)
+                y = kernel.run(*inputs, **example.attrs)
+                if kernel.in_place is not None:  # the fused plan's forms (compiler/fuse.py)
                     kernel.in_place(*[a.copy() for a in inputs], **example.attrs)
+                if kernel.times is not None:
+                    kernel.times(*inputs, by=np.ones_like(y), **example.attrs)
     assert reached == entries

@@ -18,7 +18,9 @@ it replaces (tests/test_fuse.py):
   (`Kernel.in_place`: an activation, the product with delta), reading a value
   that a `fresh` kernel made (a bias add, an activation's slope) and that
   nothing else reads, becomes one step with its producer: one buffer is
-  written instead of two.
+  written instead of two; where the step is a product (`Kernel.product`) and
+  the producer can multiply as it writes (`Kernel.times`: an activation's slope
+  times delta), in one pass over memory instead of two.
 
 Steps arrive in schedule order, bound to kernels, without lifetimes.
 """
@@ -136,9 +138,11 @@ def _fuse_in_place(steps, outputs):
         source = fresh.get(step.inputs[0]) if step.inputs else None
         if step.kernel.in_place is not None and source is not None \
                 and readers[source.node] == 1:
+            times = step.kernel.product and source.kernel.times is not None
             out.append(replace(step, op=f"{source.op}+{step.op}", attrs={},
                                inputs=source.inputs + step.inputs[1:],
-                               kernel=Kernel(_then_in_place(source, step))))
+                               kernel=Kernel(_times(source) if times
+                                             else _then_in_place(source, step))))
             absorbed.add(source.node)
         else:
             out.append(step)
@@ -152,4 +156,13 @@ def _then_in_place(source: Step, step: Step):
 
     def kernel(*values):
         return in_place(run(*values[:count], **source_attrs), *values[count:], **attrs)
+    return kernel
+
+
+def _times(source: Step):
+    """source's kernel times the product's other factor, as it writes."""
+    times, source_attrs, count = source.kernel.times, source.attrs, len(source.inputs)
+
+    def kernel(*values):
+        return times(*values[:count], by=values[count], **source_attrs)
     return kernel

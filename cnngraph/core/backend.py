@@ -69,6 +69,10 @@ class Kernel:
     #: the three steps would compute it, fused where the backend can
     epilogue: Callable | None = None
     per_map_bias: bool = False           # run(x, bias) adds one value per map to x
+    #: (*inputs, by=, **attrs) -> run's result times ``by`` value by value, in one pass,
+    #: bitwise as run and then the product
+    times: Callable | None = None
+    product: bool = False                # run(a, b) is a · b value by value, a and b alike
 
 
 class Backend:

@@ -202,8 +202,22 @@ def sum_bias(d):
 def poly(x, *, coeffs):
     if len(coeffs) > 4 or x.size < SMALL:
         return numpy_kernel("poly")(x, coeffs=coeffs)
-    c0, c1, c2, c3 = (x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
-    return _maps().cubic(np.ascontiguousarray(x).reshape(-1), c0, c1, c2, c3).reshape(x.shape)
+    return _maps().cubic(np.ascontiguousarray(x).reshape(-1), *_cubic(x, coeffs)
+                         ).reshape(x.shape)
+
+
+def _cubic(x, coeffs) -> tuple:
+    """c0, c1, c2 and c3 in x's dtype."""
+    return tuple(x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
+
+
+def poly_times(x, *, coeffs, by):
+    """poly(x)·by in one pass where poly is compiled and by is x's shape and dtype."""
+    if len(coeffs) > 4 or x.size < SMALL or by.shape != x.shape or by.dtype != x.dtype:
+        return np.multiply(poly(x, coeffs=coeffs), by)
+    return _maps().cubic_times(np.ascontiguousarray(x).reshape(-1),
+                               np.ascontiguousarray(by).reshape(-1), *_cubic(x, coeffs)
+                               ).reshape(x.shape)
 
 
 def _factors(x, factor) -> tuple:
@@ -282,7 +296,7 @@ KERNELS = {
     "upsample_kron": Kernel(upsample_kron),
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
-    "poly": Kernel(poly, fresh=True),
+    "poly": Kernel(poly, fresh=True, times=poly_times),
     "scale_maps": Kernel(scale_maps, fresh=True),
     "relu_slope": Kernel(lambda y: rectifier_slope(y, 0), fresh=True),
     "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: rectifier_slope(y, slope), fresh=True),

@@ -10,8 +10,10 @@ Each walks the batch in parallel (prange over images, or over maps for the
 bias gradient, a sum over the batch), one output element per loop iteration,
 so the bits never depend on the thread count.  Transcendental functions
 (exp, tanh) stay with NumPy, whose SIMD loops are 2-15x faster than numba's
-scalar libm calls without Intel's SVML, and so does the product with delta,
-which NumPy's loop ran 2x faster on one thread (measured while choosing).
+scalar libm calls without Intel's SVML (runtime/numba_activations.py writes the
+float32 sigmoid and tanh out), and so does the product with delta, which NumPy's
+loop ran 2x faster on one thread (measured while choosing), except where it
+multiplies a polynomial slope as that is written (`cubic_times`).
 """
 from __future__ import annotations
 
@@ -175,4 +177,15 @@ def cubic(x, c0, c1, c2, c3):
     for q in prange(x.shape[0]):
         v = x[q]
         out[q] = ((c3 * v + c2) * v + c1) * v + c0
+    return out
+
+
+@njit(parallel=True, **_jit)
+def cubic_times(x, by, c0, c1, c2, c3):
+    """`cubic`'s values times by, value by value, in one pass (an activation's slope
+    times delta: its bits, then the product's)."""
+    out = np.empty_like(x)
+    for q in prange(x.shape[0]):
+        v = x[q]
+        out[q] = (((c3 * v + c2) * v + c1) * v + c0) * by[q]
     return out

@@ -37,7 +37,8 @@ EPS = 1e-6
 @dataclass(frozen=True)
 class SlotReport:
     op: str
-    check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue'
+    check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue',
+                     # 'times'
     slot: str
     error: float     # norm-wise relative error, or 0/1 for shape
     ok: bool
@@ -202,9 +203,9 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     """``backend``'s own kernel for op ``name`` (its table's, never its fallback's)
     on each ``(label, Example)`` of ``cases`` in ``dtype``: its result against the
     rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
-    left unchanged, and its declared in-place, shared-input and epilogue forms bitwise
-    equal to its run (the epilogue's to its run, the backend's bias add and each
-    activation it can apply in place).  Each report's detail names the case."""
+    left unchanged, and its declared in-place, shared-input, epilogue and times forms
+    bitwise equal to its run (the epilogue's to its run, the backend's bias add and each
+    activation it can apply in place; times' to its run and the backend's product).  Each report's detail names the case."""
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
         return [SlotReport(name, "kernel", "-", 1.0, False,
@@ -223,6 +224,8 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
         if kernel.epilogue is not None:
             found += _check_epilogue(registry, registry.backend(backend), rule, kernel, inputs,
                                      attrs)
+        if kernel.times is not None:
+            found.append(_check_times(registry.backend(backend), rule, kernel, inputs, attrs))
         reports += [replace(r, detail=f"{label}: {r.detail}" if r.detail else label)
                     for r in found]
     return reports
@@ -333,3 +336,35 @@ def _check_epilogue(registry, table, rule, kernel, inputs, attrs) -> list[SlotRe
                                   "" if same else f"epilogue with {op or 'no activation'} "
                                                   "differs from run + add_bias + it"))
     return reports
+
+
+def _check_times(table, rule, kernel, inputs, attrs) -> SlotReport:
+    """The fused product (compiler/fuse.py): times(inputs, by) against run, then the
+    backend's product kernel in place, bit for bit, the inputs unchanged."""
+    product = _declared(table, "product")
+    if product is None:
+        return SlotReport(rule.name, "times", "-", 1.0, False,
+                          "the backend declares times but no product kernel")
+    before = [a.copy() for a in inputs]
+    try:
+        y = kernel.run(*inputs, **attrs)
+        by = np.linspace(-2, 2, y.size).reshape(y.shape).astype(y.dtype)
+        want = product.in_place(y, by)
+        got = kernel.times(*inputs, by=by, **attrs)
+    except Exception as e:  # a user's kernel may fail in any way; report it
+        return SlotReport(rule.name, "times", "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
+        return SlotReport(rule.name, "times", "-", 1.0, False, "times changed its inputs")
+    same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
+    return SlotReport(rule.name, "times", "-", 0.0 if same else relative_error(got, want), same,
+                      "" if same else "times differs from run and the product")
+
+
+def _declared(table, trait: str):
+    """The first kernel with ``trait`` set in ``table`` or the tables it falls back on."""
+    while table is not None:
+        found = next((k for k in table.kernels.values() if getattr(k, trait)), None)
+        if found is not None:
+            return found
+        table = table.fallback
+    return None
