@@ -132,7 +132,10 @@ class TorchNet:
         return loss
 
     def compiled(self, x, t, lr):
-        """(training step, inference) through torch.compile, compiled by a first call."""
+        """(training step, inference) through torch.compile, compiled by a first call.
+        dynamo's caches are cleared first: every model shares these methods' code, and
+        after 8 recompilations (shapes, thread counts) dynamo silently ran them eagerly."""
+        torch._dynamo.reset()
         loss_c = torch.compile(self.loss)
         infer_c = torch.compile(self._forward)
 
