@@ -200,10 +200,15 @@ def sum_bias(d):
 
 
 def poly(x, *, coeffs):
-    if len(coeffs) > 4 or x.size < SMALL:
+    if not _cubic_runs(x, coeffs):
         return numpy_kernel("poly")(x, coeffs=coeffs)
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), *_cubic(x, coeffs)
                          ).reshape(x.shape)
+
+
+def _cubic_runs(x, coeffs) -> bool:
+    """Whether numba_maps' cubic computes poly: at most four coefficients, SMALL values."""
+    return len(coeffs) <= 4 and x.size >= SMALL
 
 
 def _cubic(x, coeffs) -> tuple:
@@ -213,7 +218,7 @@ def _cubic(x, coeffs) -> tuple:
 
 def poly_times(x, *, coeffs, by):
     """poly(x)·by in one pass where poly is compiled and by is x's shape and dtype."""
-    if len(coeffs) > 4 or x.size < SMALL or by.shape != x.shape or by.dtype != x.dtype:
+    if not (_cubic_runs(x, coeffs) and by.shape == x.shape and by.dtype == x.dtype):
         return np.multiply(poly(x, coeffs=coeffs), by)
     return _maps().cubic_times(np.ascontiguousarray(x).reshape(-1),
                                np.ascontiguousarray(by).reshape(-1), *_cubic(x, coeffs)

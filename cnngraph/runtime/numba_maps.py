@@ -169,14 +169,20 @@ def sum_bias(d):
     return out
 
 
+@njit(inline="always", **_jit)
+def _horner(v, c0, c1, c2, c3):
+    """c0 + c1 v + c2 v² + c3 v³ by Horner's rule: `cubic`'s and `cubic_times`' one
+    expression, so the fused slope has the plain one's bits."""
+    return ((c3 * v + c2) * v + c1) * v + c0
+
+
 @njit(parallel=True, **_jit)
 def cubic(x, c0, c1, c2, c3):
-    """c0 + c1 x + c2 x² + c3 x³ by Horner's rule, for a flat x (an activation's slope
-    as a polynomial of its output: y(1-y), a(1-y²)...)."""
+    """`_horner` of a flat x (an activation's slope as a polynomial of its output:
+    y(1-y), a(1-y²)...)."""
     out = np.empty_like(x)
     for q in prange(x.shape[0]):
-        v = x[q]
-        out[q] = ((c3 * v + c2) * v + c1) * v + c0
+        out[q] = _horner(x[q], c0, c1, c2, c3)
     return out
 
 
@@ -186,6 +192,5 @@ def cubic_times(x, by, c0, c1, c2, c3):
     times delta: its bits, then the product's)."""
     out = np.empty_like(x)
     for q in prange(x.shape[0]):
-        v = x[q]
-        out[q] = (((c3 * v + c2) * v + c1) * v + c0) * by[q]
+        out[q] = _horner(x[q], c0, c1, c2, c3) * by[q]
     return out

@@ -205,7 +205,8 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
     left unchanged, and its declared in-place, shared-input, epilogue and times forms
     bitwise equal to its run (the epilogue's to its run, the backend's bias add and each
-    activation it can apply in place; times' to its run and the backend's product).  Each report's detail names the case."""
+    activation it can apply in place; times' to its run and the backend's product).
+    Each report's detail names the case."""
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
         return [SlotReport(name, "kernel", "-", 1.0, False,
