@@ -153,15 +153,22 @@ def test_block_kernels_agree_with_the_references(spatial, factor, dtype):
         assert_agrees("upsample_kron", [("", Example((small,), {"factor": factor}))], dtype)
 
 
-def test_square_2d_blocks_keep_the_seed_kernels_bits():
-    """The shipped models' subsampling runs the seed's kernel: one factor or the same
-    factor twice, the bits are that kernel's."""
+def test_2x2_blocks_have_the_general_kernels_bits():
+    """The shipped models' 2x2 subsampling runs kernels of its own (one factor or the
+    same factor twice); their bits are the general 3-D kernels', which add each block
+    in the same order, in both dtypes and with signed zeros in the maps."""
     from cnngraph.runtime import numba_maps
-    x = np.random.default_rng(4).normal(size=(20, 6, 28, 28)).astype(np.float32)
-    seed = numba_maps.block_sum(x, 2)
-    assert np.array_equal(run("subsample_sum", x, factor=2), seed)
-    assert np.array_equal(run("subsample_sum", x, factor=(2, 2)), seed)
-    assert np.array_equal(run("upsample_kron", seed, factor=2), numba_maps.upsample_kron(seed, 2))
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        x = rng.normal(size=(20, 6, 28, 28)).astype(dtype)
+        x[:, :, :4, :6] = -0.0
+        general = numba_maps.block_sum_nd(x, (2, 2))
+        for factor in (2, (2, 2)):
+            down = run("subsample_sum", x, factor=factor)
+            assert np.array_equal(down, general)
+            assert np.array_equal(np.signbit(down), np.signbit(general))
+            assert np.array_equal(run("upsample_kron", general, factor=factor),
+                                  numba_maps.upsample_kron_nd(general, (2, 2)))
 
 
 def _thread_cases():
