@@ -40,11 +40,34 @@ def test_dispatch_follows_the_measured_rules(monkeypatch):
         path = getattr(numerics, name)
         monkeypatch.setattr(numerics, name, lambda x, kh, kw, name=name, path=path:
                             picked.setdefault(x.shape, name) and path(x, kh, kw))
-    for shape in [(10, 6, 12, 12), (50, 6, 12, 12), (256, 16, 5, 5), (4096, 16, 5, 5)]:
+    for shape in [(10, 6, 12, 12), (50, 6, 12, 12), (256, 16, 6, 6), (4096, 16, 6, 6),
+                  (4096, 16, 5, 5)]:
         numerics.columns(np.zeros(shape), 5, 5)
-    # few patches; many; a narrow output; too big an index
+    # few patches; many; a narrow output; too big an index; a kernel that covers the map
+    # (LeNet-5's C5) takes neither path
     assert picked == {(10, 6, 12, 12): "columns_gathered", (50, 6, 12, 12): "columns_by_rows",
-                      (256, 16, 5, 5): "columns_gathered", (4096, 16, 5, 5): "columns_by_rows"}
+                      (256, 16, 6, 6): "columns_gathered", (4096, 16, 6, 6): "columns_by_rows"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 3, 37])
+def test_a_kernel_covering_the_map_keeps_the_general_paths_bits(batch, dtype):
+    """With one output pixel (LeNet-5's C5) the patches are the images themselves and the
+    full convolution's taps land one per pixel: the same values, bit for bit, as the
+    gather and the scatter, which computed them before."""
+    rng = np.random.default_rng(batch)
+    x = rng.normal(size=(batch, 16, 5, 5)).astype(dtype)
+    kernel = rng.normal(size=(12, 16, 5, 5)).astype(dtype)
+    delta = rng.normal(size=(batch, 12, 1, 1)).astype(dtype)
+    gathered = numerics.columns_gathered(x, 5, 5)
+    assert np.array_equal(numerics.columns(x, 5, 5), gathered)
+    assert np.array_equal(numerics.correlate_valid(x, kernel),
+                          numerics.correlate_columns(gathered, kernel, (1, 1)))
+    dx = numerics.convolve_full(delta, kernel)
+    assert dx.dtype == dtype and dx.flags.c_contiguous
+    assert np.array_equal(dx, numerics.convolve_full_scattered(delta, kernel))
+    assert np.array_equal(numerics.correlate_kernel(x, delta, 5, 5),
+                          numerics.correlate_kernel_columns(gathered, delta, 5, 5))
 
 
 def test_window_index_is_shared_and_read_only():

@@ -46,7 +46,8 @@ def window_index(shape: tuple[int, int, int, int], kh: int, kw: int) -> np.ndarr
 
 def columns(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     """im2col, transposed: (N, C, H, W) -> (C*kh*kw, N*Ho*Wo), one column per output
-    pixel, by whichever of the two paths below is faster for the shape."""
+    pixel: each image's values where the kernel covers the map, else by whichever of
+    the two paths below is faster for the shape."""
     n, c, h, w = x.shape
     ho, wo = h - kh + 1, w - kw + 1
     if ho == wo == 1:  # the kernel covers the map: each image is its own column
