@@ -112,7 +112,8 @@ def test_every_fast_backend_has_kernels_of_its_own():
 def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
     """Each compiled entry point of the numba backend (a parallel numba function of its
     kernel modules) runs on some case, in float32 and in float64: the cases are large
-    enough to leave NumPy's fallback; kernels with an in-place or times form run it too.
+    enough to leave NumPy's fallback; kernels with an in-place, times or epilogue form (a
+    bias, then no activation or tanh) run it too.
     numba_activations' are float32's alone (float64 keeps NumPy's sigmoid)."""
     from numba.core.registry import CPUDispatcher
 
@@ -137,4 +138,7 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
                     kernel.in_place(*[a.copy() for a in inputs], **example.attrs)
                 if kernel.times is not None:
                     kernel.times(*inputs, by=np.ones_like(y), **example.attrs)
+                for then in (None, backend.kernel("tanh")) if kernel.epilogue else ():
+                    kernel.epilogue(*inputs, bias=np.zeros(y.shape[1], dtype), then=then,
+                                    then_attrs={}, **example.attrs)
     assert reached == entries

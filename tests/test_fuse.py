@@ -71,14 +71,15 @@ def test_numba_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
 @numba_backend
 def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
     """Which steps the epilogue absorbs: dlt's convolutions their bias and sigmoid,
-    LeNet-5's their bias and tanh, simard2003's strided ones; a
-    subsample's bias is no convolution's, a dense layer's matmul declares no epilogue."""
+    LeNet-5's their bias and tanh, simard2003's strided ones; LeNet-5's subsamplings
+    their β's scale_maps; a dense layer's matmul declares no epilogue."""
     ops = {name: [step.op for step in compile_model(ROOT / "models" / name, backend="numba")
                   .plans.gradients.steps] for name in ("dlt.cnn", "lenet5.cnn", "simard2003.cnn")}
     assert ops["dlt.cnn"].count("conv_valid+add_bias+sigmoid") == 2
     assert "conv_valid" not in ops["dlt.cnn"] and ops["dlt.cnn"].count("add_bias+sigmoid") == 1
     assert ops["lenet5.cnn"].count("conv_valid+add_bias+tanh") == 3
-    assert ops["lenet5.cnn"].count("add_bias+tanh") == 3   # S2, S4 and F6
+    assert ops["lenet5.cnn"].count("scale_maps+add_bias+tanh") == 2   # S2 and S4
+    assert ops["lenet5.cnn"].count("add_bias+tanh") == 1   # F6
     assert ops["simard2003.cnn"].count("conv_strided+add_bias+tanh") == 2
 
 

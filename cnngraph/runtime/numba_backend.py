@@ -23,7 +23,7 @@ from ..core.backend import Backend, Kernel
 from . import numerics
 from .numba_compiled import SMALL, available, compiled
 from .numba_values import (EPILOGUES, activation, activations, by_map, compiled_float32, flat,
-                           rectifier_slope, scale_maps)
+                           rectifier_slope, scale_maps, scale_maps_epilogue)
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
 from .ranks import as_3d, by_rank, in_3d
@@ -303,7 +303,7 @@ KERNELS = {
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True, times=poly_times),
-    "scale_maps": Kernel(scale_maps, fresh=True),
+    "scale_maps": Kernel(scale_maps, fresh=True, epilogue=scale_maps_epilogue),
     "relu_slope": Kernel(lambda y: rectifier_slope(y, 0), fresh=True),
     "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: rectifier_slope(y, slope), fresh=True),
     "pool_max": Kernel(pool_max, fresh=True),

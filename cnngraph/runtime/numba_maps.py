@@ -1,6 +1,7 @@
 """Per-map kernels compiled with numba: block sums, Kronecker upsampling, the bias
-add and its gradient, the per-map scale, and polynomials and rectifiers (an
-activation's slope).
+add and its gradient, the per-map scale (with the fused plan's bias and float32
+activation after it, a subsampling layer's epilogue), and polynomials and
+rectifiers (an activation's slope).
 
 2x2 blocks of 2-D maps (every shipped model's) have kernels of their own; other
 factors and ranks run the 3-D forms, a missing dimension 1 long.  Both add each
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .numba_activations import activate_block
 from .numba_conv import FASTMATH
 from .ranks import as_3d, in_3d
 
@@ -139,6 +141,26 @@ def scale_maps(x, beta):
             b = beta[i]
             for q in range(p):
                 out[m, i, q] = x[m, i, q] * b
+    return out
+
+
+@njit(parallel=True, **_exact)
+def scale_maps_epilogue(x, beta, bias, act, gain, scale):
+    """x · beta + bias per map, for maps (N, C, ...) viewed as (N, C, pixels), then
+    (act not 0) numba_activations' float32 activation ``act`` of ``gain`` and ``scale``:
+    scale_maps, add_bias and the activation in place, bit for bit, in one pass
+    (fastmath off: contract would fuse the product and the sum)."""
+    n, c, p = x.shape
+    out = np.empty((n, c * p), x.dtype)
+    for m in prange(n):
+        summed = np.empty(c * p if act else 0, x.dtype)
+        dst = summed if act else out[m]
+        for i in range(c):
+            b, k = beta[i], bias[i]
+            for q in range(p):
+                dst[i * p + q] = x[m, i, q] * b + k
+        if act:  # an image's maps at once: short maps (S4's 25 values) would be slow
+            activate_block(summed, out[m], act, gain, scale)
     return out
 
 
