@@ -23,7 +23,7 @@ from ..core.backend import Backend, Kernel
 from . import numerics
 from .numba_compiled import SMALL, available, compiled
 from .numba_values import (EPILOGUES, activation, activations, by_map, compiled_float32, flat,
-                           rectifier_slope, scale_maps, scale_maps_epilogue)
+                           rectifier_slope, scale_maps)
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
 from .ranks import as_3d, by_rank, in_3d
@@ -74,27 +74,28 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
     if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
             and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])):
         return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
-    fused = _tiles_epilogue(x, bias, then, then_attrs)
+    fused = _fused_arguments(x, bias, then, then_attrs)
     y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
                             _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), *fused)
-    return _after_tiles(y, fused, then, then_attrs)
+    return _after_fused(y, fused, then, then_attrs)
 
 
-def _tiles_epilogue(x, bias, then, then_attrs) -> tuple:
-    """numba_tiled's epilogue arguments: the bias in x's dtype (empty: none); the code,
-    gain and scale of numba_activations' activation where ``then`` is this backend's
-    sigmoid or tanh on float32 maps (else 0, 0 and 0), which the tiles apply as they
-    write to a result of at least SMALL values, where the activation runs compiled
-    (`compiled_float32`), with its bits; and SMALL."""
+def _fused_arguments(x, bias, then, then_attrs) -> tuple:
+    """The epilogue arguments of numba_tiled's convolutions and numba_maps'
+    scale_maps_epilogue: the bias in x's dtype (empty: none); the code, gain and scale of
+    numba_activations' activation where ``then`` is this backend's sigmoid or tanh on
+    float32 maps (else 0, 0 and 0), which they apply as they write to a result of at
+    least SMALL values, where the activation runs compiled (`compiled_float32`), with
+    its bits; and SMALL."""
     bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     codes = EPILOGUES.get(then and then.run) if x.dtype == np.float32 else None
     act, gain, scale = codes(**(then_attrs or {})) if codes else (0, 0.0, 0.0)
     return bias, act, x.dtype.type(gain), x.dtype.type(scale), SMALL
 
 
-def _after_tiles(y, fused, then, then_attrs):
-    """y from the tiles given ``fused`` (`_tiles_epilogue`): ``then`` in place unless the
-    tiles applied it."""
+def _after_fused(y, fused, then, then_attrs):
+    """y from a fused kernel given ``fused`` (`_fused_arguments`): ``then`` in place unless
+    the kernel applied it."""
     return y if fused[1] and compiled_float32(y) else _epilogue(y, None, then, then_attrs)
 
 
@@ -144,10 +145,10 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None, bias=None, 
     """Strided, padded, dilated, maps of any rank: always the tiles (NumPy has only the
     reference); the fused epilogue as conv_valid's."""
     kernel = masked(kernel, mask)
-    fused = _tiles_epilogue(x, bias, then, then_attrs)
+    fused = _fused_arguments(x, bias, then, then_attrs)
     y = _tiled().conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
                               _threads(), *fused)
-    return _after_tiles(y.reshape(y.shape[:2] + y.shape[7 - x.ndim:]), fused, then, then_attrs)
+    return _after_fused(y.reshape(y.shape[:2] + y.shape[7 - x.ndim:]), fused, then, then_attrs)
 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
@@ -223,6 +224,18 @@ def poly_times(x, *, coeffs, by):
     return _maps().cubic_times(np.ascontiguousarray(x).reshape(-1),
                                np.ascontiguousarray(by).reshape(-1), *_cubic(x, coeffs)
                                ).reshape(x.shape)
+
+
+def scale_maps_epilogue(x, beta, *, bias=None, then=None, then_attrs=None):
+    """scale_maps as the fused plan's epilogue (`Kernel.epilogue`), taken as the
+    convolutions take theirs: x · β_j + bias_j per map in one compiled pass that applies
+    the float32 sigmoid or tanh as it writes, other activations in place after; op by op
+    where numba_maps' scale_maps would not run; the same bits either way."""
+    if bias is None or x.ndim == 2 or x.size < SMALL:
+        return _epilogue(scale_maps(x, beta), bias, then, then_attrs)
+    fused = _fused_arguments(x, bias, then, then_attrs)
+    y = _maps().scale_maps_epilogue(by_map(x), beta.astype(x.dtype), *fused[:4])
+    return _after_fused(y.reshape(x.shape), fused, then, then_attrs)
 
 
 def _factors(x, factor) -> tuple:

@@ -29,24 +29,6 @@ def scale_maps(x, beta):
     return _maps().scale_maps(by_map(x), beta.astype(x.dtype)).reshape(x.shape)
 
 
-def scale_maps_epilogue(x, beta, *, bias=None, then=None, then_attrs=None):
-    """scale_maps as the fused plan's epilogue (`Kernel.epilogue`): x · β_j + bias_j per
-    map, then ``then``'s activation in place, in one compiled pass where there is a
-    bias and ``then`` is none or this backend's sigmoid or tanh on float32 maps
-    (`EPILOGUES`), else op by op; the same bits either way."""
-    codes = EPILOGUES.get(then and then.run)
-    if bias is None or x.ndim == 2 or x.size < SMALL or \
-            (then is not None and not (codes and compiled_float32(x))):
-        y = scale_maps(x, beta)
-        if bias is not None:
-            y += numerics.per_map(bias.astype(x.dtype), x.ndim)
-        return y if then is None else then.in_place(y, **(then_attrs or {}))
-    act, gain, scale = codes(**(then_attrs or {})) if then else (0, 0.0, 0.0)
-    return _maps().scale_maps_epilogue(
-        by_map(x), beta.astype(x.dtype), bias.astype(x.dtype), act, x.dtype.type(gain),
-        x.dtype.type(scale)).reshape(x.shape)
-
-
 def rectifier_slope(y, negative):
     """1 where y > 0, else ``negative``: NumPy's slope values in one pass instead of five."""
     return _maps().rectifier_slope(np.ascontiguousarray(y).reshape(-1),
