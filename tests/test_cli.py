@@ -65,6 +65,15 @@ def test_machine_facts_read_the_simd_level():
     assert facts["cpu"] == "Some CPU"
     assert facts["simd"] == ["sse4_2", "avx", "fma", "avx2", "avx512f", "amx_tile"]
     assert "SIMD: sse4_2 avx fma avx2 avx512f amx_tile" in format_machine(facts)
+    assert "cpu: Some CPU, " in format_machine(facts)  # no family or model: none printed
+
+
+def test_machine_facts_name_the_cpu_generation_by_family_and_model():
+    from cnngraph.tools.machine import format_machine, machine_facts
+    facts = machine_facts("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                          "model name\t: AMD EPYC\nflags\t\t: avx512f\n")
+    assert (facts["cpu"], facts["cpu_family"], facts["cpu_model"]) == ("AMD EPYC", "25", "17")
+    assert format_machine(facts).startswith("cpu: AMD EPYC (family 25, model 17), ")
 
 
 def test_missing_model_file_exits_2_without_traceback():

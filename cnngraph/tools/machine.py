@@ -1,6 +1,8 @@
 """The machine a measurement ran on, printed with every benchmark: speed ratios
 change between CPUs (AVX2 against AVX-512 and AMX, where OpenBLAS and oneDNN pick
-other kernels), with the BLAS kernel and with the thread settings."""
+other kernels), with the BLAS kernel and with the thread settings.  The CPU's family
+and model numbers name its generation where a hypervisor shortens the model name
+("AMD EPYC": family 25, model 17 is Zen 4; family 25, model 1 Zen 3)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +20,7 @@ THREAD_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREA
 
 
 def machine_facts(cpuinfo: str | None = None) -> dict:
-    """CPU model, core counts, SIMD flags, each BLAS pool (threadpoolctl), the thread
+    """CPU model (name, family and model numbers), core counts, SIMD flags, each BLAS pool (threadpoolctl), the thread
     variables and library versions, as plain JSON data."""
     from threadpoolctl import threadpool_info
 
@@ -36,6 +38,7 @@ def machine_facts(cpuinfo: str | None = None) -> dict:
     except AttributeError:  # not Linux
         usable = os.cpu_count()
     return {"cpu": fields.get("model name") or platform.processor() or "unknown",
+            "cpu_family": fields.get("cpu family"), "cpu_model": fields.get("model"),
             "logical_cpus": os.cpu_count(), "usable_cpus": usable,
             "simd": [flag for flag in SIMD_FLAGS if flag in flags],
             "blas": [{key: info.get(key) for key in ("internal_api", "version", "architecture",
@@ -53,8 +56,10 @@ def format_machine(facts: dict) -> str:
                      for b in facts["blas"]) or "none found"
     environment = ", ".join(f"{k}={v}" for k, v in facts["environment"].items()
                             if v is not None) or "none set"
+    numbers = (f" (family {facts['cpu_family']}, model {facts['cpu_model']})"
+               if facts.get("cpu_family") and facts.get("cpu_model") else "")
     return "\n".join([
-        f"cpu: {facts['cpu']}, {facts['usable_cpus']} of {facts['logical_cpus']} logical "
+        f"cpu: {facts['cpu']}{numbers}, {facts['usable_cpus']} of {facts['logical_cpus']} logical "
         f"cpus usable; SIMD: {' '.join(facts['simd']) or 'unknown'}",
         f"thread pools: {blas}",
         f"thread variables: {environment}",
