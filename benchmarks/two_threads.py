@@ -1,0 +1,112 @@
+"""Two threads against one in one process, the thread counts alternating round by round.
+
+    python benchmarks/two_threads.py --models models/dlt.cnn models/lenet5.cnn \
+        --batch 50 256 --rounds 8 --seconds 0.3 [--side torch] [--json FILE]
+
+compare.py measures a model's one-thread and two-thread rows minutes apart, so on a
+shared host their quotient mixes the speed-up with whatever the neighbours did in
+between.  Here every round times one thread, then two, back to back (cnngraph's numba
+kernels through `set_threads`, PyTorch through torch.set_num_threads, BLAS on one
+thread throughout for cnngraph as `run` has it), and the speed-up is taken per round:
+the table gives the median images/s of each count and the median and min-max of the
+rounds' quotients, for training (a plain SGD step, as compare.py's) and inference.
+``--side torch`` times compare.py's PyTorch replay of the models instead (eager;
+inference under torch.inference_mode), in a process of its own: after numba's OpenMP
+threads had run, PyTorch's two threads collapsed to a fifth of one thread's speed.
+The issue's goal is two threads at least 1.7x one from batch 50 up, on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from cnngraph import compile_model
+from cnngraph.tools.bench import images_per_second, sgd_step, synthetic_batch
+from cnngraph.tools.machine import format_machine, machine_facts
+
+
+def cnngraph_work(path, batch, dtype):
+    """mode -> (set the thread count, one timed call) for cnngraph's numba backend."""
+    model = compile_model(path, backend="numba")
+    params = model.init_params(0, dtype)
+    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
+    train = sgd_step(model, {k: v.copy() for k, v in params.items()}, x, t, 1e-4)
+    return model.backend.set_threads, {"train": train,
+                                       "infer": lambda: model.forward(params, x)}
+
+
+def torch_work(path, batch, dtype):
+    """The same for compare.py's PyTorch replay of the model (eager)."""
+    import torch
+    from compare import TorchNet
+    model = compile_model(path, backend="numba")
+    params = model.init_params(0, dtype)
+    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
+    net = TorchNet(model, params, torch.float32 if dtype == np.float32 else torch.float64)
+    tx, tt = torch.as_tensor(x), torch.as_tensor(t)
+
+    def set_threads(n):
+        torch.set_num_threads(n)
+        assert torch.get_num_threads() == n
+    return set_threads, {"train": lambda: net.step(tx, tt, 1e-4),
+                         "infer": lambda: net.infer(tx, inference_mode=True)}
+
+
+def scaling(set_threads, work, batch, rounds, seconds) -> dict:
+    """Per round: images/s on 1 thread, then on 2; their medians and the quotients'."""
+    pairs = []
+    for _ in range(rounds):
+        pair = []
+        for n in (1, 2):
+            set_threads(n)
+            pair.append(images_per_second(work, batch, seconds))
+        pairs.append(pair)
+    quotients = [b / a for a, b in pairs]
+    return {"one": statistics.median(a for a, _ in pairs),
+            "two": statistics.median(b for _, b in pairs),
+            "speedup_median": statistics.median(quotients), "speedup_min": min(quotients),
+            "speedup_max": max(quotients), "pairs": pairs}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["models/dlt.cnn", "models/lenet5.cnn"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[50, 256])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=0.3)
+    parser.add_argument("--side", default="cnngraph", choices=["cnngraph", "torch"],
+                        help="whose threads to time (one side per process)")
+    parser.add_argument("--json", metavar="FILE", help="also write every round's numbers here")
+    args = parser.parse_args(argv)
+    dtype = np.dtype(args.dtype).type
+    make = {"cnngraph": cnngraph_work, "torch": torch_work}[args.side]
+    rows = []
+    with threadpool_limits(1, user_api="blas"):
+        print(format_machine(machine_facts()))
+        print(f"{args.side}: {args.dtype}, {args.rounds} rounds of {args.seconds} s "
+              "per thread count")
+        print(f"{'model':<18}{'batch':>6}  {'mode':<6}"
+              f"{'1 thread':>10}{'2 threads':>11}{'speed-up':>10}  min-max")
+        for path in args.models:
+            for batch in args.batch:
+                set_threads, works = make(path, batch, dtype)
+                for mode, work in works.items():
+                    r = scaling(set_threads, work, batch, args.rounds, args.seconds)
+                    rows.append({"model": path, "batch": batch, "mode": mode,
+                                 "side": args.side, "dtype": args.dtype, **r})
+                    print(f"{path.split('/')[-1]:<18}{batch:>6}  {mode:<6}"
+                          f"{r['one']:>10,.0f}{r['two']:>11,.0f}{r['speedup_median']:>10.2f}  "
+                          f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows}, f, indent=1)
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""benchmarks/two_threads.py: one thread against two, round by round, in one process."""
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _two_threads(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # --side torch imports compare.py
+    spec = importlib.util.spec_from_file_location("two_threads",
+                                                  ROOT / "benchmarks" / "two_threads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_rows(rows, side):
+    assert [(r["mode"], r["side"]) for r in rows] == [("train", side), ("infer", side)]
+    for r in rows:
+        assert len(r["pairs"]) == 3 and all(a > 0 and b > 0 for a, b in r["pairs"])
+        quotients = [b / a for a, b in r["pairs"]]
+        assert r["speedup_median"] == statistics.median(quotients)
+        assert (r["speedup_min"], r["speedup_max"]) == (min(quotients), max(quotients))
+        assert r["one"] == statistics.median(a for a, _ in r["pairs"])
+        assert r["two"] == statistics.median(b for _, b in r["pairs"])
+
+
+def test_cnngraph_side_alternates_one_and_two_kernel_threads(capsys, monkeypatch):
+    pytest.importorskip("numba", reason="the benchmark times the numba backend's threads: "
+                                        "pip install -e '.[fast]'")
+    import numba
+    module = _two_threads(monkeypatch)
+    result = module.main(["--models", str(ROOT / "models/dlt.cnn"), "--batch", "2",
+                          "--rounds", "3", "--seconds", "0.01"])
+    _check_rows(result["rows"], "cnngraph")
+    assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)  # the last set
+    out = capsys.readouterr().out
+    assert "cnngraph: float32, 3 rounds of 0.01 s per thread count" in out
+    assert out.splitlines()[-1].split()[:3] == ["dlt.cnn", "2", "infer"]
+
+
+def test_torch_side_sets_and_checks_pytorch_threads(monkeypatch):
+    pytest.importorskip("torch", reason="--side torch runs PyTorch: pip install -e '.[bench]'")
+    module = _two_threads(monkeypatch)
+    result = module.main(["--models", str(ROOT / "models/dlt.cnn"), "--batch", "2",
+                          "--rounds", "3", "--seconds", "0.01", "--side", "torch"])
+    _check_rows(result["rows"], "torch")
