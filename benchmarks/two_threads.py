@@ -14,6 +14,11 @@ rounds' quotients, for training (a plain SGD step, as compare.py's) and inferenc
 inference under torch.inference_mode), in a process of its own: after numba's OpenMP
 threads had run, PyTorch's two threads collapsed to a fifth of one thread's speed.
 The issue's goal is two threads at least 1.7x one from batch 50 up, on an idle machine.
+
+First it measures what two threads can give on the machine (``--machine-probe``,
+cnngraph's side): a loop of arithmetic alone, and a numba loop streaming float32
+arrays of 1, 4 and 64 MiB (read and written once; the first sizes stay in cache,
+the last does not), each at one and two threads in the same way.
 """
 from __future__ import annotations
 
@@ -56,6 +61,36 @@ def torch_work(path, batch, dtype):
                          "infer": lambda: net.infer(tx, inference_mode=True)}
 
 
+def machine_probe(rounds: int, seconds: float) -> list[dict]:
+    """`scaling` of an arithmetic loop and of streaming copies, numba's threads."""
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=False)
+    def arithmetic(out):
+        for i in prange(out.shape[0]):
+            s = 0.0
+            for r in range(20_000):
+                s = s * 0.999999 + r
+            out[i] = s
+
+    @njit(parallel=True, cache=False)
+    def stream(a, b):
+        for i in prange(a.shape[0]):
+            b[i] = a[i] * np.float32(2)
+    lanes = np.zeros(64)
+    probes = [("arithmetic", lambda: arithmetic(lanes), 0)]
+    for mib in (1, 4, 64):
+        a = np.ones(mib * 2**20 // 4, np.float32)
+        probes.append((f"stream {mib} MiB", lambda a=a, b=np.empty_like(a): stream(a, b),
+                       2 * mib * 2**20))
+    rows = []
+    for name, work, moved in probes:
+        r = scaling(numba.set_num_threads, work, 1, rounds, seconds)
+        rows.append({"probe": name, "bytes_per_call": moved, **r})
+    return rows
+
+
 def scaling(set_threads, work, batch, rounds, seconds) -> dict:
     """Per round: images/s on 1 thread, then on 2; their medians and the quotients'."""
     pairs = []
@@ -82,12 +117,21 @@ def main(argv=None):
     parser.add_argument("--side", default="cnngraph", choices=["cnngraph", "torch"],
                         help="whose threads to time (one side per process)")
     parser.add_argument("--json", metavar="FILE", help="also write every round's numbers here")
+    parser.add_argument("--no-machine-probe", action="store_true",
+                        help="skip the arithmetic and streaming probes")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype).type
     make = {"cnngraph": cnngraph_work, "torch": torch_work}[args.side]
-    rows = []
+    rows, probes = [], []
     with threadpool_limits(1, user_api="blas"):
         print(format_machine(machine_facts()))
+        if args.side == "cnngraph" and not args.no_machine_probe:
+            probes = machine_probe(args.rounds, args.seconds)
+            for p in probes:
+                rate = "".join(f"  {p[k] * p['bytes_per_call'] / 2**30:6.1f} GiB/s"
+                               for k in ("one", "two")) if p["bytes_per_call"] else ""
+                print(f"machine: {p['probe']:<16} two threads {p['speedup_median']:.2f}x one "
+                      f"[{p['speedup_min']:.2f}-{p['speedup_max']:.2f}]{rate}")
         print(f"{args.side}: {args.dtype}, {args.rounds} rounds of {args.seconds} s "
               "per thread count")
         print(f"{'model':<18}{'batch':>6}  {'mode':<6}"
@@ -104,8 +148,8 @@ def main(argv=None):
                           f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
-    return {"rows": rows}
+            json.dump({"rows": rows, "machine_probe": probes}, f, indent=1)
+    return {"rows": rows, "machine_probe": probes}
 
 
 if __name__ == "__main__":

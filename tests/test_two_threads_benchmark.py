@@ -36,9 +36,17 @@ def test_cnngraph_side_alternates_one_and_two_kernel_threads(capsys, monkeypatch
     result = module.main(["--models", str(ROOT / "models/dlt.cnn"), "--batch", "2",
                           "--rounds", "3", "--seconds", "0.01"])
     _check_rows(result["rows"], "cnngraph")
+    probes = result["machine_probe"]
+    assert [p["probe"] for p in probes] == ["arithmetic", "stream 1 MiB", "stream 4 MiB",
+                                            "stream 64 MiB"]
+    assert [p["bytes_per_call"] for p in probes] == [0, 2 * 2**20, 8 * 2**20, 128 * 2**20]
+    assert all(len(p["pairs"]) == 3 for p in probes)
     assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)  # the last set
     out = capsys.readouterr().out
     assert "cnngraph: float32, 3 rounds of 0.01 s per thread count" in out
+    probed = [line.split() for line in out.splitlines() if line.startswith("machine: ")]
+    assert [words[1:5] for words in probed][-1] == ["stream", "64", "MiB", "two"]
+    assert out.count("GiB/s") == 6  # one and two threads for each streamed size
     assert out.splitlines()[-1].split()[:3] == ["dlt.cnn", "2", "infer"]
 
 
@@ -48,3 +56,4 @@ def test_torch_side_sets_and_checks_pytorch_threads(monkeypatch):
     result = module.main(["--models", str(ROOT / "models/dlt.cnn"), "--batch", "2",
                           "--rounds", "3", "--seconds", "0.01", "--side", "torch"])
     _check_rows(result["rows"], "torch")
+    assert result["machine_probe"] == []  # the probes time numba's threads: cnngraph's side
