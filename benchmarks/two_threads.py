@@ -12,11 +12,12 @@ the table gives the median images/s of each count and the median and min-max of 
 rounds' quotients, for training (a plain SGD step, as compare.py's) and inference.
 ``--side torch`` times compare.py's PyTorch replay of the models instead (eager;
 inference under torch.inference_mode), in a process of its own: after numba's OpenMP
-threads had run, PyTorch's two threads collapsed to a fifth of one thread's speed.
+threads had run in the same process, PyTorch's two threads ran LeNet-5 at 0.21-0.35
+of one thread's speed.
 The issue's goal is two threads at least 1.7x one from batch 50 up, on an idle machine.
 
-First it measures what two threads can give on the machine (``--machine-probe``,
-cnngraph's side): a loop of arithmetic alone, and a numba loop streaming float32
+First (cnngraph's side; ``--no-machine-probe`` skips it) it measures what two threads
+can give on the machine: a loop of arithmetic alone, and a numba loop streaming float32
 arrays of 1, 4 and 64 MiB (read and written once; the first sizes stay in cache,
 the last does not), each at one and two threads in the same way.
 """

@@ -20,8 +20,8 @@ THREAD_VARIABLES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREA
 
 
 def machine_facts(cpuinfo: str | None = None) -> dict:
-    """CPU model (name, family and model numbers), core counts, SIMD flags, each BLAS pool (threadpoolctl), the thread
-    variables and library versions, as plain JSON data."""
+    """CPU model (its name, family and model numbers), core counts, SIMD flags, each BLAS
+    pool (threadpoolctl), the thread variables and library versions, as plain JSON data."""
     from threadpoolctl import threadpool_info
 
     from .. import __version__
@@ -59,8 +59,8 @@ def format_machine(facts: dict) -> str:
     numbers = (f" (family {facts['cpu_family']}, model {facts['cpu_model']})"
                if facts.get("cpu_family") and facts.get("cpu_model") else "")
     return "\n".join([
-        f"cpu: {facts['cpu']}{numbers}, {facts['usable_cpus']} of {facts['logical_cpus']} logical "
-        f"cpus usable; SIMD: {' '.join(facts['simd']) or 'unknown'}",
+        f"cpu: {facts['cpu']}{numbers}, {facts['usable_cpus']} of {facts['logical_cpus']} "
+        f"logical cpus usable; SIMD: {' '.join(facts['simd']) or 'unknown'}",
         f"thread pools: {blas}",
         f"thread variables: {environment}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items())])
