@@ -44,6 +44,14 @@ needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="no numba: pip install -
                                  "brings it (the numba backend's kernels are not run)")
 
 
+def benchmark_module(name: str):
+    """benchmarks/NAME.py loaded as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def fresh_checkpoint(network_hash: str, params: dict, **fields):
     """A checkpoint as a run writes it before its first step (epoch 0, step 0, the
     generator's state of seed 0, no history), for tests that need one by hand."""

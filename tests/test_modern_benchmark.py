@@ -2,11 +2,9 @@
 holds, its tables have every row, and cnngraph's 1-D and 3-D convolutions agree with
 PyTorch's.  No timing is asserted (the machine decides those); the benchmark itself
 is run by hand (docs/performance.md)."""
-import importlib.util
-
 import pytest
 
-from conftest import ROOT
+from conftest import benchmark_module
 
 pytest.importorskip("torch", reason="the benchmark compares with PyTorch: "
                                     "pip install -e '.[bench]' brings torch==2.13.0 (CPU)")
@@ -16,11 +14,7 @@ pytest.importorskip("numba", reason="the benchmark times the numba backend: "
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("modern_vs_torch",
-                                                  ROOT / "benchmarks" / "modern_vs_torch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("modern_vs_torch")
 
 
 def test_checks_then_times_every_row(bench, capsys):

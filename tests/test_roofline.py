@@ -4,11 +4,10 @@ The counts are exact (twice the multiply-adds each op rule's ``macs`` declares; 
 ops without a rule, bias additions, activations, reshapes, upsampling, count 0).
 The speeds are whatever the machine gives: only the arithmetic tying images/s,
 FLOPs and the peak together is checked, never a timing."""
-import importlib.util
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, benchmark_module
 
 from cnngraph import compile_model
 from cnngraph.cli.main import main
@@ -86,9 +85,7 @@ def test_bench_table_has_both_modes_roofline_columns(capsys):
 def test_compare_rows_give_every_side_gflops_and_share_of_the_peak(capsys):
     pytest.importorskip("torch", reason="benchmarks/compare.py runs PyTorch beside cnngraph: "
                                         "pip install -e '.[bench]' brings torch==2.13.0 (CPU)")
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    compare = benchmark_module("compare")
     dlt = str(ROOT / "models/dlt.cnn")
     result = compare.main(["--models", dlt, "--batch", "2", "--dtype", "float32",
                            "--threads", "1", "--reps", "1", "--seconds", "0.01",

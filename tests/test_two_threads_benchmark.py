@@ -1,20 +1,13 @@
 """benchmarks/two_threads.py: one thread against two, round by round, in one process."""
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, benchmark_module
 
 
 def _two_threads(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # --side torch imports compare.py
-    spec = importlib.util.spec_from_file_location("two_threads",
-                                                  ROOT / "benchmarks" / "two_threads.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("two_threads")
 
 
 def _check_rows(rows, side):
