@@ -35,11 +35,16 @@ from cnngraph.tools.bench import images_per_second, sgd_step, synthetic_batch
 from cnngraph.tools.machine import format_machine, machine_facts
 
 
+def _model_and_batch(path, batch, dtype):
+    """The model on the numba backend, its seed-0 parameters and a synthetic batch."""
+    model = compile_model(path, backend="numba")
+    return (model, model.init_params(0, dtype),
+            *synthetic_batch(model, batch, dtype, np.random.default_rng(0)))
+
+
 def cnngraph_work(path, batch, dtype):
     """mode -> (set the thread count, one timed call) for cnngraph's numba backend."""
-    model = compile_model(path, backend="numba")
-    params = model.init_params(0, dtype)
-    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
+    model, params, x, t = _model_and_batch(path, batch, dtype)
     train = sgd_step(model, {k: v.copy() for k, v in params.items()}, x, t, 1e-4)
     return model.backend.set_threads, {"train": train,
                                        "infer": lambda: model.forward(params, x)}
@@ -49,9 +54,7 @@ def torch_work(path, batch, dtype):
     """The same for compare.py's PyTorch replay of the model (eager)."""
     import torch
     from compare import TorchNet
-    model = compile_model(path, backend="numba")
-    params = model.init_params(0, dtype)
-    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
+    model, params, x, t = _model_and_batch(path, batch, dtype)
     net = TorchNet(model, params, torch.float32 if dtype == np.float32 else torch.float64)
     tx, tt = torch.as_tensor(x), torch.as_tensor(t)
 
