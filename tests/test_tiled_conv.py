@@ -45,3 +45,54 @@ def test_tiles_equal_the_reference_and_any_thread_count(maps, dtype):
         assert one.dtype == dtype and one.shape == want.shape
         assert one.tobytes() == two.tobytes()
         assert np.abs(one - want).max() <= tol * max(1.0, np.abs(want).max())
+
+
+#: (input maps, output maps, map size, kernel, stride, padding in front and behind,
+#: dilation): 1-, 2- and 3-D; map counts below, at and past the listed tiles' 16 and 8
+LAYERS = ((6, 16, (14, 14), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+          (5, 50, (13, 13), (5, 5), (2, 2), ((1, 0), (1, 0)), (1, 1)),
+          (3, 17, (9, 11), (3, 4), (1, 2), ((2, 0), (1, 3)), (2, 1)),
+          (28, 9, (28,), (5,), (1,), ((0, 0),), (1,)),
+          (4, 3, (6, 7, 5), (3, 3, 2), (2, 1, 1), ((1, 1), (1, 1), (0, 1)), (1, 1, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", LAYERS)
+def test_listed_positions_give_the_map_tiles_bits(layer, dtype):
+    """numba_listed's forward correlation against numba_tiled's map tiles: the same
+    bits, with and without the fused bias and float32 tanh, on 1 and 2 threads (a
+    batch of 37: two chunks); and both within rounding of the reference."""
+    import numba
+
+    from cnngraph.runtime import numba_tiled
+    from cnngraph.runtime.numba_backend import _geometry3
+    from cnngraph.runtime.numba_listed import LISTED, MAP_TILES
+    from cnngraph.runtime.numba_activations import TANH
+    from cnngraph.runtime.ranks import as_3d
+    c, c_out, size, k, stride, padding, dilation = layer
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation}
+    rng = np.random.default_rng(c_out)
+    x, kernel = rng.normal(size=(37, c) + size), rng.normal(size=(c_out, c) + k)
+    bias = rng.normal(size=c_out).astype(dtype)
+    tanh = (TANH, 2 / 3, 1.7159) if dtype == np.float32 else (0, 0.0, 0.0)
+    want = cs.conv_strided_reference(x, kernel, **geometry)
+    out_shape = want.shape
+    results, before = {}, numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            for layout in (MAP_TILES, LISTED):
+                for fused in ((np.zeros(0, dtype), 0, 0.0, 0.0), (bias, *tanh)):
+                    b, act, gain, scale = fused
+                    y = numba_tiled.conv_strided(
+                        as_3d(x.astype(dtype)), as_3d(kernel.astype(dtype)),
+                        *_geometry3(stride, padding, dilation), threads, b, act,
+                        dtype(gain), dtype(scale), 0, layout)
+                    results[threads, layout, act != 0 or b.size > 0] = y.reshape(out_shape)
+    finally:
+        numba.set_num_threads(before)
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    for (threads, layout, fused), y in results.items():
+        assert y.tobytes() == results[1, MAP_TILES, fused].tobytes(), (threads, layout, fused)
+    plain = results[1, LISTED, False]
+    assert np.abs(plain - want).max() <= tol * max(1.0, np.abs(want).max())

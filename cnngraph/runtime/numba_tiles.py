@@ -9,8 +9,11 @@ vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
   it loads one run of T inputs and multiplies it by R broadcast kernel values;
 - a kernel-gradient tile (`_gkt_source`) holds S taps x J maps of sums, the maps
   along the vectors, through every position of an image;
-- each dtype's dispatchers (`_correlate_source`, `_gradient_source`) pick the tiles
-  from the same tables, TILES and GRADIENT_TILES.
+- a listed-positions tile (`_listed_source`) holds P positions x J maps of sums, the
+  maps along the vectors: per tap it loads J kernel values and broadcasts P inputs,
+  read at any P positions, so that a correlation computes only the outputs kept;
+- each dtype's dispatchers (`_correlate_source`, `_gradient_source`, `_listed_source`)
+  pick the tiles from the same tables, TILES, GRADIENT_TILES and LISTED_TILES.
 
 Every sum is one FMA chain in a fixed order (the taps', or the positions'): the
 tiles' fastmath lacks "reassoc", so LLVM cannot split a chain into partial sums,
@@ -42,6 +45,8 @@ TILES = {np.float32: ((8, 32), (4, 64), (2, 128), (1, 128)),
 #: (taps, maps) per kernel-gradient tile
 GRADIENT_TILES = {np.float32: ((16, 8), (16, 16), (8, 32)),
                   np.float64: ((16, 8), (8, 16), (4, 32))}
+#: (positions, maps) per listed-positions tile: a vector of maps, 8 positions
+LISTED_TILES = {np.float32: (8, 16), np.float64: (8, 8)}
 #: the longest run of positions a tile reads past its start: slack after each buffer
 WIDEST = 128
 
@@ -98,6 +103,28 @@ def _gkt_source(S, J):
     return "\n".join(lines) + "\n"
 
 
+def _listed_source(P, J):
+    """g[(p0 + p)·ldo + o0 + j] = Σ_t kt[t·ldo + o0 + j] src[offs[t] + pos[p0 + p]], p < P,
+    j < J, each sum one chain over the taps in order (as `_tile_source`'s)."""
+    sums = [f"a{p}_{j}" for p in range(P) for j in range(J)]
+    lines = [f"def _listed_{P}_{J}(src, offs, pos, p0, kt, ldo, o0, g):",
+             "    _zmm()",
+             "    z = src.dtype.type(0)",
+             "    " + " = ".join(sums) + " = z"]
+    lines += [f"    q{p} = np.uint64(pos[p0 + {p}])" for p in range(P)]
+    lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
+    lines += ["    for t in range(offs.shape[0]):",
+              "        b = np.uint64(offs[t])",
+              "        r = np.uint64(t * ldo + o0)"]
+    lines += [f"        k{j} = kt[r + j{j}]" for j in range(J)]
+    lines += [f"        s{p} = src[b + q{p}]" for p in range(P)]
+    lines += [f"        a{p}_{j} += k{j} * s{p}" for p in range(P) for j in range(J)]
+    for p in range(P):
+        lines.append(f"    e = np.uint64((p0 + {p}) * ldo + o0)")
+        lines += [f"    g[e + j{j}] = a{p}_{j}" for j in range(J)]
+    return "\n".join(lines) + "\n"
+
+
 @contextlib.contextmanager
 def _slp_vectorized():
     """LLVM's SLP vectorizer on (numba's NUMBA_SLP_VECTORIZE is 0) while compiling."""
@@ -116,6 +143,8 @@ def _signatures(kind, dtypes):
     if kind == "tile":
         return [types.void(v, offsets, i, types.Array(v.dtype, 2, "C"), i, v, i, i)
                 for v in vectors]
+    if kind == "listed":
+        return [types.void(v, offsets, offsets, i, v, i, i, v) for v in vectors]
     return [types.void(v, offsets, i, v, i, i, i, i, i, v) for v in vectors]
 
 
@@ -128,6 +157,8 @@ def _compiled_tiles():
     for dtype, shapes in GRADIENT_TILES.items():
         for S, J in shapes:
             wanted.setdefault(("gkt", _gkt_source(S, J), f"_gkt_{S}_{J}"), []).append(dtype)
+    for dtype, (P, J) in LISTED_TILES.items():
+        wanted.setdefault(("listed", _listed_source(P, J), f"_listed_{P}_{J}"), []).append(dtype)
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np}
     tiles = {}
     with _slp_vectorized():
@@ -137,7 +168,8 @@ def _compiled_tiles():
     namespace.update(tiles)
     for dtype, bits in ((np.float32, 32), (np.float64, 64)):
         for name, source in ((f"_correlate_tiles{bits}", _correlate_source(TILES[dtype])),
-                             (f"_gradient_tiles{bits}", _gradient_source(GRADIENT_TILES[dtype]))):
+                             (f"_gradient_tiles{bits}", _gradient_source(GRADIENT_TILES[dtype])),
+                             (f"_listed_tiles{bits}", _listed_tiles_source(*LISTED_TILES[dtype]))):
             exec(compile(source.replace("def _tiles(", f"def {name}("), __file__, "exec"),
                  namespace)
             tiles[name] = njit(**_jit)(namespace[name])
@@ -173,6 +205,16 @@ def _gradient_source(shapes):
     return "\n".join(lines) + "\n"
 
 
+def _listed_tiles_source(P, J):
+    """One dtype's listed-positions tiles over every P positions (pos padded to P) and
+    every J maps (ldo, a multiple of J)."""
+    return "\n".join([
+        "def _tiles(src, offs, pos, kt, ldo, g):",
+        f"    for p0 in range(0, pos.shape[0], {P}):",
+        f"        for o0 in range(0, ldo, {J}):",
+        f"            _listed_{P}_{J}(src, offs, pos, p0, kt, ldo, o0, g)"]) + "\n"
+
+
 globals().update(_compiled_tiles())
 
 
@@ -184,6 +226,12 @@ def correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
 def gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
     """g[t·ldo + o] += Σ_{Y, X} src[offs[t] + Y·W + X] dt[(Y·wo + X)·ldo + o] for every
     tap t (offs padded to 16) and map o (ldo, a multiple of 8), in tiles of the dtype."""
+
+
+def listed_tiles(src, offs, pos, kt, ldo, g):
+    """g[p·ldo + o] = Σ_t kt[t·ldo + o] src[offs[t] + pos[p]] for every listed position p
+    (pos padded to LISTED_TILES' P) and map o (ldo, a multiple of its J), in tiles of
+    the dtype."""
 
 
 @overload(correlate_tiles, jit_options=_jit)
@@ -198,3 +246,9 @@ def _correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
 def _gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
     run = _gradient_tiles32 if src.dtype == types.float32 else _gradient_tiles64
     return lambda src, offs, dt, ldo, ho, wo, W, g: run(src, offs, dt, ldo, ho, wo, W, g)
+
+
+@overload(listed_tiles, jit_options=_jit)
+def _listed_tiles(src, offs, pos, kt, ldo, g):
+    run = _listed_tiles32 if src.dtype == types.float32 else _listed_tiles64
+    return lambda src, offs, pos, kt, ldo, g: run(src, offs, pos, kt, ldo, g)
