@@ -96,3 +96,18 @@ def test_listed_positions_give_the_map_tiles_bits(layer, dtype):
         assert y.tobytes() == results[1, MAP_TILES, fused].tobytes(), (threads, layout, fused)
     plain = results[1, LISTED, False]
     assert np.abs(plain - want).max() <= tol * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("batch", [1, 32])
+def test_the_seeds_1d_correlation_takes_listed_positions_from_enough_outputs(batch):
+    """rows1d.cnn's C2 (64 maps of 12 -> 128 of 8): BLAS at batch 1, listed positions at
+    32 (LISTED_MIN_OUTPUTS), the reference's values either way."""
+    from cnngraph.runtime import numba_backend as nb
+    from cnngraph.runtime import numerics
+    rng = np.random.default_rng(batch)
+    x, kernel = rng.normal(size=(batch, 64, 12)), rng.normal(size=(128, 64, 5))
+    assert nb._listed(x[:, :, None], kernel[:, :, None]) == (batch * 8 >= nb.LISTED_MIN_OUTPUTS)
+    got = nb.KERNELS["conv_valid"].run(x.astype(np.float32), kernel.astype(np.float32))
+    want = numerics.correlate_valid(x[:, :, None], kernel[:, :, None])[:, :, 0]
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()

@@ -5,10 +5,11 @@ Convolutions run directly on register tiles (runtime/numba_tiled.py; the seed's
 kernel gradient in cache-sized blocks, runtime/numba_conv.py): conv_strided's in
 every rank, stride, padding and dilation; the seed's conv_valid and conv_full where
 their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN values
-long and a map fills a tile; narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's
-C3 at batch 1, rows1d.cnn's rows of 12) stay matrix products, where BLAS was 2-4x
-faster than the direct loops (measured while choosing, against NumPy's at batches 1,
-4, 10, 20 and 256).  The tiled convolutions take the fused plan's epilogue: the bias,
+long and a map fills a tile, and conv_valid also where numba_listed's positions fit
+(rows1d.cnn's 1-D rows from batch 10 or so); narrower ones (LeNet-5's C5 with 1x1
+outputs, dlt.cnn's C3 at batch 1) stay matrix products, where BLAS was 2-4x faster
+than the direct loops (measured while choosing, against NumPy's at batches 1, 4, 10,
+20 and 256).  The tiled convolutions take the fused plan's epilogue: the bias,
 and the float32 sigmoid or tanh (runtime/numba_values.py), applied as they write.  The
 kernels use their own threads (`set_threads`), so training never splits the batch
 across threads for this backend; they load on first use (runtime/numba_compiled.py).
@@ -35,6 +36,10 @@ CHUNK = 32
 DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
 #: positions per image a float32 tile of numba_tiled computes at once
 TILE_POSITIONS = 32
+#: outputs per map across the batch from which numba_listed's positions beat BLAS where
+#: the map tiles do not fit (rows1d.cnn's 1-D layers, 24 and 8 outputs per image: at
+#: batch 10 1.2x and 0.8x BLAS's speed, at batch 32 1.65x and 1.28x; at 4 and 1 slower)
+LISTED_MIN_OUTPUTS = 200
 
 
 def _conv():
@@ -67,12 +72,21 @@ def _fills_a_tile(rows: int, pitch: int) -> bool:
     return rows * pitch >= TILE_POSITIONS
 
 
+def _listed(x, kernel) -> bool:
+    """Whether numba_tiled would take listed positions (numba_listed) for this valid
+    correlation of 2-D maps, with outputs enough across the batch to pay their setup."""
+    ho, wo = x.shape[2] - kernel.shape[2] + 1, x.shape[3] - kernel.shape[3] + 1
+    return len(x) * ho * wo >= LISTED_MIN_OUTPUTS and compiled("numba_listed").listed_cheaper(
+        kernel[0].size, kernel.shape[0], ho * x.shape[3], ho * wo, x.itemsize)
+
+
 def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
     """The seed's valid correlation; as the fused plan's epilogue (`Kernel.epilogue`) also
     + bias per map and then ``then``'s activation."""
     kernel = masked(kernel, mask)
     if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
-            and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])):
+            and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])
+            or _listed(x, kernel)):
         return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
     fused = _fused_arguments(x, bias, then, then_attrs)
     y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
