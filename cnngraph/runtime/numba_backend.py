@@ -38,8 +38,10 @@ DIRECT_MIN_RUN, DIRECT_MIN_WIDTH = 32, 4
 TILE_POSITIONS = 32
 #: outputs per map across the batch from which numba_listed's positions beat BLAS where
 #: the map tiles do not fit (rows1d.cnn's 1-D layers, 24 and 8 outputs per image: at
-#: batch 10 1.2x and 0.8x BLAS's speed, at batch 32 1.65x and 1.28x; at 4 and 1 slower)
-LISTED_MIN_OUTPUTS = 200
+#: batch 10 1.2x and 0.8x BLAS's speed, at batch 32 1.65x and 1.28x; at 4 and 1 slower),
+#: and per image: a listed tile's 8 positions (LeNet-5's C5, one output per image,
+#: padded to 8, ran 6x slower than BLAS at batch 256)
+LISTED_MIN_OUTPUTS, LISTED_MIN_IMAGE_OUTPUTS = 200, 8
 
 
 def _conv():
@@ -76,8 +78,9 @@ def _listed(x, kernel) -> bool:
     """Whether numba_tiled would take listed positions (numba_listed) for this valid
     correlation of 2-D maps, with outputs enough across the batch to pay their setup."""
     ho, wo = x.shape[2] - kernel.shape[2] + 1, x.shape[3] - kernel.shape[3] + 1
-    return len(x) * ho * wo >= LISTED_MIN_OUTPUTS and compiled("numba_listed").listed_cheaper(
-        kernel[0].size, kernel.shape[0], ho * x.shape[3], ho * wo, x.itemsize)
+    return (ho * wo >= LISTED_MIN_IMAGE_OUTPUTS and len(x) * ho * wo >= LISTED_MIN_OUTPUTS
+            and compiled("numba_listed").listed_cheaper(
+                kernel[0].size, kernel.shape[0], ho * x.shape[3], ho * wo, x.itemsize))
 
 
 def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
