@@ -12,7 +12,8 @@ so a convolution is a small matrix product per image, out[o, P] = Σ_t K[t, o] s
 computed at every P of the output's rows at pitch Wq (the columns X >= wo dropped).  One
 padded image and its output stay in cache, and the fused plan's bias and float32
 sigmoid or tanh (compiler/fuse.py's epilogues) are applied there, as the rows are
-copied out.
+copied out.  Where most of those positions would be dropped, the forward pass
+computes the outputs' own positions instead (numba_listed), with the same bits.
 
 The input gradient (the full true convolution of the stride-dilated δ) is one such
 correlation per phase of the padded input: the taps that reach a phase, reversed, read

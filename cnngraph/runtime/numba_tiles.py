@@ -12,8 +12,9 @@ vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
 - a listed-positions tile (`_listed_source`) holds P positions x J maps of sums, the
   maps along the vectors: per tap it loads J kernel values and broadcasts P inputs,
   read at any P positions, so that a correlation computes only the outputs kept;
-- each dtype's dispatchers (`_correlate_source`, `_gradient_source`, `_listed_source`)
-  pick the tiles from the same tables, TILES, GRADIENT_TILES and LISTED_TILES.
+- each dtype's dispatchers (`_correlate_source`, `_gradient_source`,
+  `_listed_tiles_source`) pick the tiles from the same tables, TILES, GRADIENT_TILES
+  and LISTED_TILES.
 
 Every sum is one FMA chain in a fixed order (the taps', or the positions'): the
 tiles' fastmath lacks "reassoc", so LLVM cannot split a chain into partial sums,
