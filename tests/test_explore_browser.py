@@ -162,11 +162,16 @@ def page_url(page_path):
 @pytest.fixture
 def page(browser, page_url):  # noqa: F811  (browser is the fixture imported above)
     """The page freshly opened, its console emptied of what came before."""
-    from selenium.webdriver.support.ui import WebDriverWait
     browser.get_log("browser")
-    browser.get(page_url)
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements("css selector", "#graph .node"))
-    return browser
+    return opened(browser, page_url)
+
+
+def opened(driver, url):
+    """driver with url loaded and its graph drawn (the page draws it after loading)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(url)
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements("css selector", "#graph .node"))
+    return driver
 
 
 def css(driver, selector):
@@ -300,7 +305,7 @@ def test_screenshot_of_a_node_with_its_maps(page, page_data):
                 len({len(row) for row in layers.get(n["layer"], {}).get("connections") or []}) > 1)
     page.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                          {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False})
-    page.get(page.current_url)
+    opened(page, page.current_url)  # drawn again at this size: wait for it, as on any load
     css(page, f'#graph .node[data-node="{node}"]').click()
     from PIL import Image
     with Image.open(io.BytesIO(page.get_screenshot_as_png())) as shot:
@@ -340,7 +345,7 @@ def test_a_diverged_run_names_its_first_bad_node(browser, page_data, tmp_path): 
     bad = record["first_bad"]
     path = tmp_path / "explore.html"
     path.write_text(render({**page_data, "divergence": record}), encoding="utf-8")
-    browser.get(path.as_uri())
+    opened(browser, path.as_uri())
     banner = css(browser, "#divergence")
     assert banner.is_displayed() and record["reason"] in banner.text
     assert f'the {bad["pass"]} pass, node {bad["node"]}' in banner.text
