@@ -63,14 +63,17 @@ def _zmm(typingctx):
     return types.none(), codegen
 
 
+def _opening(signature, sums):
+    """A correlation tile's first lines: its def, the 512-bit request, its sums at 0."""
+    return [f"def {signature}:", "    _zmm()", "    z = src.dtype.type(0)",
+            "    " + " = ".join(sums) + " = z"]
+
+
 def _tile_source(R, T):
     """dst[d0 + r·dstride + j] = Σ_t kq[t, o0 + r] src[offs[t] + p0 + j], r < R, j < T.
     Unsigned indices: numba then adds no negative-index fix-up to each load."""
-    sums = [f"a{r}_{j}" for r in range(R) for j in range(T)]
-    lines = [f"def _tile_{R}_{T}(src, offs, p0, kq, o0, dst, d0, dstride):",
-             "    _zmm()",
-             "    z = src.dtype.type(0)",
-             "    " + " = ".join(sums) + " = z"]
+    lines = _opening(f"_tile_{R}_{T}(src, offs, p0, kq, o0, dst, d0, dstride)",
+                     [f"a{r}_{j}" for r in range(R) for j in range(T)])
     lines += [f"    j{j} = np.uint64({j})" for j in range(T)]
     lines += [f"    o{r} = np.uint64(o0 + {r})" for r in range(R)]
     lines += ["    for t in range(offs.shape[0]):",
@@ -107,11 +110,8 @@ def _gkt_source(S, J):
 def _listed_source(P, J):
     """g[(p0 + p)·ldo + o0 + j] = Σ_t kt[t·ldo + o0 + j] src[offs[t] + pos[p0 + p]], p < P,
     j < J, each sum one chain over the taps in order (as `_tile_source`'s)."""
-    sums = [f"a{p}_{j}" for p in range(P) for j in range(J)]
-    lines = [f"def _listed_{P}_{J}(src, offs, pos, p0, kt, ldo, o0, g):",
-             "    _zmm()",
-             "    z = src.dtype.type(0)",
-             "    " + " = ".join(sums) + " = z"]
+    lines = _opening(f"_listed_{P}_{J}(src, offs, pos, p0, kt, ldo, o0, g)",
+                     [f"a{p}_{j}" for p in range(P) for j in range(J)])
     lines += [f"    q{p} = np.uint64(pos[p0 + {p}])" for p in range(P)]
     lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
     lines += ["    for t in range(offs.shape[0]):",
