@@ -65,9 +65,9 @@ def test_listed_positions_give_the_map_tiles_bits(layer, dtype):
     import numba
 
     from cnngraph.runtime import numba_tiled
+    from cnngraph.runtime.numba_activations import TANH
     from cnngraph.runtime.numba_backend import _geometry3
     from cnngraph.runtime.numba_listed import LISTED, MAP_TILES
-    from cnngraph.runtime.numba_activations import TANH
     from cnngraph.runtime.ranks import as_3d
     c, c_out, size, k, stride, padding, dilation = layer
     geometry = {"stride": stride, "padding": padding, "dilation": dilation}
