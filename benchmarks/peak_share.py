@@ -23,21 +23,20 @@ import statistics
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cnngraph import compile_model
+from two_threads import cnngraph_calls, model_and_batch
+
 from cnngraph.tools.bench import (forward_flops, gemm_flops_per_second, images_per_second,
-                                  sgd_step, step_flops, synthetic_batch)
+                                  step_flops)
 from cnngraph.tools.machine import format_machine, machine_facts
 
 
 def model_work(path, batch, dtype):
-    """The numba backend's model; mode -> (one timed call, FLOP per image)."""
-    model = compile_model(path, backend="numba")
-    params = model.init_params(0, dtype)
-    x, t = synthetic_batch(model, batch, dtype, np.random.default_rng(0))
-    train = sgd_step(model, {k: v.copy() for k, v in params.items()}, x, t, 1e-4)
-    return model.backend.set_threads, {
-        "train": (train, step_flops(model)),
-        "infer": (lambda: model.forward(params, x), forward_flops(model))}
+    """(set the thread count, mode -> (two_threads' timed call, FLOP per image)) for the
+    numba backend's model."""
+    model, params, x, t = model_and_batch(path, batch, dtype)
+    flops = {"train": step_flops(model), "infer": forward_flops(model)}
+    calls = cnngraph_calls(model, params, x, t)
+    return model.backend.set_threads, {mode: (calls[mode], flops[mode]) for mode in calls}
 
 
 def shares(works, batch, dtype, threads, rounds, seconds) -> list[dict]:

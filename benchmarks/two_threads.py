@@ -35,26 +35,31 @@ from cnngraph.tools.bench import images_per_second, sgd_step, synthetic_batch
 from cnngraph.tools.machine import format_machine, machine_facts
 
 
-def _model_and_batch(path, batch, dtype):
+def model_and_batch(path, batch, dtype):
     """The model on the numba backend, its seed-0 parameters and a synthetic batch."""
     model = compile_model(path, backend="numba")
     return (model, model.init_params(0, dtype),
             *synthetic_batch(model, batch, dtype, np.random.default_rng(0)))
 
 
-def cnngraph_work(path, batch, dtype):
-    """mode -> (set the thread count, one timed call) for cnngraph's numba backend."""
-    model, params, x, t = _model_and_batch(path, batch, dtype)
+def cnngraph_calls(model, params, x, t):
+    """mode -> one timed call: a plain SGD step on a copy of params (as compare.py's),
+    and the forward pass."""
     train = sgd_step(model, {k: v.copy() for k, v in params.items()}, x, t, 1e-4)
-    return model.backend.set_threads, {"train": train,
-                                       "infer": lambda: model.forward(params, x)}
+    return {"train": train, "infer": lambda: model.forward(params, x)}
+
+
+def cnngraph_work(path, batch, dtype):
+    """(set the thread count, `cnngraph_calls`) for cnngraph's numba backend."""
+    model, params, x, t = model_and_batch(path, batch, dtype)
+    return model.backend.set_threads, cnngraph_calls(model, params, x, t)
 
 
 def torch_work(path, batch, dtype):
     """The same for compare.py's PyTorch replay of the model (eager)."""
     import torch
     from compare import TorchNet
-    model, params, x, t = _model_and_batch(path, batch, dtype)
+    model, params, x, t = model_and_batch(path, batch, dtype)
     net = TorchNet(model, params, torch.float32 if dtype == np.float32 else torch.float64)
     tx, tt = torch.as_tensor(x), torch.as_tensor(t)
 

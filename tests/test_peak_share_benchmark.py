@@ -8,9 +8,10 @@ from cnngraph import compile_model
 from cnngraph.tools.bench import forward_flops, step_flops
 
 
-def test_each_round_divides_the_models_rate_by_that_rounds_peak(capsys):
+def test_each_round_divides_the_models_rate_by_that_rounds_peak(capsys, monkeypatch):
     pytest.importorskip("numba", reason="the benchmark times the numba backend: "
                                         "pip install -e '.[fast]'")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # it imports two_threads.py's calls
     module = benchmark_module("peak_share")
     path = str(ROOT / "models/dlt.cnn")
     result = module.main(["--models", path, "--batch", "2", "--threads", "1",
