@@ -120,3 +120,70 @@ def test_one_output_per_image_stays_in_blas():
     x, kernel = np.zeros((256, 16, 5, 5), np.float32), np.zeros((120, 16, 5, 5), np.float32)
     assert not nb._listed(x, kernel)
     assert nb._listed(np.zeros((256, 16, 8, 8), np.float32), kernel)  # 4 x 4 outputs
+
+
+#: (maps in, maps out, δ's rows and columns, kernel): dlt.cnn's C3; LeNet-5's C3 with its
+#: table; maps in that take the 8-, 6-, 4-, 2- and 1-map batch tiles; a kernel wider
+#: than δ
+FULL_LAYERS = ((6, 12, (8, 8), (5, 5)), (6, 16, (10, 10), (5, 5)), (15, 3, (6, 7), (3, 4)),
+               (3, 5, (4, 9), (2, 3)), (2, 4, (3, 5), (5, 6)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", FULL_LAYERS, ids=lambda f: "c{}o{}d{}x{}k{}x{}".format(
+    f[0], f[1], *f[2], *f[3]))
+def test_full_convolution_along_the_batch_gives_the_map_tiles_bits(layer, dtype):
+    """numba_full's conv_full (the images along the vectors, taps outside δ skipped)
+    against numba_tiled's (δ zero padded): the same bits, at batches of one, two and
+    three chunks (the last ones part-filled) on 1 and 2 threads; within rounding of the
+    reference maths."""
+    import numba
+
+    from cnngraph.runtime import numba_full, numba_tiled, numerics
+    c, c_out, (ho, wo), (kh, kw) = layer
+    rng = np.random.default_rng(c_out)
+    kernel = rng.normal(size=(c_out, c, kh, kw))
+    if c_out == 16:
+        kernel *= rng.random((c_out, c, 1, 1)) < 0.6
+    before = numba.get_num_threads()
+    try:
+        for batch in (16, 37, 70):
+            delta = rng.normal(size=(batch, c_out, ho, wo))
+            want = numerics.convolve_full(delta, kernel)
+            d, k = delta.astype(dtype), kernel.astype(dtype)
+            tiled = numba_tiled.conv_full(d, k, 1)
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                got = numba_full.conv_full(d, k, threads)
+                assert got.tobytes() == tiled.tobytes(), (batch, threads)
+            tol = 1e-12 if dtype == np.float64 else 1e-4
+            assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("batch, threads, along", [(8, 1, False), (16, 1, True), (24, 2, False),
+                                                   (32, 2, True), (256, 2, True)])
+def test_full_convolution_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, threads, along):
+    """The backend's conv_full runs along the batch where each thread's chunk fills half
+    a float32 batch tile (16 images), and never for 1x1 δ (LeNet-5's C5: BLAS)."""
+    import numba
+
+    from cnngraph.runtime import numba_backend as nb
+    from cnngraph.runtime import numba_full
+    assert numba_full.lanes_filled(batch, threads, 4) == along
+    assert numba_full.lanes_filled(batch, threads, 8) == (batch >= 8 * threads)
+    before = numba.get_num_threads()
+    calls = []
+    try:
+        numba.set_num_threads(threads)
+        real = numba_full.conv_full
+        numba_full.conv_full = lambda *a: calls.append(a) or real(*a)
+        delta = np.ones((batch, 4, 6, 6), np.float32)
+        nb.KERNELS["conv_full"].run(delta, np.ones((4, 3, 3, 3), np.float32))
+        nb.KERNELS["conv_full"].run(np.ones((batch, 120, 1, 1), np.float32),
+                                    np.ones((120, 16, 5, 5), np.float32))
+    finally:
+        numba_full.conv_full = real
+        numba.set_num_threads(before)
+    assert len(calls) == along

@@ -3,9 +3,12 @@ per-map ops, the NumPy backend behind it for everything else.
 
 Convolutions run directly on register tiles (runtime/numba_tiled.py; the seed's
 kernel gradient in cache-sized blocks, runtime/numba_conv.py): conv_strided's in
-every rank, stride, padding and dilation; the seed's conv_valid and conv_full where
-their output rows, across a chunk of the batch, are at least DIRECT_MIN_RUN values
-long and a map fills a tile, and conv_valid also where numba_listed's positions fit
+every rank, stride, padding and dilation; the seed's conv_full with the images along
+the vectors (runtime/numba_full.py) where a chunk has half a tile's images and δ is
+DIRECT_MIN_WIDTH wide (LeNet-5's C5, 1x1, stays a matrix product: at batch 50 BLAS
+was 1.3-1.8x faster); the seed's conv_valid and conv_full where their output rows,
+across a chunk of the batch, are at least DIRECT_MIN_RUN values long and a map fills
+a tile, and conv_valid also where numba_listed's positions fit
 (rows1d.cnn's 1-D rows from batch 10 or so); narrower ones (LeNet-5's C5 with 1x1
 outputs, dlt.cnn's C3 at batch 1) stay matrix products, where BLAS was 2-4x faster
 than the direct loops (measured while choosing, against NumPy's at batches 1, 4, 10,
@@ -125,6 +128,11 @@ def _epilogue(y, bias, then, then_attrs):
 
 def conv_full(delta, kernel, *, mask=None):
     kernel = masked(kernel, mask)
+    full = compiled("numba_full")
+    if delta.shape[3] >= DIRECT_MIN_WIDTH and full.lanes_filled(len(delta), _threads(),
+                                                                 delta.itemsize):
+        return full.conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
+                              _threads())
     if not (_direct(len(delta), delta.shape[3])
             and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
                               delta.shape[3] + 2 * kernel.shape[3] - 2)):

@@ -12,9 +12,13 @@ vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
 - a listed-positions tile (`_listed_source`) holds P positions x J maps of sums, the
   maps along the vectors: per tap it loads J kernel values and broadcasts P inputs,
   read at any P positions, so that a correlation computes only the outputs kept;
+- a batch tile (`_batch_source`) holds R maps x J images of sums, the images along
+  the vectors, at one position of the seed's full convolution: per tap it loads J
+  images' δ and broadcasts R kernel values, and takes only the taps that reach
+  inside δ;
 - each dtype's dispatchers (`_correlate_source`, `_gradient_source`,
-  `_listed_tiles_source`) pick the tiles from the same tables, TILES, GRADIENT_TILES
-  and LISTED_TILES.
+  `_listed_tiles_source`, `_batch_tiles_source`) pick the tiles from the same tables,
+  TILES, GRADIENT_TILES, LISTED_TILES and BATCH_TILES.
 
 Every sum is one FMA chain in a fixed order (the taps', or the positions'): the
 tiles' fastmath lacks "reassoc", so LLVM cannot split a chain into partial sums,
@@ -48,6 +52,9 @@ GRADIENT_TILES = {np.float32: ((16, 8), (16, 16), (8, 32)),
                   np.float64: ((16, 8), (8, 16), (4, 32))}
 #: (positions, maps) per listed-positions tile: a vector of maps, 8 positions
 LISTED_TILES = {np.float32: (8, 16), np.float64: (8, 8)}
+#: (maps, images) per batch tile of the full convolution: two vectors of images
+BATCH_TILES = {np.float32: ((8, 32), (6, 32), (4, 32), (2, 32), (1, 32)),
+               np.float64: ((8, 16), (6, 16), (4, 16), (2, 16), (1, 16))}
 #: the longest run of positions a tile reads past its start: slack after each buffer
 WIDEST = 128
 
@@ -126,6 +133,34 @@ def _listed_source(P, J):
     return "\n".join(lines) + "\n"
 
 
+def _batch_source(R, J):
+    """out[obase + r·ostride + j] = Σ_{o, a, b} kt[((o·kh + a)·kw + b)·ldc + i0 + r]
+    src[((o·ho + y − a)·wo + x − b)·lanes + g0 + j], r < R, j < J: the full convolution
+    at (y, x) of J images' δ (src) (geo = c_out, ho, wo, kh, kw, ldc, lanes), one chain over
+    o, kernel rows a upward, columns b downward, skipping the taps outside δ."""
+    lines = _opening(f"_batch_{R}_{J}(src, kt, geo, i0, y, x, g0, out, obase, ostride)",
+                     [f"a{r}_{j}" for r in range(R) for j in range(J)])
+    lines += ["    c_out, ho, wo, kh, kw, ldc, lanes = geo[0], geo[1], geo[2], geo[3], "
+              "geo[4], geo[5], geo[6]"]
+    lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
+    lines += [f"    i{r} = np.uint64(i0 + {r})" for r in range(R)]
+    lines += ["    a0, a1 = max(0, y - ho + 1), min(kh, y + 1)",
+              "    b0, b1 = max(0, x - wo + 1), min(kw, x + 1)",
+              "    for o in range(c_out):",
+              "        for a in range(a0, a1):",
+              "            row, tap = (o * ho + y - a) * wo + x, (o * kh + a) * kw",
+              "            for b in range(b1 - 1, b0 - 1, -1):",
+              "                p = np.uint64((row - b) * lanes + g0)",
+              "                t = np.uint64((tap + b) * ldc)"]
+    lines += [f"                d{j} = src[p + j{j}]" for j in range(J)]
+    lines += [f"                k{r} = kt[t + i{r}]" for r in range(R)]
+    lines += [f"                a{r}_{j} += k{r} * d{j}" for r in range(R) for j in range(J)]
+    for r in range(R):
+        lines.append(f"    e = np.uint64(obase + {r} * ostride)")
+        lines += [f"    out[e + j{j}] = a{r}_{j}" for j in range(J)]
+    return "\n".join(lines) + "\n"
+
+
 @contextlib.contextmanager
 def _slp_vectorized():
     """LLVM's SLP vectorizer on (numba's NUMBA_SLP_VECTORIZE is 0) while compiling."""
@@ -146,6 +181,8 @@ def _signatures(kind, dtypes):
                 for v in vectors]
     if kind == "listed":
         return [types.void(v, offsets, offsets, i, v, i, i, v) for v in vectors]
+    if kind == "batch":
+        return [types.void(v, v, offsets, i, i, i, i, v, i, i) for v in vectors]
     return [types.void(v, offsets, i, v, i, i, i, i, i, v) for v in vectors]
 
 
@@ -160,6 +197,9 @@ def _compiled_tiles():
             wanted.setdefault(("gkt", _gkt_source(S, J), f"_gkt_{S}_{J}"), []).append(dtype)
     for dtype, (P, J) in LISTED_TILES.items():
         wanted.setdefault(("listed", _listed_source(P, J), f"_listed_{P}_{J}"), []).append(dtype)
+    for dtype, shapes in BATCH_TILES.items():
+        for R, J in shapes:
+            wanted.setdefault(("batch", _batch_source(R, J), f"_batch_{R}_{J}"), []).append(dtype)
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np}
     tiles = {}
     with _slp_vectorized():
@@ -170,7 +210,8 @@ def _compiled_tiles():
     for dtype, bits in ((np.float32, 32), (np.float64, 64)):
         for name, source in ((f"_correlate_tiles{bits}", _correlate_source(TILES[dtype])),
                              (f"_gradient_tiles{bits}", _gradient_source(GRADIENT_TILES[dtype])),
-                             (f"_listed_tiles{bits}", _listed_tiles_source(*LISTED_TILES[dtype]))):
+                             (f"_listed_tiles{bits}", _listed_tiles_source(*LISTED_TILES[dtype])),
+                             (f"_batch_tiles{bits}", _batch_tiles_source(BATCH_TILES[dtype]))):
             exec(compile(source.replace("def _tiles(", f"def {name}("), __file__, "exec"),
                  namespace)
             tiles[name] = njit(**_jit)(namespace[name])
@@ -216,6 +257,21 @@ def _listed_tiles_source(P, J):
         f"            _listed_{P}_{J}(src, offs, pos, p0, kt, ldo, o0, g)"]) + "\n"
 
 
+def _batch_tiles_source(shapes):
+    """One dtype's batch tiles at one position and lane group: every map i < c, R at a
+    time (8, 6, 4, 2, then 1), its sums at out[obase + i·ostride]."""
+    lines = ["def _tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):",
+             "    i0 = 0",
+             "    while i0 < c:",
+             "        left = c - i0"]
+    for k, (R, J) in enumerate(shapes):
+        lines += [f"        {'if' if k == 0 else 'elif'} left >= {R}:",
+                  f"            _batch_{R}_{J}(dT, kt, geo, i0, y, x, g0, out,"
+                  " obase + i0 * ostride, ostride)",
+                  f"            i0 += {R}"]
+    return "\n".join(lines) + "\n"
+
+
 globals().update(_compiled_tiles())
 
 
@@ -233,6 +289,11 @@ def listed_tiles(src, offs, pos, kt, ldo, g):
     """g[p·ldo + o] = Σ_t kt[t·ldo + o] src[offs[t] + pos[p]] for every listed position p
     (pos padded to LISTED_TILES' P) and map o (ldo, a multiple of its J), in tiles of
     the dtype."""
+
+
+def batch_tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):
+    """out[obase + i·ostride + j] for every map i < c and the J images j of lane group
+    g0: `_batch_source`'s sums at (y, x), in tiles of the dtype."""
 
 
 @overload(correlate_tiles, jit_options=_jit)
@@ -253,3 +314,10 @@ def _gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
 def _listed_tiles(src, offs, pos, kt, ldo, g):
     run = _listed_tiles32 if src.dtype == types.float32 else _listed_tiles64
     return lambda src, offs, pos, kt, ldo, g: run(src, offs, pos, kt, ldo, g)
+
+
+@overload(batch_tiles, jit_options=_jit)
+def _batch_tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):
+    run = _batch_tiles32 if dT.dtype == types.float32 else _batch_tiles64
+    return lambda dT, kt, geo, c, y, x, g0, out, obase, ostride: run(
+        dT, kt, geo, c, y, x, g0, out, obase, ostride)
