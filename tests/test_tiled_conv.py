@@ -122,68 +122,96 @@ def test_one_output_per_image_stays_in_blas():
     assert nb._listed(np.zeros((256, 16, 8, 8), np.float32), kernel)  # 4 x 4 outputs
 
 
-#: (maps in, maps out, δ's rows and columns, kernel): dlt.cnn's C3; LeNet-5's C3 with its
-#: table; maps in that take the 8-, 6-, 4-, 2- and 1-map batch tiles; a kernel wider
-#: than δ
-FULL_LAYERS = ((6, 12, (8, 8), (5, 5)), (6, 16, (10, 10), (5, 5)), (15, 3, (6, 7), (3, 4)),
-               (3, 5, (4, 9), (2, 3)), (2, 4, (3, 5), (5, 6)))
+
+#: (maps in, maps out, map size, kernel, stride, padding in front and behind, dilation):
+#: dlt.cnn's C3 and LeNet-5's (with its table) as the seed's conv_full; simard2003.cnn's
+#: stride-2 C2, rows1d.cnn's 1-D C2, shapes3d.cnn's 3-D C2; maps in that take the 8-, 6-,
+#: 5-, 4-, 3-, 2- and 1-map batch tiles; padding, dilation and a kernel wider than δ
+FULL_LAYERS = ((6, 12, (12, 12), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+               (6, 16, (14, 14), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+               (5, 50, (13, 13), (5, 5), (2, 2), ((0, 0), (0, 0)), (1, 1)),
+               (64, 20, (12,), (5,), (1,), ((0, 0),), (1,)),
+               (8, 16, (7, 7, 7), (4, 4, 4), (1, 1, 1), ((0, 0),) * 3, (1, 1, 1)),
+               (15, 3, (8, 10), (3, 4), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+               (3, 7, (9, 11), (3, 4), (1, 2), ((2, 0), (1, 3)), (2, 1)),
+               (2, 4, (7, 10), (5, 6), (1, 1), ((0, 0), (0, 0)), (1, 1)),
+               (7, 5, (6, 7, 5), (3, 3, 2), (2, 1, 1), ((1, 1), (1, 1), (0, 1)), (1, 1, 2)))
+
+
+def _full_id(layer):
+    c, c_out, size, k, stride, padding, dilation = layer
+    return f"c{c}o{c_out}n{'x'.join(map(str, size))}k{'x'.join(map(str, k))}s{stride[0]}"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("layer", FULL_LAYERS, ids=lambda f: "c{}o{}d{}x{}k{}x{}".format(
-    f[0], f[1], *f[2], *f[3]))
-def test_full_convolution_along_the_batch_gives_the_map_tiles_bits(layer, dtype):
-    """numba_full's conv_full (the images along the vectors, taps outside δ skipped)
-    against numba_tiled's (δ zero padded): the same bits, at batches of one, two and
-    three chunks (the last ones part-filled) on 1 and 2 threads; within rounding of the
-    reference maths."""
+@pytest.mark.parametrize("layer", FULL_LAYERS, ids=_full_id)
+def test_input_gradient_along_the_batch_gives_the_map_tiles_bits(layer, dtype):
+    """numba_full's input gradient (the images along the vectors, taps outside δ skipped)
+    against numba_tiled's (δ zero padded): the same bits, the seed's tap order as well
+    where the geometry is the seed's, at batches of one, two and three chunks (the
+    last ones part-filled) on 1 and 2 threads; within rounding of the reference."""
     import numba
 
-    from cnngraph.runtime import numba_full, numba_tiled, numerics
-    c, c_out, (ho, wo), (kh, kw) = layer
+    from cnngraph.runtime import numba_full, numba_tiled
+    from cnngraph.runtime.numba_backend import _geometry3, _size3
+    from cnngraph.runtime.ranks import as_3d
+    c, c_out, size, k, stride, padding, dilation = layer
+    geometry = {"stride": stride, "padding": padding, "dilation": dilation}
     rng = np.random.default_rng(c_out)
-    kernel = rng.normal(size=(c_out, c, kh, kw))
-    if c_out == 16:
-        kernel *= rng.random((c_out, c, 1, 1)) < 0.6
-    before = numba.get_num_threads()
+    kernel = rng.normal(size=(c_out, c) + k)
+    if c_out == 16 and len(size) == 2:
+        kernel *= rng.random((c_out, c) + (1,) * len(k)) < 0.6
+    out = cs.output_size(size, k, stride, padding, dilation)
+    s, before, _, d = _geometry3(stride, padding, dilation)
+    orders = (False, True) if set(stride) | set(dilation) == {1} and not any(map(any, padding)) \
+        else (False,)
+    before_threads = numba.get_num_threads()
     try:
         for batch in (16, 37, 70):
-            delta = rng.normal(size=(batch, c_out, ho, wo))
-            want = numerics.convolve_full(delta, kernel)
-            d, k = delta.astype(dtype), kernel.astype(dtype)
-            tiled = numba_tiled.conv_full(d, k, 1)
-            for threads in (1, 2):
-                numba.set_num_threads(threads)
-                got = numba_full.conv_full(d, k, threads)
-                assert got.tobytes() == tiled.tobytes(), (batch, threads)
-            tol = 1e-12 if dtype == np.float64 else 1e-4
-            assert np.abs(got - want).max() <= tol * np.abs(want).max()
+            delta = rng.normal(size=(batch, c_out) + out)
+            want = cs.conv_strided_full_reference(delta, kernel, map_size=size, **geometry)
+            d3, k3 = as_3d(delta.astype(dtype)), as_3d(kernel.astype(dtype))
+            for rows_down in orders:
+                tiled = numba_tiled.full(d3, k3, _size3(size), s, before, d, 1, rows_down)
+                for threads in (1, 2):
+                    numba.set_num_threads(threads)
+                    got = numba_full.full(d3, k3, _size3(size), s, before, d, threads,
+                                          rows_down)
+                    assert got.tobytes() == tiled.tobytes(), (batch, rows_down, threads)
+                tol = 1e-12 if dtype == np.float64 else 1e-4
+                assert np.abs(got.reshape(want.shape) - want).max() <= tol * np.abs(want).max()
     finally:
-        numba.set_num_threads(before)
+        numba.set_num_threads(before_threads)
 
 
 @pytest.mark.parametrize("batch, threads, along", [(8, 1, False), (16, 1, True), (24, 2, False),
                                                    (32, 2, True), (256, 2, True)])
-def test_full_convolution_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, threads, along):
-    """The backend's conv_full runs along the batch where each thread's chunk fills half
-    a float32 batch tile (16 images), and never for 1x1 δ (LeNet-5's C5: BLAS)."""
+def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, threads, along):
+    """The backend's conv_full and conv_strided_full run along the batch where each
+    thread's chunk fills half a float32 batch tile (16 images) and numba_tiled would
+    compute MARGIN times the products that count (dlt.cnn's C3: 3.3 times); never for
+    1x1 δ (LeNet-5's C5: BLAS), nor for modern.cnn's 3x3 "same" convolution of 28x28
+    maps (1.1 times)."""
     import numba
 
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_full
-    assert numba_full.lanes_filled(batch, threads, 4) == along
-    assert numba_full.lanes_filled(batch, threads, 8) == (batch >= 8 * threads)
     before = numba.get_num_threads()
     calls = []
+    real = numba_full.full
     try:
         numba.set_num_threads(threads)
-        real = numba_full.conv_full
-        numba_full.conv_full = lambda *a: calls.append(a) or real(*a)
-        delta = np.ones((batch, 4, 6, 6), np.float32)
-        nb.KERNELS["conv_full"].run(delta, np.ones((4, 3, 3, 3), np.float32))
+        numba_full.full = lambda *a: calls.append(a[0].shape) or real(*a)
+        dlt_c3 = np.ones((batch, 12, 8, 8), np.float32), np.ones((12, 6, 5, 5), np.float32)
+        nb.KERNELS["conv_full"].run(*dlt_c3)
+        nb.KERNELS["conv_strided_full"].run(*dlt_c3, map_size=(12, 12), stride=(1, 1),
+                                            padding=((0, 0), (0, 0)), dilation=(1, 1))
         nb.KERNELS["conv_full"].run(np.ones((batch, 120, 1, 1), np.float32),
                                     np.ones((120, 16, 5, 5), np.float32))
+        nb.KERNELS["conv_strided_full"].run(
+            np.ones((batch, 16, 28, 28), np.float32), np.ones((16, 16, 3, 3), np.float32),
+            map_size=(28, 28), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
     finally:
-        numba_full.conv_full = real
+        numba_full.full = real
         numba.set_num_threads(before)
-    assert len(calls) == along
+    assert len(calls) == 2 * along

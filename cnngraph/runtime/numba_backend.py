@@ -1,21 +1,22 @@
 """The numba backend: compiled CPU kernels for the convolution triple and the
 per-map ops, the NumPy backend behind it for everything else.
 
-Convolutions run directly on register tiles (runtime/numba_tiled.py; the seed's
-kernel gradient in cache-sized blocks, runtime/numba_conv.py): conv_strided's in
-every rank, stride, padding and dilation; the seed's conv_full with the images along
-the vectors (runtime/numba_full.py) where a chunk has half a tile's images and δ is
-DIRECT_MIN_WIDTH wide (LeNet-5's C5, 1x1, stays a matrix product: at batch 50 BLAS
-was 1.3-1.8x faster); the seed's conv_valid and conv_full where their output rows,
-across a chunk of the batch, are at least DIRECT_MIN_RUN values long and a map fills
-a tile, and conv_valid also where numba_listed's positions fit
-(rows1d.cnn's 1-D rows from batch 10 or so); narrower ones (LeNet-5's C5 with 1x1
-outputs, dlt.cnn's C3 at batch 1) stay matrix products, where BLAS was 2-4x faster
-than the direct loops (measured while choosing, against NumPy's at batches 1, 4, 10,
-20 and 256).  The tiled convolutions take the fused plan's epilogue: the bias,
-and the float32 sigmoid or tanh (runtime/numba_values.py), applied as they write.  The
-kernels use their own threads (`set_threads`), so training never splits the batch
-across threads for this backend; they load on first use (runtime/numba_compiled.py).
+Convolutions run directly on register tiles (runtime/numba_tiled.py; the seed's kernel
+gradient in cache-sized blocks, runtime/numba_conv.py): conv_strided's in every rank,
+stride, padding and dilation; the input gradients (conv_strided_full's and the seed's
+conv_full) with the images along the vectors (runtime/numba_full.py) where that skips
+enough products with δ's padding and a chunk has half a tile's images, the seed's only
+where δ is DIRECT_MIN_WIDTH wide (LeNet-5's C5, 1x1, stays a matrix product: at batch 50
+BLAS was 1.3-1.8x faster); the seed's conv_valid and conv_full where their output rows,
+across a chunk of the batch, are at least DIRECT_MIN_RUN values long and a map fills a
+tile, and conv_valid also where numba_listed's positions fit (rows1d.cnn's 1-D rows from
+batch 10 or so); narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1)
+stay matrix products, where BLAS was 2-4x faster than the direct loops (measured while
+choosing, against NumPy's at batches 1, 4, 10, 20 and 256). The tiled convolutions take
+the fused plan's epilogue: the bias, and the float32 sigmoid or tanh
+(runtime/numba_values.py), applied as they write. The kernels use their own threads
+(`set_threads`), so training never splits the batch across threads for this backend;
+they load on first use (runtime/numba_compiled.py).
 """
 from __future__ import annotations
 
@@ -128,11 +129,11 @@ def _epilogue(y, bias, then, then_attrs):
 
 def conv_full(delta, kernel, *, mask=None):
     kernel = masked(kernel, mask)
-    full = compiled("numba_full")
-    if delta.shape[3] >= DIRECT_MIN_WIDTH and full.lanes_filled(len(delta), _threads(),
-                                                                 delta.itemsize):
-        return full.conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
-                              _threads())
+    if delta.shape[3] >= DIRECT_MIN_WIDTH and _batch_cheaper(
+            delta[:, :, None], kernel[:, :, None], _UNIT3, _NONE3, _UNIT3,
+            (1, delta.shape[2] + kernel.shape[2] - 1, delta.shape[3] + kernel.shape[3] - 1)):
+        return compiled("numba_full").conv_full(np.ascontiguousarray(delta),
+                                                np.ascontiguousarray(kernel), _threads())
     if not (_direct(len(delta), delta.shape[3])
             and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
                               delta.shape[3] + 2 * kernel.shape[3] - 2)):
@@ -146,6 +147,9 @@ def conv_grad_kernel(x, delta, *, size, mask=None):
         return masked(numerics.correlate_kernel(x, delta, *size), mask)
     return masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
                                            np.ascontiguousarray(delta), *size), mask)
+
+
+_UNIT3, _NONE3 = np.ones(3, np.int64), np.zeros(3, np.int64)
 
 
 def _threads() -> int:
@@ -178,9 +182,20 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None, bias=None, 
 
 def conv_strided_full(delta, kernel, *, map_size, stride, padding, dilation, mask=None):
     s, before, _, d = _geometry3(stride, padding, dilation)
-    dx = _tiled().full(as_3d(delta), as_3d(masked(kernel, mask)), _size3(map_size), s, before,
-                       d, _threads(), False)
+    delta, kernel, size = as_3d(delta), as_3d(masked(kernel, mask)), _size3(map_size)
+    run = compiled("numba_full") if _batch_cheaper(delta, kernel, s, before, d, size) \
+        else _tiled()
+    dx = run.full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel), size, s, before,
+                  d, _threads(), False)
     return dx.reshape(dx.shape[:2] + tuple(map_size))
+
+
+def _batch_cheaper(delta, kernel, s, before, d, size) -> bool:
+    """Whether numba_full's batch tiles take this input gradient of 3-D maps, of extents
+    ``size`` (numba_full's `batch_cheaper`)."""
+    return compiled("numba_full").batch_cheaper(
+        np.array(kernel.shape[2:]), s, d, before, np.array(size, np.int64),
+        np.array(delta.shape[2:]), len(delta), _threads(), delta.itemsize)
 
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):

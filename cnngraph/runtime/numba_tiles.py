@@ -13,9 +13,9 @@ vectorizer packs the scalar multiply-adds lane by lane into 512-bit FMAs:
   maps along the vectors: per tap it loads J kernel values and broadcasts P inputs,
   read at any P positions, so that a correlation computes only the outputs kept;
 - a batch tile (`_batch_source`) holds R maps x J images of sums, the images along
-  the vectors, at one position of the seed's full convolution: per tap it loads J
-  images' δ and broadcasts R kernel values, and takes only the taps that reach
-  inside δ;
+  the vectors, at one pixel of a convolution's input gradient: per tap it loads J
+  images' δ and broadcasts R kernel values, and takes only the taps that reach the
+  pixel from inside δ;
 - each dtype's dispatchers (`_correlate_source`, `_gradient_source`,
   `_listed_tiles_source`, `_batch_tiles_source`) pick the tiles from the same tables,
   TILES, GRADIENT_TILES, LISTED_TILES and BATCH_TILES.
@@ -53,8 +53,8 @@ GRADIENT_TILES = {np.float32: ((16, 8), (16, 16), (8, 32)),
 #: (positions, maps) per listed-positions tile: a vector of maps, 8 positions
 LISTED_TILES = {np.float32: (8, 16), np.float64: (8, 8)}
 #: (maps, images) per batch tile of the full convolution: two vectors of images
-BATCH_TILES = {np.float32: ((8, 32), (6, 32), (4, 32), (2, 32), (1, 32)),
-               np.float64: ((8, 16), (6, 16), (4, 16), (2, 16), (1, 16))}
+BATCH_TILES = {t: tuple((R, J) for R in (8, 6, 5, 4, 3, 2, 1))
+               for t, J in ((np.float32, 32), (np.float64, 16))}
 #: the longest run of positions a tile reads past its start: slack after each buffer
 WIDEST = 128
 
@@ -134,27 +134,31 @@ def _listed_source(P, J):
 
 
 def _batch_source(R, J):
-    """out[obase + r·ostride + j] = Σ_{o, a, b} kt[((o·kh + a)·kw + b)·ldc + i0 + r]
-    src[((o·ho + y − a)·wo + x − b)·lanes + g0 + j], r < R, j < J: the full convolution
-    at (y, x) of J images' δ (src) (geo = c_out, ho, wo, kh, kw, ldc, lanes), one chain over
-    o, kernel rows a upward, columns b downward, skipping the taps outside δ."""
-    lines = _opening(f"_batch_{R}_{J}(src, kt, geo, i0, y, x, g0, out, obase, ostride)",
-                     [f"a{r}_{j}" for r in range(R) for j in range(J)])
-    lines += ["    c_out, ho, wo, kh, kw, ldc, lanes = geo[0], geo[1], geo[2], geo[3], "
-              "geo[4], geo[5], geo[6]"]
+    """out[obase + r·ostride + j] = Σ kt[(((o·kd + c)·kh + a)·kw + b)·ldc + i0 + r]
+    src[(((o·do + Z)·ho + Y)·wo + X)·lanes + g0 + j], r < R, j < J: the input gradient
+    at (pz, py, px) of J images' δ (src; geo = c_out, do, ho, wo, kd, kh, kw, ldc, lanes),
+    one chain over o, then the taps (c, Z), (a, Y), (b, X) that reach the pixel, each
+    dimension's in walk's order (numba_full's `_walks`)."""
+    lines = _opening(f"_batch_{R}_{J}(src, kt, geo, walk, i0, pz, py, px, g0, out, obase, "
+                     "ostride)", [f"a{r}_{j}" for r in range(R) for j in range(J)])
+    lines += ["    c_out, do, ho, wo = geo[0], geo[1], geo[2], geo[3]",
+              "    kd, kh, kw, ldc, lanes = geo[4], geo[5], geo[6], geo[7], geo[8]"]
     lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
     lines += [f"    i{r} = np.uint64(i0 + {r})" for r in range(R)]
-    lines += ["    a0, a1 = max(0, y - ho + 1), min(kh, y + 1)",
-              "    b0, b1 = max(0, x - wo + 1), min(kw, x + 1)",
-              "    for o in range(c_out):",
-              "        for a in range(a0, a1):",
-              "            row, tap = (o * ho + y - a) * wo + x, (o * kh + a) * kw",
-              "            for b in range(b1 - 1, b0 - 1, -1):",
-              "                p = np.uint64((row - b) * lanes + g0)",
-              "                t = np.uint64((tap + b) * ldc)"]
-    lines += [f"                d{j} = src[p + j{j}]" for j in range(J)]
-    lines += [f"                k{r} = kt[t + i{r}]" for r in range(R)]
-    lines += [f"                a{r}_{j} += k{r} * d{j}" for r in range(R) for j in range(J)]
+    lines += ["    for o in range(c_out):",
+              "        for qz in range(walk[0, pz, 0]):",
+              "            cz, Z = walk[0, pz, 1 + 2 * qz], walk[0, pz, 2 + 2 * qz]",
+              "            for qy in range(walk[1, py, 0]):",
+              "                a, Y = walk[1, py, 1 + 2 * qy], walk[1, py, 2 + 2 * qy]",
+              "                row = ((o * do + Z) * ho + Y) * wo",
+              "                tap = ((o * kd + cz) * kh + a) * kw",
+              "                for qx in range(walk[2, px, 0]):",
+              "                    b, X = walk[2, px, 1 + 2 * qx], walk[2, px, 2 + 2 * qx]",
+              "                    p = np.uint64((row + X) * lanes + g0)",
+              "                    t = np.uint64((tap + b) * ldc)"]
+    lines += [f"                    d{j} = src[p + j{j}]" for j in range(J)]
+    lines += [f"                    k{r} = kt[t + i{r}]" for r in range(R)]
+    lines += [f"                    a{r}_{j} += k{r} * d{j}" for r in range(R) for j in range(J)]
     for r in range(R):
         lines.append(f"    e = np.uint64(obase + {r} * ostride)")
         lines += [f"    out[e + j{j}] = a{r}_{j}" for j in range(J)]
@@ -182,7 +186,8 @@ def _signatures(kind, dtypes):
     if kind == "listed":
         return [types.void(v, offsets, offsets, i, v, i, i, v) for v in vectors]
     if kind == "batch":
-        return [types.void(v, v, offsets, i, i, i, i, v, i, i) for v in vectors]
+        return [types.void(v, v, offsets, types.Array(i, 3, "C"), i, i, i, i, i, v, i, i)
+                for v in vectors]
     return [types.void(v, offsets, i, v, i, i, i, i, i, v) for v in vectors]
 
 
@@ -258,15 +263,15 @@ def _listed_tiles_source(P, J):
 
 
 def _batch_tiles_source(shapes):
-    """One dtype's batch tiles at one position and lane group: every map i < c, R at a
-    time (8, 6, 4, 2, then 1), its sums at out[obase + i·ostride]."""
-    lines = ["def _tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):",
+    """One dtype's batch tiles at one pixel and lane group: every map i < c, R at a
+    time (8, 6, 5, 4, 3, 2, then 1), its sums at out[obase + i·ostride]."""
+    lines = ["def _tiles(src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride):",
              "    i0 = 0",
              "    while i0 < c:",
              "        left = c - i0"]
     for k, (R, J) in enumerate(shapes):
         lines += [f"        {'if' if k == 0 else 'elif'} left >= {R}:",
-                  f"            _batch_{R}_{J}(dT, kt, geo, i0, y, x, g0, out,"
+                  f"            _batch_{R}_{J}(src, kt, geo, walk, i0, z, y, x, g0, out,"
                   " obase + i0 * ostride, ostride)",
                   f"            i0 += {R}"]
     return "\n".join(lines) + "\n"
@@ -291,9 +296,9 @@ def listed_tiles(src, offs, pos, kt, ldo, g):
     the dtype."""
 
 
-def batch_tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):
+def batch_tiles(src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride):
     """out[obase + i·ostride + j] for every map i < c and the J images j of lane group
-    g0: `_batch_source`'s sums at (y, x), in tiles of the dtype."""
+    g0: `_batch_source`'s sums at (z, y, x), in tiles of the dtype."""
 
 
 @overload(correlate_tiles, jit_options=_jit)
@@ -317,7 +322,7 @@ def _listed_tiles(src, offs, pos, kt, ldo, g):
 
 
 @overload(batch_tiles, jit_options=_jit)
-def _batch_tiles(dT, kt, geo, c, y, x, g0, out, obase, ostride):
-    run = _batch_tiles32 if dT.dtype == types.float32 else _batch_tiles64
-    return lambda dT, kt, geo, c, y, x, g0, out, obase, ostride: run(
-        dT, kt, geo, c, y, x, g0, out, obase, ostride)
+def _batch_tiles(src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride):
+    run = _batch_tiles32 if src.dtype == types.float32 else _batch_tiles64
+    return lambda src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride: run(
+        src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride)
