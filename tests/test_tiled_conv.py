@@ -215,3 +215,26 @@ def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, th
         numba_full.full = real
         numba.set_num_threads(before)
     assert len(calls) == 2 * along
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", FULL_LAYERS, ids=_full_id)
+def test_kernel_gradient_gives_the_same_bits_in_any_image_groups(layer, dtype):
+    """numba_tiled's kernel gradient with the tiles taking several images a call (the
+    default GROUP_POSITIONS, and 100) against one image a call (positions=1): each sum
+    is the same chain over the images' positions, so the bits are the same; at a batch
+    of two chunks, the second part-filled."""
+    from cnngraph.runtime import numba_tiled
+    from cnngraph.runtime.numba_backend import _geometry3
+    from cnngraph.runtime.ranks import as_3d
+    c, c_out, size, k, stride, padding, dilation = layer
+    rng = np.random.default_rng(c)
+    out = cs.output_size(size, k, stride, padding, dilation)
+    x = as_3d(rng.normal(size=(45, c) + size).astype(dtype))
+    delta = as_3d(rng.normal(size=(45, c_out) + out).astype(dtype))
+    geometry = _geometry3(stride, padding, dilation)
+    k3 = np.array((1,) * (3 - len(k)) + k)
+    one = numba_tiled.conv_strided_grad_kernel(x, delta, k3, *geometry, 1)
+    for positions in (numba_tiled.GROUP_POSITIONS, 100):
+        assert numba_tiled.conv_strided_grad_kernel(x, delta, k3, *geometry,
+                                                    positions).tobytes() == one.tobytes()

@@ -199,8 +199,10 @@ def _batch_cheaper(delta, kernel, s, before, d, size) -> bool:
 
 
 def conv_strided_grad_kernel(x, delta, *, size, stride, padding, dilation, mask=None):
-    g = _tiled().conv_strided_grad_kernel(as_3d(x), as_3d(delta), _size3(size),
-                                          *_geometry3(stride, padding, dilation))
+    tiled = _tiled()
+    g = tiled.conv_strided_grad_kernel(as_3d(x), as_3d(delta), _size3(size),
+                                       *_geometry3(stride, padding, dilation),
+                                       tiled.GROUP_POSITIONS)
     return masked(g.reshape(g.shape[:2] + tuple(size)), mask)
 
 

@@ -95,21 +95,27 @@ def _tile_source(R, T):
 
 
 def _gkt_source(S, J):
-    """g[(t0 + s)·ldo + o0 + j] += Σ_{Y, X} src[offs[t0 + s] + Y·W + X]
-    dt[(Y·wo + X)·ldo + o0 + j], s < S, j < J, each sum one chain over the positions."""
-    lines = [f"def _gkt_{S}_{J}(src, offs, t0, dt, o0, ldo, ho, wo, W, g):",
-             "    _zmm()"]
+    """g[(t0 + s)·ldo + o0 + j] += Σ_{m, Z, Y, X} src[m·sstep + offs[t0 + s] + Z·zstep + Y·W
+    + X] dt[m·dstep + ((Z·ho + Y)·wo + X)·ldo + o0 + j], s < S, j < J, over the images m
+    of a group (geo = ldo, do, ho, wo, W, zstep, images, sstep, dstep), each sum one
+    chain over the images, depths, rows and columns in order."""
+    lines = [f"def _gkt_{S}_{J}(src, offs, t0, dt, o0, geo, g):",
+             "    _zmm()",
+             "    ldo, do, ho, wo, W = geo[0], geo[1], geo[2], geo[3], geo[4]",
+             "    zstep, images, sstep, dstep = geo[5], geo[6], geo[7], geo[8]"]
     lines += [f"    j{j} = np.uint64({j})" for j in range(J)]
     lines += [f"    f{s} = np.uint64(offs[t0 + {s}])" for s in range(S)]
     lines += [f"    e{s} = np.uint64((t0 + {s}) * ldo + o0)" for s in range(S)]
     lines += [f"    a{s}_{j} = g[e{s} + j{j}]" for s in range(S) for j in range(J)]
-    lines += ["    for Y in range(ho):",
-              "        for X in range(wo):",
-              "            P = np.uint64(Y * W + X)",
-              "            q = np.uint64((Y * wo + X) * ldo + o0)"]
-    lines += [f"            d{j} = dt[q + j{j}]" for j in range(J)]
-    lines += [f"            x{s} = src[f{s} + P]" for s in range(S)]
-    lines += [f"            a{s}_{j} += x{s} * d{j}" for s in range(S) for j in range(J)]
+    lines += ["    for m in range(images):",
+              "        for Z in range(do):",
+              "            for Y in range(ho):",
+              "                for X in range(wo):",
+              "                    P = np.uint64(m * sstep + Z * zstep + Y * W + X)",
+              "                    q = np.uint64(m * dstep + ((Z * ho + Y) * wo + X) * ldo + o0)"]
+    lines += [f"                    d{j} = dt[q + j{j}]" for j in range(J)]
+    lines += [f"                    x{s} = src[f{s} + P]" for s in range(S)]
+    lines += [f"                    a{s}_{j} += x{s} * d{j}" for s in range(S) for j in range(J)]
     lines += [f"    g[e{s} + j{j}] = a{s}_{j}" for s in range(S) for j in range(J)]
     return "\n".join(lines) + "\n"
 
@@ -188,7 +194,7 @@ def _signatures(kind, dtypes):
     if kind == "batch":
         return [types.void(v, v, offsets, types.Array(i, 3, "C"), i, i, i, i, i, v, i, i)
                 for v in vectors]
-    return [types.void(v, offsets, i, v, i, i, i, i, i, v) for v in vectors]
+    return [types.void(v, offsets, i, v, i, offsets, v) for v in vectors]
 
 
 def _compiled_tiles():
@@ -238,7 +244,8 @@ def _correlate_source(shapes):
 def _gradient_source(shapes):
     """One dtype's kernel-gradient tiles: maps in blocks of J (32, 16, then 8), each
     block's 16 taps S at a time in `GRADIENT_TILES`' tile of J maps."""
-    lines = ["def _tiles(src, offs, dt, ldo, ho, wo, W, g):",
+    lines = ["def _tiles(src, offs, dt, geo, g):",
+             "    ldo = geo[0]",
              "    o0 = 0",
              "    while o0 < ldo:",
              "        left = ldo - o0",
@@ -247,7 +254,7 @@ def _gradient_source(shapes):
     for k, (S, J) in enumerate(sorted(shapes, key=lambda shape: -shape[1])):
         lines += [f"            {'if' if k == 0 else 'elif'} J == {J}:",
                   f"                for t in range(t0, t0 + 16, {S}):",
-                  f"                    _gkt_{S}_{J}(src, offs, t, dt, o0, ldo, ho, wo, W, g)"]
+                  f"                    _gkt_{S}_{J}(src, offs, t, dt, o0, geo, g)"]
     lines.append("        o0 += J")
     return "\n".join(lines) + "\n"
 
@@ -285,9 +292,9 @@ def correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
     Σ_t kq[t, o0 + r] src[offs[t] + position], in R-map tiles of src's dtype."""
 
 
-def gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
-    """g[t·ldo + o] += Σ_{Y, X} src[offs[t] + Y·W + X] dt[(Y·wo + X)·ldo + o] for every
-    tap t (offs padded to 16) and map o (ldo, a multiple of 8), in tiles of the dtype."""
+def gradient_tiles(src, offs, dt, geo, g):
+    """g[t·ldo + o] += `_gkt_source`'s sums for every tap t (offs padded to 16) and map o
+    (ldo, a multiple of 8), over a group of images, in tiles of the dtype."""
 
 
 def listed_tiles(src, offs, pos, kt, ldo, g):
@@ -310,9 +317,9 @@ def _correlate_tiles(src, offs, kq, o0, R, dst, d0, dstride, npos):
 
 
 @overload(gradient_tiles, jit_options=_jit)
-def _gradient_tiles(src, offs, dt, ldo, ho, wo, W, g):
+def _gradient_tiles(src, offs, dt, geo, g):
     run = _gradient_tiles32 if src.dtype == types.float32 else _gradient_tiles64
-    return lambda src, offs, dt, ldo, ho, wo, W, g: run(src, offs, dt, ldo, ho, wo, W, g)
+    return lambda src, offs, dt, geo, g: run(src, offs, dt, geo, g)
 
 
 @overload(listed_tiles, jit_options=_jit)
