@@ -125,15 +125,15 @@ def test_one_output_per_image_stays_in_blas():
 
 #: (maps in, maps out, map size, kernel, stride, padding in front and behind, dilation):
 #: dlt.cnn's C3 and LeNet-5's (with its table) as the seed's conv_full; simard2003.cnn's
-#: stride-2 C2, rows1d.cnn's 1-D C2, shapes3d.cnn's 3-D C2; maps in that take the 8-, 6-,
-#: 5-, 4-, 3-, 2- and 1-map batch tiles; padding, dilation and a kernel wider than δ
+#: stride-2 C2, rows1d.cnn's 1-D C2, shapes3d.cnn's 3-D C2; maps in that take every batch
+#: tile width of both dtypes; padding, dilation and a kernel wider than δ
 FULL_LAYERS = ((6, 12, (12, 12), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
                (6, 16, (14, 14), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
                (5, 50, (13, 13), (5, 5), (2, 2), ((0, 0), (0, 0)), (1, 1)),
                (64, 20, (12,), (5,), (1,), ((0, 0),), (1,)),
                (8, 16, (7, 7, 7), (4, 4, 4), (1, 1, 1), ((0, 0),) * 3, (1, 1, 1)),
                (15, 3, (8, 10), (3, 4), (1, 1), ((0, 0), (0, 0)), (1, 1)),
-               (3, 7, (9, 11), (3, 4), (1, 2), ((2, 0), (1, 3)), (2, 1)),
+               (4, 7, (9, 11), (3, 4), (1, 2), ((2, 0), (1, 3)), (2, 1)),
                (2, 4, (7, 10), (5, 6), (1, 1), ((0, 0), (0, 0)), (1, 1)),
                (7, 5, (6, 7, 5), (3, 3, 2), (2, 1, 1), ((1, 1), (1, 1), (0, 1)), (1, 1, 2)))
 

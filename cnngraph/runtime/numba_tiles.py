@@ -52,9 +52,11 @@ GRADIENT_TILES = {np.float32: ((16, 8), (16, 16), (8, 32)),
                   np.float64: ((16, 8), (8, 16), (4, 32))}
 #: (positions, maps) per listed-positions tile: a vector of maps, 8 positions
 LISTED_TILES = {np.float32: (8, 16), np.float64: (8, 8)}
-#: (maps, images) per batch tile of the full convolution: two vectors of images
-BATCH_TILES = {t: tuple((R, J) for R in (8, 6, 5, 4, 3, 2, 1))
-               for t, J in ((np.float32, 32), (np.float64, 16))}
+#: (maps, images) per batch tile of an input gradient, two vectors of images: 6 maps
+#: for LeNet-5's and dlt.cnn's C3, in float32 5 for simard2003.cnn's C2; no more, since
+#: each adds to the first compile (these 11 took 18 s, the other tiles 51 s)
+BATCH_TILES = {np.float32: tuple((R, 32) for R in (8, 6, 5, 4, 2, 1)),
+               np.float64: tuple((R, 16) for R in (8, 6, 4, 2, 1))}
 #: the longest run of positions a tile reads past its start: slack after each buffer
 WIDEST = 128
 
@@ -76,6 +78,15 @@ def _opening(signature, sums):
             "    " + " = ".join(sums) + " = z"]
 
 
+def _stores(rows, J, array, start):
+    """A tile's last lines: sums a{r}_{j} to array[start(r) + j], r < rows, j < J."""
+    lines = []
+    for r in range(rows):
+        lines.append(f"    e = np.uint64({start(r)})")
+        lines += [f"    {array}[e + j{j}] = a{r}_{j}" for j in range(J)]
+    return lines
+
+
 def _tile_source(R, T):
     """dst[d0 + r·dstride + j] = Σ_t kq[t, o0 + r] src[offs[t] + p0 + j], r < R, j < T.
     Unsigned indices: numba then adds no negative-index fix-up to each load."""
@@ -88,9 +99,7 @@ def _tile_source(R, T):
     lines += [f"        s{j} = src[b + j{j}]" for j in range(T)]
     lines += [f"        k{r} = kq[t, o{r}]" for r in range(R)]
     lines += [f"        a{r}_{j} += k{r} * s{j}" for r in range(R) for j in range(T)]
-    for r in range(R):
-        lines.append(f"    d = np.uint64(d0 + {r} * dstride)")
-        lines += [f"    dst[d + j{j}] = a{r}_{j}" for j in range(T)]
+    lines += _stores(R, T, "dst", lambda r: f"d0 + {r} * dstride")
     return "\n".join(lines) + "\n"
 
 
@@ -133,9 +142,7 @@ def _listed_source(P, J):
     lines += [f"        k{j} = kt[r + j{j}]" for j in range(J)]
     lines += [f"        s{p} = src[b + q{p}]" for p in range(P)]
     lines += [f"        a{p}_{j} += k{j} * s{p}" for p in range(P) for j in range(J)]
-    for p in range(P):
-        lines.append(f"    e = np.uint64((p0 + {p}) * ldo + o0)")
-        lines += [f"    g[e + j{j}] = a{p}_{j}" for j in range(J)]
+    lines += _stores(P, J, "g", lambda p: f"(p0 + {p}) * ldo + o0")
     return "\n".join(lines) + "\n"
 
 
@@ -165,9 +172,7 @@ def _batch_source(R, J):
     lines += [f"                    d{j} = src[p + j{j}]" for j in range(J)]
     lines += [f"                    k{r} = kt[t + i{r}]" for r in range(R)]
     lines += [f"                    a{r}_{j} += k{r} * d{j}" for r in range(R) for j in range(J)]
-    for r in range(R):
-        lines.append(f"    e = np.uint64(obase + {r} * ostride)")
-        lines += [f"    out[e + j{j}] = a{r}_{j}" for j in range(J)]
+    lines += _stores(R, J, "out", lambda r: f"obase + {r} * ostride")
     return "\n".join(lines) + "\n"
 
 
@@ -271,7 +276,7 @@ def _listed_tiles_source(P, J):
 
 def _batch_tiles_source(shapes):
     """One dtype's batch tiles at one pixel and lane group: every map i < c, R at a
-    time (8, 6, 5, 4, 3, 2, then 1), its sums at out[obase + i·ostride]."""
+    time (the largest of BATCH_TILES' that fits), its sums at out[obase + i·ostride]."""
     lines = ["def _tiles(src, kt, geo, walk, c, z, y, x, g0, out, obase, ostride):",
              "    i0 = 0",
              "    while i0 < c:",
