@@ -46,6 +46,8 @@ TILE_POSITIONS = 32
 #: and per image: a listed tile's 8 positions (LeNet-5's C5, one output per image,
 #: padded to 8, ran 6x slower than BLAS at batch 256)
 LISTED_MIN_OUTPUTS, LISTED_MIN_IMAGE_OUTPUTS = 200, 8
+#: the seed's geometry in 3-D: unit stride and dilation, no padding
+_UNIT3, _NONE3 = np.ones(3, np.int64), np.zeros(3, np.int64)
 
 
 def _conv():
@@ -147,9 +149,6 @@ def conv_grad_kernel(x, delta, *, size, mask=None):
         return masked(numerics.correlate_kernel(x, delta, *size), mask)
     return masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
                                            np.ascontiguousarray(delta), *size), mask)
-
-
-_UNIT3, _NONE3 = np.ones(3, np.int64), np.zeros(3, np.int64)
 
 
 def _threads() -> int:
