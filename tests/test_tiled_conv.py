@@ -122,7 +122,6 @@ def test_one_output_per_image_stays_in_blas():
     assert nb._listed(np.zeros((256, 16, 8, 8), np.float32), kernel)  # 4 x 4 outputs
 
 
-
 #: (maps in, maps out, map size, kernel, stride, padding in front and behind, dilation):
 #: dlt.cnn's C3 and LeNet-5's (with its table) as the seed's conv_full; simard2003.cnn's
 #: stride-2 C2, rows1d.cnn's 1-D C2, shapes3d.cnn's 3-D C2; maps in that take every batch
@@ -220,10 +219,10 @@ def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, th
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", FULL_LAYERS, ids=_full_id)
 def test_kernel_gradient_gives_the_same_bits_in_any_image_groups(layer, dtype):
-    """numba_tiled's kernel gradient with the tiles taking several images a call (the
-    default GROUP_POSITIONS, and 100) against one image a call (positions=1): each sum
-    is the same chain over the images' positions, so the bits are the same; at a batch
-    of two chunks, the second part-filled."""
+    """numba_tiled's kernel gradient with the tiles taking several images a call
+    (GROUP_POSITIONS, which the backend passes, and 100 positions) against one image a
+    call (positions=1): each sum is the same chain over the images' positions, so the
+    bits are the same; at a batch of two chunks (23 and 22 images)."""
     from cnngraph.runtime import numba_tiled
     from cnngraph.runtime.numba_backend import _geometry3
     from cnngraph.runtime.ranks import as_3d
