@@ -130,18 +130,20 @@ def _epilogue(y, bias, then, then_attrs):
 
 
 def conv_full(delta, kernel, *, mask=None):
-    kernel = masked(kernel, mask)
-    if delta.shape[3] >= DIRECT_MIN_WIDTH and _batch_cheaper(
-            delta[:, :, None], kernel[:, :, None], _UNIT3, _NONE3, _UNIT3,
-            (1, delta.shape[2] + kernel.shape[2] - 1, delta.shape[3] + kernel.shape[3] - 1)):
-        return compiled("numba_full").conv_full(np.ascontiguousarray(delta),
-                                                np.ascontiguousarray(kernel), _threads())
+    delta, kernel = np.ascontiguousarray(delta), np.ascontiguousarray(masked(kernel, mask))
+    size = np.array((1, delta.shape[2] + kernel.shape[2] - 1,
+                     delta.shape[3] + kernel.shape[3] - 1), np.int64)
+    delta3, kernel3 = delta[:, :, None], kernel[:, :, None]
+    if delta.shape[3] >= DIRECT_MIN_WIDTH and _batch_cheaper(delta3, kernel3, _UNIT3, _NONE3,
+                                                             _UNIT3, size):
+        # the seed's tap order: kernel rows from the near end (numba_tiled's conv_full)
+        return compiled("numba_full").full(delta3, kernel3, size, _UNIT3, _NONE3, _UNIT3,
+                                           _threads(), True)[:, :, 0]
     if not (_direct(len(delta), delta.shape[3])
             and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
                               delta.shape[3] + 2 * kernel.shape[3] - 2)):
         return numerics.convolve_full(delta, kernel)
-    return _tiled().conv_full(np.ascontiguousarray(delta), np.ascontiguousarray(kernel),
-                              _chunks_for(len(delta), delta.shape[3]))
+    return _tiled().conv_full(delta, kernel, _chunks_for(len(delta), delta.shape[3]))
 
 
 def conv_grad_kernel(x, delta, *, size, mask=None):

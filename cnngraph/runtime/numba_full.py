@@ -139,12 +139,3 @@ def full(delta, kernel, size, s, before, d, threads, rows_down):
                 image[q] = out[q * lanes + m]
     return dx
 
-
-def conv_full(delta, kernel, threads):
-    """The seed's full true convolution of 2-D maps, kernel rows from the bottom (the
-    order of numba_tiled's conv_full)."""
-    size = np.array((1, delta.shape[2] + kernel.shape[2] - 1,
-                     delta.shape[3] + kernel.shape[3] - 1), np.int64)
-    unit, none = np.ones(3, np.int64), np.zeros(3, np.int64)
-    return full(delta[:, :, None], kernel[:, :, None], size, unit, none, unit, threads,
-                True)[:, :, 0]
