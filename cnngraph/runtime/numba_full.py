@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_conv import _jit, chunking
+from .numba_conv import _jit, chunking, from_lanes, to_lanes
 from .numba_tiled import _phase_taps
 from .numba_tiles import BATCH_TILES, batch_tiles
 
@@ -121,10 +121,8 @@ def full(delta, kernel, size, s, before, d, threads, rows_down):
         lanes = (B + J - 1) // J * J
         geo = np.array((c_out, do[0], do[1], do[2], k[0], k[1], k[2], c, lanes), np.int64)
         dT = np.zeros(c_out * area * lanes, delta.dtype)
-        for m in range(B):
-            image = delta[start + m].reshape(c_out * area)
-            for q in range(c_out * area):
-                dT[q * lanes + m] = image[q]
+        to_lanes(delta.reshape(n, c_out * area), start, start + B,
+                 dT.reshape(c_out * area, lanes))
         out = np.empty(c * D * H * W * lanes, delta.dtype)
         for z in range(D):
             for y in range(H):
@@ -133,9 +131,7 @@ def full(delta, kernel, size, s, before, d, threads, rows_down):
                     for g0 in range(0, lanes, J):
                         batch_tiles(dT, kt, geo, walk, c, z, y, x, g0, out, at + g0,
                                     D * H * W * lanes)
-        for m in range(B):
-            image = dx[start + m].reshape(c * D * H * W)
-            for q in range(c * D * H * W):
-                image[q] = out[q * lanes + m]
+        from_lanes(out.reshape(c * D * H * W, lanes), start, start + B,
+                   dx.reshape(n, c * D * H * W))
     return dx
 
