@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_backend import CHUNK
+from .numba_lanes import to_lanes
 
 #: reassociation lets sums vectorize; no finite-math assumptions: NaN and inf must pass
 #: through, since training diagnoses a diverging step from them
@@ -34,39 +35,6 @@ def chunking(n, at_least=1):
     images, and at least ``at_least`` of them (as many as threads, for small batches)."""
     count = min(n, max(at_least, (n + CHUNK - 1) // CHUNK))
     return count, (n + count - 1) // count
-
-
-@njit(**_jit)
-def to_lanes(x, start, stop, out):
-    """out[r, m] = x[start + m, r] for m < stop − start: images start..stop of the (N, R)
-    array x, batch innermost in the (R, lanes) array out.  Sixteen values of each image
-    a pass, so that a pass's stores stay in a few cache lines.  Called, not inlined:
-    inlined into a prange body, numba compiled this copy up to twice as slow."""
-    R = x.shape[1]
-    r0 = 0
-    while r0 + 16 <= R:
-        for m in range(stop - start):
-            for r in range(16):
-                out[r0 + r, m] = x[start + m, r0 + r]
-        r0 += 16
-    for m in range(stop - start):
-        for r in range(r0, R):
-            out[r, m] = x[start + m, r]
-
-
-@njit(**_jit)
-def from_lanes(src, start, stop, x):
-    """x[start + m, r] = src[r, m]: `to_lanes` undone."""
-    R = x.shape[1]
-    r0 = 0
-    while r0 + 16 <= R:
-        for m in range(stop - start):
-            for r in range(16):
-                x[start + m, r0 + r] = src[r0 + r, m]
-        r0 += 16
-    for m in range(stop - start):
-        for r in range(r0, R):
-            x[start + m, r] = src[r, m]
 
 
 @njit(inline="always", **_jit)

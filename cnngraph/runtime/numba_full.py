@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .numba_conv import _jit, chunking, from_lanes, to_lanes
+from .numba_conv import _jit, chunking
+from .numba_lanes import from_lanes, to_lanes
 from .numba_tiled import _phase_taps
 from .numba_tiles import BATCH_TILES, batch_tiles
 
