@@ -16,20 +16,18 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import njit, types
-from numba.core.extending import intrinsic
+from numba.extending import intrinsic
 
 #: copies only: no arithmetic for fastmath to change
 _jit = dict(cache=True, error_model="numpy")
-
-
-def _width(dtype) -> int:
-    return 16 if dtype == types.float32 else 8
+#: a tile's rows are one AVX-512 register: 16 float32 or 8 float64 values
+VECTOR_BYTES = 64
 
 
 @intrinsic
 def _transpose(typingctx, src, si, ss, dst, di, ds):
     """dst[di + a·ds + b] = src[si + b·ss + a] for a, b < N (flat float arrays)."""
-    n = _width(src.dtype)
+    n = VECTOR_BYTES // (src.dtype.bitwidth // 8)
     sig = types.void(src, si, ss, dst, di, ds)
 
     def codegen(context, builder, signature, args):
@@ -69,7 +67,7 @@ def _tiles(src, rows, cols, si, ss, dst, di, ds):
     Where rows (or cols) is not a multiple of N, the last tile ends at the last row and
     overlaps the one before, copying some values twice; fewer than N rows or columns
     go one value at a time."""
-    n = 16 if src.itemsize == 4 else 8
+    n = VECTOR_BYTES // src.itemsize
     if rows < n or cols < n:
         for b in range(rows):
             for a in range(cols):
