@@ -212,3 +212,33 @@ def test_onnx_uses_the_global_forms_for_one_window_over_the_map():
     got = ort.InferenceSession(proto.SerializeToString(),
                                providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, model.forward(params, x), rtol=1e-5, atol=1e-6)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_two_by_two_kernels_are_the_general_ones_bit_for_bit(dtype):
+    """2x2 windows at stride 2 of 2-D maps run kernels of their own (numba_pool's
+    `_max_2x2`, `_max_grad_2x2`): the same winners, ties and NaNs as the general
+    kernels, odd sizes' last row and column left at zero, on 1 and 2 threads."""
+    from cnngraph.runtime.numba_backend import set_threads
+    from cnngraph.runtime.numba_compiled import compiled
+    pool = compiled("numba_pool")
+    rng = np.random.default_rng(3)
+    attrs = ((2, 2), (2, 2), (0, 0))
+    for shape in ((37, 3, 8, 8), (5, 2, 9, 7), (3, 1, 2, 2)):
+        for kind in ("normal", "ties", "nan"):
+            x = rng.normal(size=shape) if kind == "normal" else \
+                rng.integers(0, 3, shape).astype(float)
+            if kind == "nan":
+                x[rng.random(shape) < 0.1] = np.nan
+            x = x.astype(dtype)
+            delta = rng.normal(size=shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(dtype)
+            general = (pool._max(x[:, :, None], 1, 2, 2, 1, 2, 2, 0, 0, 0, 1, *delta.shape[2:]),
+                       pool._max_grad(x[:, :, None], delta[:, :, None], 1, 2, 2, 1, 2, 2, 0, 0, 0))
+            for threads in (1, 2):
+                set_threads(threads)
+                got = pool.pool_max(x, *attrs), pool.pool_max_grad(x, delta, *attrs)
+                assert np.array_equal(got[0], general[0][:, :, 0], equal_nan=True), (shape, kind)
+                assert np.array_equal(got[1], general[1][:, :, 0]), (shape, kind)
+                assert got[0].dtype == got[1].dtype == dtype
+    set_threads(1)

