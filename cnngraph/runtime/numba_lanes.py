@@ -27,7 +27,8 @@ VECTOR_BYTES = 64
 @intrinsic
 def _transpose(typingctx, src, si, ss, dst, di, ds):
     """dst[di + a·ds + b] = src[si + b·ss + a] for a, b < N (flat float arrays)."""
-    n = VECTOR_BYTES // (src.dtype.bitwidth // 8)
+    itemsize = src.dtype.bitwidth // 8
+    n = VECTOR_BYTES // itemsize
     sig = types.void(src, si, ss, dst, di, ds)
 
     def codegen(context, builder, signature, args):
@@ -35,13 +36,12 @@ def _transpose(typingctx, src, si, ss, dst, di, ds):
         src_data = context.make_array(signature.args[0])(context, builder, src_a).data
         dst_data = context.make_array(signature.args[3])(context, builder, dst_a).data
         vector = ir.VectorType(context.get_data_type(signature.args[0].dtype), n)
-        align = signature.args[0].dtype.bitwidth // 8
 
         def at(data, base, stride, row):
             index = builder.add(base, builder.mul(stride, ir.Constant(stride.type, row)))
             return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
 
-        rows = [builder.load(at(src_data, si, ss, b), align=align) for b in range(n)]
+        rows = [builder.load(at(src_data, si, ss, b), align=itemsize) for b in range(n)]
         # round k swaps bit k of the row index with bit k of the lane index
         k = 1
         while k < n:
@@ -55,7 +55,7 @@ def _transpose(typingctx, src, si, ss, dst, di, ds):
                     swapped[r | k] = builder.shuffle_vector(rows[r], rows[r | k], high)
             rows, k = swapped, 2 * k
         for a in range(n):
-            builder.store(rows[a], at(dst_data, di, ds, a), align=align)
+            builder.store(rows[a], at(dst_data, di, ds, a), align=itemsize)
         return context.get_dummy_value()
 
     return sig, codegen
