@@ -43,11 +43,13 @@ REGISTRY = _registry()
 
 def _own_kernels():
     """(backend, op) for each kernel a backend holds itself that is not the op's
-    reference, or that declares another form (in place, a shared input, times)."""
+    reference, or that declares another form (in place, a shared input, times, a
+    constant factor)."""
     for name, backend in sorted(REGISTRY.backends.items()):
         for op, kernel in sorted(backend.kernels.items()):
             if kernel.run is not REGISTRY.op(op).reference or kernel.in_place or kernel.epilogue \
-                    or kernel.shared_input or kernel.times:
+                    or kernel.shared_input or kernel.times or kernel.scaled \
+                    or kernel.reads_scaled:
                 yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
 
 
@@ -112,8 +114,8 @@ def test_every_fast_backend_has_kernels_of_its_own():
 def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
     """Each compiled entry point of the numba backend (a parallel numba function of its
     kernel modules) runs on some case, in float32 and in float64: the cases are large
-    enough to leave NumPy's fallback; kernels with an in-place, times or epilogue form (a
-    bias, then no activation or tanh) run it too.
+    enough to leave NumPy's fallback; kernels with an in-place, times, constant-factor or
+    epilogue form (a bias, then no activation or tanh) run it too.
     numba_activations' are float32's alone (float64 keeps NumPy's sigmoid)."""
     from numba.core.registry import CPUDispatcher
 
@@ -138,6 +140,9 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
                     kernel.in_place(*[a.copy() for a in inputs], **example.attrs)
                 if kernel.times is not None:
                     kernel.times(*inputs, by=np.ones_like(y), **example.attrs)
+                for form in ("scaled", "reads_scaled"):
+                    if getattr(kernel, form) is not None:
+                        getattr(kernel, form)(*inputs, c=0.5, **example.attrs)
                 for then in (None, backend.kernel("tanh")) if kernel.epilogue else ():
                     kernel.epilogue(*inputs, bias=np.zeros(y.shape[1], dtype), then=then,
                                     then_attrs={}, **example.attrs)

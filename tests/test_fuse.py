@@ -13,7 +13,7 @@ from cnngraph.core.registry import RuleError
 from cnngraph.runtime.execute import run_plan
 from cnngraph.runtime.numpy_backend import reuse_freed_buffers
 from cnngraph.tools.bench import synthetic_batch, timed_run
-from cnngraph.tools.check_ops import verify_op
+from cnngraph.tools.check_ops import examples, verify_kernel, verify_op
 from cnngraph.training.resources import plan_peak_bytes, step_peak_bytes
 from cnngraph.training.step import Draw
 
@@ -81,6 +81,26 @@ def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
     assert ops["lenet5.cnn"].count("scale_maps+add_bias+tanh") == 2   # S2 and S4
     assert ops["lenet5.cnn"].count("add_bias+tanh") == 1   # F6
     assert ops["simard2003.cnn"].count("conv_strided+add_bias+tanh") == 2
+
+
+@numba_backend
+@pytest.mark.parametrize("batch", [2, 40])
+def test_numba_subsamplings_take_a_fixed_beta_as_they_write_and_read(batch):
+    """dlt's S2 and S4 (β fixed at 0.25): the block sum multiplies as it writes, the
+    upsampling of δ as it reads (`Kernel.scaled`, `Kernel.reads_scaled`), bitwise as
+    the separate steps where the 2x2 kernels run (batch 40) and where NumPy's do
+    (batch 2); not where another step reads the sum or the product."""
+    model = compile_model(ROOT / "models" / "dlt.cnn", backend="numba")
+    graph, fused, plain = _both_plans(model)
+    ops = {step.node: step.op for step in fused.steps}
+    assert ops["S2/scale"] == ops["S4/scale"] == "subsample_sum+scale"
+    assert ops["d S2/upsample_kron"] == ops["d S4/upsample_kron"] == "scale+upsample_kron"
+    assert "scale" not in ops.values()
+    _assert_fused_is_unfused(model, fused, plain, batch, np.float32, seed=batch)
+    watched = model.gradient_plan(outputs=("S2/subsample_sum", "d S4/scale")).plan
+    ops = {step.node: step.op for step in watched.steps}
+    assert ops["S2/subsample_sum"] == "subsample_sum" and ops["S2/scale"] == "scale"
+    assert ops["d S4/scale"] == "scale" and ops["d S4/upsample_kron"] == "upsample_kron"
 
 
 def test_plugin_ops_run_fused_as_unfused():
@@ -206,6 +226,24 @@ def test_check_ops_catches_a_wrong_in_place_kernel(wrong, detail):
                         in_place=wrong)
     [report] = [r for r in verify_op(registry, "my_sigmoid") if r.check == "in_place"]
     assert not report.ok and detail in report.detail
+
+
+@pytest.mark.parametrize("form,wrong", [
+    ("scaled", lambda run: lambda x, *, c, **attrs: run(x, **attrs) * (c + 1e-3)),
+    ("reads_scaled", lambda run: lambda x, *, c, **attrs: run(x, **attrs))])
+def test_check_ops_catches_a_wrong_constant_factor_form(form, wrong):
+    """A kernel that declares it multiplies by the `scale` op's constant as it writes
+    (scaled) or reads (reads_scaled) is checked against the two steps."""
+    registry = default_registry()
+    for op in ("subsample_sum", "upsample_kron"):
+        registry.add_op(dataclasses.replace(registry.ops[op], name=f"my_{op}"))
+    op = "my_subsample_sum" if form == "scaled" else "my_upsample_kron"
+    run = registry.backend("numpy").kernel(op[3:]).run
+    registry.add_kernel(op, run, **{form: wrong(run)})
+    reports = verify_kernel(registry, "numpy", op, examples(registry.op(op)), np.float64)
+    found = [r for r in reports if r.check == form]
+    assert found and all(not r.ok and "differs from the separate constant factor" in r.detail
+                         for r in found)
 
 
 def test_in_place_only_on_elementwise_ops():

@@ -14,6 +14,12 @@ it replaces (tests/test_fuse.py):
   one value that a kernel with an `epilogue` made, and the activation with an
   in-place kernel that alone reads the sum, become one step: the producer adds the
   bias, and applies the activation where it can, as it writes its result;
+- constant factors: a step multiplying by a constant (`Kernel.constant_factor`: the
+  `scale` op, a fixed β) becomes one step with the kernel that made its input where
+  that kernel multiplies as it writes (`Kernel.scaled`: a block sum), or with the one
+  step that reads its result where that kernel multiplies as it reads
+  (`Kernel.reads_scaled`: an upsampling), where nothing else reads the product or
+  its factor;
 - in place: a step whose kernel can compute into its first input's buffer
   (`Kernel.in_place`: an activation, the product with delta), reading a value
   that a `fresh` kernel made (a bias add, an activation's slope) and that
@@ -38,6 +44,7 @@ from ..core.plan import Plan, Step
 def fuse_steps(plan: Plan, graph: nx.DiGraph) -> Plan:
     steps = _share_prepared_inputs(list(plan.steps), graph)
     steps = _fuse_epilogues(steps, plan.outputs)
+    steps = _fuse_constant_factors(steps, plan.outputs)
     return replace(plan, steps=tuple(_fuse_in_place(steps, plan.outputs)))
 
 
@@ -126,6 +133,51 @@ def _readers(steps, outputs) -> Counter:
     readers = Counter(value for step in steps for value in step.inputs)
     readers.update(outputs)
     return readers
+
+
+# constant factors -----------------------------------------------------------------
+
+def _fuse_constant_factors(steps, outputs):
+    readers = _readers(steps, outputs)
+    made = {step.node: step for step in steps if not step.view}
+    fused, absorbed = {}, set()
+    for step in steps:
+        first = step.inputs[0] if step.inputs else None
+        source = made.get(first)
+        if step.kernel.constant_factor and source is not None \
+                and source.kernel.scaled is not None and readers[first] == 1 \
+                and source.node not in fused:
+            fused[step.node] = replace(
+                step, op=f"{source.op}+{step.op}", attrs={}, inputs=source.inputs,
+                kernel=Kernel(_scaled(source, step.attrs["c"])), layer=source.layer)
+            absorbed.add(source.node)
+        elif step.kernel.reads_scaled is not None and source is not None \
+                and source.kernel.constant_factor and readers[first] == 1 \
+                and source.node not in fused:
+            fused[step.node] = replace(
+                step, op=f"{source.op}+{step.op}", attrs={},
+                inputs=source.inputs + step.inputs[1:],
+                kernel=Kernel(_reads_scaled(step, source.attrs["c"])))
+            absorbed.add(source.node)
+    return [fused.get(step.node, step) for step in steps if step.node not in absorbed]
+
+
+def _scaled(source: Step, c):
+    """source's kernel, its result times c as it writes."""
+    scaled, attrs = source.kernel.scaled, source.attrs
+
+    def kernel(*values):
+        return scaled(*values, c=c, **attrs)
+    return kernel
+
+
+def _reads_scaled(step: Step, c):
+    """step's kernel, reading its first input times c."""
+    reads_scaled, attrs = step.kernel.reads_scaled, step.attrs
+
+    def kernel(*values):
+        return reads_scaled(*values, c=c, **attrs)
+    return kernel
 
 
 # in place -------------------------------------------------------------------------

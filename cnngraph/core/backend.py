@@ -73,6 +73,13 @@ class Kernel:
     #: bitwise as run and then the product
     times: Callable | None = None
     product: bool = False                # run(a, b) is a · b value by value, a and b alike
+    constant_factor: bool = False        # run(x, c=) is x times the constant c (`scale`)
+    #: (*inputs, c=, **attrs) -> run's result times the constant c as it writes, bitwise
+    #: as run and then the product
+    scaled: Callable | None = None
+    #: (x, *others, c=, **attrs) -> run(x · c, *others), x times the constant c as it is
+    #: read, bitwise as the product and then run
+    reads_scaled: Callable | None = None
 
 
 class Backend:

@@ -287,28 +287,29 @@ def _factors(x, factor) -> tuple:
 
 
 def _two_by_two(factors) -> bool:
-    """2x2 blocks of 2-D maps (every shipped model's) run numba_maps' own kernels for
-    them, 2-3x faster than the general ones and with their bits; other factors and
-    ranks run the 3-D forms, a missing dimension 1 long."""
+    """2x2 blocks of 2-D maps (every shipped model's): numba_maps' own kernels (its doc)."""
     return factors == (2, 2)
 
 
-def block_sum(x, *, factor):
+def block_sum(x, *, factor, c=1):
+    """c · down(x): c, a fixed β (the `scale` op after the sum: `Kernel.scaled`), is
+    multiplied in as the 2x2 kernel writes; bitwise the two steps."""
     factors = _factors(x, factor)
-    if not _two_by_two(factors):
-        return _maps().block_sum_nd(x, factors)
-    if x.size < SMALL:
-        return numerics.block_sum(x, 2)
-    return _maps().block_sum_2x2(np.ascontiguousarray(x))
+    if _two_by_two(factors) and x.size >= SMALL:
+        return _maps().block_sum_2x2(np.ascontiguousarray(x), x.dtype.type(c))
+    out = numerics.block_sum(x, 2) if _two_by_two(factors) else _maps().block_sum_nd(x, factors)
+    return out if c == 1 else numpy_kernel("scale")(out, c=c)
 
 
-def upsample_kron(x, *, factor):
+def upsample_kron(x, *, factor, c=1):
+    """up(c · x): c, a fixed β (the `scale` op before the upsampling:
+    `Kernel.reads_scaled`), is multiplied in as the 2x2 kernel reads; bitwise the two."""
     factors = _factors(x, factor)
-    if not _two_by_two(factors):
-        return _maps().upsample_kron_nd(x, factors)
-    if x.size * 4 < SMALL:
-        return numerics.upsample_kron(x, 2)
-    return _maps().upsample_kron_2x2(np.ascontiguousarray(x))
+    if _two_by_two(factors) and x.size * 4 >= SMALL:
+        return _maps().upsample_kron_2x2(np.ascontiguousarray(x), x.dtype.type(c))
+    x = x if c == 1 else numpy_kernel("scale")(x, c=c)
+    return numerics.upsample_kron(x, 2) if _two_by_two(factors) else _maps().upsample_kron_nd(
+        x, factors)
 
 
 def _pool():
@@ -354,8 +355,8 @@ KERNELS = {
     "conv_strided": Kernel(conv_strided, epilogue=conv_strided),
     "conv_strided_full": Kernel(conv_strided_full),
     "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
-    "subsample_sum": Kernel(block_sum),
-    "upsample_kron": Kernel(upsample_kron),
+    "subsample_sum": Kernel(block_sum, scaled=block_sum),
+    "upsample_kron": Kernel(upsample_kron, reads_scaled=upsample_kron),
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
     "poly": Kernel(poly, fresh=True, times=poly_times),

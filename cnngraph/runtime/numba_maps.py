@@ -32,9 +32,11 @@ _exact = dict(_jit, fastmath=False)
 
 
 @njit(parallel=True, **_exact)
-def block_sum_2x2(x):
-    """down(x) for 2x2 blocks: no loops over the factor, no zero fill (fastmath off:
-    reassoc would reorder the four sums)."""
+def block_sum_2x2(x, beta):
+    """β · down(x) for 2x2 blocks: no loops over the factor, no zero fill (fastmath off:
+    reassoc would reorder the four sums, contract fuse the last with the product); β
+    is 1 for the plain sum, or a fixed β applied as the sums are written (bitwise the
+    sum, then the `scale` op)."""
     n, c, h, w = x.shape
     ho, wo = h // 2, w // 2
     out = np.empty((n, c, ho, wo), x.dtype)
@@ -44,14 +46,15 @@ def block_sum_2x2(x):
             for Y in range(ho):
                 top, bottom, dst = x[m, i, 2 * Y], x[m, i, 2 * Y + 1], out[m, i, Y]
                 for X in range(wo):
-                    dst[X] = (((zero + top[2 * X]) + top[2 * X + 1]) + bottom[2 * X]
-                              ) + bottom[2 * X + 1]
+                    dst[X] = ((((zero + top[2 * X]) + top[2 * X + 1]) + bottom[2 * X]
+                               ) + bottom[2 * X + 1]) * beta
     return out
 
 
 @njit(parallel=True, **_jit)
-def upsample_kron_2x2(x):
-    """up(x) for 2x2 blocks: each value written twice in a row, the row copied below."""
+def upsample_kron_2x2(x, beta):
+    """up(β · x) for 2x2 blocks: each value, times β (1, or the fixed β of a `scale` op
+    before it), written twice in a row, the row copied below."""
     n, c, h, w = x.shape
     out = np.empty((n, c, 2 * h, 2 * w), x.dtype)
     for m in prange(n):
@@ -59,7 +62,7 @@ def upsample_kron_2x2(x):
             for Y in range(h):
                 src, top, bottom = x[m, i, Y], out[m, i, 2 * Y], out[m, i, 2 * Y + 1]
                 for X in range(w):
-                    top[2 * X] = top[2 * X + 1] = src[X]
+                    top[2 * X] = top[2 * X + 1] = src[X] * beta
                 for X in range(2 * w):
                     bottom[X] = top[X]
     return out

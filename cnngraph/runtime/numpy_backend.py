@@ -296,7 +296,7 @@ KERNELS = {
                                fresh=True),
     "elu_slope": Kernel(lambda y, *, alpha=1.0: _slope(y, y + y.dtype.type(alpha)), fresh=True),
     "mul": Kernel(np.multiply, in_place=lambda a, b: np.multiply(a, b, out=a), product=True),
-    "scale": Kernel(lambda x, *, c: x * np.asarray(c, x.dtype)),
+    "scale": Kernel(lambda x, *, c: x * np.asarray(c, x.dtype), constant_factor=True),
     "squared_error_grad": Kernel(lambda y, t, delta: (y - t) * (delta / len(y))),
     "softmax_cross_entropy_grad": Kernel(
         lambda y, t, delta, *, label_smoothing=0.0:

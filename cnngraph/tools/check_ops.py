@@ -38,7 +38,7 @@ EPS = 1e-6
 class SlotReport:
     op: str
     check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue',
-                     # 'times'
+                     # 'times', 'scaled', 'reads_scaled'
     slot: str
     error: float     # norm-wise relative error, or 0/1 for shape
     ok: bool
@@ -203,9 +203,11 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     """``backend``'s own kernel for op ``name`` (its table's, never its fallback's)
     on each ``(label, Example)`` of ``cases`` in ``dtype``: its result against the
     rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
-    left unchanged, and its declared in-place, shared-input, epilogue and times forms
-    bitwise equal to its run (the epilogue's to its run, the backend's bias add and each
-    activation it can apply in place; times' to its run and the backend's product).
+    left unchanged, and its declared in-place, shared-input, epilogue, times and
+    constant-factor forms bitwise equal to its run (the epilogue's to its run, the
+    backend's bias add and each activation it can apply in place; times' to its run and
+    the backend's product; scaled's and reads_scaled's to its run and the backend's
+    constant factor).
     Each report's detail names the case."""
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
@@ -227,6 +229,10 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
                                      attrs)
         if kernel.times is not None:
             found.append(_check_times(registry.backend(backend), rule, kernel, inputs, attrs))
+        for form in ("scaled", "reads_scaled"):
+            if getattr(kernel, form) is not None:
+                found.append(_check_scaled(registry.backend(backend), rule, kernel, form,
+                                           inputs, attrs))
         reports += [replace(r, detail=f"{label}: {r.detail}" if r.detail else label)
                     for r in found]
     return reports
@@ -359,6 +365,29 @@ def _check_times(table, rule, kernel, inputs, attrs) -> SlotReport:
     same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
     return SlotReport(rule.name, "times", "-", 0.0 if same else relative_error(got, want), same,
                       "" if same else "times differs from run and the product")
+
+
+def _check_scaled(table, rule, kernel, form, inputs, attrs, c=0.3) -> SlotReport:
+    """A fused constant factor (compiler/fuse.py) against run and the backend's `scale`
+    kernel in their order, bit for bit, the inputs unchanged."""
+    factor = _declared(table, "constant_factor")
+    if factor is None:
+        return SlotReport(rule.name, form, "-", 1.0, False,
+                          f"the backend declares {form} but no constant-factor kernel")
+    before = [a.copy() for a in inputs]
+    try:
+        if form == "scaled":
+            want = factor.run(kernel.run(*inputs, **attrs), c=c)
+        else:
+            want = kernel.run(factor.run(inputs[0], c=c), *inputs[1:], **attrs)
+        got = getattr(kernel, form)(*inputs, c=c, **attrs)
+    except Exception as e:  # a user's kernel may fail in any way; report it
+        return SlotReport(rule.name, form, "-", 1.0, False, f"{type(e).__name__}: {e}")
+    if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
+        return SlotReport(rule.name, form, "-", 1.0, False, f"{form} changed its inputs")
+    same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
+    return SlotReport(rule.name, form, "-", 0.0 if same else relative_error(got, want), same,
+                      "" if same else f"{form} differs from the separate constant factor")
 
 
 def _declared(table, trait: str):
