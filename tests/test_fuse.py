@@ -71,8 +71,9 @@ def test_numba_fused_plan_is_bitwise_the_unfused_one(name, dtype, batch):
 @numba_backend
 def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
     """Which steps the epilogue absorbs: dlt's convolutions their bias and sigmoid,
-    LeNet-5's their bias and tanh, simard2003's strided ones; LeNet-5's subsamplings
-    their β's scale_maps; a dense layer's matmul declares no epilogue."""
+    LeNet-5's their bias and tanh, simard2003's strided ones their bias and relu (in
+    place after the tiles); LeNet-5's subsamplings their β's scale_maps; a dense
+    layer's matmul declares no epilogue."""
     ops = {name: [step.op for step in compile_model(ROOT / "models" / name, backend="numba")
                   .plans.gradients.steps] for name in ("dlt.cnn", "lenet5.cnn", "simard2003.cnn")}
     assert ops["dlt.cnn"].count("conv_valid+add_bias+sigmoid") == 2
@@ -80,7 +81,7 @@ def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
     assert ops["lenet5.cnn"].count("conv_valid+add_bias+tanh") == 3
     assert ops["lenet5.cnn"].count("scale_maps+add_bias+tanh") == 2   # S2 and S4
     assert ops["lenet5.cnn"].count("add_bias+tanh") == 1   # F6
-    assert ops["simard2003.cnn"].count("conv_strided+add_bias+tanh") == 2
+    assert ops["simard2003.cnn"].count("conv_strided+add_bias+relu") == 2
 
 
 @numba_backend

@@ -67,7 +67,9 @@ KNOWN = {
     # added with issue 22's models (2026-12-06)
     "modern": "a810e34c0a434fd3826215802d2f8586d6295cd8c5f44ee6bad0c64f7a437f44",
     "rows1d": "12821e826e36b005cf499e6da375e459e674f2fced2032bff4b7e2d090454ea0",
-    "simard2003": "c69c3998ed37720be7b32aafce374a0dead5372977494d909f44bcf9152e705f",
+    # rectifiers instead of tanh since 2026-12-07: another network, so another hash
+    # (its earlier checkpoints, of the tanh network, are refused by name)
+    "simard2003": "87f3962b9033da994291238a32feeea9cad301ed59d55f1dfb4295395175a0d2",
 }
 
 
