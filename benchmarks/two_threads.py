@@ -1,7 +1,7 @@
 """Two threads against one in one process, the thread counts alternating round by round.
 
     python benchmarks/two_threads.py --models models/dlt.cnn models/lenet5.cnn \
-        --batch 50 256 --rounds 8 --seconds 0.3 [--side torch] [--json FILE]
+        --batch 50 256 --rounds 8 --seconds 0.3 [--side torch] [--steps 200] [--json FILE]
 
 compare.py measures a model's one-thread and two-thread rows minutes apart, so on a
 shared host their quotient mixes the speed-up with whatever the neighbours did in
@@ -19,20 +19,25 @@ The issue's goal is two threads at least 1.7x one from batch 50 up, on an idle m
 First (cnngraph's side; ``--no-machine-probe`` skips it) it measures what two threads
 can give on the machine: a loop of arithmetic alone, and a numba loop streaming float32
 arrays of 1, 4 and 64 MiB (read and written once; the first sizes stay in cache,
-the last does not), each at one and two threads in the same way.
+the last does not), each at one and two threads in the same way.  ``--steps WALKS``
+then times each step of the training plans (walks of the plan alternating between
+one thread and two): which ops the second core speeds up, and which it slows.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cnngraph import compile_model
+from cnngraph.runtime.execute import run_plan
 from cnngraph.tools.bench import images_per_second, sgd_step, synthetic_batch
 from cnngraph.tools.machine import format_machine, machine_facts
+from cnngraph.training.step import Draw
 
 
 def model_and_batch(path, batch, dtype):
@@ -68,6 +73,46 @@ def torch_work(path, batch, dtype):
         assert torch.get_num_threads() == n
     return set_threads, {"train": lambda: net.step(tx, tt, 1e-4),
                          "infer": lambda: net.infer(tx, inference_mode=True)}
+
+
+def step_scaling(path, batch, dtype, walks: int) -> list[dict]:
+    """Each step of the training plan on one thread and on two, the walks alternating:
+    per step its op, layer, pass and the median microseconds on each count."""
+    model, params, x, t = model_and_batch(path, batch, dtype)
+    plan = model.plans.gradients
+    feeds = model.feeds(params, x, t, Draw(0, 0, 0).masks(model, batch, dtype))
+    times = {1: [[] for _ in plan.steps], 2: [[] for _ in plan.steps]}
+
+    def walk(count):
+        last, position = time.perf_counter(), iter(range(len(plan.steps)))
+
+        def watch(step, value, env):
+            nonlocal last
+            now = time.perf_counter()
+            times[count][next(position)].append(now - last)
+            last = time.perf_counter()
+        run_plan(plan, feeds, dtype, watch)
+    for count in (1, 2, 1, 2):  # warm-up: compile, allocate
+        model.backend.set_threads(count)
+        walk(count)
+    times = {1: [[] for _ in plan.steps], 2: [[] for _ in plan.steps]}
+    for _ in range(walks):
+        for count in (1, 2):
+            model.backend.set_threads(count)
+            walk(count)
+    return [{"op": step.op, "layer": step.layer, "pass": step.pass_,
+             "one_us": 1e6 * statistics.median(times[1][i]),
+             "two_us": 1e6 * statistics.median(times[2][i])} for i, step in enumerate(plan.steps)]
+
+
+def print_steps(path, batch, steps):
+    print(f"{path.split('/')[-1]}, batch {batch}: training steps, median us")
+    print(f"{'op':<32}{'layer':<7}{'pass':<9}{'1 thread':>9}{'2 threads':>10}{'speed-up':>9}")
+    for r in steps:
+        print(f"{r['op']:<32}{r['layer'] or '-':<7}{r['pass']:<9}{r['one_us']:>9.1f}"
+              f"{r['two_us']:>10.1f}{r['one_us'] / r['two_us']:>9.2f}")
+    one, two = (sum(r[k] for r in steps) for k in ("one_us", "two_us"))
+    print(f"{'sum of the steps':<48}{one:>9.1f}{two:>10.1f}{one / two:>9.2f}")
 
 
 def machine_probe(rounds: int, seconds: float) -> list[dict]:
@@ -128,10 +173,13 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write every round's numbers here")
     parser.add_argument("--no-machine-probe", action="store_true",
                         help="skip the arithmetic and streaming probes")
+    parser.add_argument("--steps", type=int, metavar="WALKS", default=0,
+                        help="also time each step of the training plan, WALKS walks on "
+                             "each thread count alternating (cnngraph's side)")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype).type
     make = {"cnngraph": cnngraph_work, "torch": torch_work}[args.side]
-    rows, probes = [], []
+    rows, probes, steps = [], [], []
     with threadpool_limits(1, user_api="blas"):
         print(format_machine(machine_facts()))
         if args.side == "cnngraph" and not args.no_machine_probe:
@@ -155,10 +203,16 @@ def main(argv=None):
                     print(f"{path.split('/')[-1]:<18}{batch:>6}  {mode:<6}"
                           f"{r['one']:>10,.0f}{r['two']:>11,.0f}{r['speedup_median']:>10.2f}  "
                           f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}", flush=True)
+        if args.steps and args.side == "cnngraph":
+            for path in args.models:
+                for batch in args.batch:
+                    found = step_scaling(path, batch, dtype, args.steps)
+                    steps.append({"model": path, "batch": batch, "steps": found})
+                    print_steps(path, batch, found)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "machine_probe": probes}, f, indent=1)
-    return {"rows": rows, "machine_probe": probes}
+            json.dump({"rows": rows, "machine_probe": probes, "steps": steps}, f, indent=1)
+    return {"rows": rows, "machine_probe": probes, "steps": steps}
 
 
 if __name__ == "__main__":

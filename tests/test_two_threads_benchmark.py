@@ -43,6 +43,24 @@ def test_cnngraph_side_alternates_one_and_two_kernel_threads(capsys, monkeypatch
     assert out.splitlines()[-1].split()[:3] == ["dlt.cnn", "2", "infer"]
 
 
+def test_steps_times_each_step_of_the_training_plan_on_both_counts(capsys, monkeypatch):
+    pytest.importorskip("numba", reason="the benchmark times the numba backend's threads: "
+                                        "pip install -e '.[fast]'")
+    from cnngraph import compile_model
+    module = _two_threads(monkeypatch)
+    result = module.main(["--models", str(ROOT / "models/dlt.cnn"), "--batch", "2",
+                          "--rounds", "1", "--seconds", "0.01", "--no-machine-probe",
+                          "--steps", "3"])
+    [found] = result["steps"]
+    plan = compile_model(ROOT / "models/dlt.cnn", backend="numba").plans.gradients
+    assert [r["op"] for r in found["steps"]] == [step.op for step in plan.steps]
+    assert all(r["one_us"] > 0 and r["two_us"] > 0 for r in found["steps"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split()[:4] == ["sum", "of", "the", "steps"]
+    one, two = (sum(r[k] for r in found["steps"]) for k in ("one_us", "two_us"))
+    assert float(lines[-1].split()[-1]) == pytest.approx(one / two, abs=0.006)
+
+
 def test_torch_side_sets_and_checks_pytorch_threads(monkeypatch):
     pytest.importorskip("torch", reason="--side torch runs PyTorch: pip install -e '.[bench]'")
     module = _two_threads(monkeypatch)
