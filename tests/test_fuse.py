@@ -92,7 +92,7 @@ def test_numba_subsamplings_take_a_fixed_beta_as_they_write_and_read(batch):
     the separate steps where the 2x2 kernels run (batch 40) and where NumPy's do
     (batch 2); not where another step reads the sum or the product."""
     model = compile_model(ROOT / "models" / "dlt.cnn", backend="numba")
-    graph, fused, plain = _both_plans(model)
+    _, fused, plain = _both_plans(model)
     ops = {step.node: step.op for step in fused.steps}
     assert ops["S2/scale"] == ops["S4/scale"] == "subsample_sum+scale"
     assert ops["d S2/upsample_kron"] == ops["d S4/upsample_kron"] == "scale+upsample_kron"
