@@ -149,7 +149,8 @@ def _fuse_constant_factors(steps, outputs):
                 and source.node not in fused:
             fused[step.node] = replace(
                 step, op=f"{source.op}+{step.op}", attrs={}, inputs=source.inputs,
-                kernel=Kernel(_scaled(source, step.attrs["c"])), layer=source.layer)
+                kernel=Kernel(_with_factor(source.kernel.scaled, source.attrs, step.attrs["c"])),
+                layer=source.layer)
             absorbed.add(source.node)
         elif step.kernel.reads_scaled is not None and source is not None \
                 and source.kernel.constant_factor and readers[first] == 1 \
@@ -157,26 +158,17 @@ def _fuse_constant_factors(steps, outputs):
             fused[step.node] = replace(
                 step, op=f"{source.op}+{step.op}", attrs={},
                 inputs=source.inputs + step.inputs[1:],
-                kernel=Kernel(_reads_scaled(step, source.attrs["c"])))
+                kernel=Kernel(_with_factor(step.kernel.reads_scaled, step.attrs,
+                                           source.attrs["c"])))
             absorbed.add(source.node)
     return [fused.get(step.node, step) for step in steps if step.node not in absorbed]
 
 
-def _scaled(source: Step, c):
-    """source's kernel, its result times c as it writes."""
-    scaled, attrs = source.kernel.scaled, source.attrs
-
+def _with_factor(form, attrs, c):
+    """A kernel's `scaled` or `reads_scaled` form with the constant c and the attributes
+    of the step it came from."""
     def kernel(*values):
-        return scaled(*values, c=c, **attrs)
-    return kernel
-
-
-def _reads_scaled(step: Step, c):
-    """step's kernel, reading its first input times c."""
-    reads_scaled, attrs = step.kernel.reads_scaled, step.attrs
-
-    def kernel(*values):
-        return reads_scaled(*values, c=c, **attrs)
+        return form(*values, c=c, **attrs)
     return kernel
 
 

@@ -352,19 +352,12 @@ def _check_times(table, rule, kernel, inputs, attrs) -> SlotReport:
     if product is None:
         return SlotReport(rule.name, "times", "-", 1.0, False,
                           "the backend declares times but no product kernel")
-    before = [a.copy() for a in inputs]
-    try:
+
+    def compute():
         y = kernel.run(*inputs, **attrs)
         by = np.linspace(-2, 2, y.size).reshape(y.shape).astype(y.dtype)
-        want = product.in_place(y, by)
-        got = kernel.times(*inputs, by=by, **attrs)
-    except Exception as e:  # a user's kernel may fail in any way; report it
-        return SlotReport(rule.name, "times", "-", 1.0, False, f"{type(e).__name__}: {e}")
-    if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
-        return SlotReport(rule.name, "times", "-", 1.0, False, "times changed its inputs")
-    same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
-    return SlotReport(rule.name, "times", "-", 0.0 if same else relative_error(got, want), same,
-                      "" if same else "times differs from run and the product")
+        return kernel.times(*inputs, by=by, **attrs), product.in_place(y, by)
+    return _bitwise_form(rule, "times", inputs, compute, "times differs from run and the product")
 
 
 def _check_scaled(table, rule, kernel, form, inputs, attrs, c=0.3) -> SlotReport:
@@ -374,20 +367,27 @@ def _check_scaled(table, rule, kernel, form, inputs, attrs, c=0.3) -> SlotReport
     if factor is None:
         return SlotReport(rule.name, form, "-", 1.0, False,
                           f"the backend declares {form} but no constant-factor kernel")
+
+    def compute():
+        want = factor.run(kernel.run(*inputs, **attrs), c=c) if form == "scaled" \
+            else kernel.run(factor.run(inputs[0], c=c), *inputs[1:], **attrs)
+        return getattr(kernel, form)(*inputs, c=c, **attrs), want
+    return _bitwise_form(rule, form, inputs, compute,
+                         f"{form} differs from the separate constant factor")
+
+
+def _bitwise_form(rule, check, inputs, compute, differs) -> SlotReport:
+    """compute()'s (got, want) bit for bit, the inputs unchanged; else ``differs``."""
     before = [a.copy() for a in inputs]
     try:
-        if form == "scaled":
-            want = factor.run(kernel.run(*inputs, **attrs), c=c)
-        else:
-            want = kernel.run(factor.run(inputs[0], c=c), *inputs[1:], **attrs)
-        got = getattr(kernel, form)(*inputs, c=c, **attrs)
+        got, want = compute()
     except Exception as e:  # a user's kernel may fail in any way; report it
-        return SlotReport(rule.name, form, "-", 1.0, False, f"{type(e).__name__}: {e}")
+        return SlotReport(rule.name, check, "-", 1.0, False, f"{type(e).__name__}: {e}")
     if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
-        return SlotReport(rule.name, form, "-", 1.0, False, f"{form} changed its inputs")
+        return SlotReport(rule.name, check, "-", 1.0, False, f"{check} changed its inputs")
     same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
-    return SlotReport(rule.name, form, "-", 0.0 if same else relative_error(got, want), same,
-                      "" if same else f"{form} differs from the separate constant factor")
+    return SlotReport(rule.name, check, "-", 0.0 if same else relative_error(got, want), same,
+                      "" if same else differs)
 
 
 def _declared(table, trait: str):
