@@ -83,22 +83,21 @@ def step_scaling(path, batch, dtype, walks: int) -> list[dict]:
     feeds = model.feeds(params, x, t, Draw(0, 0, 0).masks(model, batch, dtype))
     times = {1: [[] for _ in plan.steps], 2: [[] for _ in plan.steps]}
 
-    def walk(count):
+    def walk(count, kept=True):
         last, position = time.perf_counter(), iter(range(len(plan.steps)))
 
         def watch(step, value, env):
             nonlocal last
             now = time.perf_counter()
-            times[count][next(position)].append(now - last)
+            if kept:
+                times[count][next(position)].append(now - last)
             last = time.perf_counter()
+        model.backend.set_threads(count)
         run_plan(plan, feeds, dtype, watch)
     for count in (1, 2, 1, 2):  # warm-up: compile, allocate
-        model.backend.set_threads(count)
-        walk(count)
-    times = {1: [[] for _ in plan.steps], 2: [[] for _ in plan.steps]}
+        walk(count, kept=False)
     for _ in range(walks):
         for count in (1, 2):
-            model.backend.set_threads(count)
             walk(count)
     return [{"op": step.op, "layer": step.layer, "pass": step.pass_,
              "one_us": 1e6 * statistics.median(times[1][i]),
