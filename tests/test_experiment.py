@@ -164,6 +164,24 @@ def test_weights_as_arrays_or_a_file(tmp_path):
         run(m, tmp_path / "d", plots=False, weights=str(tmp_path / "missing.npz"))
 
 
+def test_weights_from_a_runs_checkpoint(tmp_path):
+    """A finished run's checkpoint.npz starts another (fine-tuning): its parameters,
+    not its optimizer state or epoch count; a damaged one is refused by name."""
+    m = model()
+    first = run(m, tmp_path / "a", plots=False)
+    checkpoint = tmp_path / "a" / "checkpoint.npz"
+    from_checkpoint = run(m, tmp_path / "b", plots=False, weights=checkpoint)
+    from_arrays = run(m, tmp_path / "c", plots=False, weights=first.params)
+    assert all(np.array_equal(from_checkpoint.params[k], from_arrays.params[k])
+               for k in first.params)
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == m.settings.train.epochs
+    (tmp_path / "bad.npz").write_bytes(checkpoint.read_bytes()[:-40])
+    with pytest.raises(CheckpointError, match="cannot read weights") as refused:
+        run(m, tmp_path / "d", plots=False, weights=tmp_path / "bad.npz")
+    assert refused.value.where == str(tmp_path / "bad.npz")
+
+
 @pytest.mark.parametrize("which", [0, 2])
 def test_splits_of_another_dtype_are_refused_before_training(tmp_path, which):
     """A float64 data set for a float32 run: said at once, naming both dtypes, not

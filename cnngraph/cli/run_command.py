@@ -51,7 +51,8 @@ def add_run(sub):
     sub.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images")
     sub.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     sub.add_argument("--weights", metavar="FILE.npz",
-                     help="start from these parameters (named as 'summary' names them)")
+                     help="start from these parameters: arrays named as 'summary' names them, "
+                          "or a run's checkpoint.npz (its optimizer state is not used)")
     sub.add_argument("--quiet", action="store_true", help="print only the final result")
     plots_args(sub, "write PNG pictures of learning into OUT", "when matplotlib is installed")
     sub.add_argument("--shuffle", action=argparse.BooleanOptionalAction,

@@ -372,12 +372,14 @@ def _train(model, train, validation, test, cfg, out, draw, *, workers, weights, 
 
 
 def read_weights(path) -> dict:
-    """Named parameter arrays from an .npz file (read without pickle)."""
-    from ..training.checkpoint import CheckpointError
+    """Named parameter arrays from an .npz file (read without pickle): plain arrays,
+    or a run's checkpoint, whose parameters start a new run (fine-tuning)."""
+    from ..training.checkpoint import CheckpointError, load_checkpoint
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as e:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as e:  # a damaged zip raises many kinds (BadZipFile, ...)
         raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
+    return load_checkpoint(Path(path)).params if "header" in arrays else arrays
 
 
