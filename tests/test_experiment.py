@@ -166,12 +166,16 @@ def test_weights_as_arrays_or_a_file(tmp_path):
 
 def test_weights_from_a_runs_checkpoint(tmp_path):
     """A finished run's checkpoint.npz starts another (fine-tuning): its parameters,
-    not its optimizer state or epoch count; a damaged one is refused by name."""
-    m = model()
+    not its optimizer state (momentum's velocity) or epoch count; a damaged one is
+    refused by name."""
+    m = compile_model(NET.replace("LEARNED", "").replace("TOP", "C1")
+                      .replace("optimizer = sgd", "optimizer = sgd(momentum=0.9)"))
     first = run(m, tmp_path / "a", plots=False)
     checkpoint = tmp_path / "a" / "checkpoint.npz"
     from_checkpoint = run(m, tmp_path / "b", plots=False, weights=checkpoint)
     from_arrays = run(m, tmp_path / "c", plots=False, weights=first.params)
+    velocity = load_checkpoint(checkpoint).optimizer
+    assert velocity and any(v.any() for v in velocity.values())
     assert all(np.array_equal(from_checkpoint.params[k], from_arrays.params[k])
                for k in first.params)
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
