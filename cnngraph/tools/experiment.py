@@ -377,9 +377,10 @@ def read_weights(path) -> dict:
     from ..training.checkpoint import CheckpointError, load_checkpoint
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            checkpoint = "header" in data.files  # load_checkpoint reads and checks it
+            arrays = {} if checkpoint else {k: data[k] for k in data.files}
     except Exception as e:  # a damaged zip raises many kinds (BadZipFile, ...)
         raise CheckpointError(f"cannot read weights: {e}", where=str(path)) from None
-    return load_checkpoint(Path(path)).params if "header" in arrays else arrays
+    return load_checkpoint(Path(path)).params if checkpoint else arrays
 
 
