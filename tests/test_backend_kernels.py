@@ -49,7 +49,7 @@ def _own_kernels():
         for op, kernel in sorted(backend.kernels.items()):
             if kernel.run is not REGISTRY.op(op).reference or kernel.in_place or kernel.epilogue \
                     or kernel.shared_input or kernel.times or kernel.scaled \
-                    or kernel.reads_scaled:
+                    or kernel.reads_scaled or kernel.times_upsampled:
                 yield pytest.param(name, op, id=f"{name}-{op}", marks=NEEDS.get(name, ()))
 
 

@@ -87,21 +87,48 @@ def test_numba_convolutions_take_their_bias_and_activation_as_they_write():
 @numba_backend
 @pytest.mark.parametrize("batch", [2, 40])
 def test_numba_subsamplings_take_a_fixed_beta_as_they_write_and_read(batch):
-    """dlt's S2 and S4 (β fixed at 0.25): the block sum multiplies as it writes, the
-    upsampling of δ as it reads (`Kernel.scaled`, `Kernel.reads_scaled`), bitwise as
-    the separate steps where the 2x2 kernels run (batch 40) and where NumPy's do
-    (batch 2); not where another step reads the sum or the product."""
+    """dlt's S2 and S4 (β fixed at 0.25): the block sum multiplies as it writes
+    (`Kernel.scaled`); backward, each convolution's δ, the sigmoid's slope times up(β δ),
+    is one step (`Kernel.times_upsampled`), bitwise as the separate steps where the 2x2
+    kernels run (batch 40) and where NumPy's do (batch 2).  Where another step reads
+    the slope, the upsampling multiplies as it reads instead (`Kernel.reads_scaled`);
+    where one reads the sum or the product, they stay, and the upsampling of the
+    kept product joins the slope."""
     model = compile_model(ROOT / "models" / "dlt.cnn", backend="numba")
     _, fused, plain = _both_plans(model)
     ops = {step.node: step.op for step in fused.steps}
     assert ops["S2/scale"] == ops["S4/scale"] == "subsample_sum+scale"
-    assert ops["d S2/upsample_kron"] == ops["d S4/upsample_kron"] == "scale+upsample_kron"
-    assert "scale" not in ops.values()
+    assert ops["d C1/mul"] == ops["d C3/mul"] == "poly+scale+upsample_kron+mul"
+    assert not {"scale", "upsample_kron", "poly"} & set(ops.values())
     _assert_fused_is_unfused(model, fused, plain, batch, np.float32, seed=batch)
+    slope_read = model.gradient_plan(outputs=("d C1/poly",)).plan
+    ops = {step.node: step.op for step in slope_read.steps}
+    assert ops["d S2/upsample_kron"] == "scale+upsample_kron" and ops["d C1/mul"] == "mul"
     watched = model.gradient_plan(outputs=("S2/subsample_sum", "d S4/scale")).plan
     ops = {step.node: step.op for step in watched.steps}
     assert ops["S2/subsample_sum"] == "subsample_sum" and ops["S2/scale"] == "scale"
-    assert ops["d S4/scale"] == "scale" and ops["d S4/upsample_kron"] == "upsample_kron"
+    assert ops["d S4/scale"] == "scale" and "d S4/upsample_kron" not in ops
+    assert ops["d C3/mul"] == "poly+upsample_kron+mul"   # up(δ) read from the kept product
+    _assert_fused_is_unfused(model, watched, make_plan(
+        model.training.graph, watched.outputs, model.registry, model.backend, fuse=False),
+        batch, np.float32, seed=batch)
+
+
+@numba_backend
+@pytest.mark.parametrize("batch", [2, 40])
+def test_numba_deltas_under_trainable_subsamplings_are_one_step(batch):
+    """LeNet-5's S2 and S4 have a trainable β per map: C1's and C3's δ, the tanh's slope
+    times up(β_j δ), is one step reading δ and β (the upsampling's per-map factor,
+    `Kernel.per_map_factor`), bitwise as the four steps at both batches."""
+    model = compile_model(ROOT / "models" / "lenet5.cnn", backend="numba")
+    _, fused, plain = _both_plans(model)
+    steps = {step.node: step for step in fused.steps}
+    for layer, below in (("C1", "S2"), ("C3", "S4")):
+        step = steps[f"d {layer}/mul"]
+        assert step.op == "poly+scale_maps+upsample_kron+mul"
+        assert step.inputs == (f"{layer}/tanh", f"d {below}/mul", f"{below}.beta")
+    assert "upsample_kron" not in {step.op for step in fused.steps}
+    _assert_fused_is_unfused(model, fused, plain, batch, np.float32, seed=batch)
 
 
 def test_plugin_ops_run_fused_as_unfused():
@@ -274,3 +301,26 @@ def test_live_buffers_peak_equals_the_lifetimes_estimate(name, dtype, batch):
     if model.masks:
         feeds = model.feeds(params, x, t, Draw(0, 0, 0).masks(model, batch, dtype))
         assert timed_run(plan, feeds, dtype) == step_peak_bytes(model, batch, dtype)
+
+
+@numba_backend
+@pytest.mark.parametrize("wrong,slot", [
+    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.asarray(beta) * 1.001, **kw), None),
+    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.mean(beta), **kw), "per-map")])
+def test_check_ops_catches_a_wrong_upsampled_product(wrong, slot):
+    """A slope that declares it multiplies by up(β δ) as it writes is checked against the
+    factor, the upsampling and the product, with a per-map β and with a constant."""
+    registry = default_registry()
+    registry.add_op(dataclasses.replace(registry.ops["poly"], name="my_poly"))
+    poly = registry.backend("numba").kernel("poly")
+    registry.add_kernel("my_poly", poly.run, backend="numba", fresh=True,
+                        times_upsampled=wrong(poly.times_upsampled))
+    rule = registry.op("my_poly")
+    cases = [("maps", dataclasses.replace(rule.example(np.random.default_rng(0)), inputs=(
+        np.random.default_rng(1).uniform(-1, 1, (8, 6, 28, 28)),)))]
+    reports = [r for r in verify_kernel(registry, "numba", "my_poly", cases, np.float32)
+               if r.check == "times_upsampled"]
+    assert [r.slot for r in reports] == ["per-map", "constant"]
+    assert all(r.ok == (slot is not None and r.slot != slot) for r in reports)
+    assert all("differs from the factor, upsampling and product" in r.detail
+               for r in reports if not r.ok)

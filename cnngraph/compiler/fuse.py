@@ -20,6 +20,14 @@ it replaces (tests/test_fuse.py):
   step that reads its result where that kernel multiplies as it reads
   (`Kernel.reads_scaled`: an upsampling), where nothing else reads the product or
   its factor;
+- upsampled products: the seed's δ of a layer under a subsampling (3.1),
+  f'(u) ∘ up(β δ), where the slope's kernel can multiply by an upsampled value as
+  it writes (`Kernel.times_upsampled`), the other factor is an upsampling
+  (`Kernel.upsamples`) of a constant or per-map factor's product
+  (`Kernel.constant_factor`, `Kernel.per_map_factor`) or of δ itself, and nothing
+  else reads the slope, the upsampled value or the factor's product: one pass that
+  reads δ and writes the layer's δ, where the steps wrote β δ, up(β δ) and the slope
+  times it;
 - in place: a step whose kernel can compute into its first input's buffer
   (`Kernel.in_place`: an activation, the product with delta), reading a value
   that a `fresh` kernel made (a bias add, an activation's slope) and that
@@ -44,6 +52,7 @@ from ..core.plan import Plan, Step
 def fuse_steps(plan: Plan, graph: nx.DiGraph) -> Plan:
     steps = _share_prepared_inputs(list(plan.steps), graph)
     steps = _fuse_epilogues(steps, plan.outputs)
+    steps = _fuse_upsampled_products(steps, plan.outputs)
     steps = _fuse_constant_factors(steps, plan.outputs)
     return replace(plan, steps=tuple(_fuse_in_place(steps, plan.outputs)))
 
@@ -169,6 +178,51 @@ def _with_factor(form, attrs, c):
     of the step it came from."""
     def kernel(*values):
         return form(*values, c=c, **attrs)
+    return kernel
+
+
+# upsampled products ---------------------------------------------------------------
+
+def _fuse_upsampled_products(steps, outputs):
+    readers = _readers(steps, outputs)
+    made = {step.node: step for step in steps if not step.view}
+
+    def sole(value, trait):
+        """The step that made value, where its kernel has ``trait`` and one step reads it."""
+        step = made.get(value)
+        return step if step is not None and getattr(step.kernel, trait) \
+            and readers[value] == 1 else None
+    fused, absorbed = {}, set()
+    for step in steps:
+        if not step.kernel.product or len(step.inputs) != 2:
+            continue
+        found = next(((slope, up) for a, b in (step.inputs, step.inputs[::-1])
+                      if (slope := sole(a, "times_upsampled")) and (up := sole(b, "upsamples"))),
+                     None)
+        if found is None:
+            continue
+        slope, up = found
+        factor = sole(up.inputs[0], "constant_factor") or sole(up.inputs[0], "per_map_factor")
+        delta = factor.inputs[0] if factor else up.inputs[0]
+        beta = factor.inputs[1:] if factor and factor.kernel.per_map_factor else ()
+        fused[step.node] = replace(
+            step, op="+".join(s.op for s in (slope, factor, up, step) if s), attrs={},
+            inputs=slope.inputs + (delta,) + beta,
+            kernel=Kernel(_upsampled(slope, up.attrs["factor"],
+                                     factor.attrs["c"] if factor and not beta else 1)))
+        absorbed.update(s.node for s in (slope, factor, up) if s)
+    return [fused.get(step.node, step) for step in steps if step.node not in absorbed]
+
+
+def _upsampled(slope: Step, factor, c):
+    """slope's kernel times up(β · δ): δ after its inputs, then β (a per-map factor's)
+    or, without it, the constant c."""
+    times_upsampled, attrs, count = slope.kernel.times_upsampled, slope.attrs, len(slope.inputs)
+
+    def kernel(*values):
+        beta = values[count + 1] if len(values) > count + 1 else c
+        return times_upsampled(*values[:count], by=values[count], beta=beta, factor=factor,
+                               **attrs)
     return kernel
 
 

@@ -80,6 +80,13 @@ class Kernel:
     #: (x, *others, c=, **attrs) -> run(x · c, *others), x times the constant c as it is
     #: read, bitwise as the product and then run
     reads_scaled: Callable | None = None
+    upsamples: bool = False              # run(x, factor=) is the seed's up(x): each value
+                                         # repeated over a block of ``factor``
+    per_map_factor: bool = False         # run(x, beta) is x times beta_j in each map j
+    #: (*inputs, by=, beta=, factor=, **attrs) -> run's result times up(beta · by) value by
+    #: value, beta a constant or one value per map, in one pass: bitwise as run, the
+    #: factor, the upsampling and the product (the seed's delta above a subsampling)
+    times_upsampled: Callable | None = None
 
 
 class Backend:

@@ -28,7 +28,7 @@ from ..core.backend import Backend, Kernel
 from . import numerics
 from .numba_compiled import SMALL, available, compiled
 from .numba_values import (EPILOGUES, activation, activations, by_map, compiled_float32, flat,
-                           rectifier_slope, scale_maps)
+                           poly, poly_times, poly_times_upsampled, rectifier_slope, scale_maps)
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
 from .ranks import as_3d, by_rank, in_3d
@@ -243,32 +243,6 @@ def sum_bias(d):
     return _maps().sum_bias(by_map(d))
 
 
-def poly(x, *, coeffs):
-    if not _cubic_runs(x, coeffs):
-        return numpy_kernel("poly")(x, coeffs=coeffs)
-    return _maps().cubic(np.ascontiguousarray(x).reshape(-1), *_cubic(x, coeffs)
-                         ).reshape(x.shape)
-
-
-def _cubic_runs(x, coeffs) -> bool:
-    """Whether numba_maps' cubic computes poly: at most four coefficients, SMALL values."""
-    return len(coeffs) <= 4 and x.size >= SMALL
-
-
-def _cubic(x, coeffs) -> tuple:
-    """c0, c1, c2 and c3 in x's dtype."""
-    return tuple(x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
-
-
-def poly_times(x, *, coeffs, by):
-    """poly(x)·by in one pass where poly is compiled and by is x's shape and dtype."""
-    if not (_cubic_runs(x, coeffs) and by.shape == x.shape and by.dtype == x.dtype):
-        return np.multiply(poly(x, coeffs=coeffs), by)
-    return _maps().cubic_times(np.ascontiguousarray(x).reshape(-1),
-                               np.ascontiguousarray(by).reshape(-1), *_cubic(x, coeffs)
-                               ).reshape(x.shape)
-
-
 def scale_maps_epilogue(x, beta, *, bias=None, then=None, then_attrs=None):
     """scale_maps as the fused plan's epilogue (`Kernel.epilogue`), taken as the
     convolutions take theirs: x · β_j + bias_j per map in one compiled pass that applies
@@ -356,11 +330,12 @@ KERNELS = {
     "conv_strided_full": Kernel(conv_strided_full),
     "conv_strided_grad_kernel": Kernel(conv_strided_grad_kernel),
     "subsample_sum": Kernel(block_sum, scaled=block_sum),
-    "upsample_kron": Kernel(upsample_kron, reads_scaled=upsample_kron),
+    "upsample_kron": Kernel(upsample_kron, reads_scaled=upsample_kron, upsamples=True),
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
-    "poly": Kernel(poly, fresh=True, times=poly_times),
-    "scale_maps": Kernel(scale_maps, fresh=True, epilogue=scale_maps_epilogue),
+    "poly": Kernel(poly, fresh=True, times=poly_times, times_upsampled=poly_times_upsampled),
+    "scale_maps": Kernel(scale_maps, fresh=True, epilogue=scale_maps_epilogue,
+                         per_map_factor=True),
     "relu_slope": Kernel(lambda y: rectifier_slope(y, 0), fresh=True),
     "leaky_relu_slope": Kernel(lambda y, *, slope=0.01: rectifier_slope(y, slope), fresh=True),
     "pool_max": Kernel(pool_max, fresh=True),

@@ -1,6 +1,7 @@
 """The numba backend's kernels of ops taken value by value or map by map: the
-activations, their slopes, scale_maps.  On fewer than SMALL values, and for the
-float32-only activations on float64 maps, NumPy's kernels run instead.  The
+activations, their slopes (the polynomial ones also times δ, or times a subsampling's
+δ upsampled, as they are written), scale_maps.  On fewer than SMALL values, and for
+the float32-only activations on float64 maps, NumPy's kernels run instead.  The
 float32 sigmoid and tanh are one compiled pass each (runtime/numba_activations.py),
 and numba_tiled's convolutions apply them as they write (`EPILOGUES`)."""
 from __future__ import annotations
@@ -27,6 +28,52 @@ def scale_maps(x, beta):
     if x.ndim == 2 or x.size < SMALL:
         return x * numerics.per_map(beta, x.ndim)
     return _maps().scale_maps(by_map(x), beta.astype(x.dtype)).reshape(x.shape)
+
+
+def poly(x, *, coeffs):
+    if not _cubic_runs(x, coeffs):
+        return NUMPY_KERNELS["poly"].run(x, coeffs=coeffs)
+    return _maps().cubic(np.ascontiguousarray(x).reshape(-1), *_cubic(x, coeffs)
+                         ).reshape(x.shape)
+
+
+def _cubic_runs(x, coeffs) -> bool:
+    """Whether numba_maps' cubic computes poly: at most four coefficients, SMALL values."""
+    return len(coeffs) <= 4 and x.size >= SMALL
+
+
+def _cubic(x, coeffs) -> tuple:
+    """c0, c1, c2 and c3 in x's dtype."""
+    return tuple(x.dtype.type(c) for c in tuple(coeffs) + (0,) * (4 - len(coeffs)))
+
+
+def poly_times(x, *, coeffs, by):
+    """poly(x)·by in one pass where poly is compiled and by is x's shape and dtype."""
+    if not (_cubic_runs(x, coeffs) and by.shape == x.shape and by.dtype == x.dtype):
+        return np.multiply(poly(x, coeffs=coeffs), by)
+    return _maps().cubic_times(np.ascontiguousarray(x).reshape(-1),
+                               np.ascontiguousarray(by).reshape(-1), *_cubic(x, coeffs)
+                               ).reshape(x.shape)
+
+
+def poly_times_upsampled(x, *, coeffs, by, beta, factor):
+    """poly(x) · up(β · by), β a constant or one value per map, in one compiled pass
+    for 2x2 blocks of 2-D maps, with the bits of the steps it replaces (each value of
+    by times its β, once: scale_maps' or `scale`'s product; up copies; poly_times);
+    elsewhere those steps."""
+    beta = np.asarray(beta, x.dtype)
+    factors = (int(factor),) * (x.ndim - 2) if np.ndim(factor) == 0 else tuple(factor)
+    if factors != (2, 2) or not _cubic_runs(x, coeffs) or by.dtype != x.dtype \
+            or by.size * 4 < SMALL:
+        scaled = by * (numerics.per_map(beta, by.ndim) if beta.ndim else beta)
+        return poly_times(x, coeffs=coeffs, by=NUMPY_KERNELS["upsample_kron"].run(
+            scaled, factor=factor))
+    import numba
+    beta = np.full(x.shape[1], beta) if beta.ndim == 0 else beta
+    kernel = "cubic_times_up2x2_" + ("rows" if by.shape[3] >= 8 else "maps")
+    return getattr(_maps(), kernel)(np.ascontiguousarray(x), np.ascontiguousarray(by),
+                                    np.ascontiguousarray(beta), *_cubic(x, coeffs),
+                                    numba.get_num_threads())
 
 
 def rectifier_slope(y, negative):

@@ -14,7 +14,8 @@ buffer it was handed (fused plans use it; fuse.py).
 `verify_kernel` checks one backend's own kernel (an accelerated one, not what the
 backend falls back on) against the op rule's reference, on cases the caller
 chooses: sizes large enough to reach the kernel's fast paths, in float32 and
-float64; its declared in-place and shared-input forms bitwise against its run.
+float64; its in-place form bitwise against its run, its other declared forms against
+the steps they replace (tools/check_forms.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import numpy as np
 
 from ..compiler.backward import check_entries, curvature_rule, gradient_rule
 from ..compiler.program import make_plan
-from ..core.backend import Backend
 from ..core.graph import Emitter, node_view
 from ..core.registry import NotDifferentiable, OpRule, Registry, draw_example, example_ranks
 from ..runtime.execute import run_plan
@@ -38,7 +38,7 @@ EPS = 1e-6
 class SlotReport:
     op: str
     check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue',
-                     # 'times', 'scaled', 'reads_scaled'
+                     # 'times', 'scaled', 'reads_scaled', 'times_upsampled'
     slot: str
     error: float     # norm-wise relative error, or 0/1 for shape
     ok: bool
@@ -203,12 +203,10 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     """``backend``'s own kernel for op ``name`` (its table's, never its fallback's)
     on each ``(label, Example)`` of ``cases`` in ``dtype``: its result against the
     rule's reference evaluated in float64 on the same (rounded) inputs, its inputs
-    left unchanged, and its declared in-place, shared-input, epilogue, times and
-    constant-factor forms bitwise equal to its run (the epilogue's to its run, the
-    backend's bias add and each activation it can apply in place; times' to its run and
-    the backend's product; scaled's and reads_scaled's to its run and the backend's
-    constant factor).
+    left unchanged, its in-place form bitwise equal to its run, and its other declared
+    forms to the steps they replace (tools/check_forms.py).
     Each report's detail names the case."""
+    from .check_forms import declared_forms
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
         return [SlotReport(name, "kernel", "-", 1.0, False,
@@ -222,17 +220,8 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
             found.append(_check_against_reference(rule, kernel, inputs, attrs))
         if kernel.in_place is not None:
             found.append(_check_in_place(rule, kernel, inputs, attrs))
-        if kernel.shared_input is not None:
-            found.append(_check_shared_input(rule, kernel, inputs, attrs))
-        if kernel.epilogue is not None:
-            found += _check_epilogue(registry, registry.backend(backend), rule, kernel, inputs,
-                                     attrs)
-        if kernel.times is not None:
-            found.append(_check_times(registry.backend(backend), rule, kernel, inputs, attrs))
-        for form in ("scaled", "reads_scaled"):
-            if getattr(kernel, form) is not None:
-                found.append(_check_scaled(registry.backend(backend), rule, kernel, form,
-                                           inputs, attrs))
+        found += declared_forms(registry, registry.backend(backend), rule, kernel, inputs,
+                                attrs)
         reports += [replace(r, detail=f"{label}: {r.detail}" if r.detail else label)
                     for r in found]
     return reports
@@ -281,120 +270,3 @@ def kernel_error(got: np.ndarray, want: np.ndarray) -> float:
         worst = np.max(np.abs(got.astype(np.float64) - want), initial=0.0)
     scale = np.max(np.abs(want), initial=0.0)
     return float(np.inf if np.isnan(worst) else worst / scale if scale > 0 else worst)
-
-
-def _check_shared_input(rule, kernel, inputs, attrs) -> SlotReport:
-    """The fused form (compiler/fuse.py): prepare the shared input once, finish
-    from it; the preparation's declared shape must count its real bytes."""
-    shared = kernel.shared_input
-    x = inputs[shared.slot]
-    x_shape = (None,) + x.shape[1:]  # as the graph holds it: batch first, batch unknown
-    others = [a for slot, a in enumerate(inputs) if slot != shared.slot]
-    try:
-        key = shared.key([a.shape for a in inputs], attrs)
-        prepared = shared.prepare(x, key)
-        got = shared.finish(prepared, *others, x_shape=x_shape, key=key, **attrs)
-        want = kernel.run(*inputs, **attrs)
-        declared = Backend.value_bytes(shared.shape(x_shape, key), len(x), x.dtype)
-    except Exception as e:  # a user's kernel may fail in any way; report it, op named
-        return SlotReport(rule.name, "shared_input", "-", 1.0, False, f"{type(e).__name__}: {e}")
-    if declared != prepared.nbytes:
-        return SlotReport(rule.name, "shared_input", "-", 1.0, False,
-                          f"its shape rule counts {declared} bytes, prepare made "
-                          f"{prepared.nbytes}")
-    same = np.shape(got) == np.shape(want) and np.array_equal(got, want)
-    return SlotReport(rule.name, "shared_input", "-", 0.0 if same else relative_error(got, want),
-                      same, "" if same else "prepare + finish differs from run")
-
-
-def _check_epilogue(registry, table, rule, kernel, inputs, attrs) -> list[SlotReport]:
-    """The fused form (compiler/fuse.py): epilogue(inputs, bias, then) against run, then
-    the backend's per-map bias add, then ``then``'s in-place kernel, for no activation
-    and for each one-input op whose kernel here has an in-place form (its default
-    attributes), bit for bit, the inputs unchanged."""
-    add_bias = next((k for k in table.kernels.values() if k.per_map_bias), None)
-    if add_bias is None:
-        return [SlotReport(rule.name, "epilogue", "-", 1.0, False,
-                           "the backend declares an epilogue but no per-map bias kernel")]
-    activations = [(None, None)] + [
-        (op, table.kernel(op)) for op, other in sorted(registry.ops.items())
-        if len(other.slots) == 1 and table.kernel(op).in_place is not None]
-    reports = []
-    for op, then in activations:
-        then_attrs = dict(registry.op(op).attrs) if op else None
-        before = [a.copy() for a in inputs]
-        try:
-            y = kernel.run(*inputs, **attrs)
-            bias = np.linspace(-1, 1, y.shape[1]).astype(y.dtype)
-            want = add_bias.run(y, bias)
-            want = then.in_place(want, **then_attrs) if then else want
-            got = kernel.epilogue(*inputs, bias=bias, then=then, then_attrs=then_attrs, **attrs)
-        except Exception as e:  # a user's kernel may fail in any way; report it, op named
-            reports.append(SlotReport(rule.name, "epilogue", op or "-", 1.0, False,
-                                      f"{type(e).__name__}: {e}"))
-            continue
-        if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
-            reports.append(SlotReport(rule.name, "epilogue", op or "-", 1.0, False,
-                                      "the epilogue changed its inputs"))
-            continue
-        same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
-        reports.append(SlotReport(rule.name, "epilogue", op or "-",
-                                  0.0 if same else relative_error(got, want), same,
-                                  "" if same else f"epilogue with {op or 'no activation'} "
-                                                  "differs from run + add_bias + it"))
-    return reports
-
-
-def _check_times(table, rule, kernel, inputs, attrs) -> SlotReport:
-    """The fused product (compiler/fuse.py): times(inputs, by) against run, then the
-    backend's product kernel in place, bit for bit, the inputs unchanged."""
-    product = _declared(table, "product")
-    if product is None:
-        return SlotReport(rule.name, "times", "-", 1.0, False,
-                          "the backend declares times but no product kernel")
-
-    def compute():
-        y = kernel.run(*inputs, **attrs)
-        by = np.linspace(-2, 2, y.size).reshape(y.shape).astype(y.dtype)
-        return kernel.times(*inputs, by=by, **attrs), product.in_place(y, by)
-    return _bitwise_form(rule, "times", inputs, compute, "times differs from run and the product")
-
-
-def _check_scaled(table, rule, kernel, form, inputs, attrs, c=0.3) -> SlotReport:
-    """A fused constant factor (compiler/fuse.py) against run and the backend's `scale`
-    kernel in their order, bit for bit, the inputs unchanged."""
-    factor = _declared(table, "constant_factor")
-    if factor is None:
-        return SlotReport(rule.name, form, "-", 1.0, False,
-                          f"the backend declares {form} but no constant-factor kernel")
-
-    def compute():
-        want = factor.run(kernel.run(*inputs, **attrs), c=c) if form == "scaled" \
-            else kernel.run(factor.run(inputs[0], c=c), *inputs[1:], **attrs)
-        return getattr(kernel, form)(*inputs, c=c, **attrs), want
-    return _bitwise_form(rule, form, inputs, compute,
-                         f"{form} differs from the separate constant factor")
-
-
-def _bitwise_form(rule, check, inputs, compute, differs) -> SlotReport:
-    """compute()'s (got, want) bit for bit, the inputs unchanged; else ``differs``."""
-    before = [a.copy() for a in inputs]
-    try:
-        got, want = compute()
-    except Exception as e:  # a user's kernel may fail in any way; report it
-        return SlotReport(rule.name, check, "-", 1.0, False, f"{type(e).__name__}: {e}")
-    if any(a.tobytes() != b.tobytes() for a, b in zip(inputs, before)):
-        return SlotReport(rule.name, check, "-", 1.0, False, f"{check} changed its inputs")
-    same = np.shape(got) == np.shape(want) and np.array_equal(got, want, equal_nan=True)
-    return SlotReport(rule.name, check, "-", 0.0 if same else relative_error(got, want), same,
-                      "" if same else differs)
-
-
-def _declared(table, trait: str):
-    """The first kernel with ``trait`` set in ``table`` or the tables it falls back on."""
-    while table is not None:
-        found = next((k for k in table.kernels.values() if getattr(k, trait)), None)
-        if found is not None:
-            return found
-        table = table.fallback
-    return None
