@@ -12,6 +12,8 @@ from ..core.backend import Kernel
 from . import numerics
 from .numba_compiled import SMALL, compiled
 from .numpy_backend import KERNELS as NUMPY_KERNELS
+from .numpy_backend import poly as numpy_poly
+from .numpy_backend import upsample_kron as numpy_upsample_kron
 
 
 def _maps():
@@ -32,7 +34,7 @@ def scale_maps(x, beta):
 
 def poly(x, *, coeffs):
     if not _cubic_runs(x, coeffs):
-        return NUMPY_KERNELS["poly"].run(x, coeffs=coeffs)
+        return numpy_poly(x, coeffs=coeffs)
     return _maps().cubic(np.ascontiguousarray(x).reshape(-1), *_cubic(x, coeffs)
                          ).reshape(x.shape)
 
@@ -66,8 +68,7 @@ def poly_times_upsampled(x, *, coeffs, by, beta, factor):
     if factors != (2, 2) or not _cubic_runs(x, coeffs) or by.dtype != x.dtype \
             or by.size * 4 < SMALL:
         scaled = by * (numerics.per_map(beta, by.ndim) if beta.ndim else beta)
-        return poly_times(x, coeffs=coeffs, by=NUMPY_KERNELS["upsample_kron"].run(
-            scaled, factor=factor))
+        return poly_times(x, coeffs=coeffs, by=numpy_upsample_kron(scaled, factor=factor))
     import numba
     beta = np.full(x.shape[1], beta) if beta.ndim == 0 else beta
     kernel = "cubic_times_up2x2_" + ("rows" if by.shape[3] >= 8 else "maps")
