@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.backend import Backend
-from .check_ops import SlotReport, relative_error
+from .slot_report import SlotReport, relative_error
 
 
 def declared_forms(registry, table, rule, kernel, inputs, attrs) -> list[SlotReport]:

@@ -19,7 +19,7 @@ the steps they replace (tools/check_forms.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -29,26 +29,11 @@ from ..compiler.program import make_plan
 from ..core.graph import Emitter, node_view
 from ..core.registry import NotDifferentiable, OpRule, Registry, draw_example, example_ranks
 from ..runtime.execute import run_plan
+from .check_forms import declared_forms
+from .slot_report import SlotReport, relative_error
 
 TOLERANCE = 1e-6
 EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class SlotReport:
-    op: str
-    check: str       # 'shape', 'gradient', 'curvature', 'in_place', 'shared_input', 'epilogue',
-                     # 'times', 'scaled', 'reads_scaled', 'times_upsampled'
-    slot: str
-    error: float     # norm-wise relative error, or 0/1 for shape
-    ok: bool
-    detail: str = ""
-
-
-def relative_error(got: np.ndarray, want: np.ndarray) -> float:
-    """‖g − ĝ‖ / max(‖g‖, ‖ĝ‖), 0 when both vanish."""
-    scale = max(np.linalg.norm(got), np.linalg.norm(want))
-    return 0.0 if scale == 0 else float(np.linalg.norm(got - want) / scale)
 
 
 def verify_op(registry: Registry, name: str, seed: int = 0,
@@ -206,7 +191,6 @@ def verify_kernel(registry: Registry, backend: str, name: str, cases, dtype) -> 
     left unchanged, its in-place form bitwise equal to its run, and its other declared
     forms to the steps they replace (tools/check_forms.py).
     Each report's detail names the case."""
-    from .check_forms import declared_forms
     rule, kernel = registry.op(name), registry.backend(backend).kernels[name]
     if rule.reference is None:
         return [SlotReport(name, "kernel", "-", 1.0, False,
