@@ -114,8 +114,8 @@ def test_every_fast_backend_has_kernels_of_its_own():
 def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monkeypatch):
     """Each compiled entry point of the numba backend (a parallel numba function of its
     kernel modules) runs on some case, in float32 and in float64: the cases are large
-    enough to leave NumPy's fallback; kernels with an in-place, times, constant-factor or
-    epilogue form (a bias, then no activation or tanh) run it too.
+    enough to leave NumPy's fallback; kernels with an in-place, times, constant-factor,
+    upsampled-product or epilogue form (a bias, then no activation or tanh) run it too.
     numba_activations' are float32's alone (float64 keeps NumPy's sigmoid)."""
     from numba.core.registry import CPUDispatcher
 
@@ -143,6 +143,12 @@ def test_the_cases_reach_every_compiled_numba_kernel_in_both_dtypes(cases, monke
                 for form in ("scaled", "reads_scaled"):
                     if getattr(kernel, form) is not None:
                         getattr(kernel, form)(*inputs, c=0.5, **example.attrs)
+                if kernel.times_upsampled is not None:
+                    factor = tuple(2 if n % 2 == 0 else 1 for n in y.shape[2:])
+                    by = np.ones(y.shape[:2] + tuple(n // f for n, f in zip(y.shape[2:], factor)),
+                                 dtype)
+                    kernel.times_upsampled(*inputs, by=by, beta=np.ones(y.shape[1], dtype),
+                                           factor=factor, **example.attrs)
                 for then in (None, backend.kernel("tanh")) if kernel.epilogue else ():
                     kernel.epilogue(*inputs, bias=np.zeros(y.shape[1], dtype), then=then,
                                     then_attrs={}, **example.attrs)
