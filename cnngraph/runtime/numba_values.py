@@ -12,6 +12,7 @@ from ..core.backend import Kernel
 from . import numerics
 from .numba_compiled import SMALL, compiled
 from .numpy_backend import KERNELS as NUMPY_KERNELS
+from .numpy_backend import _factors
 from .numpy_backend import poly as numpy_poly
 from .numpy_backend import upsample_kron as numpy_upsample_kron
 
@@ -64,8 +65,7 @@ def poly_times_upsampled(x, *, coeffs, by, beta, factor):
     by times its β, once: scale_maps' or `scale`'s product; up copies; poly_times);
     elsewhere those steps."""
     beta = np.asarray(beta, x.dtype)
-    factors = (int(factor),) * (x.ndim - 2) if np.ndim(factor) == 0 else tuple(factor)
-    if factors != (2, 2) or not _cubic_runs(x, coeffs) or by.dtype != x.dtype \
+    if _factors(x, factor) != (2, 2) or not _cubic_runs(x, coeffs) or by.dtype != x.dtype \
             or by.size * 4 < SMALL:
         scaled = by * (numerics.per_map(beta, by.ndim) if beta.ndim else beta)
         return poly_times(x, coeffs=coeffs, by=numpy_upsample_kron(scaled, factor=factor))
