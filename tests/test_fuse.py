@@ -304,10 +304,12 @@ def test_live_buffers_peak_equals_the_lifetimes_estimate(name, dtype, batch):
 
 
 @numba_backend
-@pytest.mark.parametrize("wrong,slot", [
-    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.asarray(beta) * 1.001, **kw), None),
-    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.mean(beta), **kw), "per-map")])
-def test_check_ops_catches_a_wrong_upsampled_product(wrong, slot):
+@pytest.mark.parametrize("wrong,passing", [
+    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.asarray(beta) * 1.001, **kw),
+     [False, False]),
+    # β's mean: wrong for a β per map, right for a constant
+    (lambda form: lambda x, *, beta, **kw: form(x, beta=np.mean(beta), **kw), [False, True])])
+def test_check_ops_catches_a_wrong_upsampled_product(wrong, passing):
     """A slope that declares it multiplies by up(β δ) as it writes is checked against the
     factor, the upsampling and the product, with a per-map β and with a constant."""
     registry = default_registry()
@@ -321,6 +323,6 @@ def test_check_ops_catches_a_wrong_upsampled_product(wrong, slot):
     reports = [r for r in verify_kernel(registry, "numba", "my_poly", cases, np.float32)
                if r.check == "times_upsampled"]
     assert [r.slot for r in reports] == ["per-map", "constant"]
-    assert all(r.ok == (slot is not None and r.slot != slot) for r in reports)
+    assert [r.ok for r in reports] == passing
     assert all("differs from the factor, upsampling and product" in r.detail
                for r in reports if not r.ok)
