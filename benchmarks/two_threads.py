@@ -106,12 +106,13 @@ def step_scaling(path, batch, dtype, walks: int) -> list[dict]:
 
 def print_steps(path, batch, steps):
     print(f"{path.split('/')[-1]}, batch {batch}: training steps, median us")
-    print(f"{'op':<32}{'layer':<7}{'pass':<9}{'1 thread':>9}{'2 threads':>10}{'speed-up':>9}")
+    width = max([32] + [len(r["op"]) + 1 for r in steps])  # fused steps' names run long
+    print(f"{'op':<{width}}{'layer':<7}{'pass':<9}{'1 thread':>9}{'2 threads':>10}{'speed-up':>9}")
     for r in steps:
-        print(f"{r['op']:<32}{r['layer'] or '-':<7}{r['pass']:<9}{r['one_us']:>9.1f}"
+        print(f"{r['op']:<{width}}{r['layer'] or '-':<7}{r['pass']:<9}{r['one_us']:>9.1f}"
               f"{r['two_us']:>10.1f}{r['one_us'] / r['two_us']:>9.2f}")
     one, two = (sum(r[k] for r in steps) for k in ("one_us", "two_us"))
-    print(f"{'sum of the steps':<48}{one:>9.1f}{two:>10.1f}{one / two:>9.2f}")
+    print(f"{'sum of the steps':<{width + 16}}{one:>9.1f}{two:>10.1f}{one / two:>9.2f}")
 
 
 def machine_probe(rounds: int, seconds: float) -> list[dict]:

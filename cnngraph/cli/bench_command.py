@@ -81,8 +81,9 @@ def cmd_bench(args) -> int:
             f"{r[f'{m}_gflops_per_s']:>8.1f} {100 * r[f'{m}_peak_fraction']:>5.1f}%"
             for m in ("train", "infer")))
     print(f"\ntime per op, one training step at batch {profile_batch}:")
+    width = max([30] + [len(r["op"]) for r in ops])  # fused steps' names run long
     for r in ops:
-        print(f"  {r['op']:<30} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  "
+        print(f"  {r['op']:<{width}} {r['pass']:<9} {r['ms_per_step']:8.3f} ms  "
               f"{100 * r['share']:5.1f}%")
     print("time per layer, ms per step (as caffe time):")
     ms = {(r["layer"], r["pass"]): r["ms_per_step"] for r in layers}
