@@ -9,7 +9,9 @@ with ln 2 in two parts (n·C1 exact), a degree-7 Taylor polynomial on |r| <= ln 
 (its remainder below 6e-9 relative), and 2**n built from its bits in two halves (so
 that exp overflows to inf and underflows to 0 as libm's does).  tanh|x| is
 e/(e + 2) with e = exp(2|x|) − 1, taken from a polynomial without its constant term
-where 2|x| < ln 2 / 2 (so that small x keep their relative precision).  `_zmm`
+where 2|x| < ln 2 / 2 (so that small x keep their relative precision); its exp, of
+0 <= 2|x| <= 20, skips exp's clamps and scales by 2**n in one factor (exact either
+way: the same bits, 1.11x faster on this Zen 4 in cache).  `_zmm`
 (numba_tiles) lets LLVM's loop vectorizer use 16-lane vectors.  Float64 stays NumPy's:
 it is the check path, and DLT's replay keeps its bits.  Elementwise, with blocks fixed
 by the array's length: the bits never depend on the thread count, and in place equals
@@ -55,15 +57,20 @@ def _from_bits(typingctx, bits):
 
 
 @njit(inline="always", **_jit)
-def exp32(x):
-    """e**x for a float32 x, within a few ulp of libm's."""
-    clamped = min(max(x, EXP_LOW), EXP_HIGH)
-    n = np.floor(clamped * LOG2E + HALF)
-    r = (clamped - n * LN2_C1) - n * LN2_C2
+def _reduced_exp(x):
+    """(p, m): e**x = p·2**m, p = e**r from the series, r = x − m·ln 2 (|r| <= ln 2 / 2)."""
+    n = np.floor(x * LOG2E + HALF)
+    r = (x - n * LN2_C1) - n * LN2_C2
     p = EXP_SERIES[0]
     for k in range(1, len(EXP_SERIES)):
         p = p * r + EXP_SERIES[k]
-    m = np.int32(n)
+    return p, np.int32(n)
+
+
+@njit(inline="always", **_jit)
+def exp32(x):
+    """e**x for a float32 x, within a few ulp of libm's."""
+    p, m = _reduced_exp(min(max(x, EXP_LOW), EXP_HIGH))
     half = m >> 1
     return p * _from_bits((half + 127) << 23) * _from_bits((m - half + 127) << 23)
 
@@ -87,7 +94,8 @@ def tanh32(x):
     p = EXPM1_SERIES[0]
     for k in range(1, len(EXPM1_SERIES)):
         p = p * y + EXPM1_SERIES[k]
-    e = p * y if y < EXPM1_SMALL else exp32(y) - ONE
+    q, m = _reduced_exp(y)  # exp32(y)'s bits: 0 <= y <= 20 needs no clamp, 2**m no halves
+    e = p * y if y < EXPM1_SMALL else q * _from_bits((m + 127) << 23) - ONE
     t = e / (e + TWO)
     return -t if x < 0 else t
 
