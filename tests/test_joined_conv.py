@@ -1,0 +1,107 @@
+"""numba_joined's forward correlation of a connection table's joined map pairs (the images
+along the vectors): the bits of numba_tiled's tiles, which multiply every pair, with
+and without the fused bias and float32 tanh, on 1 and 2 threads, within rounding of
+the reference; its row split; and when numba_backend's conv_valid takes it."""
+import numpy as np
+import pytest
+from conftest import needs_numba
+
+from cnngraph.runtime import numerics
+
+pytestmark = needs_numba
+
+#: LeNet-5's C3 table (models/lenet5.cnn): output map -> the S2 maps it reads
+LENET_C3 = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1), (0, 1, 2, 3),
+            (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
+            (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5))
+
+
+def _table(rows, c):
+    joined = np.zeros((len(rows), c), bool)
+    for o, inputs in enumerate(rows):
+        joined[o, list(inputs)] = True
+    return joined
+
+
+#: (joined pairs, input map size, kernel size): LeNet-5's C3 (10 outputs a row: two
+#: tiles of 5); maps one to one; a random table on rows of 9 (tiles of 5, then 4) with
+#: a 3x3 kernel
+TABLES = {"lenet-c3": (_table(LENET_C3, 6), (14, 14), (5, 5)),
+          "one-to-one": (np.eye(6, dtype=bool), (14, 14), (5, 5)),
+          "random": (np.random.default_rng(7).random((9, 5)) < 0.5, (11, 11), (3, 3))}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("table", TABLES)
+def test_joined_pairs_give_the_tiles_bits(table, dtype):
+    """Batch 37: two full groups of images and a part one, in float32 (16 lanes) and
+    float64 (8)."""
+    import numba
+
+    from cnngraph.runtime import numba_joined, numba_tiled
+    from cnngraph.runtime.numba_activations import TANH
+    joined, size, k = TABLES[table]
+    rng = np.random.default_rng(len(joined))
+    x = rng.normal(size=(37, joined.shape[1]) + size).astype(dtype)
+    kernel = (rng.normal(size=joined.shape + k) * joined[:, :, None, None]).astype(dtype)
+    bias = rng.normal(size=len(joined)).astype(dtype)
+    want = numerics.correlate_valid(x.astype(np.float64), kernel.astype(np.float64))
+    tanh = (TANH, dtype(2 / 3), dtype(1.7159)) if dtype == np.float32 else (0, 0.0, 0.0)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            for b, act, gain, scale in ((np.zeros(0, dtype), 0, dtype(0), dtype(0)),
+                                        (bias, *tanh)):
+                got = numba_joined.conv_joined(x, kernel, joined, b, act, gain, scale, 0)
+                tiles = numba_tiled.conv_valid(x, kernel, threads, b, act, gain, scale, 0)
+                assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), (threads, act)
+    finally:
+        numba.set_num_threads(before)
+    plain = numba_joined.conv_joined(x, kernel, joined, np.zeros(0, dtype), 0, dtype(0),
+                                     dtype(0), 0)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.abs(plain - want).max() <= tol * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("wo,kw,split", [(10, 5, (5, 5, 2)), (9, 3, (5, 4, 1)),
+                                         (8, 5, (8, 8, 1)), (13, 5, (7, 6, 1)),
+                                         (1, 3, (1, 1, 1)), (3, 26, None)])
+def test_a_row_is_cut_into_tiles_that_fit_the_registers(wo, kw, split):
+    from cnngraph.runtime.numba_joined import REGISTERS, row_split
+    assert row_split(wo, kw) == split
+    if split:
+        QA, QB, nA = split
+        count = nA + (wo - nA * QA) // QB
+        assert nA * QA + (count - nA) * QB == wo and 2 * QA + kw - 1 <= REGISTERS
+
+
+@pytest.mark.parametrize("batch,threads,joined_path", [(37, 1, True), (256, 2, True),
+                                                       (37, 2, False), (16, 2, False),
+                                                       (10, 1, False), (1, 1, False)])
+def test_conv_valid_sums_the_joined_pairs_where_that_is_cheaper(batch, threads, joined_path,
+                                                                monkeypatch):
+    """LeNet-5's C3 in float32: numba_joined where a thread's groups of 16 images take
+    clearly fewer products than its share of the tiles' (at 37 images on two threads
+    one thread has two groups, at 16 the other none; at 10 the group is mostly
+    padding), the reference's values either way, the table applied to a full kernel."""
+    import numba
+
+    from cnngraph.runtime import numba_backend as nb
+    from cnngraph.runtime import numba_joined
+    calls = []
+    real = numba_joined.conv_joined
+    monkeypatch.setattr(numba_joined, "conv_joined", lambda *a: calls.append(1) or real(*a))
+    joined = _table(LENET_C3, 6)
+    rng = np.random.default_rng(batch)
+    x, kernel = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(16, 6, 5, 5))
+    before = numba.get_num_threads()
+    try:
+        nb.set_threads(threads)
+        got = nb.KERNELS["conv_valid"].run(x.astype(np.float32), kernel.astype(np.float32),
+                                           mask=joined.astype(np.float64))
+    finally:
+        numba.set_num_threads(before)
+    want = numerics.correlate_valid(x, kernel * joined[:, :, None, None])
+    assert bool(calls) == joined_path
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
