@@ -1,7 +1,9 @@
 """numba_joined's forward correlation of a connection table's joined map pairs (the images
 along the vectors): the bits of numba_tiled's tiles, which multiply every pair, with
 and without the fused bias and float32 tanh, on 1 and 2 threads, within rounding of
-the reference; its row split; and when numba_backend's conv_valid takes it."""
+the reference; its row split; and when numba_backend's conv_valid takes it.  Their
+kernel gradient (numba_joined_kernel) against the reference, on any thread count,
+and when conv_grad_kernel takes it."""
 import numpy as np
 import pytest
 from conftest import needs_numba
@@ -68,8 +70,8 @@ def test_joined_pairs_give_the_tiles_bits(table, dtype):
                                          (8, 5, (8, 8, 1)), (13, 5, (7, 6, 1)),
                                          (1, 3, (1, 1, 1)), (3, 26, None)])
 def test_a_row_is_cut_into_tiles_that_fit_the_registers(wo, kw, split):
-    from cnngraph.runtime.numba_joined import REGISTERS, row_split
-    assert row_split(wo, kw) == split
+    from cnngraph.runtime.numba_joined import REGISTERS, row_split, widest
+    assert row_split(wo, widest(kw)) == split
     if split:
         QA, QB, nA = split
         count = nA + (wo - nA * QA) // QB
@@ -103,5 +105,63 @@ def test_conv_valid_sums_the_joined_pairs_where_that_is_cheaper(batch, threads, 
     finally:
         numba.set_num_threads(before)
     want = numerics.correlate_valid(x, kernel * joined[:, :, None, None])
+    assert bool(calls) == joined_path
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("table", TABLES)
+def test_joined_kernel_gradient_is_the_reference_on_any_thread_count(table, dtype):
+    """numba_joined_kernel at batch 37 (float32: groups of 16, 16 and 5 images; float64:
+    five of 8, the last of 5): bitwise the same on 1 and 2 threads, within rounding of
+    the reference on the joined pairs, exactly zero elsewhere."""
+    import numba
+
+    from cnngraph.runtime import numba_joined_kernel
+    joined, size, k = TABLES[table]
+    rng = np.random.default_rng(len(joined) + 1)
+    x = rng.normal(size=(37, joined.shape[1]) + size)
+    out = tuple(n - m + 1 for n, m in zip(size, k))
+    delta = rng.normal(size=(37, len(joined)) + out)
+    want = numerics.correlate_kernel(x, delta, *k) * joined[:, :, None, None]
+    before, got = numba.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            got.append(numba_joined_kernel.conv_grad_kernel_joined(
+                x.astype(dtype), delta.astype(dtype), *k, joined))
+    finally:
+        numba.set_num_threads(before)
+    assert got[0].dtype == dtype and got[0].tobytes() == got[1].tobytes()
+    assert not got[0][~joined].any()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.abs(got[0] - want).max() <= tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize("batch,threads,joined_path", [(37, 2, True), (8, 1, True), (4, 1, False)])
+def test_conv_grad_kernel_sums_the_joined_pairs_where_that_is_cheaper(batch, threads,
+                                                                      joined_path, monkeypatch):
+    """LeNet-5's C3 in float32: numba_joined_kernel where a thread's groups take at most
+    1.25 times the products of its share of numba_conv's (at batch 4 one group of 16
+    lanes takes 2.5 times), the reference's values either way."""
+    import numba
+
+    from cnngraph.runtime import numba_backend as nb
+    from cnngraph.runtime import numba_joined_kernel
+    calls = []
+    real = numba_joined_kernel.conv_grad_kernel_joined
+    monkeypatch.setattr(numba_joined_kernel, "conv_grad_kernel_joined",
+                        lambda *a: calls.append(1) or real(*a))
+    joined = _table(LENET_C3, 6)
+    rng = np.random.default_rng(batch)
+    x, delta = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(batch, 16, 10, 10))
+    before = numba.get_num_threads()
+    try:
+        nb.set_threads(threads)
+        got = nb.KERNELS["conv_grad_kernel"].run(x.astype(np.float32), delta.astype(np.float32),
+                                                 size=(5, 5), mask=joined.astype(np.float64))
+    finally:
+        numba.set_num_threads(before)
+    want = numerics.correlate_kernel(x, delta, 5, 5) * joined[:, :, None, None]
     assert bool(calls) == joined_path
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()

@@ -11,7 +11,8 @@ BLAS was 1.3-1.8x faster); the seed's conv_valid and conv_full where their outpu
 across a chunk of the batch, are at least DIRECT_MIN_RUN values long and a map fills a
 tile, and conv_valid also where numba_listed's positions fit (rows1d.cnn's 1-D rows from
 batch 10 or so), a connection table's joined map pairs alone where that is cheaper
-(runtime/numba_joined.py: LeNet-5's C3 from batch 16 or so); narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1)
+(runtime/numba_joined.py, and their kernel gradient in numba_joined_kernel.py:
+LeNet-5's C3 from batch 16 or so); narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1)
 stay matrix products, where BLAS was 2-4x faster than the direct loops (measured while
 choosing, against NumPy's at batches 1, 4, 10, 20 and 256). The tiled convolutions take
 the fused plan's epilogue: the bias, and the float32 sigmoid or tanh
@@ -99,24 +100,12 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
             or _listed(x, kernel)):
         return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
     fused = _fused_arguments(x, bias, then, then_attrs)
-    y = _joined(x, kernel, mask, fused)
+    y = None if mask is None else compiled("numba_joined").where_cheaper(
+        np.ascontiguousarray(x), kernel, mask, fused, _threads())
     if y is None:
         y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
                                 _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), *fused)
     return _after_fused(y, fused, then, then_attrs)
-
-
-def _joined(x, kernel, mask, fused):
-    """conv_valid of a connection table's joined map pairs alone (numba_joined) where
-    that is cheaper; None elsewhere."""
-    if mask is None:
-        return None
-    joined = np.asarray(mask) != 0
-    run = compiled("numba_joined")
-    outputs = (x.shape[2] - kernel.shape[2] + 1) * (x.shape[3] - kernel.shape[3] + 1)
-    if not run.cheaper(joined, len(x), outputs, x.itemsize, _threads()):
-        return None
-    return run.conv_joined(np.ascontiguousarray(x), kernel, joined, *fused)
 
 
 def _fused_arguments(x, bias, then, then_attrs) -> tuple:
@@ -165,7 +154,9 @@ def conv_full(delta, kernel, *, mask=None):
 def conv_grad_kernel(x, delta, *, size, mask=None):
     if not _direct(len(delta), delta.shape[3]):
         return masked(numerics.correlate_kernel(x, delta, *size), mask)
-    return masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
+    g = None if mask is None else compiled("numba_joined_kernel").where_cheaper(
+        np.ascontiguousarray(x), np.ascontiguousarray(delta), size, mask, _threads())
+    return g if g is not None else masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
                                            np.ascontiguousarray(delta), *size), mask)
 
 

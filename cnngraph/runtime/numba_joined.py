@@ -36,7 +36,7 @@ LANES = {np.float32: VECTOR_BYTES // 4, np.float64: VECTOR_BYTES // 8}
 #: images), 0.96 in 1.30 at 10; on two, 0.60 in 0.73 at 32, 0.77 in 0.92 at 50, 0.96 in
 #: 1.47 at 40 (three groups), 1.20 in 1.30 at 16 (one group, one thread)
 MARGIN = 1.25
-#: vector registers a tile may hold: Q sums and Q + kw − 1 inputs (AVX-512 has 32)
+#: vector registers a tile may hold (AVX-512 has 32)
 REGISTERS = 28
 #: outputs of a row a tile takes at most
 ROW = 8
@@ -54,16 +54,21 @@ def cheaper(joined: np.ndarray, batch: int, outputs: int, itemsize: int, threads
     return int(joined.sum()) * L * outputs * rounds * MARGIN <= tiles
 
 
-def row_split(wo: int, kw: int) -> tuple[int, int, int] | None:
-    """(QA, QB, nA): a row of wo outputs cut into tiles, nA of QA outputs, then tiles
-    of QB = QA − 1 (QB = QA where every tile is QA wide); None where a tile of two outputs would not fit in REGISTERS."""
-    widest = min(ROW, (REGISTERS - kw + 1) // 2)
-    if widest < 2:
+def row_split(wo: int, most: int) -> tuple[int, int, int] | None:
+    """(QA, QB, nA): a row of wo outputs cut into tiles at most ``most`` wide, nA of QA
+    outputs, then tiles of QB = QA − 1 (QB = QA where every tile is QA wide); None
+    where ``most`` is under 2 (no tile would fit in the registers)."""
+    if most < 2:
         return None
-    count = -(-wo // widest)
+    count = -(-wo // most)
     QA = -(-wo // count)
     nA = wo - count * (QA - 1)
     return QA, QA if nA == count else QA - 1, nA
+
+
+def widest(kw: int) -> int:
+    """The widest forward tile for kernels kw wide: Q sums and Q + kw − 1 inputs held."""
+    return min(ROW, (REGISTERS - kw + 1) // 2)
 
 
 def operands(joined: np.ndarray, kernel: np.ndarray):
@@ -182,7 +187,7 @@ def conv_joined(x, kernel, joined, bias, act, gain, scale, least):
     None where `row_split` finds no tile."""
     c_out, _, kh, kw = kernel.shape
     ho, wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    split = row_split(wo, kw)
+    split = row_split(wo, widest(kw))
     if split is None:
         return None
     QA, QB, nA = split
@@ -192,3 +197,14 @@ def conv_joined(x, kernel, joined, bias, act, gain, scale, least):
     _compiled(QA, QB, kw, dtype)(np.ascontiguousarray(x), kr, ins, istart, kh, nA, bias,
                                  act if y.size >= least else 0, gain, scale, y)
     return y
+
+
+def where_cheaper(x, kernel, mask, fused, threads):
+    """`conv_joined` of the pairs ``mask`` (C_out, C) joins (nonzero), ``fused`` being
+    numba_backend's epilogue arguments, where that is `cheaper` on ``threads``; None
+    elsewhere."""
+    joined = np.asarray(mask) != 0
+    outputs = (x.shape[2] - kernel.shape[2] + 1) * (x.shape[3] - kernel.shape[3] + 1)
+    if not cheaper(joined, len(x), outputs, x.itemsize, threads):
+        return None
+    return conv_joined(x, kernel, joined, *fused)
