@@ -12,13 +12,13 @@ across a chunk of the batch, are at least DIRECT_MIN_RUN values long and a map f
 tile, and conv_valid also where numba_listed's positions fit (rows1d.cnn's 1-D rows from
 batch 10 or so), a connection table's joined map pairs alone where that is cheaper
 (runtime/numba_joined.py, and their kernel gradient in numba_joined_kernel.py:
-LeNet-5's C3 from batch 16 or so); narrower ones (LeNet-5's C5 with 1x1 outputs, dlt.cnn's C3 at batch 1)
-stay matrix products, where BLAS was 2-4x faster than the direct loops (measured while
-choosing, against NumPy's at batches 1, 4, 10, 20 and 256). The tiled convolutions take
-the fused plan's epilogue: the bias, and the float32 sigmoid or tanh
-(runtime/numba_values.py), applied as they write. The kernels use their own threads
-(`set_threads`), so training never splits the batch across threads for this backend;
-they load on first use (runtime/numba_compiled.py).
+LeNet-5's C3 from batch 16 or so); narrower ones (LeNet-5's C5 with 1x1 outputs,
+dlt.cnn's C3 at batch 1) stay matrix products, where BLAS was 2-4x faster than the
+direct loops (measured while choosing, against NumPy's at batches 1, 4, 10, 20 and
+256). The tiled convolutions take the fused plan's epilogue: the bias, and the float32
+sigmoid or tanh (runtime/numba_values.py), applied as they write. The kernels use their
+own threads (`set_threads`), so training never splits the batch across threads for this
+backend; they load on first use (runtime/numba_compiled.py).
 """
 from __future__ import annotations
 
@@ -154,10 +154,10 @@ def conv_full(delta, kernel, *, mask=None):
 def conv_grad_kernel(x, delta, *, size, mask=None):
     if not _direct(len(delta), delta.shape[3]):
         return masked(numerics.correlate_kernel(x, delta, *size), mask)
+    x, delta = np.ascontiguousarray(x), np.ascontiguousarray(delta)
     g = None if mask is None else compiled("numba_joined_kernel").where_cheaper(
-        np.ascontiguousarray(x), np.ascontiguousarray(delta), size, mask, _threads())
-    return g if g is not None else masked(_conv().conv_grad_kernel(np.ascontiguousarray(x),
-                                           np.ascontiguousarray(delta), *size), mask)
+        x, delta, size, mask, _threads())
+    return g if g is not None else masked(_conv().conv_grad_kernel(x, delta, *size), mask)
 
 
 def _threads() -> int:

@@ -49,7 +49,8 @@ def cheaper(joined: np.ndarray, batch: int, outputs: int, itemsize: int, threads
     dtype = np.float32 if itemsize == 4 else np.float64
     L, (P, J) = LANES[dtype], LISTED_TILES[dtype]
     c_out, c = joined.shape
-    rounds = -(-(-(-batch // L)) // threads)
+    groups = -(-batch // L)
+    rounds = -(-groups // threads)
     tiles = -(-c_out // J) * J * c * (-(-outputs // P) * P) * -(-batch // threads)
     return int(joined.sum()) * L * outputs * rounds * MARGIN <= tiles
 

@@ -4,12 +4,13 @@ pairs alone, with the images along the vectors (numba_joined's layout).
 numba_conv's kernel gradient sums every map pair, four output maps sharing each load:
 LeNet-5's C3 computed 96 pairs' gradients for the 60 its table keeps.  Here a group
 of L images (16 float32, 8 float64) of x and of δ is copied batch innermost, and a
-tile sums one joined pair's kernel row a: per δ row it loads Q δ vectors and the
-Q + kw − 1 input vectors they meet, and adds Q x kw products into kw vectors of L
-partial sums.  Entry (o, i, a, b) is then, per group, L lane sums, each one chain
-over the group's positions (Y, X) in order, added lane by lane; the groups' sums
-added in group order.  Groups depend on the batch size alone: the bits never depend
-on the thread count (they are not numba_conv's, whose sums vectorize otherwise).
+tile sums one joined pair's kernel row a: per run of Q δ positions along a row it
+loads Q δ vectors and the Q + kw − 1 input vectors they meet, and adds Q x kw
+products into kw vectors of L partial sums.  Entry (o, i, a, b) is then, per group,
+L lane sums, each one chain over the group's positions in a fixed order (`run_starts`),
+added lane by lane; the groups' sums added in group order.  Groups depend on the
+batch size alone: the bits never depend on the thread count (they are not
+numba_conv's, whose sums vectorize otherwise).
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def cheaper(joined: np.ndarray, batch: int, itemsize: int, threads: int) -> bool
     whole, is at most 1/MARGIN times its share of numba_conv's, which sums every pair
     for its own images."""
     L = LANES[np.float32 if itemsize == 4 else np.float64]
-    rounds = -(-(-(-batch // L)) // threads)
+    groups = -(-batch // L)
+    rounds = -(-groups // threads)
     return int(joined.sum()) * L * rounds * MARGIN <= joined.size * -(-batch // threads)
 
 
@@ -52,7 +54,8 @@ def _run(Q: int, kw: int, L: int) -> list[str]:
     lines = ["    for r in range(starts.shape[1]):",
              "        p = np.uint64(x0 + starts[0, r])",
              "        q = np.uint64(d0 + starts[1, r])"]
-    lines += [f"        d{u}_{j} = ds[q + np.uint64({u * L + j})]" for u in range(Q) for j in range(L)]
+    lines += [f"        d{u}_{j} = ds[q + np.uint64({u * L + j})]"
+              for u in range(Q) for j in range(L)]
     lines += [f"        s{u}_{j} = xs[p + np.uint64({u * L + j})]"
               for u in range(Q + kw - 1) for j in range(L)]
     lines += [f"        g{b}_{j} += s{u + b}_{j} * d{u}_{j}"
@@ -74,7 +77,8 @@ def _tile_source(QA: int, QB: int, kw: int, L: int) -> str:
     lines.append("    starts = runs_b")
     lines += _run(QB, kw, L)
     lines.append("    f = np.uint64(e)")
-    lines += [f"    out[f + np.uint64({b * L + j})] = g{b}_{j}" for b in range(kw) for j in range(L)]
+    lines += [f"    out[f + np.uint64({b * L + j})] = g{b}_{j}"
+              for b in range(kw) for j in range(L)]
     return "\n".join(lines) + "\n"
 
 
