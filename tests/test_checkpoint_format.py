@@ -27,7 +27,10 @@ FORMAT1 = ROOT / "tests" / "data" / "format1"
 #: fingerprints are 0463f99's own resumes (dlt) and those of that change's numba backend
 #: (the tanh models: no backend now makes 0463f99's bits of their training in float32);
 #: on the AMD EPYC Zen 4 they are this code's resumes at 9f5c702, which guard the format-1
-#: path against later changes there.
+#: path against later changes there.  learned's C3 is one to one (a connection table),
+#: whose kernel gradient has summed its joined pairs alone since 384032e, in another
+#: order: its Zen 4 fingerprint is that change's resume, and its Xeon one (25c955dfef186e15
+#: before) waits to be pinned again on such a machine (till then the test skips there).
 NUMPY = ("--backend", "numpy")
 OLD = {
     "dlt": (ROOT / "models" / "dlt.cnn", (0.916, 0.4770169633274351),
@@ -35,7 +38,7 @@ OLD = {
     "standardize": (FORMAT1 / "standardize.cnn", (0.516, 1.5937765836715698),
                     {"xeon-amx": "52edcaa1e3d6d981", "zen4": "4bd54c144e4e6954"}, NUMPY),
     "learned": (FORMAT1 / "learned.cnn", (0.828, 2.3965060710906982),
-                {"xeon-amx": "25c955dfef186e15", "zen4": "9e699af9999b6d1d"}, NUMPY),
+                {"zen4": "d5ea4a830ff7d3f6"}, NUMPY),
 }
 
 
@@ -109,7 +112,7 @@ def test_resume_of_format_1_continues_bitwise(name, mnist, tmp_path, capsys):
     resumed = load_checkpoint(tmp_path / "checkpoint.npz")
     assert resumed.version == 2 and resumed.preprocessing is not None
     kind = machine_kind()
-    if kind is None:
+    if kind not in pinned:
         pytest.skip("no resume fingerprint pinned for this CPU (the numba backend's bits "
                     "are the CPU's); the resume ran and wrote format 2")
     got = fingerprint(tmp_path)

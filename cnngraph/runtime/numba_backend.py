@@ -156,7 +156,7 @@ def conv_grad_kernel(x, delta, *, size, mask=None):
         return masked(numerics.correlate_kernel(x, delta, *size), mask)
     x, delta = np.ascontiguousarray(x), np.ascontiguousarray(delta)
     g = None if mask is None else compiled("numba_joined_kernel").where_cheaper(
-        x, delta, size, mask, _threads())
+        x, delta, size, mask)
     return g if g is not None else masked(_conv().conv_grad_kernel(x, delta, *size), mask)
 
 

@@ -19,28 +19,26 @@ import functools
 import numpy as np
 from numba import njit, prange, types
 
-from .numba_conv import _jit
 from .numba_joined import LANES, REGISTERS, ROW, row_split
 from .numba_lanes import to_lanes
 from .numba_tiles import _slp_vectorized, _strict, _zmm
 
 
-#: the joined pairs where they take up to 1/MARGIN times numba_conv's products per
-#: thread: LeNet-5's C3, float32, interleaved (medians of 20), one thread: at batch 256
-#: 0.62 times the products in 0.67 of the time, at 50 0.77 in 0.72, at 10 1.0 in 0.80,
-#: at 8 1.25 in 1.03, at 4 2.5 in 0.99; two threads: at 256 0.62 in 0.54, at 16 (one
-#: group, on one thread) 1.25 in 0.70, at 37 1.25 in 0.87
+#: the joined pairs where they take up to 1/MARGIN times numba_conv's products, the
+#: batch rounded up to whole groups: LeNet-5's C3, float32, interleaved (medians of
+#: 20), one thread: at batch 256 0.62 times the products in 0.67 of the time, at 50
+#: 0.77 in 0.72, at 10 1.0 in 0.80, at 8 1.25 in 1.03, at 4 2.5 in 0.99; two threads:
+#: at 256 0.62 in 0.54, at 16 1.25 in 0.70, at 37 0.78 in 0.87
 MARGIN = 0.8
 
 
-def cheaper(joined: np.ndarray, batch: int, itemsize: int, threads: int) -> bool:
-    """Whether a thread's share of the joined pairs' products, its groups of L images
-    whole, is at most 1/MARGIN times its share of numba_conv's, which sums every pair
-    for its own images."""
+def cheaper(joined: np.ndarray, batch: int, itemsize: int) -> bool:
+    """Whether the joined pairs' products, the batch in whole groups of L images, are at
+    most 1/MARGIN times numba_conv's, which sums every pair.  Not the thread count:
+    the two give other bits, so the choice must not depend on it."""
     L = LANES[np.float32 if itemsize == 4 else np.float64]
     groups = -(-batch // L)
-    rounds = -(-groups // threads)
-    return int(joined.sum()) * L * rounds * MARGIN <= joined.size * -(-batch // threads)
+    return int(joined.sum()) * groups * L * MARGIN <= joined.size * batch
 
 
 def widest(kw: int) -> int:
@@ -137,7 +135,8 @@ def _grad_TILE(x, delta, outs, ins, kh, kw, runs_a, runs_b, total):
 @functools.cache
 def _compiled(QA: int, QB: int, kw: int, dtype: type):
     """The driver for tiles of runs QA and QB wide and kernels kw wide in dtype: its tile
-    compiled now, the driver on its first call (generated too, as numba_joined's)."""
+    compiled now, the driver on its first call (generated too, as numba_joined's;
+    without "reassoc", so that its lane and group sums keep their order)."""
     L = LANES[dtype]
     vector = types.Array(types.float32 if dtype == np.float32 else types.float64, 1, "C")
     i, starts = types.int64, types.Array(types.int64, 2, "C")
@@ -150,7 +149,7 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
         namespace[name] = njit([types.void(vector, vector, i, i, starts, starts, vector, i)],
                                **_strict)(namespace[name])
     exec(compile(_DRIVER.replace("TILE", key), __file__, "exec"), namespace)
-    return njit(parallel=True, **_jit)(namespace[f"_grad_{key}"])
+    return njit(parallel=True, **_strict)(namespace[f"_grad_{key}"])
 
 
 def conv_grad_kernel_joined(x, delta, kh, kw, joined):
@@ -171,10 +170,10 @@ def conv_grad_kernel_joined(x, delta, kh, kw, joined):
     return g
 
 
-def where_cheaper(x, delta, size, mask, threads):
+def where_cheaper(x, delta, size, mask):
     """`conv_grad_kernel_joined` of the pairs ``mask`` (C_out, C) joins (nonzero), for
-    kernels of ``size``, where that is `cheaper` on ``threads``; None elsewhere."""
+    kernels of ``size``, where that is `cheaper`; None elsewhere."""
     joined = np.asarray(mask) != 0
-    if not cheaper(joined, len(x), x.itemsize, threads):
+    if not cheaper(joined, len(x), x.itemsize):
         return None
     return conv_grad_kernel_joined(x, delta, *size, joined)
