@@ -29,8 +29,9 @@ FORMAT1 = ROOT / "tests" / "data" / "format1"
 #: on the AMD EPYC Zen 4 they are this code's resumes at 9f5c702, which guard the format-1
 #: path against later changes there.  learned's C3 is one to one (a connection table),
 #: whose kernel gradient has summed its joined pairs alone since 384032e, in another
-#: order: its Zen 4 fingerprint is that change's resume, and its Xeon one (25c955dfef186e15
-#: before) waits to be pinned again on such a machine (till then the test skips there).
+#: order: its Zen 4 fingerprint is e00efd4's resume (the same on 1 and 2 threads), and
+#: its Xeon one (25c955dfef186e15 before) waits to be pinned again on such a machine
+#: (till then the test skips there).
 NUMPY = ("--backend", "numpy")
 OLD = {
     "dlt": (ROOT / "models" / "dlt.cnn", (0.916, 0.4770169633274351),
