@@ -100,10 +100,11 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
             or _listed(x, kernel)):
         return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
     fused = _fused_arguments(x, bias, then, then_attrs)
+    x = np.ascontiguousarray(x)
     y = None if mask is None else compiled("numba_joined").where_cheaper(
-        np.ascontiguousarray(x), kernel, mask, fused, _threads())
+        x, kernel, mask, fused, _threads())
     if y is None:
-        y = _tiled().conv_valid(np.ascontiguousarray(x), np.ascontiguousarray(kernel),
+        y = _tiled().conv_valid(x, np.ascontiguousarray(kernel),
                                 _chunks_for(len(x), x.shape[3] - kernel.shape[3] + 1), *fused)
     return _after_fused(y, fused, then, then_attrs)
 

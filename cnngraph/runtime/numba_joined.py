@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from .numba_activations import activate_block
 from .numba_conv import _jit
 from .numba_lanes import VECTOR_BYTES, from_lanes, to_lanes
-from .numba_tiles import LISTED_TILES, _slp_vectorized, _strict, _zmm
+from .numba_tiles import LISTED_TILES, _slp_vectorized, _strict, _zmm, vector_type
 
 #: images per vector, by dtype
 LANES = {np.float32: VECTOR_BYTES // 4, np.float64: VECTOR_BYTES // 8}
@@ -42,11 +42,10 @@ REGISTERS = 28
 ROW = 8
 
 
-def cheaper(joined: np.ndarray, batch: int, outputs: int, itemsize: int, threads: int) -> bool:
+def cheaper(joined: np.ndarray, batch: int, outputs: int, dtype: type, threads: int) -> bool:
     """Whether a thread's share of the joined pairs' products, its groups of L images
     whole, is MARGIN times smaller than its share of numba_listed's, which multiply
     every pair (maps rounded up to their J, outputs to their P)."""
-    dtype = np.float32 if itemsize == 4 else np.float64
     L, (P, J) = LANES[dtype], LISTED_TILES[dtype]
     c_out, c = joined.shape
     groups = -(-batch // L)
@@ -162,7 +161,7 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
     group's maps passed to one generic driver as a first-class function cost 70 us a
     call to convert, or bound in a wrapper, could not be cached)."""
     L = LANES[dtype]
-    vector = types.Array(types.float32 if dtype == np.float32 else types.float64, 1, "C")
+    vector = vector_type(dtype)
     i, offsets = types.int64, types.Array(types.int64, 1, "C")
     key = f"{QA}_{QB}_{kw}_{L}"
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
@@ -206,6 +205,6 @@ def where_cheaper(x, kernel, mask, fused, threads):
     elsewhere."""
     joined = np.asarray(mask) != 0
     outputs = (x.shape[2] - kernel.shape[2] + 1) * (x.shape[3] - kernel.shape[3] + 1)
-    if not cheaper(joined, len(x), outputs, x.itemsize, threads):
+    if not cheaper(joined, len(x), outputs, x.dtype.type, threads):
         return None
     return conv_joined(x, kernel, joined, *fused)

@@ -21,7 +21,7 @@ from numba import njit, prange, types
 
 from .numba_joined import LANES, REGISTERS, ROW, row_split
 from .numba_lanes import to_lanes
-from .numba_tiles import _slp_vectorized, _strict, _zmm
+from .numba_tiles import _slp_vectorized, _strict, _zmm, vector_type
 
 
 #: the joined pairs where they take up to 1/MARGIN times numba_conv's products, the
@@ -32,11 +32,11 @@ from .numba_tiles import _slp_vectorized, _strict, _zmm
 MARGIN = 0.8
 
 
-def cheaper(joined: np.ndarray, batch: int, itemsize: int) -> bool:
+def cheaper(joined: np.ndarray, batch: int, dtype: type) -> bool:
     """Whether the joined pairs' products, the batch in whole groups of L images, are at
     most 1/MARGIN times numba_conv's, which sums every pair.  Not the thread count:
     the two give other bits, so the choice must not depend on it."""
-    L = LANES[np.float32 if itemsize == 4 else np.float64]
+    L = LANES[dtype]
     groups = -(-batch // L)
     return int(joined.sum()) * groups * L * MARGIN <= joined.size * batch
 
@@ -138,7 +138,7 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
     compiled now, the driver on its first call (generated too, as numba_joined's;
     without "reassoc", so that its lane and group sums keep their order)."""
     L = LANES[dtype]
-    vector = types.Array(types.float32 if dtype == np.float32 else types.float64, 1, "C")
+    vector = vector_type(dtype)
     i, starts = types.int64, types.Array(types.int64, 2, "C")
     key = f"{QA}_{QB}_{kw}_{L}"
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
@@ -174,6 +174,6 @@ def where_cheaper(x, delta, size, mask):
     """`conv_grad_kernel_joined` of the pairs ``mask`` (C_out, C) joins (nonzero), for
     kernels of ``size``, where that is `cheaper`; None elsewhere."""
     joined = np.asarray(mask) != 0
-    if not cheaper(joined, len(x), x.itemsize):
+    if not cheaper(joined, len(x), x.dtype.type):
         return None
     return conv_grad_kernel_joined(x, delta, *size, joined)

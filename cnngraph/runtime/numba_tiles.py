@@ -187,9 +187,13 @@ def _slp_vectorized():
         config.SLP_VECTORIZE = saved
 
 
+def vector_type(dtype):
+    """numba's type of a flat C-contiguous array of dtype (float32 or float64)."""
+    return types.Array(types.float32 if dtype == np.float32 else types.float64, 1, "C")
+
+
 def _signatures(kind, dtypes):
-    vectors = [types.Array(types.float32 if d == np.float32 else types.float64, 1, "C")
-               for d in dtypes]
+    vectors = [vector_type(d) for d in dtypes]
     i, offsets = types.int64, types.Array(types.int64, 1, "C")
     if kind == "tile":
         return [types.void(v, offsets, i, types.Array(v.dtype, 2, "C"), i, v, i, i)
