@@ -1,11 +1,21 @@
-"""``python -m cnngraph``: the command line (`cli.main`); Ctrl-C while it is still
-being imported exits 130 with one line, as it does later."""
+"""``python -m cnngraph`` and the ``cnngraph`` script: the command line (`cli.main`).
+Ctrl-C exits 130 with one line from the first of its lines on: while the heavy
+modules are imported, and where a library swallowed it (`cli.console.CtrlC`)."""
 import sys
 
-try:
-    from .cli.main import main
-except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    sys.exit(130)
 
-sys.exit(main())
+def entry() -> int:
+    from .cli.console import CtrlC, caused_by_ctrl_c
+    CtrlC.watch()
+    try:
+        from .cli.main import main
+    except BaseException as e:
+        if not caused_by_ctrl_c(e):
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -263,6 +263,48 @@ def test_ctrl_c_at_any_moment_exits_130_with_one_line(base, tmp_path, moment):
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
 
 
+def test_a_ctrl_c_a_library_swallowed_still_stops_the_run(base, tmp_path):
+    """Ctrl-C while a ``__del__`` runs: Python prints "Exception ignored" and goes on;
+    the run must not train as if no Ctrl-C had come."""
+    argv = run_argv(base, tmp_path / "run", "--epochs", "3")
+    code = (
+        "import os, signal, sys, time\n"
+        "from cnngraph.cli.console import CtrlC\n"
+        "CtrlC.watch()\n"
+        "class Finaliser:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(1)  # the KeyboardInterrupt is raised here, and swallowed\n"
+        "Finaliser()\n"
+        f"sys.argv[1:] = {argv!r}\n"
+        "from cnngraph.__main__ import entry\n"
+        "sys.exit(entry())\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          preexec_fn=default_sigint, timeout=120)
+    assert "Exception ignored" in done.stderr  # Python did swallow it
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.splitlines()[-1] == "interrupted"
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_ctrl_c_python_rewrapped_exits_130_with_one_line(base, tmp_path, capsys,
+                                                             monkeypatch):
+    """Python 3.11 wraps a KeyboardInterrupt raised in a class body's ``__set_name__``
+    (as when it lands while a module defines a dataclass) in a RuntimeError."""
+    class Field:
+        def __set_name__(self, owner, name):
+            raise KeyboardInterrupt
+
+    def importing(*args, **kwargs):
+        class Partition:  # noqa: F841 (defining it is the point)
+            partition_dict = Field()
+    monkeypatch.setattr("cnngraph.tools.experiment.run_experiment", importing)
+    capsys.readouterr()
+    assert main(run_argv(base, tmp_path / "run")) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 # long source lines -----------------------------------------------------------------
 
 def test_a_long_source_line_is_cut_around_the_caret():

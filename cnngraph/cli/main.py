@@ -19,6 +19,7 @@ from ..core.outputs import output_error
 from .bench_command import add_bench, cmd_bench
 from .check_command import add_check, cmd_check
 from .check_ops_command import add_check_ops, cmd_check_ops
+from .console import caused_by_ctrl_c
 from .dot_command import add_dot, cmd_dot
 from .download_command import add_download, cmd_download
 from .eval_command import add_eval, cmd_eval
@@ -60,7 +61,9 @@ COMMANDS = [
 def main(argv=None) -> int:
     try:
         return _run(argv)
-    except KeyboardInterrupt:  # before a command's own handling starts, or a second Ctrl-C
+    except BaseException as e:  # Ctrl-C before a command's own handling starts, or twice
+        if not caused_by_ctrl_c(e):
+            raise
         print("interrupted", file=sys.stderr)
         # one that escaped an exec() of a string (dataclasses make their methods so)
         # leaves CPython set to end the process by SIGINT at exit, whatever status is
