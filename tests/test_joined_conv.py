@@ -3,7 +3,8 @@ along the vectors): the bits of numba_tiled's tiles, which multiply every pair, 
 and without the fused bias and float32 tanh, on 1 and 2 threads, within rounding of
 the reference; its row split; and when numba_backend's conv_valid takes it.  Their
 kernel gradient (numba_joined_kernel) against the reference, on any thread count,
-and when conv_grad_kernel takes it."""
+and when conv_grad_kernel takes it.  Their input gradient (numba_joined_full): the
+bits of numba_full's batch tiles, its row tiling, and when conv_full takes it."""
 import numpy as np
 import pytest
 from conftest import needs_numba
@@ -170,3 +171,86 @@ def test_conv_grad_kernel_sums_the_joined_pairs_where_that_is_cheaper(batch, joi
     assert len(calls) == (2 if joined_path else 0)
     assert got[0].tobytes() == got[1].tobytes()
     assert np.abs(got[0] - want).max() <= 1e-5 * np.abs(want).max()
+
+
+#: TABLES and a table under which input map 6 reaches no output map
+FULL_TABLES = {**TABLES, "unread-input": (np.eye(6, 7, dtype=bool), (14, 14), (5, 5))}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("table", FULL_TABLES)
+def test_joined_input_gradient_gives_numba_full_bits(table, dtype):
+    """numba_joined_full at batch 37 (float32: groups of 16, 16 and 5 images): the bytes
+    of numba_full's batch tiles, which multiply every pair, on 1 and 2 threads; within
+    rounding of the reference; zero for an input map no output map reads."""
+    import numba
+
+    from cnngraph.runtime import numba_full, numba_joined_full
+    joined, size, k = FULL_TABLES[table]
+    rng = np.random.default_rng(len(joined) + 2)
+    out = tuple(n - m + 1 for n, m in zip(size, k))
+    delta = rng.normal(size=(37, len(joined)) + out)
+    kernel = rng.normal(size=joined.shape + k) * joined[:, :, None, None]
+    want = numerics.convolve_full(delta, kernel)
+    delta, kernel = delta.astype(dtype), kernel.astype(dtype)
+    one, none = np.ones(3, np.int64), np.zeros(3, np.int64)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            got = numba_joined_full.full_joined(delta, kernel, joined)
+            tiles = numba_full.full(delta[:, :, None], kernel[:, :, None],
+                                    np.array((1,) + size, np.int64), one, none, one,
+                                    threads, True)[:, :, 0]
+            assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), threads
+    finally:
+        numba.set_num_threads(before)
+    assert not got[:, ~joined.any(axis=0)].any()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize("W,kw", [(14, 5), (11, 3), (12, 5), (5, 5), (30, 7)])
+def test_an_input_gradient_row_is_tiled_without_products_outside_delta(W, kw):
+    """The tiles cover the row once, fit the registers, and each keeps exactly the δ
+    columns inside δ (wo = W − kw + 1 of them)."""
+    from cnngraph.runtime.numba_joined import REGISTERS
+    from cnngraph.runtime.numba_joined_full import _tiles_along
+    wo, x = W - kw + 1, 0
+    for x0, Q, lo, hi in _tiles_along(W, wo, kw):
+        assert x0 == x and 2 * Q + kw - 1 <= REGISTERS
+        inside = [u for u in range(Q + kw - 1) if 0 <= x0 - kw + 1 + u < wo]
+        assert (lo, hi) == (inside[0], inside[-1] + 1)
+        x += Q
+    assert x == W
+
+
+@pytest.mark.parametrize("batch,threads,joined_path", [(37, 1, True), (256, 2, True),
+                                                       (50, 2, True), (4, 1, False)])
+def test_conv_full_sums_the_joined_pairs_where_numba_full_would_run(batch, threads,
+                                                                     joined_path,
+                                                                     monkeypatch):
+    """LeNet-5's C3 in float32: numba_joined_full wherever numba_backend's conv_full takes
+    numba_full's batch tiles (at batch 4 a chunk is too few images for them, and
+    another kernel, with other bits, runs), with the bytes of the unmasked call."""
+    import numba
+
+    from cnngraph.runtime import numba_backend as nb
+    from cnngraph.runtime import numba_joined_full
+    calls = []
+    real = numba_joined_full.full_joined
+    monkeypatch.setattr(numba_joined_full, "full_joined",
+                        lambda *a: calls.append(1) or real(*a))
+    joined = _table(LENET_C3, 6)
+    rng = np.random.default_rng(batch)
+    delta = rng.normal(size=(batch, 16, 10, 10)).astype(np.float32)
+    kernel = rng.normal(size=(16, 6, 5, 5)).astype(np.float32)
+    before = numba.get_num_threads()
+    try:
+        nb.set_threads(threads)
+        got = nb.KERNELS["conv_full"].run(delta, kernel, mask=joined.astype(np.float64))
+        assert bool(calls) == joined_path
+        unmasked = nb.KERNELS["conv_full"].run(delta, kernel * joined[:, :, None, None])
+    finally:
+        numba.set_num_threads(before)
+    assert got.tobytes() == unmasked.tobytes()

@@ -142,9 +142,11 @@ def conv_full(delta, kernel, *, mask=None):
     delta3, kernel3 = delta[:, :, None], kernel[:, :, None]
     if delta.shape[3] >= DIRECT_MIN_WIDTH and _batch_cheaper(delta3, kernel3, _UNIT3, _NONE3,
                                                              _UNIT3, size):
+        dx = None if mask is None else compiled("numba_joined_full").where_cheaper(
+            delta, kernel, mask, _threads())
         # the seed's tap order: kernel rows from the near end (numba_tiled's conv_full)
-        return compiled("numba_full").full(delta3, kernel3, size, _UNIT3, _NONE3, _UNIT3,
-                                           _threads(), True)[:, :, 0]
+        return dx if dx is not None else compiled("numba_full").full(
+            delta3, kernel3, size, _UNIT3, _NONE3, _UNIT3, _threads(), True)[:, :, 0]
     if not (_direct(len(delta), delta.shape[3])
             and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
                               delta.shape[3] + 2 * kernel.shape[3] - 2)):
