@@ -1,11 +1,11 @@
 """``python -m cnngraph`` and the ``cnngraph`` script: the command line (`cli.main`).
 Ctrl-C exits 130 with one line from the first of its lines on: while the heavy
-modules are imported, and where a library swallowed it (`cli.console.CtrlC`)."""
+modules are imported, and where a library swallowed it (`core.interrupts.CtrlC`)."""
 import sys
 
 
 def entry() -> int:
-    from .cli.console import CtrlC, caused_by_ctrl_c
+    from .core.interrupts import CtrlC, caused_by_ctrl_c
     CtrlC.watch()
     try:
         from .cli.main import main

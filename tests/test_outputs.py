@@ -269,7 +269,7 @@ def test_a_ctrl_c_a_library_swallowed_still_stops_the_run(base, tmp_path):
     argv = run_argv(base, tmp_path / "run", "--epochs", "3")
     code = (
         "import os, signal, sys, time\n"
-        "from cnngraph.cli.console import CtrlC\n"
+        "from cnngraph.core.interrupts import CtrlC\n"
         "CtrlC.watch()\n"
         "class Finaliser:\n"
         "    def __del__(self):\n"

@@ -15,11 +15,11 @@ import os
 import sys
 
 from ..core.errors import CnnError, format_error
+from ..core.interrupts import caused_by_ctrl_c
 from ..core.outputs import output_error
 from .bench_command import add_bench, cmd_bench
 from .check_command import add_check, cmd_check
 from .check_ops_command import add_check_ops, cmd_check_ops
-from .console import caused_by_ctrl_c
 from .dot_command import add_dot, cmd_dot
 from .download_command import add_download, cmd_download
 from .eval_command import add_eval, cmd_eval
