@@ -26,6 +26,13 @@ def _table(rows, c):
     return joined
 
 
+def _counted(monkeypatch, module, name: str) -> list:
+    """module.name replaced by itself, each call appended to the returned list."""
+    calls, real = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
 #: (joined pairs, input map size, kernel size): LeNet-5's C3 (10 outputs a row: two
 #: tiles of 5); maps one to one; a random table on rows of 9 (tiles of 5, then 4) with
 #: a 3x3 kernel
@@ -92,9 +99,7 @@ def test_conv_valid_sums_the_joined_pairs_where_that_is_cheaper(batch, threads, 
 
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined
-    calls = []
-    real = numba_joined.conv_joined
-    monkeypatch.setattr(numba_joined, "conv_joined", lambda *a: calls.append(1) or real(*a))
+    calls = _counted(monkeypatch, numba_joined, "conv_joined")
     joined = _table(LENET_C3, 6)
     rng = np.random.default_rng(batch)
     x, kernel = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(16, 6, 5, 5))
@@ -151,10 +156,7 @@ def test_conv_grad_kernel_sums_the_joined_pairs_where_that_is_cheaper(batch, joi
 
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined_kernel
-    calls = []
-    real = numba_joined_kernel.conv_grad_kernel_joined
-    monkeypatch.setattr(numba_joined_kernel, "conv_grad_kernel_joined",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _counted(monkeypatch, numba_joined_kernel, "conv_grad_kernel_joined")
     joined = _table(LENET_C3, 6)
     rng = np.random.default_rng(batch)
     x, delta = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(batch, 16, 10, 10))
@@ -237,10 +239,7 @@ def test_conv_full_sums_the_joined_pairs_where_numba_full_would_run(batch, threa
 
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined_full
-    calls = []
-    real = numba_joined_full.full_joined
-    monkeypatch.setattr(numba_joined_full, "full_joined",
-                        lambda *a: calls.append(1) or real(*a))
+    calls = _counted(monkeypatch, numba_joined_full, "full_joined")
     joined = _table(LENET_C3, 6)
     rng = np.random.default_rng(batch)
     delta = rng.normal(size=(batch, 16, 10, 10)).astype(np.float32)

@@ -81,14 +81,27 @@ def operands(joined: np.ndarray, kernel: np.ndarray):
     return ins, istart, kr
 
 
+def tile_opening(signature: str, Q: int, L: int) -> list[str]:
+    """A generated tile's first lines: its def, the request for 512-bit vectors, and its
+    Q x L sums a{q}_{j} set to zero."""
+    sums = [f"a{q}_{j}" for q in range(Q) for j in range(L)]
+    return [f"def {signature}:", "    _zmm()", "    z = src.dtype.type(0)",
+            "    " + " = ".join(sums) + " = z"]
+
+
+def tile_stores(Q: int, L: int) -> list[str]:
+    """Its last: out[d0 + q·L + j] = a{q}_{j}."""
+    return ["    e = np.uint64(d0)"] + [f"    out[e + np.uint64({q * L + j})] = a{q}_{j}"
+                                         for q in range(Q) for j in range(L)]
+
+
 def _tile_source(Q: int, kw: int, L: int) -> str:
     """out[d0 + q·L + j] = Σ_{t, a, b} kr[k0 + ((t − t0)·kh + a)·kw + b]
     src[((ins[t]·H + Y + a)·W + x0 + q + b)·L + j] over t0 <= t < t1, a < kh, b < kw
     in that order, for q < Q outputs and j < L images."""
-    sums = [f"a{q}_{j}" for q in range(Q) for j in range(L)]
-    lines = [f"def _tile_{Q}_{kw}_{L}(src, kr, k0, ins, t0, t1, kh, H, W, Y, x0, out, d0):",
-             "    _zmm()", "    z = src.dtype.type(0)", "    " + " = ".join(sums) + " = z",
-             "    for t in range(t0, t1):",
+    lines = tile_opening(f"_tile_{Q}_{kw}_{L}(src, kr, k0, ins, t0, t1, kh, H, W, Y, x0, out, d0)",
+                         Q, L)
+    lines += ["    for t in range(t0, t1):",
              "        i = ins[t]",
              "        for a in range(kh):",
              "            r = np.uint64(((i * H + Y + a) * W + x0) * " + str(L) + ")",
@@ -98,9 +111,7 @@ def _tile_source(Q: int, kw: int, L: int) -> str:
               for u in range(Q + kw - 1) for j in range(L)]
     lines += [f"            a{q}_{j} += w{b} * s{q + b}_{j}"
               for q in range(Q) for b in range(kw) for j in range(L)]
-    lines.append("    e = np.uint64(d0)")
-    lines += [f"    out[e + np.uint64({q * L + j})] = a{q}_{j}" for q in range(Q) for j in range(L)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + tile_stores(Q, L)) + "\n"
 
 
 def _maps_source(QA: int, QB: int, kw: int, L: int) -> str:

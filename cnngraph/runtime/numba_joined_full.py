@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .numba_conv import _jit, chunking
-from .numba_joined import LANES, REGISTERS, ROW, operands, row_split
+from .numba_joined import LANES, REGISTERS, ROW, operands, row_split, tile_opening, tile_stores
 from .numba_lanes import from_lanes, to_lanes
 from .numba_tiles import BATCH_TILES, _slp_vectorized, _strict, _zmm, vector_type
 
@@ -72,10 +72,9 @@ def _tile_source(Q: int, kw: int, L: int, lo: int, hi: int) -> str:
     a0 <= a < a1, b < kw with lo <= q + b < hi, in that order, for q < Q pixels and
     j < L images."""
     name = f"_full_tile_{Q}_{kw}_{L}_{lo}_{hi}"
-    sums = [f"a{q}_{j}" for q in range(Q) for j in range(L)]
-    lines = [f"def {name}(src, kr, k0, ins, t0, t1, a0, a1, kh, ho, wo, Y, x0, out, d0):",
-             "    _zmm()", "    z = src.dtype.type(0)", "    " + " = ".join(sums) + " = z",
-             "    for t in range(t0, t1):",
+    lines = tile_opening(f"{name}(src, kr, k0, ins, t0, t1, a0, a1, kh, ho, wo, Y, x0, out, d0)",
+                         Q, L)
+    lines += ["    for t in range(t0, t1):",
              "        o = ins[t]",
              "        for a in range(a0, a1):",
              f"            r = np.uint64(((o * ho + Y - a) * wo + x0 + {lo - kw + 1}) * {L})",
@@ -85,9 +84,7 @@ def _tile_source(Q: int, kw: int, L: int, lo: int, hi: int) -> str:
               for u in range(lo, hi) for j in range(L)]
     lines += [f"            a{q}_{j} += w{b} * s{q + b}_{j}"
               for q in range(Q) for b in range(kw) if lo <= q + b < hi for j in range(L)]
-    lines.append("    e = np.uint64(d0)")
-    lines += [f"    out[e + np.uint64({q * L + j})] = a{q}_{j}" for q in range(Q) for j in range(L)]
-    return name, "\n".join(lines) + "\n"
+    return name, "\n".join(lines + tile_stores(Q, L)) + "\n"
 
 
 def _maps_source(key: str, tiles, kw: int, L: int) -> str:
@@ -155,7 +152,7 @@ def full_joined(delta, kernel, joined):
     """numba_full's `full` at unit geometry (the seed's conv_full, kernel rows from the
     near end) for 2-D maps δ (N, C_out, ho, wo) and a kernel (C_out, C, kh, kw) whose
     pairs outside ``joined`` (C_out, C) are zero, summing the joined pairs only.  None
-    where `row_split` finds no tile."""
+    for kernels too wide for a tile of two pixels (`widest`)."""
     c_out, c, kh, kw = kernel.shape
     n, _, ho, wo = delta.shape
     if widest(kw) < 2:
