@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from .numba_conv import _jit, chunking
-from .numba_joined import LANES, REGISTERS, ROW, operands, row_split, tile_opening, tile_stores
+from .numba_joined import LANES, operands, row_split, tile_opening, tile_stores, widest
 from .numba_lanes import from_lanes, to_lanes
 from .numba_tiles import BATCH_TILES, _slp_vectorized, _strict, _zmm, vector_type
 
@@ -43,19 +43,16 @@ def cheaper(joined: np.ndarray, batch: int, dtype: type, threads: int) -> bool:
     for a chunk's images in whole tiles of J.  Both give the same bits, so the thread
     count may decide."""
     L, J = LANES[dtype], BATCH_TILES[dtype][0][1]
-    rounds = -(-(-(-batch // L)) // threads)
+    groups = -(-batch // L)
+    rounds = -(-groups // threads)
     count, per = chunking(batch, threads)
     full = joined.size * -(-per // J) * J * -(-count // threads)
     return int(joined.sum()) * L * rounds * MARGIN <= full
 
 
-def widest(kw: int) -> int:
-    """The widest tile for kernels kw wide: Q sums and Q + kw − 1 δ vectors held."""
-    return min(ROW, (REGISTERS - kw + 1) // 2)
-
-
 def _tiles_along(W: int, wo: int, kw: int) -> list[tuple[int, int, int, int]]:
-    """A row of W = wo + kw − 1 pixels as tiles (x0, Q, lo, hi): the tile's δ vectors u
+    """A row of W = wo + kw − 1 pixels as tiles (x0, Q, lo, hi), as wide as numba_joined's
+    forward tiles (the same Q sums and Q + kw − 1 vectors held): the tile's δ vectors u
     (δ column x0 − kw + 1 + u) inside δ are lo <= u < hi."""
     QA, QB, nA = row_split(W, widest(kw))
     tiles, x0 = [], 0
