@@ -26,6 +26,15 @@ def _table(rows, c):
     return joined
 
 
+@pytest.fixture
+def restored_threads():
+    """numba's thread count set back after the test, whatever it set."""
+    import numba
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
 def _counted(monkeypatch, module, name: str) -> list:
     """module.name replaced by itself, each call appended to the returned list."""
     calls, real = [], getattr(module, name)
@@ -43,7 +52,7 @@ TABLES = {"lenet-c3": (_table(LENET_C3, 6), (14, 14), (5, 5)),
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("table", TABLES)
-def test_joined_pairs_give_the_tiles_bits(table, dtype):
+def test_joined_pairs_give_the_tiles_bits(table, dtype, restored_threads):
     """Batch 37: two full groups of images and a part one, in float32 (16 lanes) and
     float64 (8)."""
     import numba
@@ -57,17 +66,13 @@ def test_joined_pairs_give_the_tiles_bits(table, dtype):
     bias = rng.normal(size=len(joined)).astype(dtype)
     want = numerics.correlate_valid(x.astype(np.float64), kernel.astype(np.float64))
     tanh = (TANH, dtype(2 / 3), dtype(1.7159)) if dtype == np.float32 else (0, 0.0, 0.0)
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            for b, act, gain, scale in ((np.zeros(0, dtype), 0, dtype(0), dtype(0)),
-                                        (bias, *tanh)):
-                got = numba_joined.conv_joined(x, kernel, joined, b, act, gain, scale, 0)
-                tiles = numba_tiled.conv_valid(x, kernel, threads, b, act, gain, scale, 0)
-                assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), (threads, act)
-    finally:
-        numba.set_num_threads(before)
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for b, act, gain, scale in ((np.zeros(0, dtype), 0, dtype(0), dtype(0)),
+                                    (bias, *tanh)):
+            got = numba_joined.conv_joined(x, kernel, joined, b, act, gain, scale, 0)
+            tiles = numba_tiled.conv_valid(x, kernel, threads, b, act, gain, scale, 0)
+            assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), (threads, act)
     plain = numba_joined.conv_joined(x, kernel, joined, np.zeros(0, dtype), 0, dtype(0),
                                      dtype(0), 0)
     tol = 1e-12 if dtype == np.float64 else 1e-5
@@ -90,26 +95,20 @@ def test_a_row_is_cut_into_tiles_that_fit_the_registers(wo, kw, split):
                                                        (37, 2, False), (16, 2, False),
                                                        (10, 1, False), (1, 1, False)])
 def test_conv_valid_sums_the_joined_pairs_where_that_is_cheaper(batch, threads, joined_path,
-                                                                monkeypatch):
+                                                                monkeypatch, restored_threads):
     """LeNet-5's C3 in float32: numba_joined where a thread's groups of 16 images take
     clearly fewer products than its share of the tiles' (at 37 images on two threads
     one thread has two groups, at 16 the other none; at 10 the group is mostly
     padding), the reference's values either way, the table applied to a full kernel."""
-    import numba
-
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined
     calls = _counted(monkeypatch, numba_joined, "conv_joined")
     joined = _table(LENET_C3, 6)
     rng = np.random.default_rng(batch)
     x, kernel = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(16, 6, 5, 5))
-    before = numba.get_num_threads()
-    try:
-        nb.set_threads(threads)
-        got = nb.KERNELS["conv_valid"].run(x.astype(np.float32), kernel.astype(np.float32),
-                                           mask=joined.astype(np.float64))
-    finally:
-        numba.set_num_threads(before)
+    nb.set_threads(threads)
+    got = nb.KERNELS["conv_valid"].run(x.astype(np.float32), kernel.astype(np.float32),
+                                       mask=joined.astype(np.float64))
     want = numerics.correlate_valid(x, kernel * joined[:, :, None, None])
     assert bool(calls) == joined_path
     assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
@@ -117,7 +116,8 @@ def test_conv_valid_sums_the_joined_pairs_where_that_is_cheaper(batch, threads, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("table", TABLES)
-def test_joined_kernel_gradient_is_the_reference_on_any_thread_count(table, dtype):
+def test_joined_kernel_gradient_is_the_reference_on_any_thread_count(table, dtype,
+                                                                     restored_threads):
     """numba_joined_kernel at batch 37 (float32: groups of 16, 16 and 5 images; float64:
     five of 8, the last of 5): bitwise the same on 1 and 2 threads, within rounding of
     the reference on the joined pairs, exactly zero elsewhere."""
@@ -130,14 +130,11 @@ def test_joined_kernel_gradient_is_the_reference_on_any_thread_count(table, dtyp
     out = tuple(n - m + 1 for n, m in zip(size, k))
     delta = rng.normal(size=(37, len(joined)) + out)
     want = numerics.correlate_kernel(x, delta, *k) * joined[:, :, None, None]
-    before, got = numba.get_num_threads(), []
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            got.append(numba_joined_kernel.conv_grad_kernel_joined(
-                x.astype(dtype), delta.astype(dtype), *k, joined))
-    finally:
-        numba.set_num_threads(before)
+    got = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        got.append(numba_joined_kernel.conv_grad_kernel_joined(
+            x.astype(dtype), delta.astype(dtype), *k, joined))
     assert got[0].dtype == dtype and got[0].tobytes() == got[1].tobytes()
     assert not got[0][~joined].any()
     tol = 1e-12 if dtype == np.float64 else 1e-5
@@ -146,29 +143,25 @@ def test_joined_kernel_gradient_is_the_reference_on_any_thread_count(table, dtyp
 
 @pytest.mark.parametrize("batch,joined_path", [(37, True), (8, True), (4, False)])
 def test_conv_grad_kernel_sums_the_joined_pairs_where_that_is_cheaper(batch, joined_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch,
+                                                                      restored_threads):
     """LeNet-5's C3 in float32: numba_joined_kernel where its groups take at most 1.25
     times numba_conv's products (at batch 4 one group of 16 lanes takes 2.5 times),
     the reference's values either way, and the same bytes on one thread and on two:
     the two kernels sum in other orders, so the choice must not depend on the thread
     count."""
-    import numba
-
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined_kernel
     calls = _counted(monkeypatch, numba_joined_kernel, "conv_grad_kernel_joined")
     joined = _table(LENET_C3, 6)
     rng = np.random.default_rng(batch)
     x, delta = rng.normal(size=(batch, 6, 14, 14)), rng.normal(size=(batch, 16, 10, 10))
-    before, got = numba.get_num_threads(), []
-    try:
-        for threads in (1, 2):
-            nb.set_threads(threads)
-            got.append(nb.KERNELS["conv_grad_kernel"].run(
-                x.astype(np.float32), delta.astype(np.float32), size=(5, 5),
-                mask=joined.astype(np.float64)))
-    finally:
-        numba.set_num_threads(before)
+    got = []
+    for threads in (1, 2):
+        nb.set_threads(threads)
+        got.append(nb.KERNELS["conv_grad_kernel"].run(
+            x.astype(np.float32), delta.astype(np.float32), size=(5, 5),
+            mask=joined.astype(np.float64)))
     want = numerics.correlate_kernel(x, delta, 5, 5) * joined[:, :, None, None]
     assert len(calls) == (2 if joined_path else 0)
     assert got[0].tobytes() == got[1].tobytes()
@@ -181,7 +174,7 @@ FULL_TABLES = {**TABLES, "unread-input": (np.eye(6, 7, dtype=bool), (14, 14), (5
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("table", FULL_TABLES)
-def test_joined_input_gradient_gives_numba_full_bits(table, dtype):
+def test_joined_input_gradient_gives_numba_full_bits(table, dtype, restored_threads):
     """numba_joined_full at batch 37 (float32: groups of 16, 16 and 5 images): the bytes
     of numba_full's batch tiles, which multiply every pair, on 1 and 2 threads; within
     rounding of the reference; zero for an input map no output map reads."""
@@ -196,17 +189,13 @@ def test_joined_input_gradient_gives_numba_full_bits(table, dtype):
     want = numerics.convolve_full(delta, kernel)
     delta, kernel = delta.astype(dtype), kernel.astype(dtype)
     one, none = np.ones(3, np.int64), np.zeros(3, np.int64)
-    before = numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            got = numba_joined_full.full_joined(delta, kernel, joined)
-            tiles = numba_full.full(delta[:, :, None], kernel[:, :, None],
-                                    np.array((1,) + size, np.int64), one, none, one,
-                                    threads, True)[:, :, 0]
-            assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), threads
-    finally:
-        numba.set_num_threads(before)
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        got = numba_joined_full.full_joined(delta, kernel, joined)
+        tiles = numba_full.full(delta[:, :, None], kernel[:, :, None],
+                                np.array((1,) + size, np.int64), one, none, one,
+                                threads, True)[:, :, 0]
+        assert got.dtype == dtype and got.tobytes() == tiles.tobytes(), threads
     assert not got[:, ~joined.any(axis=0)].any()
     tol = 1e-12 if dtype == np.float64 else 1e-5
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
@@ -231,12 +220,11 @@ def test_an_input_gradient_row_is_tiled_without_products_outside_delta(W, kw):
                                                        (50, 2, True), (4, 1, False)])
 def test_conv_full_sums_the_joined_pairs_where_numba_full_would_run(batch, threads,
                                                                      joined_path,
-                                                                     monkeypatch):
+                                                                     monkeypatch,
+                                                                     restored_threads):
     """LeNet-5's C3 in float32: numba_joined_full wherever numba_backend's conv_full takes
     numba_full's batch tiles (at batch 4 a chunk is too few images for them, and
     another kernel, with other bits, runs), with the bytes of the unmasked call."""
-    import numba
-
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_joined_full
     calls = _counted(monkeypatch, numba_joined_full, "full_joined")
@@ -244,12 +232,8 @@ def test_conv_full_sums_the_joined_pairs_where_numba_full_would_run(batch, threa
     rng = np.random.default_rng(batch)
     delta = rng.normal(size=(batch, 16, 10, 10)).astype(np.float32)
     kernel = rng.normal(size=(16, 6, 5, 5)).astype(np.float32)
-    before = numba.get_num_threads()
-    try:
-        nb.set_threads(threads)
-        got = nb.KERNELS["conv_full"].run(delta, kernel, mask=joined.astype(np.float64))
-        assert bool(calls) == joined_path
-        unmasked = nb.KERNELS["conv_full"].run(delta, kernel * joined[:, :, None, None])
-    finally:
-        numba.set_num_threads(before)
+    nb.set_threads(threads)
+    got = nb.KERNELS["conv_full"].run(delta, kernel, mask=joined.astype(np.float64))
+    assert bool(calls) == joined_path
+    unmasked = nb.KERNELS["conv_full"].run(delta, kernel * joined[:, :, None, None])
     assert got.tobytes() == unmasked.tobytes()
