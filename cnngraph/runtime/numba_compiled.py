@@ -9,7 +9,9 @@ tile and corrupted memory.  So the caches beside these files stand or fall toget
 before the first module loads, `drop_stale_caches` deletes them unless they were made
 from the sources there now.  (Caches elsewhere, under NUMBA_CACHE_DIR or numba's
 user-wide fallback for read-only installs, are numba's alone: an install replaces
-every file at once.)"""
+every file at once.)  Kernels compiled eagerly, as the tiles are, go through
+`compile_side_by_side`, so that pytest's workers or MPI's ranks starting together share
+the compiling instead of each doing all of it."""
 from __future__ import annotations
 
 import contextlib
@@ -74,15 +76,51 @@ def drop_stale_caches(source_dir: Path, cache_dir: Path) -> bool:
         return False
 
 
+def compile_side_by_side(jobs) -> None:
+    """Compile each (dispatcher, signatures) of ``jobs`` (or load it from numba's cache)
+    and let the dispatcher compile nothing more, where other processes may be compiling
+    the same jobs at the same moment (pytest's workers, MPI's ranks): a job that another
+    process holds is left for last, when it is in the cache, so that between them each
+    job is compiled once, not once in each."""
+    later = []
+    for job in jobs:
+        with _locked(_job_lock(job[0]), wait=False) as mine:
+            if mine:
+                _compile(*job)
+            else:
+                later.append(job)
+    for job in later:
+        with _locked(_job_lock(job[0])):
+            _compile(*job)
+
+
+def _compile(dispatcher, signatures) -> None:
+    for signature in signatures:
+        dispatcher.compile(signature)
+    dispatcher.disable_compile()
+
+
+def _job_lock(dispatcher) -> Path:
+    function = dispatcher.py_func
+    return (Path(__file__).parent / "__pycache__"
+            / f"numba-compiling-{function.__module__}.{function.__qualname__}.lock")
+
+
 @contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path`` where the platform has flock (pytest's workers
-    start side by side)."""
+def _locked(path: Path, wait: bool = True):
+    """An exclusive lock on ``path`` where the platform has flock and path can be
+    written, yielding True; without ``wait``, False at once where another process holds
+    it.  Where there is no lock to take, True, unlocked."""
     try:
         import fcntl
-    except ImportError:  # no flock: unlocked
-        yield
+        handle = open(path, "w")
+    except (ImportError, OSError):
+        yield True
         return
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True

@@ -21,7 +21,7 @@ from numba import njit, prange, types
 
 from .numba_joined import LANES, REGISTERS, ROW, row_split
 from .numba_lanes import to_lanes
-from .numba_tiles import _slp_vectorized, _strict, _zmm, vector_type
+from .numba_tiles import _strict, _zmm, compile_tiles, vector_type
 
 
 #: the joined pairs where they take up to 1/MARGIN times numba_conv's products, the
@@ -143,11 +143,11 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
     key = f"{QA}_{QB}_{kw}_{L}"
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
                  "to_lanes": to_lanes, "L": L}
-    with _slp_vectorized():
-        exec(compile(_tile_source(QA, QB, kw, L), __file__, "exec"), namespace)
-        name = f"_gtile_{key}"
-        namespace[name] = njit([types.void(vector, vector, i, i, starts, starts, vector, i)],
-                               **_strict)(namespace[name])
+    exec(compile(_tile_source(QA, QB, kw, L), __file__, "exec"), namespace)
+    name = f"_gtile_{key}"
+    namespace[name] = njit(**_strict)(namespace[name])
+    compile_tiles([(namespace[name], [types.void(vector, vector, i, i, starts, starts,
+                                                 vector, i)])])
     exec(compile(_DRIVER.replace("TILE", key), __file__, "exec"), namespace)
     return njit(parallel=True, **_strict)(namespace[f"_grad_{key}"])
 

@@ -28,7 +28,8 @@ Two settings numba does not offer are made here, and need checking when numba or
 llvmlite is upgraded: LLVM's SLP vectorizer, off in numba, is switched on while
 the tiles (and nothing else) compile, at import; and `_zmm` asks LLVM for 512-bit
 vectors in each tile (its tuning for AVX-512 CPUs prefers 256; a CPU without
-AVX-512 uses its widest).  Compiled for their dtype only and cached on disk.
+AVX-512 uses its widest).  Compiled for their dtype only and cached on disk, the
+work split between processes that import this side by side (`compile_tiles`).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from numba import njit, types
 from numba.core import config
 from numba.extending import intrinsic, overload
 
+from .numba_compiled import compile_side_by_side
 from .numba_conv import _jit
 
 #: each output a chain of FMAs in order: no "reassoc" (with it, LLVM's loop vectorizer
@@ -187,6 +189,14 @@ def _slp_vectorized():
         config.SLP_VECTORIZE = saved
 
 
+def compile_tiles(jobs) -> None:
+    """Each (tile, signatures) of ``jobs`` compiled with the SLP vectorizer on, or loaded
+    from the cache: processes that compile them side by side (pytest's workers, MPI's
+    ranks) share the work (numba_compiled's `compile_side_by_side`)."""
+    with _slp_vectorized():
+        compile_side_by_side(jobs)
+
+
 def vector_type(dtype):
     """numba's type of a flat C-contiguous array of dtype (float32 or float64)."""
     return types.Array(types.float32 if dtype == np.float32 else types.float64, 1, "C")
@@ -221,11 +231,12 @@ def _compiled_tiles():
         for R, J in shapes:
             wanted.setdefault(("batch", _batch_source(R, J), f"_batch_{R}_{J}"), []).append(dtype)
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np}
-    tiles = {}
-    with _slp_vectorized():
-        for (kind, source, name), dtypes in wanted.items():
-            exec(compile(source, __file__, "exec"), namespace)
-            tiles[name] = njit(_signatures(kind, dtypes), **_strict)(namespace[name])
+    tiles, jobs = {}, []
+    for (kind, source, name), dtypes in wanted.items():
+        exec(compile(source, __file__, "exec"), namespace)
+        tiles[name] = njit(**_strict)(namespace[name])
+        jobs.append((tiles[name], _signatures(kind, dtypes)))
+    compile_tiles(jobs)
     namespace.update(tiles)
     for dtype, bits in ((np.float32, 32), (np.float64, 64)):
         for name, source in ((f"_correlate_tiles{bits}", _correlate_source(TILES[dtype])),
