@@ -5,15 +5,14 @@ import sys
 
 
 def entry() -> int:
-    from .core.interrupts import CtrlC, caused_by_ctrl_c
+    from .core.interrupts import CtrlC, caused_by_ctrl_c, interrupted
     CtrlC.watch()
     try:
         from .cli.main import main
     except BaseException as e:
         if not caused_by_ctrl_c(e):
             raise
-        print("interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     return main()
 
 

@@ -305,6 +305,25 @@ def test_a_ctrl_c_python_rewrapped_exits_130_with_one_line(base, tmp_path, capsy
     assert capsys.readouterr().err == "interrupted\n"
 
 
+def test_a_ctrl_c_while_the_commands_load_exits_130_with_one_line(tmp_path):
+    """A KeyboardInterrupt out of an exec() of a string while the commands import (as
+    when it lands while a module defines a dataclass) leaves ``python -m`` set to kill
+    itself by SIGINT at exit: the exit status must still be 130."""
+    (tmp_path / "loading.py").write_text(
+        "import sys\n"
+        "class Loading:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cnngraph.cli.main':\n"
+        "            exec('raise KeyboardInterrupt')\n"
+        "sys.meta_path.insert(0, Loading())\n"
+        "from cnngraph.__main__ import entry\n"
+        "sys.exit(entry())\n")
+    done = subprocess.run([sys.executable, "-m", "loading"], cwd=tmp_path,
+                          capture_output=True, text=True, preexec_fn=default_sigint,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+
+
 # long source lines -----------------------------------------------------------------
 
 def test_a_long_source_line_is_cut_around_the_caret():

@@ -15,7 +15,7 @@ import os
 import sys
 
 from ..core.errors import CnnError, format_error
-from ..core.interrupts import caused_by_ctrl_c
+from ..core.interrupts import caused_by_ctrl_c, interrupted
 from ..core.outputs import output_error
 from .bench_command import add_bench, cmd_bench
 from .check_command import add_check, cmd_check
@@ -64,12 +64,7 @@ def main(argv=None) -> int:
     except BaseException as e:  # Ctrl-C before a command's own handling starts, or twice
         if not caused_by_ctrl_c(e):
             raise
-        print("interrupted", file=sys.stderr)
-        # one that escaped an exec() of a string (dataclasses make their methods so)
-        # leaves CPython set to end the process by SIGINT at exit, whatever status is
-        # returned; an exec that completes clears that
-        exec("")
-        return 130
+        return interrupted()
 
 
 def _run(argv) -> int:

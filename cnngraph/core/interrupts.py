@@ -4,6 +4,7 @@ takes over Ctrl-C with it before the commands load."""
 from __future__ import annotations
 
 import signal
+import sys
 
 
 class CtrlC:
@@ -36,3 +37,13 @@ def caused_by_ctrl_c(error: BaseException) -> bool:
         visited.add(id(error))
         error = error.__cause__ or error.__context__
     return False
+
+
+def interrupted() -> int:
+    """Say so in one line on stderr and give Ctrl-C's exit status, 130.  A
+    KeyboardInterrupt that escaped an exec() of a string (dataclasses make their
+    methods so) leaves CPython set to end the process by SIGINT at exit, whatever
+    status is returned; an exec that completes clears that."""
+    print("interrupted", file=sys.stderr)
+    exec("")
+    return 130
