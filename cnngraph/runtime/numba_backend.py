@@ -186,8 +186,9 @@ def conv_strided(x, kernel, *, stride, padding, dilation, mask=None, bias=None, 
     reference); the fused epilogue as conv_valid's."""
     kernel = masked(kernel, mask)
     fused = _fused_arguments(x, bias, then, then_attrs)
-    y = _tiled().conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
-                              _threads(), *fused)
+    tiled = _tiled()
+    y = tiled.conv_strided(as_3d(x), as_3d(kernel), *_geometry3(stride, padding, dilation),
+                           _threads(), *fused, tiled.AUTO)
     return _after_fused(y.reshape(y.shape[:2] + y.shape[7 - x.ndim:]), fused, then, then_attrs)
 
 

@@ -111,13 +111,14 @@ def _write(out, rowq, nq, bias, to, at, c_out, do, ho, wo):
 
 @njit(parallel=True, **_jit)
 def conv_strided(x, kernel, s, before, after, d, threads, bias, act, gain, scale, least,
-                 layout=AUTO):
+                 layout):
     """y[n, o, Z, Y, X] = Σ_icab x̃[n, i, sd·Z + dd·c, sh·Y + dh·a, sw·X + dw·b] k[o, i, c, a, b],
     x̃ zero padded; each output summed over i, then c, a and b; then, fused as it is
     written, + bias[o] (an empty bias: none) and, with a y of at least ``least``
     values, numba_activations' float32 activation ``act`` of ``gain`` and ``scale``
     (`activate_block`; 0: none).  The sums by the map tiles or at listed positions
-    (numba_listed's ``layout``; by default the cheaper): the same bits either way."""
+    (numba_listed's ``layout``; AUTO: the cheaper): the same bits either way.  (Every
+    caller passes the layout: an omitted one would be another signature to compile.)"""
     n, c = x.shape[0], x.shape[1]
     c_out = kernel.shape[0]
     k = np.array(kernel.shape[2:])
@@ -346,7 +347,8 @@ def conv_valid(x, kernel, threads, bias=None, act=0, gain=0.0, scale=0.0, least=
     conv_strided's fused bias and activation (by default none)."""
     bias = np.zeros(0, x.dtype) if bias is None else bias
     return conv_strided(_in_3d(x), _in_3d(kernel), _UNIT, _NONE, _NONE, _UNIT, threads,
-                        bias, act, x.dtype.type(gain), x.dtype.type(scale), least)[:, :, 0]
+                        bias, act, x.dtype.type(gain), x.dtype.type(scale), least,
+                        AUTO)[:, :, 0]
 
 
 def conv_full(delta, kernel, threads):
