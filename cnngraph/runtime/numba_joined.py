@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from .numba_activations import activate_block
 from .numba_conv import _jit
 from .numba_lanes import VECTOR_BYTES, from_lanes, to_lanes
-from .numba_tiles import LISTED_TILES, _strict, _zmm, compile_tiles, vector_type
+from .numba_tiles import LISTED_TILES, _zmm, compile_tiles, vector_type
 
 #: images per vector, by dtype
 LANES = {np.float32: VECTOR_BYTES // 4, np.float64: VECTOR_BYTES // 8}
@@ -178,14 +178,9 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
                  "to_lanes": to_lanes, "from_lanes": from_lanes,
                  "activate_block": activate_block, "L": L}
-    jobs = []
-    for Q in {QA, QB}:
-        exec(compile(_tile_source(Q, kw, L), __file__, "exec"), namespace)
-        name = f"_tile_{Q}_{kw}_{L}"
-        namespace[name] = njit(**_strict)(namespace[name])
-        jobs.append((namespace[name], [types.void(vector, vector, i, offsets, i, i, i, i, i,
-                                                  i, i, vector, i)]))
-    compile_tiles(jobs)
+    signature = types.void(vector, vector, i, offsets, i, i, i, i, i, i, i, vector, i)
+    compile_tiles(namespace, __file__, [(f"_tile_{Q}_{kw}_{L}", _tile_source(Q, kw, L),
+                                         [signature]) for Q in {QA, QB}])
     exec(compile(_maps_source(QA, QB, kw, L) + _DRIVER.replace("MAPS", key), __file__,
                  "exec"), namespace)
     namespace[f"_maps_{key}"] = njit(**_jit)(namespace[f"_maps_{key}"])

@@ -25,7 +25,7 @@ from numba import njit, prange, types
 from .numba_conv import _jit, chunking
 from .numba_joined import LANES, operands, row_split, tile_opening, tile_stores, widest
 from .numba_lanes import from_lanes, to_lanes
-from .numba_tiles import BATCH_TILES, _strict, _zmm, compile_tiles, vector_type
+from .numba_tiles import BATCH_TILES, _zmm, compile_tiles, vector_type
 
 #: the joined pairs where numba_full's batch tiles compute at least as many products,
 #: per thread: the tiles here ran as fast per product or faster.  A 16 x 6 table on
@@ -129,16 +129,14 @@ def _compiled(wo: int, kw: int, dtype: type):
     key = f"{wo}_{kw}_{L}"
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
                  "to_lanes": to_lanes, "from_lanes": from_lanes, "L": L}
-    tiles, jobs = [], []
+    tiles, sources = [], {}
     for x0, Q, lo, hi in _tiles_along(wo + kw - 1, wo, kw):
         name, source = _tile_source(Q, kw, L, lo, hi)
-        if name not in namespace:
-            exec(compile(source, __file__, "exec"), namespace)
-            namespace[name] = njit(**_strict)(namespace[name])
-            jobs.append((namespace[name], [types.void(vector, vector, i, offsets, i, i, i, i,
-                                                      i, i, i, i, i, vector, i)]))
+        sources[name] = source
         tiles.append((x0, Q, lo, hi, name))
-    compile_tiles(jobs)
+    signature = types.void(vector, vector, i, offsets, i, i, i, i, i, i, i, i, i, vector, i)
+    compile_tiles(namespace, __file__, [(name, source, [signature])
+                                        for name, source in sources.items()])
     exec(compile(_maps_source(key, tiles, kw, L) + _DRIVER.replace("MAPS", key), __file__,
                  "exec"), namespace)
     namespace[f"_full_maps_{key}"] = njit(**_jit)(namespace[f"_full_maps_{key}"])

@@ -143,11 +143,9 @@ def _compiled(QA: int, QB: int, kw: int, dtype: type):
     key = f"{QA}_{QB}_{kw}_{L}"
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np, "prange": prange,
                  "to_lanes": to_lanes, "L": L}
-    exec(compile(_tile_source(QA, QB, kw, L), __file__, "exec"), namespace)
-    name = f"_gtile_{key}"
-    namespace[name] = njit(**_strict)(namespace[name])
-    compile_tiles([(namespace[name], [types.void(vector, vector, i, i, starts, starts,
-                                                 vector, i)])])
+    compile_tiles(namespace, __file__, [(f"_gtile_{key}", _tile_source(QA, QB, kw, L),
+                                         [types.void(vector, vector, i, i, starts, starts,
+                                                     vector, i)])])
     exec(compile(_DRIVER.replace("TILE", key), __file__, "exec"), namespace)
     return njit(parallel=True, **_strict)(namespace[f"_grad_{key}"])
 

@@ -189,10 +189,17 @@ def _slp_vectorized():
         config.SLP_VECTORIZE = saved
 
 
-def compile_tiles(jobs) -> None:
-    """Each (tile, signatures) of ``jobs`` compiled with the SLP vectorizer on, or loaded
-    from the cache: processes that compile them side by side (pytest's workers, MPI's
-    ranks) share the work (numba_compiled's `compile_side_by_side`)."""
+def compile_tiles(namespace: dict, filename: str, tiles) -> None:
+    """Each (name, source, signatures) of ``tiles`` defined in ``namespace`` as a numba
+    function (its code from ``filename``, beside which numba caches it), compiled with
+    the SLP vectorizer on or loaded from the cache: processes that compile them side by
+    side (pytest's workers, MPI's ranks) share the work (numba_compiled's
+    `compile_side_by_side`)."""
+    jobs = []
+    for name, source, signatures in tiles:
+        exec(compile(source, filename, "exec"), namespace)
+        namespace[name] = njit(**_strict)(namespace[name])
+        jobs.append((namespace[name], signatures))
     with _slp_vectorized():
         compile_side_by_side(jobs)
 
@@ -231,13 +238,9 @@ def _compiled_tiles():
         for R, J in shapes:
             wanted.setdefault(("batch", _batch_source(R, J), f"_batch_{R}_{J}"), []).append(dtype)
     namespace = {"__name__": __name__, "_zmm": _zmm, "np": np}
-    tiles, jobs = {}, []
-    for (kind, source, name), dtypes in wanted.items():
-        exec(compile(source, __file__, "exec"), namespace)
-        tiles[name] = njit(**_strict)(namespace[name])
-        jobs.append((tiles[name], _signatures(kind, dtypes)))
-    compile_tiles(jobs)
-    namespace.update(tiles)
+    compile_tiles(namespace, __file__, [(name, source, _signatures(kind, dtypes))
+                                        for (kind, source, name), dtypes in wanted.items()])
+    tiles = {name: namespace[name] for _, _, name in wanted}
     for dtype, bits in ((np.float32, 32), (np.float64, 64)):
         for name, source in ((f"_correlate_tiles{bits}", _correlate_source(TILES[dtype])),
                              (f"_gradient_tiles{bits}", _gradient_source(GRADIENT_TILES[dtype])),
