@@ -44,6 +44,15 @@ needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="no numba: pip install -
                                  "brings it (the numba backend's kernels are not run)")
 
 
+@pytest.fixture
+def restored_threads():
+    """numba's thread count set back after the test, whatever it set."""
+    import numba
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
 def benchmark_module(name: str):
     """benchmarks/NAME.py loaded as a module (the benchmarks are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")

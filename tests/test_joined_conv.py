@@ -26,15 +26,6 @@ def _table(rows, c):
     return joined
 
 
-@pytest.fixture
-def restored_threads():
-    """numba's thread count set back after the test, whatever it set."""
-    import numba
-    before = numba.get_num_threads()
-    yield
-    numba.set_num_threads(before)
-
-
 def _counted(monkeypatch, module, name: str) -> list:
     """module.name replaced by itself, each call appended to the returned list."""
     calls, real = [], getattr(module, name)

@@ -30,7 +30,8 @@ from ..core.backend import Backend, Kernel
 from . import numerics
 from .numba_compiled import SMALL, available, compiled
 from .numba_values import (EPILOGUES, activation, activations, by_map, compiled_float32, flat,
-                           poly, poly_times, poly_times_upsampled, rectifier_slope, scale_maps)
+                           multiply, multiply_in_place, poly, poly_times, poly_times_upsampled,
+                           rectifier_slope, scale_maps)
 from .numpy_backend import KERNELS as NUMPY_KERNELS
 from .numpy_backend import masked
 from .ranks import as_3d, by_rank, in_3d
@@ -344,6 +345,7 @@ KERNELS = {
     "upsample_kron": Kernel(upsample_kron, reads_scaled=upsample_kron, upsamples=True),
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
+    "mul": Kernel(multiply, in_place=multiply_in_place, product=True),
     "poly": Kernel(poly, fresh=True, times=poly_times, times_upsampled=poly_times_upsampled),
     "scale_maps": Kernel(scale_maps, fresh=True, epilogue=scale_maps_epilogue,
                          per_map_factor=True),

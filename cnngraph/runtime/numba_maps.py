@@ -9,14 +9,13 @@ block's values in row-major order, so they agree bit for bit, and with the seed'
 general 2-D kernels that the 2x2 ones replaced (2-3x faster, and they scale to two
 threads at batch 50, where those did not: measured with numba 0.68 on 2 cores).
 
-Each walks the batch in parallel (prange over images, or over maps for the
-bias gradient, a sum over the batch), one output element per loop iteration,
-so the bits never depend on the thread count.  Transcendental functions
-(exp, tanh) stay with NumPy, whose SIMD loops are 2-15x faster than numba's
+Each walks the batch in parallel (prange over images), one output element per loop
+iteration or one image's sum, so the bits never depend on the thread count.
+Transcendental functions (exp, tanh) stay with NumPy, whose SIMD loops are 2-15x faster than numba's
 scalar libm calls without Intel's SVML (runtime/numba_activations.py writes the
-float32 sigmoid and tanh out), and so does the product with delta, which NumPy's
-loop ran 2x faster on one thread (measured while choosing), except where it
-multiplies a polynomial slope as that is written (`cubic_times`).
+float32 sigmoid and tanh out), and so does the product with delta on one thread,
+where NumPy's loop ran 1.5-2x faster (numba_values.multiply); a polynomial slope is
+multiplied as it is written (`cubic_times`).
 """
 from __future__ import annotations
 
@@ -182,17 +181,45 @@ def rectifier_slope(y, negative):
 
 @njit(parallel=True, **_jit)
 def sum_bias(d):
-    """Σ over the batch and pixels of each map, for d (N, C, pixels): per map, in
+    """Σ over the batch and pixels of each map, for d (N, C, pixels): each image's maps
+    summed on the thread that holds the image (every kernel here splits the batch into
+    the same halves, so d stays in that core's cache), then the images' sums added in
     image order."""
     n, c, p = d.shape
-    out = np.zeros(c, d.dtype)
-    for i in prange(c):
-        s = d.dtype.type(0)
-        for m in range(n):
+    per_image = np.empty((n, c), d.dtype)
+    for m in prange(n):
+        for i in range(c):
+            s = d.dtype.type(0)
             for q in range(p):
                 s += d[m, i, q]
-        out[i] = s
+            per_image[m, i] = s
+    out = np.zeros(c, d.dtype)
+    for m in range(n):
+        for i in range(c):
+            out[i] += per_image[m, i]
     return out
+
+
+@njit(parallel=True, **_exact)
+def multiply(a, b):
+    """a · b value by value for (N, values) arrays, image by image: NumPy's product's
+    bits, each thread its own images."""
+    out = np.empty_like(a)
+    for m in prange(a.shape[0]):
+        x, y, z = a[m], b[m], out[m]
+        for q in range(x.shape[0]):
+            z[q] = x[q] * y[q]
+    return out
+
+
+@njit(parallel=True, **_exact)
+def multiply_into(a, b):
+    """a ·= b (a loop of its own: writing through a third name for a, LLVM's overlap
+    check sent the loop to its scalar form, 2-3x slower)."""
+    for m in prange(a.shape[0]):
+        x, y = a[m], b[m]
+        for q in range(x.shape[0]):
+            x[q] *= y[q]
 
 
 @njit(inline="always", **_jit)
