@@ -12,10 +12,19 @@ SHAPES = [(37, 6, 14, 14), (50, 16, 5, 5), (9, 3, 8, 12, 16)]
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_product_is_numpys_bit_for_bit_in_place_or_not(shape, dtype, restored_threads):
+def test_product_is_numpys_bit_for_bit_in_place_or_not(shape, dtype, restored_threads,
+                                                       monkeypatch):
+    """On one thread NumPy's loop runs, on two numba_maps' (counted)."""
     import numba
 
     from cnngraph.runtime.numba_backend import KERNELS
+    from cnngraph.runtime.numba_compiled import compiled
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("the compiled product runs on two threads or more; numba has one")
+    maps, calls = compiled("numba_maps"), []
+    for name in ("multiply", "multiply_into"):
+        monkeypatch.setattr(maps, name, lambda *a, _run=getattr(maps, name), _name=name:
+                            calls.append(_name) or _run(*a))
     mul = KERNELS["mul"]
     rng = np.random.default_rng(len(shape))
     a, b = (rng.normal(size=shape).astype(dtype) for _ in range(2))
@@ -26,6 +35,7 @@ def test_product_is_numpys_bit_for_bit_in_place_or_not(shape, dtype, restored_th
         assert mul.run(a, b).tobytes() == expected.tobytes()
         into = a.copy()
         assert mul.in_place(into, b) is into and into.tobytes() == expected.tobytes()
+    assert calls == ["multiply", "multiply_into"]
 
 
 def test_product_of_other_arrays_is_numpys():
