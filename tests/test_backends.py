@@ -96,7 +96,7 @@ def test_reference_plans_are_unfused_one_step_per_node():
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_backend_bits_do_not_depend_on_its_thread_count(dtype):
+def test_numba_backend_bits_do_not_depend_on_its_thread_count(dtype, restored_threads):
     """Chunks depend on the batch alone and partial sums are added in chunk order."""
     model = compile_model(ROOT / "models" / "lenet5.cnn", backend="numba")
     params = model.init_params(0, dtype)

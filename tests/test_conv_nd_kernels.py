@@ -78,24 +78,20 @@ def test_numba_conv_kernels_agree_with_the_reference(rank, case, dtype):
 
 
 @pytest.mark.parametrize("rank,case", list(_ids()))
-def test_numba_conv_kernels_are_bitwise_the_same_on_1_and_2_threads(rank, case):
+def test_numba_conv_kernels_are_bitwise_the_same_on_1_and_2_threads(rank, case,
+                                                                    restored_threads):
     """Batch 20: one chunk on one thread, two on two (and 3: fewer images than 4 threads
     would cut); float32, where reassociation shows soonest."""
-    import numba
-
     from cnngraph.runtime import numba_backend as nb
     backend = REGISTRY.backend("numba")
-    results, before = [], numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            nb.set_threads(threads)
-            rng = np.random.default_rng(7)
-            results.append([backend.kernels[op].run(*[a.astype(np.float32) for a in inputs],
-                                                     **attrs)
-                             for batch in (20, 3)
-                             for op, inputs, attrs in calls(rng, case, batch, masked=False)])
-    finally:
-        numba.set_num_threads(before)
+    results = []
+    for threads in (1, 2):
+        nb.set_threads(threads)
+        rng = np.random.default_rng(7)
+        results.append([backend.kernels[op].run(*[a.astype(np.float32) for a in inputs],
+                                                 **attrs)
+                         for batch in (20, 3)
+                         for op, inputs, attrs in calls(rng, case, batch, masked=False)])
     for one, two in zip(*results):
         assert np.array_equal(one, two)
 

@@ -140,23 +140,18 @@ def test_numba_kernels_agree_with_the_reference(geometry, dtype):
 
 @needs_numba
 @pytest.mark.parametrize("geometry", GEOMETRIES[:3])
-def test_numba_kernels_are_bitwise_the_same_on_any_thread_count(geometry):
+def test_numba_kernels_are_bitwise_the_same_on_any_thread_count(geometry, restored_threads):
     """Batch 20: one chunk on one thread, two on two."""
-    import numba
-
     from cnngraph.runtime import numba_backend as nb
     rng = np.random.default_rng(3)
     x, kernel = rng.normal(size=(20, 3, 13, 12)), rng.normal(size=(4, 3, 3, 2))
     delta = rng.normal(size=(20, 4) + formula((13, 12), (3, 2), **geometry))
-    results, before = [], numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            nb.set_threads(threads)
-            results.append((nb.conv_strided(x, kernel, **geometry),
-                            nb.conv_strided_full(delta, kernel, map_size=(13, 12), **geometry),
-                            nb.conv_strided_grad_kernel(x, delta, size=(3, 2), **geometry)))
-    finally:
-        numba.set_num_threads(before)
+    results = []
+    for threads in (1, 2):
+        nb.set_threads(threads)
+        results.append((nb.conv_strided(x, kernel, **geometry),
+                        nb.conv_strided_full(delta, kernel, map_size=(13, 12), **geometry),
+                        nb.conv_strided_grad_kernel(x, delta, size=(3, 2), **geometry)))
     for one, two in zip(*results):
         assert np.array_equal(one, two)
 

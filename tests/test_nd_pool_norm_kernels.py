@@ -193,17 +193,11 @@ def _thread_cases():
 
 @pytest.mark.parametrize("dtype", [np.float32], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("label,op,example", [pytest.param(*c, id=c[0]) for c in _thread_cases()])
-def test_the_same_bits_on_1_and_2_threads(label, op, example, dtype):
-    import numba
-
+def test_the_same_bits_on_1_and_2_threads(label, op, example, dtype, restored_threads):
     from cnngraph.runtime.numba_backend import set_threads
-    before = numba.get_num_threads()
     inputs = [np.asarray(a, dtype) for a in example.inputs]
     runs = []
-    try:
-        for threads in (1, 2):
-            set_threads(threads)
-            runs.append(run(op, *inputs, **example.attrs))
-    finally:
-        set_threads(before)
+    for threads in (1, 2):
+        set_threads(threads)
+        runs.append(run(op, *inputs, **example.attrs))
     assert np.array_equal(runs[0], runs[1]), label

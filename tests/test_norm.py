@@ -105,7 +105,7 @@ def test_threads_never_change_the_statistics(backend):
         assert np.array_equal(state["velocity"][name], split_state["velocity"][name]), name
 
 
-def test_numba_kernels_are_bitwise_on_1_and_2_threads():
+def test_numba_kernels_are_bitwise_on_1_and_2_threads(restored_threads):
     pytest.importorskip("numba")
     from cnngraph.runtime import numba_backend
     kernels = numba_backend.KERNELS
@@ -118,7 +118,6 @@ def test_numba_kernels_are_bitwise_on_1_and_2_threads():
         numba_backend.set_threads(threads)
         runs.append((kernels["norm_batch"].run(x, *stats, eps=1e-5),
                      kernels["norm_batch_grad"].run(x, delta, eps=1e-5)))
-    numba_backend.set_threads(2)
     for a, b in zip(*runs):
         assert np.array_equal(a, b)
 

@@ -77,7 +77,7 @@ def test_saturation_nan_and_infinities(activations):
 
 
 @pytest.mark.parametrize("act", ["SIGMOID", "TANH"])
-def test_in_place_and_any_thread_count_give_the_same_bits(activations, act):
+def test_in_place_and_any_thread_count_give_the_same_bits(activations, act, restored_threads):
     import numba
     u = (np.random.default_rng(1).standard_normal(3 * activations.BLOCK + 17) * 5
          ).astype(np.float32)

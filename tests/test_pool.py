@@ -100,7 +100,7 @@ def test_nan_reaches_every_window_that_reads_it(backend):
 
 @needs_numba
 @pytest.mark.parametrize("op", ["pool_max", "pool_mean", "pool_max_grad", "pool_mean_grad"])
-def test_numba_kernels_give_the_same_bits_on_any_thread_count(op):
+def test_numba_kernels_give_the_same_bits_on_any_thread_count(op, restored_threads):
     from cnngraph.runtime.numba_backend import set_threads
     rng = np.random.default_rng(2)
     attrs = dict(size=(3, 3), stride=(2, 2), padding=(1, 1))
@@ -114,7 +114,6 @@ def test_numba_kernels_give_the_same_bits_on_any_thread_count(op):
     for threads in (1, 2):
         set_threads(threads)
         runs.append(kernel("numba", op)(*inputs, **attrs))
-    set_threads(1)
     assert np.array_equal(runs[0], runs[1])
 
 
@@ -216,7 +215,7 @@ def test_onnx_uses_the_global_forms_for_one_window_over_the_map():
 
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_two_by_two_kernels_are_the_general_ones_bit_for_bit(dtype):
+def test_numba_two_by_two_kernels_are_the_general_ones_bit_for_bit(dtype, restored_threads):
     """2x2 windows at stride 2 of 2-D maps run kernels of their own (numba_pool's
     `_max_2x2`, `_max_grad_2x2`): the same winners, ties and NaNs as the general
     kernels, odd sizes' last row and column left at zero, on 1 and 2 threads."""
@@ -241,4 +240,3 @@ def test_numba_two_by_two_kernels_are_the_general_ones_bit_for_bit(dtype):
                 assert np.array_equal(got[0], general[0][:, :, 0], equal_nan=True), (shape, kind)
                 assert np.array_equal(got[1], general[1][:, :, 0]), (shape, kind)
                 assert got[0].dtype == got[1].dtype == dtype
-    set_threads(1)

@@ -17,9 +17,7 @@ GEOMETRY = {"stride": (1, 1), "padding": ((2, 0), (1, 3)), "dilation": (2, 1)}
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("maps", MAPS)
-def test_tiles_equal_the_reference_and_any_thread_count(maps, dtype):
-    import numba
-
+def test_tiles_equal_the_reference_and_any_thread_count(maps, dtype, restored_threads):
     from cnngraph.runtime import numba_backend as nb
     rng = np.random.default_rng(maps)
     x, kernel = rng.normal(size=(70, 3, 9, 11)), rng.normal(size=(maps, 3, 3, 4))
@@ -30,17 +28,14 @@ def test_tiles_equal_the_reference_and_any_thread_count(maps, dtype):
               cs.conv_strided_grad_kernel_reference(x, delta, size=(3, 4), **GEOMETRY))
     f = lambda a: a.astype(dtype)  # noqa: E731
     tol = 1e-12 if dtype == np.float64 else 1e-4
-    results, before = [], numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            nb.set_threads(threads)
-            results.append((nb.conv_strided(f(x), f(kernel), **GEOMETRY),
-                            nb.conv_strided_full(f(delta), f(kernel), map_size=(9, 11),
-                                                 **GEOMETRY),
-                            nb.conv_strided_grad_kernel(f(x), f(delta), size=(3, 4),
-                                                        **GEOMETRY)))
-    finally:
-        numba.set_num_threads(before)
+    results = []
+    for threads in (1, 2):
+        nb.set_threads(threads)
+        results.append((nb.conv_strided(f(x), f(kernel), **GEOMETRY),
+                        nb.conv_strided_full(f(delta), f(kernel), map_size=(9, 11),
+                                             **GEOMETRY),
+                        nb.conv_strided_grad_kernel(f(x), f(delta), size=(3, 4),
+                                                    **GEOMETRY)))
     for one, two, want in zip(*results, wanted):
         assert one.dtype == dtype and one.shape == want.shape
         assert one.tobytes() == two.tobytes()
@@ -58,7 +53,7 @@ LAYERS = ((6, 16, (14, 14), (5, 5), (1, 1), ((0, 0), (0, 0)), (1, 1)),
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", LAYERS)
-def test_listed_positions_give_the_map_tiles_bits(layer, dtype):
+def test_listed_positions_give_the_map_tiles_bits(layer, dtype, restored_threads):
     """numba_listed's forward correlation against numba_tiled's map tiles: the same
     bits, with and without the fused bias and float32 tanh, on 1 and 2 threads (a
     batch of 37: two chunks); and both within rounding of the reference."""
@@ -77,20 +72,17 @@ def test_listed_positions_give_the_map_tiles_bits(layer, dtype):
     tanh = (TANH, 2 / 3, 1.7159) if dtype == np.float32 else (0, 0.0, 0.0)
     want = cs.conv_strided_reference(x, kernel, **geometry)
     out_shape = want.shape
-    results, before = {}, numba.get_num_threads()
-    try:
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
-            for layout in (MAP_TILES, LISTED):
-                for fused in ((np.zeros(0, dtype), 0, 0.0, 0.0), (bias, *tanh)):
-                    b, act, gain, scale = fused
-                    y = numba_tiled.conv_strided(
-                        as_3d(x.astype(dtype)), as_3d(kernel.astype(dtype)),
-                        *_geometry3(stride, padding, dilation), threads, b, act,
-                        dtype(gain), dtype(scale), 0, layout)
-                    results[threads, layout, act != 0 or b.size > 0] = y.reshape(out_shape)
-    finally:
-        numba.set_num_threads(before)
+    results = {}
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for layout in (MAP_TILES, LISTED):
+            for fused in ((np.zeros(0, dtype), 0, 0.0, 0.0), (bias, *tanh)):
+                b, act, gain, scale = fused
+                y = numba_tiled.conv_strided(
+                    as_3d(x.astype(dtype)), as_3d(kernel.astype(dtype)),
+                    *_geometry3(stride, padding, dilation), threads, b, act,
+                    dtype(gain), dtype(scale), 0, layout)
+                results[threads, layout, act != 0 or b.size > 0] = y.reshape(out_shape)
     tol = 1e-12 if dtype == np.float64 else 1e-4
     for (threads, layout, fused), y in results.items():
         assert y.tobytes() == results[1, MAP_TILES, fused].tobytes(), (threads, layout, fused)
@@ -144,7 +136,7 @@ def _full_id(layer):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layer", FULL_LAYERS, ids=_full_id)
-def test_input_gradient_along_the_batch_gives_the_map_tiles_bits(layer, dtype):
+def test_input_gradient_along_the_batch_gives_the_map_tiles_bits(layer, dtype, restored_threads):
     """numba_full's input gradient (the images along the vectors, taps outside δ skipped)
     against numba_tiled's (δ zero padded): the same bits, the seed's tap order as well
     where the geometry is the seed's, at batches of one, two and three chunks (the
@@ -164,28 +156,25 @@ def test_input_gradient_along_the_batch_gives_the_map_tiles_bits(layer, dtype):
     s, before, _, d = _geometry3(stride, padding, dilation)
     orders = (False, True) if set(stride) | set(dilation) == {1} and not any(map(any, padding)) \
         else (False,)
-    before_threads = numba.get_num_threads()
-    try:
-        for batch in (16, 37, 70):
-            delta = rng.normal(size=(batch, c_out) + out)
-            want = cs.conv_strided_full_reference(delta, kernel, map_size=size, **geometry)
-            d3, k3 = as_3d(delta.astype(dtype)), as_3d(kernel.astype(dtype))
-            for rows_down in orders:
-                tiled = numba_tiled.full(d3, k3, _size3(size), s, before, d, 1, rows_down)
-                for threads in (1, 2):
-                    numba.set_num_threads(threads)
-                    got = numba_full.full(d3, k3, _size3(size), s, before, d, threads,
-                                          rows_down)
-                    assert got.tobytes() == tiled.tobytes(), (batch, rows_down, threads)
-                tol = 1e-12 if dtype == np.float64 else 1e-4
-                assert np.abs(got.reshape(want.shape) - want).max() <= tol * np.abs(want).max()
-    finally:
-        numba.set_num_threads(before_threads)
+    for batch in (16, 37, 70):
+        delta = rng.normal(size=(batch, c_out) + out)
+        want = cs.conv_strided_full_reference(delta, kernel, map_size=size, **geometry)
+        d3, k3 = as_3d(delta.astype(dtype)), as_3d(kernel.astype(dtype))
+        for rows_down in orders:
+            tiled = numba_tiled.full(d3, k3, _size3(size), s, before, d, 1, rows_down)
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                got = numba_full.full(d3, k3, _size3(size), s, before, d, threads,
+                                      rows_down)
+                assert got.tobytes() == tiled.tobytes(), (batch, rows_down, threads)
+            tol = 1e-12 if dtype == np.float64 else 1e-4
+            assert np.abs(got.reshape(want.shape) - want).max() <= tol * np.abs(want).max()
 
 
 @pytest.mark.parametrize("batch, threads, along", [(8, 1, False), (16, 1, True), (24, 2, False),
                                                    (32, 2, True), (256, 2, True)])
-def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, threads, along):
+def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(
+        batch, threads, along, monkeypatch, restored_threads):
     """The backend's conv_full and conv_strided_full run along the batch where each
     thread's chunk fills half a float32 batch tile (16 images) and numba_tiled would
     compute MARGIN times the products that count (dlt.cnn's C3: 3.3 times); never for
@@ -195,24 +184,19 @@ def test_input_gradient_takes_the_batch_tiles_from_half_a_tile_a_chunk(batch, th
 
     from cnngraph.runtime import numba_backend as nb
     from cnngraph.runtime import numba_full
-    before = numba.get_num_threads()
     calls = []
     real = numba_full.full
-    try:
-        numba.set_num_threads(threads)
-        numba_full.full = lambda *a: calls.append(a[0].shape) or real(*a)
-        dlt_c3 = np.ones((batch, 12, 8, 8), np.float32), np.ones((12, 6, 5, 5), np.float32)
-        nb.KERNELS["conv_full"].run(*dlt_c3)
-        nb.KERNELS["conv_strided_full"].run(*dlt_c3, map_size=(12, 12), stride=(1, 1),
-                                            padding=((0, 0), (0, 0)), dilation=(1, 1))
-        nb.KERNELS["conv_full"].run(np.ones((batch, 120, 1, 1), np.float32),
-                                    np.ones((120, 16, 5, 5), np.float32))
-        nb.KERNELS["conv_strided_full"].run(
-            np.ones((batch, 16, 28, 28), np.float32), np.ones((16, 16, 3, 3), np.float32),
-            map_size=(28, 28), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
-    finally:
-        numba_full.full = real
-        numba.set_num_threads(before)
+    numba.set_num_threads(threads)
+    monkeypatch.setattr(numba_full, "full", lambda *a: calls.append(a[0].shape) or real(*a))
+    dlt_c3 = np.ones((batch, 12, 8, 8), np.float32), np.ones((12, 6, 5, 5), np.float32)
+    nb.KERNELS["conv_full"].run(*dlt_c3)
+    nb.KERNELS["conv_strided_full"].run(*dlt_c3, map_size=(12, 12), stride=(1, 1),
+                                        padding=((0, 0), (0, 0)), dilation=(1, 1))
+    nb.KERNELS["conv_full"].run(np.ones((batch, 120, 1, 1), np.float32),
+                                np.ones((120, 16, 5, 5), np.float32))
+    nb.KERNELS["conv_strided_full"].run(
+        np.ones((batch, 16, 28, 28), np.float32), np.ones((16, 16, 3, 3), np.float32),
+        map_size=(28, 28), stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1))
     assert len(calls) == 2 * along
 
 
