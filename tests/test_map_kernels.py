@@ -1,6 +1,6 @@
-"""numba_maps' product and bias gradient, which split the batch by images as the
-kernels that write their inputs do: the product is NumPy's, bit for bit, in place
-or not; the bias gradient's bits do not depend on the thread count."""
+"""numba_maps' product, which splits the batch by images as the kernels that write its
+inputs do, is NumPy's bit for bit, in place or not; the bias gradient's bits do not
+depend on the thread count."""
 import numpy as np
 import pytest
 from conftest import needs_numba

@@ -9,8 +9,9 @@ block's values in row-major order, so they agree bit for bit, and with the seed'
 general 2-D kernels that the 2x2 ones replaced (2-3x faster, and they scale to two
 threads at batch 50, where those did not: measured with numba 0.68 on 2 cores).
 
-Each walks the batch in parallel (prange over images), one output element per loop
-iteration or one image's sum, so the bits never depend on the thread count.
+Each walks the batch in parallel (prange over images, or over maps for the
+bias gradient, a sum over the batch), one output element per loop iteration,
+so the bits never depend on the thread count.
 Transcendental functions (exp, tanh) stay with NumPy, whose SIMD loops are 2-15x
 faster than numba's scalar libm calls without Intel's SVML
 (runtime/numba_activations.py writes the float32 sigmoid and tanh out), and so does
@@ -182,22 +183,18 @@ def rectifier_slope(y, negative):
 
 @njit(parallel=True, **_jit)
 def sum_bias(d):
-    """Σ over the batch and pixels of each map, for d (N, C, pixels): each image's maps
-    summed on the thread that holds the image (every kernel here splits the batch into
-    the same halves, so d stays in that core's cache), then the images' sums added in
-    image order."""
+    """Σ over the batch and pixels of each map, for d (N, C, pixels): per map, in
+    image order.  (Summed image by image on the thread that holds the image, then the
+    images' sums in order, two threads ran it 2-3 % faster a step, with other bits:
+    those of every pinned resume, tests/test_checkpoint_format.py, changed.)"""
     n, c, p = d.shape
-    per_image = np.empty((n, c), d.dtype)
-    for m in prange(n):
-        for i in range(c):
-            s = d.dtype.type(0)
+    out = np.zeros(c, d.dtype)
+    for i in prange(c):
+        s = d.dtype.type(0)
+        for m in range(n):
             for q in range(p):
                 s += d[m, i, q]
-            per_image[m, i] = s
-    out = np.zeros(c, d.dtype)
-    for m in range(n):
-        for i in range(c):
-            out[i] += per_image[m, i]
+        out[i] = s
     return out
 
 
