@@ -22,6 +22,7 @@ backend; they load on first use (runtime/numba_compiled.py).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -99,7 +100,8 @@ def conv_valid(x, kernel, *, mask=None, bias=None, then=None, then_attrs=None):
     if not (_direct(len(x), x.shape[3] - kernel.shape[3] + 1)
             and _fills_a_tile(x.shape[2] - kernel.shape[2] + 1, x.shape[3])
             or _listed(x, kernel)):
-        return _epilogue(numerics.correlate_valid(x, kernel), bias, then, then_attrs)
+        return _epilogue(numerics.correlate_valid(x, kernel, _halves(np.matmul)), bias, then,
+                         then_attrs)
     fused = _fused_arguments(x, bias, then, then_attrs)
     x = np.ascontiguousarray(x)
     y = None if mask is None else compiled("numba_joined").where_cheaper(
@@ -151,17 +153,22 @@ def conv_full(delta, kernel, *, mask=None):
     if not (_direct(len(delta), delta.shape[3])
             and _fills_a_tile(delta.shape[2] + kernel.shape[2] - 1,
                               delta.shape[3] + 2 * kernel.shape[3] - 2)):
-        return numerics.convolve_full(delta, kernel)
+        return numerics.convolve_full(delta, kernel, _halves(np.matmul))
     return _tiled().conv_full(delta, kernel, _chunks_for(len(delta), delta.shape[3]))
 
 
 def conv_grad_kernel(x, delta, *, size, mask=None):
     if not _direct(len(delta), delta.shape[3]):
-        return masked(numerics.correlate_kernel(x, delta, *size), mask)
+        return masked(numerics.correlate_kernel(x, delta, *size, _halves(np.dot)), mask)
     x, delta = np.ascontiguousarray(x), np.ascontiguousarray(delta)
     g = None if mask is None else compiled("numba_joined_kernel").where_cheaper(
         x, delta, size, mask)
     return g if g is not None else masked(_conv().conv_grad_kernel(x, delta, *size), mask)
+
+
+def _halves(fallback):
+    """numba_blocks' product in two row halves, ``fallback``'s where it does not cut."""
+    return functools.partial(compiled("numba_blocks").dot, fallback=fallback)
 
 
 def _threads() -> int:
@@ -345,6 +352,7 @@ KERNELS = {
     "upsample_kron": Kernel(upsample_kron, reads_scaled=upsample_kron, upsamples=True),
     "add_bias": Kernel(add_bias, fresh=True, per_map_bias=True),
     "sum_bias": Kernel(sum_bias),
+    "matmul": Kernel(lambda a, b, **flags: compiled("numba_blocks").matmul(a, b, **flags)),
     "mul": Kernel(multiply, in_place=multiply_in_place, product=True),
     "poly": Kernel(poly, fresh=True, times=poly_times, times_upsampled=poly_times_upsampled),
     "scale_maps": Kernel(scale_maps, fresh=True, epilogue=scale_maps_epilogue,

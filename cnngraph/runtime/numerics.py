@@ -75,23 +75,28 @@ def columns_by_rows(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     return cols.reshape(c * kh * kw, n * ho * wo)
 
 
-def correlate_valid(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """y[n, o] = sum_i x[n, i] ⋆ kernel[o, i], 'valid' borders: one matrix product."""
+def correlate_valid(x: np.ndarray, kernel: np.ndarray, dot=np.matmul) -> np.ndarray:
+    """y[n, o] = sum_i x[n, i] ⋆ kernel[o, i], 'valid' borders: one matrix product,
+    ``dot``'s where the kernel covers the map (here and below: the numba backend's
+    product in halves, runtime/numba_blocks.py)."""
     _, _, h, w = x.shape
     _, _, kh, kw = kernel.shape
-    return correlate_columns(columns(x, kh, kw), kernel, (h - kh + 1, w - kw + 1))
+    size = (h - kh + 1, w - kw + 1)
+    return correlate_columns(columns(x, kh, kw), kernel, size,
+                             dot if size == (1, 1) else np.matmul)
 
 
-def correlate_columns(cols: np.ndarray, kernel: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def correlate_columns(cols: np.ndarray, kernel: np.ndarray, size: tuple[int, int],
+                      dot=np.matmul) -> np.ndarray:
     """`correlate_valid` from x's `columns`, for output maps of ``size`` (Ho, Wo)."""
     c_out = kernel.shape[0]
-    y = kernel.reshape(c_out, -1) @ cols  # (C_out, N*Ho*Wo)
+    y = dot(kernel.reshape(c_out, -1), cols)  # (C_out, N*Ho*Wo)
     # back to batch-first in one copy: every later elementwise op and reshape
     # would otherwise walk (or copy) the transposed layout again
     return np.ascontiguousarray(y.reshape(c_out, -1, *size).transpose(1, 0, 2, 3))
 
 
-def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+def convolve_full(delta: np.ndarray, kernel: np.ndarray, dot=np.matmul) -> np.ndarray:
     """dx[n, i] = sum_o delta[n, o] * kernel[o, i], true convolution, 'full' borders.
 
     Computed as col2im: one matrix product gives every pixel's contribution to
@@ -102,7 +107,7 @@ def convolve_full(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     _, c_in, kh, kw = kernel.shape
     if ho == wo == 1:  # the kernel covers the map: each tap is one pixel, nothing to sum;
         # batch-first as it is (LeNet-5's C5 at batch 256: 342 -> 239 us, the same bits here)
-        return (delta.reshape(n, c_out) @ kernel.reshape(c_out, -1)).reshape(n, c_in, kh, kw)
+        return dot(delta.reshape(n, c_out), kernel.reshape(c_out, -1)).reshape(n, c_in, kh, kw)
     if c_in * kh * kw * n * ho * wo <= SMALL_PATCHES:
         return convolve_full_scattered(delta, kernel)
     return convolve_full_shifted(delta, kernel)
@@ -133,12 +138,13 @@ def convolve_full_shifted(delta: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(3, 0, 1, 2))
 
 
-def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int) -> np.ndarray:
+def correlate_kernel(x: np.ndarray, delta: np.ndarray, kh: int, kw: int,
+                     dot=np.dot) -> np.ndarray:
     """grad_kernel[o, i] = sum_n x[n, i] ⋆ delta[n, o] ('valid'), summed over the batch."""
     n, c_out = delta.shape[:2]
     if delta.shape[2:] == (1, 1):  # the kernel covers the map: no columns to build
         # (LeNet-5's C5 at batch 256: 321 -> 245 us, the same bits here)
-        return np.dot(delta.reshape(n, c_out).T, x.reshape(n, -1)).reshape(c_out, -1, kh, kw)
+        return dot(delta.reshape(n, c_out).T, x.reshape(n, -1)).reshape(c_out, -1, kh, kw)
     return correlate_kernel_columns(columns(x, kh, kw), delta, kh, kw)
 
 
