@@ -7,13 +7,14 @@ The rows of op(A) in C = op(A) op(B) are cut in two halves whatever the thread c
 (`HALVES`), and each half is one call of NumPy's own OpenBLAS (its CBLAS ?gemm, found
 in the wheel's numpy.libs), from a numba parallel loop that holds no GIL: on two
 threads the halves run side by side, on one after each other, so the bits never
-depend on the threads.  OpenBLAS sums each value of C over the inner dimension alike
-whatever the rows around it, above its small-matrix kernels (a product of up to
-100³ multiply-adds takes those), so each half is np.dot's bits for its rows
-(tests/test_blocks.py checks the shipped models' products).  Where NumPy's OpenBLAS
-is not found (another BLAS) or a half would be small, np.dot (or @) as before.  The
-ctypes functions are constants in the compiled loops, so numba cannot cache them:
-they compile on a process's first product (about 0.3 s).
+depend on the threads.  Here (OpenBLAS 0.3.31, its SkylakeX kernels) each half is
+also np.dot's bits for its rows: OpenBLAS sums each value of C over the inner
+dimension alike whatever the rows around it, for products clear of its kernels for
+small ones (tests/test_blocks.py checks the products of LeNet-5 and others on 1 and
+2 threads); elsewhere the halves keep their own bits on any thread count.  Where
+NumPy's OpenBLAS is not found (another BLAS) or a half would be small, np.dot (or @)
+as before.  The ctypes functions are constants in the compiled loops, so numba
+cannot cache them: they compile on a process's first product (about 0.3 s).
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-#: multiply-adds from which a product is cut in halves: each above OpenBLAS's small
-#: matrix kernels (100³), whose sums depend on the shape
+#: multiply-adds from which a product is cut in halves: each half 10⁶ or more, clear of
+#: OpenBLAS's kernels for small products, whose sums may follow the shape
 MIN_WORK = 2 * 100 ** 3
 #: rows a product needs before it is cut (two halves of 8)
 MIN_ROWS = 16
