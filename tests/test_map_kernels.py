@@ -38,9 +38,13 @@ def test_product_is_numpys_bit_for_bit_in_place_or_not(shape, dtype, restored_th
     assert calls == ["multiply", "multiply_into"]
 
 
-def test_product_of_other_arrays_is_numpys():
-    """Broadcast, strided or mixed-dtype operands, and small ones, take NumPy's loop."""
+def test_product_of_other_arrays_is_numpys(restored_threads):
+    """Broadcast, strided or mixed-dtype operands, and small ones, take NumPy's loop on
+    two threads too."""
+    import numba
+
     from cnngraph.runtime.numba_backend import KERNELS
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     mul = KERNELS["mul"]
     rng = np.random.default_rng(0)
     a = rng.normal(size=(40, 6, 12, 12))
