@@ -11,13 +11,12 @@ threads at batch 50, where those did not: measured with numba 0.68 on 2 cores).
 
 Each walks the batch in parallel (prange over images, or over maps for the
 bias gradient, a sum over the batch), one output element per loop iteration,
-so the bits never depend on the thread count.
-Transcendental functions (exp, tanh) stay with NumPy, whose SIMD loops are 2-15x
-faster than numba's scalar libm calls without Intel's SVML
-(runtime/numba_activations.py writes the float32 sigmoid and tanh out), and so does
-the product with delta on one thread, where NumPy's loop ran 1.5-2x faster
-(numba_values.multiply); a polynomial slope is multiplied as it is written
-(`cubic_times`).
+so the bits never depend on the thread count.  Transcendental functions
+(exp, tanh) stay with NumPy, whose SIMD loops are 2-15x faster than numba's
+scalar libm calls without Intel's SVML (runtime/numba_activations.py writes the
+float32 sigmoid and tanh out), and so does the product with delta on one thread,
+where NumPy's loop ran 1.5-2x faster (numba_values.multiply); a polynomial slope
+is multiplied as it is written (`cubic_times`).
 """
 from __future__ import annotations
 
